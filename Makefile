@@ -1,0 +1,46 @@
+# creative-loop: `make run` and `make test` set everything up on a fresh machine.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# The CPU build of torch: a plain `torch` requirement pulls a multi-GB CUDA build.
+TORCH_CPU := torch==2.13.0
+
+.PHONY: run test venv install dev lint unit pg bench clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+venv: $(BIN)/python
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e .
+	touch $@
+
+$(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q $(TORCH_CPU)
+	$(BIN)/pip install -q -e '.[dev,postgres,meta,diffusion,gemini,web,celery,bench]'
+	touch $@ $(VENV)/.installed
+
+install: $(VENV)/.installed
+
+dev: $(VENV)/.dev-installed
+
+## run: the main job on the embedded defaults (simulated platform, procedural generator, SQLite)
+run: install
+	$(BIN)/creative-loop simulate --out out --json out/result.json
+
+## test: lint, then every test on SQLite and on PostgreSQL
+test: dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	CREATIVE_LOOP_TEST_PG=$${CREATIVE_LOOP_TEST_PG-postgresql+psycopg://postgres@127.0.0.1:5432/test} \
+		$(BIN)/python -m pytest -q
+
+bench: dev
+	$(BIN)/python bench/simulate.py
+	$(BIN)/python bench/tick.py
+	$(BIN)/python bench/generation.py
+
+clean:
+	rm -rf out data .pytest_cache

@@ -1,0 +1,1 @@
+"""Ad platforms behind the :class:`~connectors.ads.base.AdPlatform` seam."""

@@ -1,0 +1,154 @@
+"""The ad-platform seam: what the loop reads from and does to an ad platform.
+
+Every mutation carries a deterministic idempotency ``key`` that the platform
+object's name contains.  After a crash between sending a mutation and
+recording its result, :meth:`AdPlatform.find` looks the key up on the platform
+so that the retry adopts the object instead of creating a second one.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+
+@dataclass(frozen=True)
+class LiveAd:
+    """An ad of a campaign's main (scaling) ad set as the platform reports it."""
+
+    ad_id: str
+    name: str
+    status: str  # ACTIVE | PAUSED
+    headline: str = ""
+
+
+@dataclass(frozen=True)
+class InsightRow:
+    """One ad's delivery on one day. Money in integer minor units."""
+
+    ad_id: str
+    day: date
+    impressions: int
+    clicks: int
+    spend_minor: int
+    conversions: int = 0
+    reach: int = 0
+    frequency: float = 0.0
+
+
+@dataclass(frozen=True)
+class SourceCreative:
+    """What is live for an ad: its image and copy, so variants start from it."""
+
+    ad_id: str
+    image: bytes
+    headline: str = ""
+    message: str = ""
+    link: str = ""
+    call_to_action: str = "LEARN_MORE"
+
+
+@dataclass(frozen=True)
+class Mutation:
+    key: str
+    campaign: str
+
+    @property
+    def kind(self) -> str:
+        return type(self).__name__
+
+    def payload(self) -> dict[str, Any]:
+        """What is recorded as the intent (images by hash, not bytes)."""
+        out: dict[str, Any] = {}
+        for name, value in self.__dict__.items():
+            if isinstance(value, bytes):
+                import hashlib
+
+                out[name] = {"sha256": hashlib.sha256(value).hexdigest(), "bytes": len(value)}
+            elif isinstance(value, date):
+                out[name] = value.isoformat()
+            elif isinstance(value, tuple):
+                out[name] = [list(v) if isinstance(v, tuple) else v for v in value]
+            else:
+                out[name] = value
+        return out
+
+
+@dataclass(frozen=True)
+class LaunchTestArm(Mutation):
+    """Create one test arm, PAUSED: image, creative (parent's copy), ad set, ad.
+
+    Result: ``{"adset_id": ..., "ad_id": ...}``.
+    """
+
+    parent_ad_id: str = ""
+    image: bytes = b""
+    headline: str = ""
+    lineage: dict[str, Any] = field(default_factory=dict)  # variant id, tier, seed...
+
+
+@dataclass(frozen=True)
+class SetBudgets(Mutation):
+    """Set each test ad set's daily budget until ``end_day`` (inclusive).
+
+    A budget of 0 pauses the ad set; a positive one activates it.
+    """
+
+    budgets: tuple[tuple[str, int], ...] = ()
+    end_day: date | None = None
+
+
+@dataclass(frozen=True)
+class PauseAds(Mutation):
+    """Pause ads (and, for test arms, their ad sets). Result: ``{}``."""
+
+    ad_ids: tuple[str, ...] = ()
+    adset_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ScaleWinner(Mutation):
+    """Put the winner's pro render live in the parent's ad set and pause the parent.
+
+    Result: ``{"ad_id": ...}``.
+    """
+
+    parent_ad_id: str = ""
+    image: bytes = b""
+    headline: str = ""
+    lineage: dict[str, Any] = field(default_factory=dict)
+
+
+class AdPlatform(ABC):
+    """One ad account's platform. Implementations: ``SimulatedAdPlatform``, ``MetaAdPlatform``."""
+
+    name: str = "platform"
+
+    @abstractmethod
+    def list_ads(self, campaign: str) -> list[LiveAd]:
+        """The ads of the campaign's main ad set, active or paused (not test arms)."""
+
+    @abstractmethod
+    def insights(self, campaign: str, since: date, until: date) -> list[InsightRow]:
+        """Daily rows for every ad of the campaign (main and test), ``since..until`` inclusive.
+
+        A day may be reported again later with updated numbers (late attribution).
+        """
+
+    @abstractmethod
+    def source_creative(self, campaign: str, ad_id: str) -> SourceCreative:
+        """The image and copy of a live ad."""
+
+    @abstractmethod
+    def find(self, mutation: Mutation) -> dict[str, Any] | None:
+        """The result of ``mutation`` if objects named with its key already exist, else None.
+
+        Must be safe to call at any time; used to adopt the effect of a mutation
+        whose result was lost in a crash.
+        """
+
+    @abstractmethod
+    def apply(self, mutation: Mutation) -> dict[str, Any]:
+        """Send the mutation and return its result. Idempotent for the same key."""

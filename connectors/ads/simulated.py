@@ -1,0 +1,364 @@
+"""A simulated ad platform driven by a scenario file (DESIGN.md's format).
+
+It behaves like an ad account seen through an API: a campaign's main ad set
+delivers its daily impressions among its active ads; each test arm is its own
+ad set whose spend follows its daily budget with delivery noise and up to 25 %
+overspend on a day; daily clicks are binomial draws from each ad's *true* CTR,
+which the loop never sees.  The simulator also keeps the truth (``oracle_*``
+methods) so that results can be scored.
+
+The platform's state (ads, ad sets, its random stream, the virtual day) can be
+saved to and loaded from a JSON file, like an external system that outlives
+the daemon.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from connectors.ads.base import (
+    AdPlatform,
+    InsightRow,
+    LaunchTestArm,
+    LiveAd,
+    Mutation,
+    PauseAds,
+    ScaleWinner,
+    SetBudgets,
+    SourceCreative,
+)
+from connectors.ads.scenario import Scenario
+from connectors.images.procedural import source_image, stable_seed
+from policies.errors import NotFound, PlatformError, TransientError
+
+MAX_OVERSPEND = 1.25
+
+
+@dataclass
+class SimAd:
+    ad_id: str
+    name: str
+    campaign: str
+    adset_id: str  # "main:<campaign>" or a test ad set id
+    status: str
+    base_ctr: float
+    headline: str = ""
+    fatigue_start: int | None = None  # simulated day index at which decay starts
+    decay: float = 0.0
+    image_sha: str | None = None
+    lineage: dict[str, Any] = field(default_factory=dict)
+    created_day: int = 0
+
+
+@dataclass
+class SimAdSet:
+    adset_id: str
+    name: str
+    campaign: str
+    daily_budget_minor: int = 0
+    end_day: int = -1
+    status: str = "PAUSED"
+
+
+class SimulatedAdPlatform(AdPlatform):
+    """``AdPlatform`` over a scenario, with a virtual clock (``day``) and a seeded RNG."""
+
+    name = "simulated"
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        start: date = date(2026, 1, 5),
+        state_path: str | Path | None = None,
+        fault_rate: float = 0.0,
+    ) -> None:
+        if not 0.0 <= fault_rate < 1.0:
+            raise ValueError(f"fault_rate: expected in [0, 1), got {fault_rate}")
+        self.scenario = scenario
+        self.start = start
+        self.state_path = Path(state_path) if state_path else None
+        self.fault_rate = fault_rate
+        self.day = 0
+        self.rng = np.random.default_rng(scenario.seed)
+        self._fault_rng = np.random.default_rng([scenario.seed, 99])
+        self.ads: dict[str, SimAd] = {}
+        self.adsets: dict[str, SimAdSet] = {}
+        self.images: dict[str, bytes] = {}
+        self.rows: dict[tuple[str, int], InsightRow] = {}
+        self._by_day: dict[tuple[str, int], dict[str, InsightRow]] = {}
+        self.calls = 0
+        self._seq = 0
+        for camp in scenario.campaigns:
+            main = f"main:{camp.id}"
+            self.adsets[main] = SimAdSet(main, f"{camp.id} main", camp.id, 0, 10**9, "ACTIVE")
+            for cre in camp.creatives:
+                self.ads[cre.id] = SimAd(
+                    ad_id=cre.id,
+                    name=cre.id,
+                    campaign=camp.id,
+                    adset_id=main,
+                    status="ACTIVE",
+                    base_ctr=cre.ctr,
+                    headline=cre.headline or cre.id.replace("-", " ").title(),
+                    fatigue_start=cre.fatigue_onset_day,
+                    decay=cre.fatigue_decay_per_day,
+                )
+        if self.state_path and self.state_path.exists():
+            self._load()
+
+    # -- clock ---------------------------------------------------------------
+    def today(self) -> date:
+        return self.start + timedelta(days=self.day)
+
+    def day_index(self, day: date) -> int:
+        return (day - self.start).days
+
+    # -- truth (never shown to the loop) --------------------------------------
+    def oracle_ctr(self, ad_id: str, day: int) -> float:
+        ad = self.ads[ad_id]
+        ctr = ad.base_ctr
+        if ad.fatigue_start is not None and day > ad.fatigue_start:
+            ctr *= (1.0 - ad.decay) ** (day - ad.fatigue_start)
+        return ctr
+
+    def oracle_onset(self, ad_id: str) -> int | None:
+        return self.ads[ad_id].fatigue_start
+
+    def _variant_ctr(self, campaign: str, parent_ad_id: str, lineage: dict[str, Any]) -> float:
+        """A variant's true CTR: parent base CTR x exp(N(lift_mu, lift_sigma)), (x 1+pro_lift)."""
+        parent = self.ads.get(parent_ad_id)
+        if parent is None:
+            raise PlatformError(f"unknown parent ad {parent_ad_id!r}", code=100, campaign=campaign)
+        variant = str(lineage.get("variant", ""))
+        # The draw depends only on the variant's identity, so the draft and the
+        # pro render of one variant share it, and a retry cannot re-roll it.
+        rng = np.random.default_rng([self.scenario.seed, stable_seed(campaign, variant)])
+        v = self.scenario.variants
+        ctr = parent.base_ctr * math.exp(rng.normal(v.lift_mu, v.lift_sigma))
+        if lineage.get("tier") == "pro":
+            ctr *= 1.0 + v.pro_lift
+        return min(ctr, 0.5)
+
+    # -- faults ---------------------------------------------------------------
+    def _maybe_fail(self, what: str) -> None:
+        self.calls += 1
+        if self.fault_rate and self._fault_rng.random() < self.fault_rate:
+            raise TransientError(f"simulated platform: injected fault during {what}")
+
+    # -- reads ----------------------------------------------------------------
+    def list_ads(self, campaign: str) -> list[LiveAd]:
+        self._maybe_fail("list_ads")
+        main = f"main:{campaign}"
+        return [
+            LiveAd(ad.ad_id, ad.name, ad.status, ad.headline)
+            for ad in self.ads.values()
+            if ad.campaign == campaign and ad.adset_id == main
+        ]
+
+    def insights(self, campaign: str, since: date, until: date) -> list[InsightRow]:
+        self._maybe_fail("insights")
+        lo, hi = max(0, self.day_index(since)), min(self.day - 1, self.day_index(until))
+        out: list[InsightRow] = []
+        for d in range(lo, hi + 1):
+            out.extend(self._by_day.get((campaign, d), {}).values())
+        return out
+
+    def source_creative(self, campaign: str, ad_id: str) -> SourceCreative:
+        self._maybe_fail("source_creative")
+        ad = self.ads.get(ad_id)
+        if ad is None or ad.campaign != campaign:
+            raise NotFound(f"no ad {ad_id!r} in campaign {campaign!r}", campaign=campaign)
+        if ad.image_sha and ad.image_sha in self.images:
+            data = self.images[ad.image_sha]
+        else:
+            buf = io.BytesIO()
+            source_image(ad.ad_id, ad.headline).save(buf, format="PNG")
+            data = buf.getvalue()
+        return SourceCreative(ad_id, data, headline=ad.headline, message=ad.headline, link="https://example.com")
+
+    # -- mutations ------------------------------------------------------------
+    def _named(self, name: str) -> SimAd | None:
+        return next((a for a in self.ads.values() if a.name == name), None)
+
+    def find(self, mutation: Mutation) -> dict[str, Any] | None:
+        if isinstance(mutation, LaunchTestArm):
+            ad = self._named(mutation.key)
+            return {"adset_id": ad.adset_id, "ad_id": ad.ad_id} if ad else None
+        if isinstance(mutation, ScaleWinner):
+            ad = self._named(mutation.key)
+            return {"ad_id": ad.ad_id} if ad else None
+        return None  # budget and pause updates are idempotent by nature: resend them
+
+    def apply(self, mutation: Mutation) -> dict[str, Any]:
+        self._maybe_fail(mutation.kind)
+        found = self.find(mutation)
+        if found is not None:
+            return found
+        result: dict[str, Any]
+        if isinstance(mutation, LaunchTestArm):
+            result = self._launch(mutation)
+        elif isinstance(mutation, SetBudgets):
+            for adset_id, budget in mutation.budgets:
+                adset = self._adset(adset_id)
+                adset.daily_budget_minor = int(budget)
+                adset.end_day = self.day_index(mutation.end_day) if mutation.end_day else self.day
+                adset.status = "ACTIVE" if budget > 0 else "PAUSED"
+                for ad in self.ads.values():
+                    if ad.adset_id == adset_id:
+                        ad.status = adset.status
+            result = {}
+        elif isinstance(mutation, PauseAds):
+            for ad_id in mutation.ad_ids:
+                if ad_id in self.ads:
+                    self.ads[ad_id].status = "PAUSED"
+            for adset_id in mutation.adset_ids:
+                self._adset(adset_id).status = "PAUSED"
+            result = {}
+        elif isinstance(mutation, ScaleWinner):
+            result = self._scale(mutation)
+        else:
+            raise PlatformError(f"unsupported mutation {mutation.kind}", code=100)
+        self.save()
+        return result
+
+    def _adset(self, adset_id: str) -> SimAdSet:
+        adset = self.adsets.get(adset_id)
+        if adset is None:
+            raise PlatformError(f"unknown ad set {adset_id!r}", code=100)
+        return adset
+
+    def _next_id(self, prefix: str) -> str:
+        self._seq += 1
+        return f"{prefix}{self._seq}"
+
+    def _store_image(self, data: bytes) -> str:
+        import hashlib
+
+        sha = hashlib.sha256(data).hexdigest()
+        self.images[sha] = data
+        return sha
+
+    def _launch(self, m: LaunchTestArm) -> dict[str, Any]:
+        ctr = self._variant_ctr(m.campaign, m.parent_ad_id, m.lineage)
+        adset_id = self._next_id("adset")
+        self.adsets[adset_id] = SimAdSet(adset_id, m.key, m.campaign)
+        ad_id = self._next_id("ad")
+        self.ads[ad_id] = SimAd(
+            ad_id, m.key, m.campaign, adset_id, "PAUSED", ctr, m.headline,
+            image_sha=self._store_image(m.image), lineage=dict(m.lineage), created_day=self.day,
+        )  # fmt: skip
+        return {"adset_id": adset_id, "ad_id": ad_id}
+
+    def _scale(self, m: ScaleWinner) -> dict[str, Any]:
+        parent = self.ads.get(m.parent_ad_id)
+        if parent is None:
+            raise PlatformError(f"unknown parent ad {m.parent_ad_id!r}", code=100)
+        ctr = self._variant_ctr(m.campaign, m.parent_ad_id, m.lineage)
+        # A scaled creative wears out like its parent did, counted from its launch.
+        onset = None
+        root_onset = self._root_onset(parent)
+        if root_onset is not None:
+            onset = self.day + root_onset
+        ad_id = self._next_id("ad")
+        self.ads[ad_id] = SimAd(
+            ad_id, m.key, m.campaign, parent.adset_id, "ACTIVE", ctr, m.headline,
+            fatigue_start=onset, decay=parent.decay, image_sha=self._store_image(m.image),
+            lineage=dict(m.lineage, parent=m.parent_ad_id), created_day=self.day,
+        )  # fmt: skip
+        parent.status = "PAUSED"
+        return {"ad_id": ad_id}
+
+    def _root_onset(self, ad: SimAd) -> int | None:
+        if ad.fatigue_start is None:
+            return None
+        return ad.fatigue_start - ad.created_day
+
+    # -- the passage of a day ---------------------------------------------------
+    def run_day(self) -> None:
+        """Deliver the current day for every campaign, then advance the clock."""
+        d = self.day
+        for camp in self.scenario.campaigns:
+            cpm_minor = camp.cpm * 100.0
+            main = [a for a in self.ads.values() if a.adset_id == f"main:{camp.id}" and a.status == "ACTIVE"]
+            if main:
+                share = self.rng.dirichlet(np.full(len(main), 200.0))
+                imps = self.rng.multinomial(camp.daily_impressions, share)
+                for ad, n in zip(main, imps, strict=True):
+                    self._deliver(ad, d, int(n), round(int(n) * cpm_minor / 1000.0))
+            for adset in self.adsets.values():
+                if adset.campaign != camp.id or adset.adset_id.startswith("main:"):
+                    continue
+                if adset.status != "ACTIVE" or d > adset.end_day or adset.daily_budget_minor <= 0:
+                    continue
+                # Delivery noise, capped at the platform's daily overspend allowance.
+                factor = min(MAX_OVERSPEND, float(self.rng.lognormal(0.0, 0.12)))
+                spend = math.floor(adset.daily_budget_minor * factor)
+                imps_total = int(spend * 1000 / cpm_minor)
+                ads = [a for a in self.ads.values() if a.adset_id == adset.adset_id and a.status == "ACTIVE"]
+                for ad in ads:
+                    n = imps_total // len(ads)
+                    self._deliver(ad, d, n, spend // len(ads))
+        self.day += 1
+        self.save()
+
+    def _deliver(self, ad: SimAd, d: int, impressions: int, spend_minor: int) -> None:
+        clicks = int(self.rng.binomial(impressions, self.oracle_ctr(ad.ad_id, d))) if impressions else 0
+        row = InsightRow(ad.ad_id, self.start + timedelta(days=d), impressions, clicks, spend_minor)
+        self.rows[(ad.ad_id, d)] = row
+        self._by_day.setdefault((ad.campaign, d), {})[ad.ad_id] = row
+
+    # -- persistence ---------------------------------------------------------
+    def save(self) -> None:
+        if self.state_path is None:
+            return
+        self.state_path.parent.mkdir(parents=True, exist_ok=True)
+        image_dir = self.state_path.with_suffix(".images")
+        image_dir.mkdir(exist_ok=True)
+        for sha, data in self.images.items():
+            p = image_dir / f"{sha}.png"
+            if not p.exists():
+                p.write_bytes(data)
+        state = {
+            "day": self.day,
+            "seq": self._seq,
+            "rng": self.rng.bit_generator.state,
+            "fault_rng": self._fault_rng.bit_generator.state,
+            "ads": [asdict(a) for a in self.ads.values()],
+            "adsets": [asdict(s) for s in self.adsets.values()],
+            "rows": [{**asdict(r), "day": r.day.isoformat(), "d": d} for (_, d), r in self.rows.items()],
+        }
+        fd, tmp = tempfile.mkstemp(dir=self.state_path.parent, suffix=".part")
+        with os.fdopen(fd, "w") as fh:
+            json.dump(state, fh)
+        os.replace(tmp, self.state_path)
+
+    def _load(self) -> None:
+        assert self.state_path is not None
+        state = json.loads(self.state_path.read_text())
+        self.day = state["day"]
+        self._seq = state["seq"]
+        self.rng.bit_generator.state = state["rng"]
+        self._fault_rng.bit_generator.state = state["fault_rng"]
+        self.ads = {a["ad_id"]: SimAd(**a) for a in state["ads"]}
+        self.adsets = {s["adset_id"]: SimAdSet(**s) for s in state["adsets"]}
+        self.rows = {}
+        for r in state["rows"]:
+            d = r.pop("d")
+            r["day"] = date.fromisoformat(r["day"])
+            row = InsightRow(**r)
+            self.rows[(row.ad_id, d)] = row
+            self._by_day.setdefault((self.ads[row.ad_id].campaign, d), {})[row.ad_id] = row
+        image_dir = self.state_path.with_suffix(".images")
+        if image_dir.exists():
+            for p in image_dir.glob("*.png"):
+                self.images[p.stem] = p.read_bytes()

@@ -1,0 +1,1 @@
+"""Image generators behind the :class:`~connectors.images.base.ImageGenerator` seam."""

@@ -1,0 +1,1 @@
+"""The loop: experiment state machine, the tick, the daemon, the CLI."""

@@ -1,0 +1,94 @@
+"""Wiring: build the runtime (engine, platform, generators, image store, plans) from a config.
+
+This is the only place that chooses concrete backends; everything else
+receives them injected.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import date
+from pathlib import Path
+
+from sqlalchemy.engine import Engine
+
+from connectors.ads.base import AdPlatform
+from connectors.ads.scenario import Scenario, load_scenario
+from connectors.ads.simulated import SimulatedAdPlatform
+from connectors.images.base import ImageGenerator
+from connectors.images.procedural import ProceduralGenerator
+from loop.config import Config
+from loop.plans import CampaignPlan, campaign_plans
+from loop.tick import Runtime
+from policies.errors import ConfigError
+from storage.db import make_engine, migrate
+from storage.images import ImageStore
+
+log = logging.getLogger("creative_loop")
+
+
+def open_engine(url: str, run_migrations: bool = True) -> Engine:
+    engine = make_engine(url)
+    if run_migrations:
+        migrate(engine)
+    return engine
+
+
+def scenario_for(cfg: Config, path: str | Path | None = None) -> Scenario:
+    chosen = path or cfg.model.simulated.scenario or None
+    return load_scenario(chosen)
+
+
+def make_platform(cfg: Config, scenario: Scenario | None = None) -> AdPlatform:
+    if cfg.loop.platform == "simulated":
+        scenario = scenario or scenario_for(cfg)
+        return SimulatedAdPlatform(
+            scenario,
+            start=date.fromisoformat(cfg.model.simulated.start_date),
+            state_path=cfg.data_dir / "simulated-platform.json",
+        )
+    if cfg.loop.platform == "meta":
+        try:
+            from connectors.meta import MetaAdPlatform  # type: ignore[import-not-found]
+        except ImportError:
+            raise ConfigError(str(cfg.path), "loop.platform", "the Meta connector is not installed") from None
+        return MetaAdPlatform.from_config(cfg)  # type: ignore[no-any-return]
+    raise ConfigError(str(cfg.path), "loop.platform", f"unknown platform {cfg.loop.platform!r}")
+
+
+def make_generators(cfg: Config) -> dict[str, ImageGenerator]:
+    """The procedural generator always; other backends when a campaign asks for them."""
+    generators: dict[str, ImageGenerator] = {"procedural": ProceduralGenerator()}
+    return generators
+
+
+def build_runtime(
+    cfg: Config,
+    *,
+    engine: Engine | None = None,
+    platform: AdPlatform | None = None,
+    plans: list[CampaignPlan] | None = None,
+    dry_run: bool = False,
+    approval: str | None = None,
+    tiering: str = "tiered",
+) -> Runtime:
+    scenario = None
+    if platform is None:
+        if cfg.loop.platform == "simulated":
+            scenario = scenario_for(cfg)
+        platform = make_platform(cfg, scenario)
+    if plans is None:
+        if isinstance(platform, SimulatedAdPlatform):
+            scenario = platform.scenario
+        plans = campaign_plans(cfg, scenario)
+    return Runtime(
+        engine=engine or open_engine(cfg.database_url),
+        platform=platform,
+        generators=make_generators(cfg),
+        images=ImageStore(cfg.data_dir / "images"),
+        plans=plans,
+        approval=approval or cfg.loop.approval,
+        tiering=tiering,
+        backfill_days=cfg.model.meta.backfill_days,
+        dry_run=dry_run,
+    )

@@ -1,0 +1,250 @@
+"""The ``creative-loop`` command line (also ``python -m loop``).
+
+Exit codes: 0 success, 1 a runtime failure, 2 bad input (one line naming the
+file, key and problem; never a traceback for a user's mistake).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import click
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from loop.config import Config, load_config, to_major
+from policies.errors import ConfigError, CreativeLoopError, NotFound
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Keep ad creatives fresh and cheap to test.",
+)
+console = Console()
+err_console = Console(stderr=True)
+
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="Config file (default ./creative-loop.toml, else the bundled example)."),
+]
+
+
+def _config(path: Path | None) -> Config:
+    return load_config(path)
+
+
+def _setup_logging(cfg: Config, verbose: bool = False) -> None:
+    from loop.logs import configure
+
+    configure(cfg.loop.log_format, logging.DEBUG if verbose else logging.INFO)
+
+
+@app.command()
+def simulate(
+    config: ConfigOpt = None,
+    scenario: Annotated[Path | None, typer.Option(help="Scenario TOML (default: the bundled example).")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the JSON result here.")] = None,
+    tiering: Annotated[str, typer.Option(help="tiered | pro-only")] = "tiered",
+    policy: Annotated[str | None, typer.Option(help="Allocation policy (default: the config's).")] = None,
+    days: Annotated[int | None, typer.Option(min=1, help="Days to simulate (default: the scenario's).")] = None,
+    out: Annotated[Path, typer.Option(help="Folder for the database, images and gallery.")] = Path("out"),
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or table.")] = False,
+) -> None:
+    """Run the loop offline on the simulated platform and score it."""
+    from connectors.ads.scenario import load_scenario
+    from loop.simulate import TIERINGS, export_gallery, run_simulation
+
+    cfg = _config(config)
+    if tiering not in TIERINGS:
+        raise ConfigError("--tiering", "tiering", f"expected one of {', '.join(TIERINGS)}, got {tiering!r}")
+    if policy is not None:
+        from policies.bandit import POLICY_NAMES
+
+        if policy not in POLICY_NAMES:
+            raise ConfigError("--policy", "policy", f"unknown policy {policy!r} (allowed: {', '.join(POLICY_NAMES)})")
+    scen = load_scenario(scenario)
+    total = days or scen.days
+    with Progress(
+        TextColumn("[bold]simulating"), BarColumn(), MofNCompleteColumn(), TextColumn("days"), TimeElapsedColumn(),
+        console=err_console, disable=quiet,
+    ) as progress:  # fmt: skip
+        task = progress.add_task("days", total=total)
+        run = run_simulation(
+            cfg, scen, scenario_name=str(scenario) if scenario else "bundled example", days=total,
+            tiering=tiering, policy=policy, out_dir=out, on_day=lambda i, n: progress.update(task, completed=i),
+        )  # fmt: skip
+    export_gallery(run.runtime, out)
+    target = json_out or out / "result.json"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(run.result, indent=2) + "\n")
+    if not quiet:
+        _print_summary(run.result)
+        console.print(f"result: {target}   images: {out / 'gallery'}")
+
+
+def _print_summary(result: dict[str, Any]) -> None:
+    table = Table(
+        title=f"simulation: {result['scenario']} · {result['policy']} · {result['tiering']} · {result['days']} days"
+    )
+    for col in (
+        "campaign",
+        "fatigue detected",
+        "experiments",
+        "winner",
+        "test spend / cap",
+        "credits / cap",
+        "clicks recovered",
+    ):
+        table.add_column(col)
+    for c in result["campaigns"]:
+        fat = (
+            ", ".join(f"{f['creative']}: day {f['detected_day']} (onset {f['true_onset_day']})" for f in c["fatigue"])
+            or "none"
+        )
+        exps = ", ".join(e["state"] for e in c["experiments"]) or "none"
+        winners = ", ".join(
+            f"{e['winner']} (ctr {e['winner_true_ctr']:.4f} vs best {e['best_true_ctr']:.4f})"
+            for e in c["experiments"] if e["winner"]
+        ) or "none"  # fmt: skip
+        table.add_row(
+            c["id"], fat, f"{len(c['experiments'])}: {exps}", winners,
+            f"{c['test_spend']:.2f} / {c['test_spend_cap']:.2f}", f"{c['credit_spend']:.2f} / {c['credit_cap']:.2f}",
+            f"{c['clicks_recovered']:.0f}",
+        )  # fmt: skip
+    console.print(table)
+
+
+@app.command(name="tick")
+def tick_cmd(
+    config: ConfigOpt = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Plan everything, change nothing.")] = False,
+) -> None:
+    """Run one pass of the loop over every campaign (for cron)."""
+    from loop.daemon import run_one_tick
+
+    cfg = _config(config)
+    _setup_logging(cfg)
+    report = run_one_tick(cfg, dry_run=dry_run)
+    for line in report.detected:
+        console.print(f"fatigue detected: {line}")
+    for line in report.transitions:
+        console.print(line)
+    if dry_run:
+        console.print(f"dry run: {len(report.plan)} planned change(s), nothing sent")
+        for line in report.plan:
+            console.print(f"  would: {line}")
+    for line in report.errors:
+        err_console.print(f"error: {line}")
+    if report.errors:
+        raise typer.Exit(1)
+
+
+@app.command()
+def run(config: ConfigOpt = None) -> None:
+    """Run the loop as a daemon on the configured interval or cron schedule."""
+    from loop.daemon import run_daemon
+
+    cfg = _config(config)
+    _setup_logging(cfg)
+    run_daemon(cfg)
+
+
+@app.command()
+def status(config: ConfigOpt = None) -> None:
+    """Campaigns, live creatives, open experiments and the last tick."""
+    from loop.reports import status_rows
+
+    cfg = _config(config)
+    rows = status_rows(cfg)
+    table = Table(title="experiments")
+    for col in ("id", "campaign", "state", "detected", "winner", "reason"):
+        table.add_column(col)
+    for r in rows["experiments"]:
+        table.add_row(r["id"], r["campaign"], r["state"], r["detected"], r["winner"] or "", r["reason"])
+    console.print(table)
+    live = Table(title="live creatives")
+    for col in ("campaign", "creative", "ad", "status", "days", "ctr (7d)"):
+        live.add_column(col)
+    for r in rows["creatives"]:
+        live.add_row(r["campaign"], r["creative"], r["ad"], r["status"], str(r["days"]), r["ctr"])
+    console.print(live)
+    for flag in rows["flags"]:
+        console.print(f"[yellow]flag[/]: {flag}")
+    console.print(f"last tick: {rows['last_tick'] or 'never'}")
+
+
+@app.command()
+def spend(config: ConfigOpt = None) -> None:
+    """The money ledger per campaign: cap, spent, reserved, left."""
+    from loop.reports import spend_rows
+
+    cfg = _config(config)
+    table = Table(title="ledger (currency units)")
+    for col in ("campaign", "account", "cap", "spent", "reserved", "left"):
+        table.add_column(col, justify="right" if col not in ("campaign", "account") else "left")
+    for s in spend_rows(cfg):
+        table.add_row(s.campaign_id, s.account, *(f"{to_major(v):.2f}" for v in (s.cap, s.spent, s.reserved, s.left)))
+    console.print(table)
+
+
+@app.command()
+def approve(
+    experiment_id: Annotated[str, typer.Argument(metavar="ID", help="Experiment id (see `status`).")],
+    config: ConfigOpt = None,
+    note: Annotated[str, typer.Option(help="A note for the audit log.")] = "",
+) -> None:
+    """Approve what an experiment waits for (drafts or the pro render)."""
+    from loop.reports import decide_approval
+
+    exp = decide_approval(_config(config), experiment_id, approve=True, actor=_actor(), reason=note)
+    console.print(f"approved {exp.id} ({exp.approved_stage}); the next tick acts on it")
+
+
+@app.command()
+def reject(
+    experiment_id: Annotated[str, typer.Argument(metavar="ID", help="Experiment id (see `status`).")],
+    config: ConfigOpt = None,
+    reason: Annotated[str, typer.Option(help="Why (kept in the audit log).")] = "rejected",
+) -> None:
+    """Reject an experiment: it is abandoned with the reason stored."""
+    from loop.reports import decide_approval
+
+    exp = decide_approval(_config(config), experiment_id, approve=False, actor=_actor(), reason=reason)
+    console.print(f"rejected {exp.id}: {exp.reason}")
+
+
+def _actor() -> str:
+    return os.environ.get("CREATIVE_LOOP_USER") or os.environ.get("USER") or "cli"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: translate our errors into one line and an exit code."""
+    try:
+        rv = app(args=argv, prog_name="creative-loop", standalone_mode=False)
+    except click.exceptions.UsageError as exc:
+        exc.show()
+        return 2
+    except click.exceptions.Abort:
+        err_console.print("aborted")
+        return 130
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except (ConfigError, NotFound) as exc:
+        print(f"creative-loop: {exc}", file=sys.stderr)
+        return 2
+    except CreativeLoopError as exc:
+        print(f"creative-loop: {exc}", file=sys.stderr)
+        return 1
+    return int(rv or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

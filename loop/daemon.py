@@ -1,0 +1,88 @@
+"""``tick`` and ``run``: one pass, or passes on a schedule with APScheduler.
+
+The schedule's job store lives in the same database as everything else, so
+``run`` after a restart picks up the same job.  SIGTERM/SIGINT stop the
+scheduler gracefully: a tick in progress finishes first.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+from datetime import UTC, date, datetime
+from typing import Any
+
+from connectors.ads.simulated import SimulatedAdPlatform
+from loop.app import build_runtime, open_engine
+from loop.config import Config, load_config
+from loop.locks import single_instance
+from loop.tick import TickReport, tick
+
+log = logging.getLogger("creative_loop.daemon")
+JOB_ID = "creative-loop-tick"
+
+
+def run_one_tick(cfg: Config, dry_run: bool = False) -> TickReport:
+    """One tick as of today. On the simulated platform a tick is one simulated day."""
+    rt = build_runtime(cfg, dry_run=dry_run)
+    platform = rt.platform
+    today = platform.today() if isinstance(platform, SimulatedAdPlatform) else datetime.now(UTC).date()
+    report = tick(rt, today)
+    if isinstance(platform, SimulatedAdPlatform) and not dry_run:
+        platform.run_day()
+    log.info(
+        "tick %s: %d detected, %d transitions, %d errors",
+        today, len(report.detected), len(report.transitions), len(report.errors),
+    )  # fmt: skip
+    return report
+
+
+def scheduled_tick(config_path: str) -> None:
+    """The scheduler's job (referenced by name so the job store can persist it)."""
+    try:
+        run_one_tick(load_config(config_path))
+    except Exception:
+        log.exception("tick failed; the next one resumes from the stored state")
+
+
+def make_trigger(cfg: Config) -> Any:
+    from apscheduler.triggers.cron import CronTrigger
+    from apscheduler.triggers.interval import IntervalTrigger
+
+    if cfg.loop.cron:
+        return CronTrigger.from_crontab(cfg.loop.cron, timezone=cfg.loop.timezone)
+    return IntervalTrigger(seconds=(cfg.loop.interval_minutes or 60.0) * 60.0, timezone=cfg.loop.timezone)
+
+
+def run_daemon(cfg: Config) -> None:
+    from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+    from apscheduler.schedulers.blocking import BlockingScheduler
+
+    engine = open_engine(cfg.database_url)
+    with single_instance(engine, cfg.data_dir):
+        scheduler = BlockingScheduler(
+            jobstores={"default": SQLAlchemyJobStore(engine=engine)},
+            job_defaults={"max_instances": 1, "coalesce": True, "misfire_grace_time": 3600},
+            timezone=cfg.loop.timezone,
+        )
+        scheduler.add_job(
+            "loop.daemon:scheduled_tick",
+            make_trigger(cfg),
+            args=[str(cfg.path.resolve())],
+            id=JOB_ID,
+            replace_existing=True,
+            next_run_time=datetime.now(UTC),
+        )
+
+        def stop(signum: int, _frame: object) -> None:
+            log.info("signal %s: finishing the current tick, then stopping", signal.Signals(signum).name)
+            scheduler.shutdown(wait=True)
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        log.info("daemon started (%s)", cfg.loop.cron or f"every {cfg.loop.interval_minutes} min")
+        scheduler.start()
+        log.info("daemon stopped")
+
+
+__all__ = ["run_one_tick", "run_daemon", "scheduled_tick", "date"]

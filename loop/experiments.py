@@ -1,0 +1,539 @@
+"""The experiment state machine (DESIGN.md)::
+
+    detected → exploring → [awaiting_approval] → testing → decided → rendering
+             → [awaiting_approval] → scaled
+    any state → abandoned (cap reached, no winner, rejected), reason stored
+
+:func:`advance` moves one experiment as far as it can today.  Every handler
+is idempotent: it looks at what is stored (variants, arms, mutations, ledger
+keys) and does only what is missing, so repeating it after a crash is safe.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from datetime import date, timedelta
+
+import numpy as np
+from PIL import Image
+from sqlmodel import Session, col, select
+
+from connectors.ads.base import LaunchTestArm, PauseAds, ScaleWinner, SetBudgets
+from connectors.images.base import Brief, Rendered
+from connectors.images.procedural import stable_seed
+from loop import events
+from loop.plans import CampaignPlan
+from loop.tick import Runtime, series
+from policies.bandit import get_policy
+from policies.budget import affordable_daily_budget, reservation_for, split_budget
+from policies.errors import CapExceeded, GenerationError
+from storage.ledger import Ledger
+from storage.models import Arm, BanditDecision, Creative, DailyMetric, Experiment, utcnow
+
+log = logging.getLogger("creative_loop.experiments")
+
+
+def advance(rt: Runtime, session: Session, plan: CampaignPlan, exp: Experiment, today: date) -> list[str]:
+    """Advance ``exp`` through as many states as today allows; returns 'id: a→b' lines."""
+    moves: list[str] = []
+    for _ in range(8):  # a bound, not a budget: at most one pass per state
+        before = exp.state
+        handler = HANDLERS.get(exp.state)
+        if handler is None:
+            break
+        handler(rt, session, plan, exp, today)
+        if exp.state == before:
+            break
+        moves.append(f"{exp.id}: {before} → {exp.state}")
+        rt.step(f"state:{exp.state}")
+    return moves
+
+
+def _move(rt: Runtime, session: Session, exp: Experiment, state: str, reason: str = "") -> None:
+    exp.state = state
+    if reason:
+        exp.reason = reason
+    exp.updated_at = utcnow()
+    session.add(exp)
+    rt.commit(session)
+
+
+def abandon(
+    rt: Runtime, session: Session, plan: CampaignPlan, exp: Experiment, reason: str, actor: str = "loop"
+) -> None:
+    """End an experiment without a winner: pause its arms, free its open credit reservations."""
+    arms = _arms(session, exp)
+    live = [a for a in arms if a.platform_ad_id and a.status != "paused"]
+    if live:
+        rt.perform(
+            session,
+            PauseAds(
+                key=f"cl:{exp.id}:pause-arms",
+                campaign=plan.id,
+                ad_ids=tuple(a.platform_ad_id for a in live if a.platform_ad_id),
+                adset_ids=tuple(a.platform_adset_id for a in live if a.platform_adset_id),
+            ),
+            exp.id,
+        )
+        for a in live:
+            a.status = "paused"
+            session.add(a)
+    ledger = Ledger(session)
+    for res in ledger.open_reservations(plan.id, "credit", prefix=f"credit:{exp.id}:"):
+        ledger.settle(res.key, None, note=f"abandoned: {reason}")
+    events.record(session, events.EXPERIMENT_ABANDONED, plan.id, exp.id, actor=actor, reason=reason)
+    _move(rt, session, exp, "abandoned", reason)
+
+
+# -- helpers -------------------------------------------------------------------
+def _arms(session: Session, exp: Experiment) -> list[Arm]:
+    return list(session.exec(select(Arm).where(Arm.experiment_id == exp.id).order_by(Arm.position)).all())
+
+
+def _variants(session: Session, exp: Experiment) -> list[Creative]:
+    return list(
+        session.exec(
+            select(Creative)
+            .where(Creative.experiment_id == exp.id, Creative.role == "draft")
+            .order_by(Creative.created_at, Creative.id)
+        ).all()
+    )
+
+
+def _brief(parent: Creative, plan: CampaignPlan) -> Brief:
+    return Brief(
+        headline=parent.headline or parent.label or "", message=parent.headline, brand_terms=plan.settings.brand_terms
+    )
+
+
+def _source(rt: Runtime, session: Session, plan: CampaignPlan, parent: Creative) -> Image.Image:
+    """The parent's live image, fetched once and kept in the image store."""
+    if parent.image_hash and parent.image_hash in rt.images:
+        return rt.images.open(parent.image_hash)
+    src = rt.call(lambda: rt.platform.source_creative(plan.id, parent.platform_ad_id or ""))
+    image = Image.open(io.BytesIO(src.image))
+    image.load()
+    parent.image_hash = rt.images.put(image.convert("RGB"))
+    parent.width, parent.height = image.size
+    session.add(parent)
+    return image.convert("RGB")
+
+
+def _as_rendered(rt: Runtime, creative: Creative) -> Rendered:
+    return Rendered(
+        image=rt.images.open(creative.image_hash or ""),
+        tier=creative.tier or "fast",
+        seed=creative.seed or 0,
+        recipe=dict(creative.recipe),
+        prompt=creative.prompt,
+        model=creative.model or "",
+        generator=creative.generator or "",
+    )
+
+
+def _store_variant(
+    rt: Runtime, session: Session, cid: str, exp: Experiment, parent: Creative, label: str, r: Rendered, role: str
+) -> Creative:
+    digest = rt.images.put(r.image)
+    creative = Creative(
+        id=cid,
+        campaign_id=exp.campaign_id,
+        role=role,
+        parent_id=parent.id,
+        experiment_id=exp.id,
+        label=label,
+        status="candidate",
+        headline=parent.headline,
+        recipe=r.recipe,
+        prompt=r.prompt,
+        seed=r.seed,
+        generator=r.generator,
+        model=r.model,
+        tier=r.tier,
+        width=r.image.width,
+        height=r.image.height,
+        image_hash=digest,
+    )
+    session.add(creative)
+    return creative
+
+
+def _png(rt: Runtime, digest: str | None) -> bytes:
+    return rt.images.get_bytes(digest or "")
+
+
+# -- states --------------------------------------------------------------------
+def on_detected(rt: Runtime, session: Session, plan: CampaignPlan, exp: Experiment, today: date) -> None:
+    """Reserve generation credits (the pro render's first), then explore."""
+    exp.tiering = rt.tiering
+    ledger = Ledger(session)
+    per_variant = plan.pro_credit_cost if rt.tiering == "pro-only" else plan.fast_credit_cost
+    needs_pro = rt.tiering == "tiered" and plan.settings.reserve_pro_credit
+    state = ledger.state(plan.id, "credit")
+    room = state.left - (
+        plan.pro_credit_cost if needs_pro and not ledger.find(f"credit:{exp.id}:pro", "reserve") else 0
+    )
+    wanted = plan.settings.variants
+    fit = wanted if per_variant == 0 else min(wanted, max(0, room) // per_variant)
+    if fit < 2:
+        events.record(session, events.CAP_REACHED, plan.id, exp.id, account="credit", left=state.left)
+        abandon(rt, session, plan, exp, f"credit cap: room for {fit} variant(s), need at least 2")
+        return
+    if needs_pro:
+        ledger.reserve(plan.id, "credit", f"credit:{exp.id}:pro", plan.pro_credit_cost, exp.id, "pro", "pro render")
+    for i in range(1, fit + 1):
+        ledger.reserve(plan.id, "credit", f"credit:{exp.id}:v{i}", per_variant, exp.id, "fast", f"variant v{i}")
+    _move(rt, session, exp, "exploring")
+
+
+def on_exploring(rt: Runtime, session: Session, plan: CampaignPlan, exp: Experiment, today: date) -> None:
+    """Generate the reserved variants, then launch them as paused test arms."""
+    parent = session.get(Creative, exp.parent_creative_id)
+    assert parent is not None
+    ledger = Ledger(session)
+    keys = sorted(
+        (r.key for r in ledger.open_reservations(plan.id, "credit", prefix=f"credit:{exp.id}:v")),
+        key=lambda k: int(k.rsplit(":v", 1)[1]),
+    )
+    if keys:
+        gen = rt.generator(plan)
+        source = _source(rt, session, plan, parent)
+        brief = _brief(parent, plan)
+        pro_only = exp.tiering == "pro-only"
+        for key in keys:
+            label = "v" + key.rsplit(":v", 1)[1]
+            seed = stable_seed(exp.seed, label)
+            cid = f"{exp.id}:{label}"
+            if rt.dry_run:
+                rt.plan_lines.append(f"generate {cid} ({gen.name}, seed {seed})")
+                continue
+            if session.get(Creative, cid) is None:
+                try:
+                    r = gen.draft(source, brief, seed)
+                    if pro_only:
+                        r = gen.render_pro(source, r, brief)
+                except GenerationError as exc:
+                    ledger.settle(key, None, note=f"failed: {exc}")
+                    events.record(
+                        session,
+                        events.GENERATION_FAILED,
+                        plan.id,
+                        exp.id,
+                        variant=cid,
+                        error=str(exc),
+                        refused=exc.refused,
+                    )
+                    rt.commit(session)
+                    continue
+                _store_variant(rt, session, cid, exp, parent, label, r, "draft")
+            ledger.settle(key, ledger.find(key, "reserve").amount_minor, note=f"generated {cid}")  # type: ignore[union-attr]
+            rt.commit(session)
+            rt.step("generated")
+        if rt.dry_run:
+            return
+        variants = _variants(session, exp)
+        events.record(session, events.VARIANTS_GENERATED, plan.id, exp.id, count=len(variants), generator=gen.name)
+        rt.commit(session)
+    variants = _variants(session, exp)
+    if len(variants) < 2:
+        abandon(rt, session, plan, exp, f"only {len(variants)} variant(s) could be generated")
+        return
+    # Launch each variant as its own paused test ad set + ad.
+    for pos, v in enumerate(variants):
+        arm = session.exec(select(Arm).where(Arm.experiment_id == exp.id, Arm.creative_id == v.id)).first()
+        if arm is None:
+            arm = Arm(experiment_id=exp.id, creative_id=v.id, position=pos)
+            session.add(arm)
+            rt.commit(session)
+        if arm.platform_ad_id:
+            continue
+        result = rt.perform(
+            session,
+            LaunchTestArm(
+                key=f"cl:{exp.id}:{v.label}",
+                campaign=plan.id,
+                parent_ad_id=parent.platform_ad_id or "",
+                image=_png(rt, v.image_hash),
+                headline=v.headline,
+                lineage={"variant": v.id, "tier": v.tier, "seed": v.seed, "parent": parent.id},
+            ),
+            exp.id,
+        )
+        arm.platform_adset_id, arm.platform_ad_id = result["adset_id"], result["ad_id"]
+        arm.status = "paused"
+        v.platform_ad_id, v.status = result["ad_id"], "testing"
+        session.add_all([arm, v])
+        rt.commit(session)
+    events.record(session, events.ARMS_LAUNCHED, plan.id, exp.id, arms=len(variants))
+    if rt.approval == "all" and exp.approved_stage != "drafts":
+        _wait(rt, session, plan, exp, "drafts")
+        return
+    exp.testing_started_on = today
+    _move(rt, session, exp, "testing")
+
+
+def _wait(rt: Runtime, session: Session, plan: CampaignPlan, exp: Experiment, stage: str) -> None:
+    exp.waiting_for = stage
+    events.record(session, events.APPROVAL_REQUESTED, plan.id, exp.id, stage=stage)
+    _move(rt, session, exp, "awaiting_approval")
+
+
+def on_awaiting(rt: Runtime, session: Session, plan: CampaignPlan, exp: Experiment, today: date) -> None:
+    """Wait for a person (``approve``/``reject``); approval moves to the next state."""
+    if exp.approved_stage != exp.waiting_for:
+        return
+    if exp.waiting_for == "drafts":
+        exp.testing_started_on = today
+        exp.waiting_for = None
+        _move(rt, session, exp, "testing")
+    else:
+        exp.waiting_for = None
+        on_scale(rt, session, plan, exp, today)
+
+
+def arm_counts(session: Session, arms: list[Arm], until: date) -> tuple[np.ndarray, np.ndarray]:
+    """Cumulative clicks and impressions per arm, from what the platform reported."""
+    clicks = np.zeros(len(arms), dtype=np.int64)
+    imps = np.zeros(len(arms), dtype=np.int64)
+    ids = [a.creative_id for a in arms]
+    for m in session.exec(
+        select(DailyMetric).where(col(DailyMetric.creative_id).in_(ids), DailyMetric.day < until)
+    ).all():
+        i = ids.index(m.creative_id)
+        clicks[i] += m.clicks
+        imps[i] += m.impressions
+    return clicks, imps
+
+
+def on_testing(rt: Runtime, session: Session, plan: CampaignPlan, exp: Experiment, today: date) -> None:
+    """Decide if the data allows, else split tomorrow's test budget by the bandit."""
+    s = plan.settings
+    arms = _arms(session, exp)
+    clicks, imps = arm_counts(session, arms, today)
+    seed = stable_seed(exp.seed, today.isoformat())
+    rng = np.random.default_rng(seed)
+    policy = get_policy(
+        exp.policy,
+        floor=s.arm_floor,
+        burn_in_impressions=s.burn_in_impressions,
+        target=s.prob_best_target,
+        min_impressions=s.min_impressions_per_arm,
+    )
+    decision_row = session.exec(
+        select(BanditDecision).where(BanditDecision.experiment_id == exp.id, BanditDecision.day == today)
+    ).first()
+    if decision_row is None:
+        decision = policy.decide(clicks, imps, rng)
+        if decision.winner is not None:
+            _declare(rt, session, plan, exp, arms, int(decision.winner), today, decision.reason, decision.prob_best)
+            return
+        days_tested = (today - (exp.testing_started_on or today)).days
+        if days_tested >= s.max_test_days:
+            _end_best_so_far(
+                rt, session, plan, exp, arms, clicks, imps, today, f"no winner after {days_tested} test days"
+            )
+            return
+        ledger = Ledger(session)
+        window = s.commitment_days
+        min_arm = round(s.min_arm_daily_budget * 100)
+        budget = affordable_daily_budget(ledger.state(plan.id, "test"), plan.test_daily_budget, window, s.overspend)
+        if budget < 2 * max(1, min_arm):
+            events.record(
+                session, events.CAP_REACHED, plan.id, exp.id, account="test", left=ledger.state(plan.id, "test").left
+            )
+            _end_best_so_far(rt, session, plan, exp, arms, clicks, imps, today, "test spend cap reached")
+            return
+        weights = policy.allocate(clicks, imps, rng)
+        budgets = split_budget(budget, [float(w) for w in weights], minimum=min_arm)
+        total = sum(budgets)
+        ledger.reserve(
+            plan.id, "test", f"test:{exp.id}:{today.isoformat()}:{window}",
+            reservation_for(total, window, s.overspend), exp.id, note=f"budgets {budgets} x {window} day(s)",
+        )  # fmt: skip
+        decision_row = BanditDecision(
+            experiment_id=exp.id,
+            day=today,
+            seed=seed,
+            policy=exp.policy,
+            clicks=[int(c) for c in clicks],
+            impressions=[int(n) for n in imps],
+            weights=[float(w) for w in weights],
+            prob_best=[float(p) for p in decision.prob_best],
+            budgets_minor=budgets,
+            note=decision.reason,
+        )
+        session.add(decision_row)
+        events.record(
+            session, events.ALLOCATION_SET, plan.id, exp.id, day=today.isoformat(), budgets=budgets, seed=seed
+        )
+        rt.commit(session)  # money reserved and decision stored before the platform hears of it
+    budgets = list(decision_row.budgets_minor)
+    rt.perform(
+        session,
+        SetBudgets(
+            key=f"cl:{exp.id}:budgets:{today.isoformat()}",
+            campaign=plan.id,
+            budgets=tuple((a.platform_adset_id or "", b) for a, b in zip(arms, budgets, strict=True)),
+            end_day=today + timedelta(days=s.commitment_days - 1),
+        ),
+        exp.id,
+    )
+    for a, b in zip(arms, budgets, strict=True):
+        a.daily_budget_minor, a.status = b, ("live" if b > 0 else "paused")
+        session.add(a)
+    rt.commit(session)
+
+
+def _end_best_so_far(rt, session, plan, exp, arms, clicks, imps, today, why) -> None:  # type: ignore[no-untyped-def]
+    if imps.sum() == 0:
+        abandon(rt, session, plan, exp, f"{why}; no test data")
+        return
+    policy = get_policy(exp.policy)
+    best = int(policy.best_so_far(clicks, imps))
+    prob = policy.prob_best(clicks, imps, np.random.default_rng(exp.seed))
+    _declare(rt, session, plan, exp, arms, best, today, f"{why}: best arm so far", prob)
+
+
+def _declare(rt, session, plan, exp, arms, winner, today, reason, prob_best) -> None:  # type: ignore[no-untyped-def]
+    exp.winner_creative_id = arms[winner].creative_id
+    exp.decided_on = today
+    events.record(
+        session, events.WINNER_DECLARED, plan.id, exp.id,
+        winner=exp.winner_creative_id, reason=reason, prob_best=[float(p) for p in prob_best],
+    )  # fmt: skip
+    _move(rt, session, exp, "decided", reason)
+
+
+def on_decided(rt: Runtime, session: Session, plan: CampaignPlan, exp: Experiment, today: date) -> None:
+    """Stop the test, then render the winner at the pro tier (same seed, same recipe)."""
+    arms = _arms(session, exp)
+    live = [a for a in arms if a.platform_ad_id]
+    if live and any(a.status != "paused" for a in live):
+        rt.perform(
+            session,
+            PauseAds(
+                key=f"cl:{exp.id}:pause-arms",
+                campaign=plan.id,
+                ad_ids=tuple(a.platform_ad_id for a in live if a.platform_ad_id),
+                adset_ids=tuple(a.platform_adset_id for a in live if a.platform_adset_id),
+            ),
+            exp.id,
+        )
+        for a in live:
+            a.status = "paused"
+            session.add(a)
+        rt.commit(session)
+    winner = session.get(Creative, exp.winner_creative_id)
+    parent = session.get(Creative, exp.parent_creative_id)
+    assert winner is not None and parent is not None
+    ledger = Ledger(session)
+    key = f"credit:{exp.id}:pro"
+    if exp.tiering == "pro-only":
+        exp.pro_creative_id = winner.id  # tested at the pro tier already
+    elif exp.pro_creative_id is None:
+        try:
+            ledger.reserve(plan.id, "credit", key, plan.pro_credit_cost, exp.id, "pro", "pro render")
+        except CapExceeded:
+            abandon(rt, session, plan, exp, "credit cap: no room for the pro render")
+            return
+        rt.commit(session)
+        if rt.dry_run:
+            rt.plan_lines.append(f"render pro of {winner.id}")
+            return
+        cid = f"{winner.id}:pro"
+        if session.get(Creative, cid) is None:
+            gen = rt.generator(plan)
+            try:
+                r = gen.render_pro(_source(rt, session, plan, parent), _as_rendered(rt, winner), _brief(parent, plan))
+            except GenerationError as exc:
+                ledger.settle(key, None, note=f"failed: {exc}")
+                events.record(
+                    session, events.GENERATION_FAILED, plan.id, exp.id, variant=cid, error=str(exc), refused=exc.refused
+                )
+                abandon(rt, session, plan, exp, f"pro render failed: {exc}")
+                return
+            _store_variant(rt, session, cid, exp, winner, f"{winner.label}-pro", r, "pro")
+            events.record(session, events.PRO_RENDERED, plan.id, exp.id, creative=cid, seed=r.seed, model=r.model)
+        exp.pro_creative_id = cid
+        ledger.settle(key, plan.pro_credit_cost, note=f"rendered {cid}")
+    if ledger.is_open(key):
+        ledger.settle(key, None, note="pro render not needed")
+    _move(rt, session, exp, "rendering")
+
+
+def on_rendering(rt: Runtime, session: Session, plan: CampaignPlan, exp: Experiment, today: date) -> None:
+    if rt.approval in ("pro", "all") and exp.approved_stage != "pro":
+        _wait(rt, session, plan, exp, "pro")
+        return
+    on_scale(rt, session, plan, exp, today)
+
+
+def on_scale(rt: Runtime, session: Session, plan: CampaignPlan, exp: Experiment, today: date) -> None:
+    """Put the pro render live in the parent's ad set and pause the fatigued parent."""
+    pro = session.get(Creative, exp.pro_creative_id)
+    parent = session.get(Creative, exp.parent_creative_id)
+    assert pro is not None and parent is not None
+    result = rt.perform(
+        session,
+        ScaleWinner(
+            key=f"cl:{exp.id}:scale",
+            campaign=plan.id,
+            parent_ad_id=parent.platform_ad_id or "",
+            image=_png(rt, pro.image_hash),
+            headline=pro.headline,
+            lineage={"variant": exp.winner_creative_id, "tier": "pro", "seed": pro.seed, "parent": parent.id},
+        ),
+        exp.id,
+    )
+    if rt.dry_run:
+        return
+    # The scaled ad is a creative of its own (a pro row keeps the draft's lineage).
+    scaled_id = f"{pro.id}:live" if pro.role == "draft" else pro.id
+    scaled = session.get(Creative, scaled_id)
+    if scaled is None:
+        scaled = Creative(
+            **{**pro.model_dump(), "id": scaled_id, "role": "pro", "parent_id": pro.id, "label": f"{pro.label}-live"}
+        )
+    scaled.platform_ad_id, scaled.status, scaled.role = result["ad_id"], "active", "pro"
+    parent.status = "paused"
+    exp.scaled_creative_id = scaled.id
+    session.add_all([scaled, parent])
+    events.record(
+        session, events.WINNER_SCALED, plan.id, exp.id, creative=scaled.id, ad_id=result["ad_id"], replaced=parent.id
+    )
+    _move(rt, session, exp, "scaled")
+
+
+HANDLERS = {
+    "detected": on_detected,
+    "exploring": on_exploring,
+    "awaiting_approval": on_awaiting,
+    "testing": on_testing,
+    "decided": on_decided,
+    "rendering": on_rendering,
+}
+
+
+def approve(rt: Runtime, session: Session, exp: Experiment, actor: str, note: str = "") -> None:
+    if exp.state != "awaiting_approval" or exp.waiting_for is None:
+        from policies.errors import CreativeLoopError
+
+        raise CreativeLoopError(f"experiment {exp.id} is {exp.state}, not awaiting approval", experiment=exp.id)
+    exp.approved_stage = exp.waiting_for
+    events.record(session, events.APPROVED, exp.campaign_id, exp.id, actor=actor, stage=exp.waiting_for, note=note)
+    exp.updated_at = utcnow()
+    session.add(exp)
+    session.commit()
+
+
+def reject(rt: Runtime, session: Session, plan: CampaignPlan, exp: Experiment, actor: str, reason: str) -> None:
+    from policies.errors import CreativeLoopError
+
+    if exp.state in ("scaled", "abandoned"):
+        raise CreativeLoopError(f"experiment {exp.id} already ended ({exp.state})", experiment=exp.id)
+    events.record(session, events.REJECTED, exp.campaign_id, exp.id, actor=actor, stage=exp.waiting_for, reason=reason)
+    abandon(rt, session, plan, exp, f"rejected by {actor}: {reason}", actor=actor)
+
+
+__all__ = ["advance", "approve", "reject", "abandon", "arm_counts", "series"]

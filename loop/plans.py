@@ -1,0 +1,71 @@
+"""Campaign plans: what the loop needs to know about each campaign, in minor units.
+
+A plan merges the config's ``[defaults]`` and ``[[campaigns]]`` entry with,
+on the simulated platform, the scenario's campaign (budgets, caps, costs).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from connectors.ads.scenario import CampaignSpec, Scenario
+from loop.config import CampaignSettings, Config, to_minor
+from policies.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class CampaignPlan:
+    id: str
+    currency: str
+    test_spend_cap: int
+    credit_cap: int
+    test_daily_budget: int
+    fast_credit_cost: int
+    pro_credit_cost: int
+    settings: CampaignSettings
+
+
+def _required(cfg: Config, settings: CampaignSettings, key: str) -> float:
+    value = getattr(settings, key)
+    if value is None:
+        raise ConfigError(str(cfg.path), f"campaigns[{settings.id}].{key}", "missing required key")
+    return float(value)
+
+
+def plan_from_settings(cfg: Config, settings: CampaignSettings) -> CampaignPlan:
+    return CampaignPlan(
+        id=settings.id,
+        currency=settings.currency,
+        test_spend_cap=to_minor(_required(cfg, settings, "test_spend_cap")),
+        credit_cap=to_minor(_required(cfg, settings, "credit_cap")),
+        test_daily_budget=to_minor(_required(cfg, settings, "test_daily_budget")),
+        fast_credit_cost=to_minor(_required(cfg, settings, "fast_credit_cost")),
+        pro_credit_cost=to_minor(_required(cfg, settings, "pro_credit_cost")),
+        settings=settings,
+    )
+
+
+def plan_from_scenario(cfg: Config, spec: CampaignSpec, **overrides: object) -> CampaignPlan:
+    """The scenario gives budgets, caps and costs; the config (and ``overrides``) the policy."""
+    settings = cfg.campaign_settings(spec.id)
+    explicit = {c.id: c.model_fields_set for c in cfg.model.campaigns}.get(spec.id, set())
+    money = {
+        key: getattr(spec, key)
+        for key in ("test_spend_cap", "credit_cap", "test_daily_budget", "fast_credit_cost", "pro_credit_cost")
+        if key not in explicit
+    }
+    data = {**settings.model_dump(), **money, "currency": spec.currency, **overrides}
+    return plan_from_settings(cfg, CampaignSettings.model_validate(data))
+
+
+def campaign_plans(cfg: Config, scenario: Scenario | None = None, **overrides: object) -> list[CampaignPlan]:
+    if scenario is not None:
+        return [plan_from_scenario(cfg, spec, **overrides) for spec in scenario.campaigns]
+    if not cfg.model.campaigns:
+        raise ConfigError(str(cfg.path), "campaigns", "no [[campaigns]] configured")
+    return [
+        plan_from_settings(
+            cfg, CampaignSettings.model_validate({**cfg.campaign_settings(c.id).model_dump(), **overrides})
+        )
+        for c in cfg.model.campaigns
+    ]

@@ -1,0 +1,453 @@
+"""One tick of the loop, per campaign, as numbered idempotent steps.
+
+    1. sync       campaign caps and the live ads of the main ad set
+    2. ingest     daily insights for the backfill window (upserts)
+    3. reconcile  close test-spend reservations with the spend reported
+    4. detect     fatigue on every live creative without an experiment
+    5. advance    every open experiment one or more states (experiments.py)
+
+Each step commits what it did before the next begins, and every effect on
+the outside world goes through :meth:`Runtime.perform`, which records the
+mutation's intent before sending it and its result after.  A crash anywhere
+is therefore repaired by the next tick, which starts again from what is
+stored.  ``dry_run`` turns every commit into a flush that is rolled back at
+the end, and every mutation into a line of the plan.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import Any
+
+import numpy as np
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from connectors.ads.base import AdPlatform, Mutation
+from connectors.images.base import ImageGenerator
+from connectors.retry import RetrySettings, call_with_retry
+from loop import events
+from loop.plans import CampaignPlan
+from policies import fatigue
+from policies.errors import AuthExpired, ConnectorError
+from storage.db import session as open_session
+from storage.images import ImageStore
+from storage.ledger import Ledger
+from storage.models import (
+    Campaign,
+    Creative,
+    DailyMetric,
+    Experiment,
+    LedgerEntry,
+    PlatformMutation,
+    TickRun,
+    utcnow,
+)
+
+log = logging.getLogger("creative_loop.tick")
+
+OPEN_STATES = ("detected", "exploring", "awaiting_approval", "testing", "decided", "rendering")
+END_STATES = ("scaled", "abandoned")
+# A creative whose experiment was abandoned may be tried again after this long.
+RETRY_AFTER_ABANDON = timedelta(days=7)
+
+
+class StopTick(BaseException):
+    """Raised by a step hook to stop a tick between two steps (crash tests)."""
+
+
+@dataclass
+class Runtime:
+    """Everything a tick needs, injected (``loop.app`` wires the defaults)."""
+
+    engine: Engine
+    platform: AdPlatform
+    generators: dict[str, ImageGenerator]
+    images: ImageStore
+    plans: list[CampaignPlan]
+    approval: str = "pro"
+    tiering: str = "tiered"
+    backfill_days: int = 7
+    dry_run: bool = False
+    retry: RetrySettings = field(default_factory=RetrySettings)
+    sleep: Callable[[float], None] | None = None
+    on_step: Callable[[str], None] | None = None
+    plan_lines: list[str] = field(default_factory=list)
+
+    # -- unit of work ---------------------------------------------------------
+    def commit(self, session: Session) -> None:
+        if self.dry_run:
+            session.flush()
+        else:
+            session.commit()
+
+    def step(self, name: str) -> None:
+        """A point between two steps; tests hook here to crash the tick."""
+        if self.on_step is not None:
+            self.on_step(name)
+
+    # -- the outside world ----------------------------------------------------
+    def call(self, fn: Callable[[], Any]) -> Any:
+        kwargs: dict[str, Any] = {"settings": self.retry}
+        if self.sleep is not None:
+            kwargs["sleep"] = self.sleep
+        return call_with_retry(fn, **kwargs)
+
+    def perform(self, session: Session, mutation: Mutation, experiment_id: str | None = None) -> dict[str, Any]:
+        """Apply a platform mutation exactly once: intent, send, result."""
+        rec = session.exec(select(PlatformMutation).where(PlatformMutation.key == mutation.key)).first()
+        if rec is not None and rec.status == "done":
+            return dict(rec.result)
+        if self.dry_run:
+            self.plan_lines.append(f"{mutation.kind} {mutation.key}")
+            return {"adset_id": f"dry-run:{mutation.key}", "ad_id": f"dry-run:{mutation.key}"}
+        if rec is None:
+            rec = PlatformMutation(
+                key=mutation.key,
+                campaign_id=mutation.campaign,
+                experiment_id=experiment_id,
+                kind=mutation.kind,
+                payload=mutation.payload(),
+            )
+            session.add(rec)
+            session.commit()  # the intent is durable before anything is sent
+            self.step(f"intent:{mutation.kind}")
+        else:
+            # An intent without a result: a crash after sending, perhaps. Look first.
+            found = self.call(lambda: self.platform.find(mutation))
+            if found is not None:
+                return self._done(session, rec, found)
+        rec.attempts += 1
+        try:
+            result = self.call(lambda: self.platform.apply(mutation))
+        except ConnectorError as exc:
+            rec.error = str(exc)
+            rec.status = "intent" if exc.temporary else "failed"
+            rec.updated_at = utcnow()
+            events.record(
+                session, events.MUTATION_FAILED, mutation.campaign, experiment_id,
+                key=mutation.key, kind=mutation.kind, error=str(exc),
+            )  # fmt: skip
+            session.commit()
+            raise
+        self.step(f"sent:{mutation.kind}")
+        return self._done(session, rec, result)
+
+    def _done(self, session: Session, rec: PlatformMutation, result: dict[str, Any]) -> dict[str, Any]:
+        rec.status = "done"
+        rec.result = dict(result)
+        rec.error = ""
+        rec.updated_at = utcnow()
+        session.commit()
+        return dict(result)
+
+    def generator(self, plan: CampaignPlan) -> ImageGenerator:
+        try:
+            return self.generators[plan.settings.generator]
+        except KeyError:
+            from policies.errors import ConfigError
+
+            raise ConfigError(
+                "config", f"campaigns[{plan.id}].generator", f"generator {plan.settings.generator!r} is not available"
+            ) from None
+
+
+@dataclass
+class TickReport:
+    day: date
+    detected: list[str] = field(default_factory=list)
+    transitions: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    plan: list[str] = field(default_factory=list)
+
+
+def tick(rt: Runtime, today: date) -> TickReport:
+    """Run one tick for every campaign of ``rt.plans`` as of ``today``."""
+    from loop.experiments import advance
+
+    report = TickReport(today)
+    with open_session(rt.engine) as session:
+        run = TickRun(day=today, dry_run=rt.dry_run)
+        if not rt.dry_run:
+            session.add(run)
+            session.commit()
+        try:
+            for plan in rt.plans:
+                try:
+                    _tick_campaign(rt, session, plan, today, report, advance)
+                except AuthExpired as exc:
+                    session.rollback()
+                    _halt(rt, session, plan.id, str(exc))
+                    report.errors.append(f"{plan.id}: {exc}")
+                except ConnectorError as exc:
+                    # One campaign's platform trouble must not stop the others;
+                    # every step is idempotent, so the next tick resumes here.
+                    session.rollback()
+                    log.warning("campaign %s: %s", plan.id, exc)
+                    report.errors.append(f"{plan.id}: {exc}")
+            report.plan = list(rt.plan_lines)
+            if rt.dry_run:
+                session.rollback()
+            else:
+                run.finished_at = utcnow()
+                run.ok = not report.errors
+                run.error = "; ".join(report.errors)[:2000]
+                session.add(run)
+                session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+    return report
+
+
+def _halt(rt: Runtime, session: Session, campaign_id: str, why: str) -> None:
+    campaign = session.get(Campaign, campaign_id)
+    if campaign is not None and campaign.halted_reason is None and not rt.dry_run:
+        campaign.halted_reason = why
+        events.record(session, events.CAMPAIGN_HALTED, campaign_id, reason=why)
+        session.commit()
+    log.error("campaign %s halted: %s (fix the access token, the next tick resumes)", campaign_id, why)
+
+
+def _tick_campaign(rt: Runtime, session: Session, plan: CampaignPlan, today: date, report: TickReport, advance) -> None:  # type: ignore[no-untyped-def]
+    # 1. sync the campaign's caps and its live ads
+    campaign = sync_campaign(session, plan)
+    ads = rt.call(lambda: rt.platform.list_ads(plan.id))
+    if campaign.halted_reason is not None and not rt.dry_run:
+        # The read above went through: credentials work again.
+        events.record(session, events.CAMPAIGN_RESUMED, plan.id, previous=campaign.halted_reason)
+        campaign.halted_reason = None
+    sync_ads(session, plan.id, ads)
+    rt.commit(session)
+    rt.step("sync")
+    # 2. ingest the backfill window (re-ingesting a day updates it)
+    since = today - timedelta(days=rt.backfill_days)
+    rows = rt.call(lambda: rt.platform.insights(plan.id, since, today - timedelta(days=1)))
+    ingest(session, plan.id, rows)
+    rt.commit(session)
+    rt.step("ingest")
+    # 3. reconcile test-spend reservations with what was spent
+    reconcile(session, plan.id, today)
+    rt.commit(session)
+    rt.step("reconcile")
+    # 4. detect fatigue on live creatives
+    for exp in detect(session, plan, today):
+        report.detected.append(exp.id)
+    rt.commit(session)
+    rt.step("detect")
+    # 5. advance open experiments
+    open_exps = session.exec(
+        select(Experiment)
+        .where(Experiment.campaign_id == plan.id, col(Experiment.state).in_(OPEN_STATES))
+        .order_by(Experiment.created_at, Experiment.id)
+    ).all()
+    for exp in open_exps:
+        report.transitions.extend(advance(rt, session, plan, exp, today))
+    rt.step("advance")
+
+
+def sync_campaign(session: Session, plan: CampaignPlan) -> Campaign:
+    campaign = session.get(Campaign, plan.id)
+    if campaign is None:
+        campaign = Campaign(id=plan.id)
+    campaign.currency = plan.currency
+    campaign.test_spend_cap_minor = plan.test_spend_cap
+    campaign.credit_cap_minor = plan.credit_cap
+    session.add(campaign)
+    session.flush()
+    return campaign
+
+
+def live_creative_id(campaign_id: str, ad_id: str) -> str:
+    return f"{campaign_id}:{ad_id}"
+
+
+def sync_ads(session: Session, campaign_id: str, ads: list) -> None:  # type: ignore[type-arg]
+    known = {
+        c.platform_ad_id: c
+        for c in session.exec(select(Creative).where(Creative.campaign_id == campaign_id)).all()
+        if c.platform_ad_id
+    }
+    for ad in ads:
+        status = "active" if ad.status == "ACTIVE" else "paused"
+        creative = known.get(ad.ad_id)
+        if creative is None and ad.name.startswith("cl:"):
+            continue  # our own objects are adopted through their mutations, never here
+        if creative is None:
+            creative = Creative(
+                id=live_creative_id(campaign_id, ad.ad_id),
+                campaign_id=campaign_id,
+                role="live",
+                label=ad.name,
+                platform_ad_id=ad.ad_id,
+                status=status,
+                headline=ad.headline,
+            )
+        elif creative.role in ("live", "pro"):
+            creative.status = status
+        session.add(creative)
+    session.flush()
+
+
+def ingest(session: Session, campaign_id: str, rows: list) -> int:  # type: ignore[type-arg]
+    """Upsert daily metrics for ads we know; returns the number of rows written."""
+    by_ad = {
+        c.platform_ad_id: c.id
+        for c in session.exec(select(Creative).where(Creative.campaign_id == campaign_id)).all()
+        if c.platform_ad_id
+    }
+    rows = [r for r in rows if r.ad_id in by_ad]
+    if not rows:
+        return 0
+    days = {r.day for r in rows}
+    existing = {
+        (m.creative_id, m.day): m
+        for m in session.exec(
+            select(DailyMetric).where(
+                col(DailyMetric.creative_id).in_(set(by_ad.values())), col(DailyMetric.day).in_(days)
+            )
+        ).all()
+    }
+    for r in rows:
+        cid = by_ad[r.ad_id]
+        m = existing.get((cid, r.day))
+        if m is None:
+            m = DailyMetric(creative_id=cid, day=r.day)
+            existing[(cid, r.day)] = m
+        elif (m.impressions, m.clicks, m.spend_minor, m.conversions) == (
+            r.impressions, r.clicks, r.spend_minor, r.conversions,
+        ):  # fmt: skip
+            continue
+        m.impressions, m.clicks, m.spend_minor = r.impressions, r.clicks, r.spend_minor
+        m.conversions, m.reach, m.frequency = r.conversions, r.reach, r.frequency
+        m.updated_at = utcnow()
+        session.add(m)
+    session.flush()
+    return len(rows)
+
+
+def series(session: Session, creative_id: str, until: date) -> tuple[list[date], np.ndarray, np.ndarray]:
+    """A creative's daily (days, impressions, clicks) up to ``until`` exclusive, oldest first."""
+    rows = session.exec(
+        select(DailyMetric)
+        .where(DailyMetric.creative_id == creative_id, DailyMetric.day < until)
+        .order_by(DailyMetric.day)
+    ).all()
+    days = [r.day for r in rows]
+    return (
+        days,
+        np.array([r.impressions for r in rows], dtype=np.int64),
+        np.array([r.clicks for r in rows], dtype=np.int64),
+    )
+
+
+def reconcile(session: Session, campaign_id: str, today: date) -> None:
+    """Settle test-spend reservations whose window has been reported.
+
+    A reservation ``test:<experiment>:<day>:<days>`` covers the budgets set on
+    ``day`` for ``days`` days. It is settled with the spend of its arms on the
+    days it really governed (until the next allocation replaced it) once those
+    days are in the past.
+    """
+    ledger = Ledger(session)
+    open_res = ledger.open_reservations(campaign_id, "test", prefix="test:")
+    if not open_res:
+        return
+    from storage.models import Arm, BanditDecision
+
+    for res in open_res:
+        exp_id, day_s, span_s = res.key.split(":", 1)[1].rsplit(":", 2)
+        start, span = date.fromisoformat(day_s), int(span_s)
+        next_day = session.exec(
+            select(BanditDecision.day)
+            .where(BanditDecision.experiment_id == exp_id, BanditDecision.day > start)
+            .order_by(BanditDecision.day)
+        ).first()
+        end = min(start + timedelta(days=span), next_day or date.max)  # exclusive
+        if end > today:
+            continue  # some governed day has not happened yet
+        arm_ids = session.exec(select(Arm.creative_id).where(Arm.experiment_id == exp_id)).all()
+        spent = session.exec(
+            select(DailyMetric).where(
+                col(DailyMetric.creative_id).in_(arm_ids), DailyMetric.day >= start, DailyMetric.day < end
+            )
+        ).all()
+        reported_days = {m.day for m in spent}
+        last_day = end - timedelta(days=1)
+        # Wait for the last governed day to be reported, but not forever: a day
+        # with no delivery produces no row at all.
+        if last_day not in reported_days and today - last_day < timedelta(days=2):
+            continue
+        actual = sum(m.spend_minor for m in spent)
+        ledger.settle(res.key, actual, note=f"spend {start}..{last_day}")
+        events.record(
+            session, events.SPEND_RECONCILED, campaign_id, exp_id,
+            key=res.key, reserved=res.amount_minor, actual=actual,
+        )  # fmt: skip
+
+
+def detect(session: Session, plan: CampaignPlan, today: date) -> list[Experiment]:
+    """Open an experiment for each live creative that the fatigue test flags."""
+    live = session.exec(
+        select(Creative).where(
+            Creative.campaign_id == plan.id,
+            Creative.status == "active",
+            col(Creative.role).in_(("live", "pro")),
+            col(Creative.platform_ad_id).is_not(None),
+        )
+    ).all()
+    opened = []
+    for creative in live:
+        previous = session.exec(
+            select(Experiment)
+            .where(Experiment.parent_creative_id == creative.id)
+            .order_by(col(Experiment.created_at).desc())
+        ).first()
+        if previous is not None and (
+            previous.state != "abandoned" or today - previous.updated_at.date() < RETRY_AFTER_ABANDON
+        ):
+            continue  # cool-down: one fatigue is acted on once
+        days, imps, clicks = series(session, creative.id, today)
+        if previous is not None:
+            keep = [i for i, d in enumerate(days) if d >= previous.updated_at.date()]
+            days, imps, clicks = [days[i] for i in keep], imps[keep], clicks[keep]
+        if len(days) < 2:
+            continue
+        verdict = fatigue.detect(imps, clicks)
+        if not verdict.fatigued:
+            continue
+        exp_id = f"{creative.id}:{today.isoformat()}"
+        if session.get(Experiment, exp_id) is not None:
+            continue
+        from connectors.images.procedural import stable_seed
+
+        exp = Experiment(
+            id=exp_id,
+            campaign_id=plan.id,
+            parent_creative_id=creative.id,
+            state="detected",
+            seed=stable_seed(exp_id),
+            policy=plan.settings.policy,
+            detected_on=today,
+            verdict={
+                "day": days[verdict.day].isoformat() if verdict.day is not None else None,
+                "baseline_ctr": verdict.baseline_ctr,
+                "current_ctr": verdict.current_ctr,
+                "statistic": verdict.statistic,
+                "threshold": verdict.threshold,
+                "signal": verdict.signal,
+                "reason": verdict.reason,
+            },
+        )
+        session.add(exp)
+        events.record(session, events.FATIGUE_DETECTED, plan.id, exp_id, creative=creative.id, **exp.verdict)
+        opened.append(exp)
+    session.flush()
+    return opened
+
+
+def ledger_rows(session: Session, campaign_id: str) -> list[LedgerEntry]:
+    return list(session.exec(select(LedgerEntry).where(LedgerEntry.campaign_id == campaign_id)).all())

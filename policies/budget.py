@@ -1,0 +1,93 @@
+"""The budget guard: finance caps as invariants.
+
+A cap is never crossed because money is *reserved* before it is committed and
+a commitment is only made when the reservation fits::
+
+    spent + reserved + new_reservation <= cap
+
+Ad platforms may overspend a daily budget (Meta: up to 25 % on a given day),
+so committing a daily budget ``B`` for ``d`` days reserves
+``ceil(B * overspend) * d``.  When the platform reports what was really spent,
+the reservation is released and the actual recorded (reconciliation).  As long
+as the platform honours its overspend bound, ``spent <= cap`` holds at every
+moment.  All amounts are integer minor units (cents).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+DEFAULT_OVERSPEND = 1.25
+
+
+@dataclass(frozen=True)
+class CapState:
+    """Where one capped account of one campaign stands."""
+
+    cap: int
+    spent: int = 0
+    reserved: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("cap", "spent", "reserved"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise ValueError(f"{name}: expected int minor units, got {value!r}")
+            if value < 0:
+                raise ValueError(f"{name}: expected >= 0, got {value}")
+
+    @property
+    def left(self) -> int:
+        """What can still be reserved (never negative)."""
+        return max(0, self.cap - self.spent - self.reserved)
+
+    def fits(self, amount: int) -> bool:
+        return amount <= self.left
+
+
+def reservation_for(daily_budget: int, days: int = 1, overspend: float = DEFAULT_OVERSPEND) -> int:
+    """The worst-case spend of a daily budget committed for ``days`` days."""
+    if daily_budget < 0:
+        raise ValueError(f"daily_budget: expected >= 0, got {daily_budget}")
+    if days < 1:
+        raise ValueError(f"days: expected >= 1, got {days}")
+    if overspend < 1.0:
+        raise ValueError(f"overspend: expected >= 1.0, got {overspend}")
+    return math.ceil(daily_budget * overspend) * days
+
+
+def affordable_daily_budget(state: CapState, wanted: int, days: int = 1, overspend: float = DEFAULT_OVERSPEND) -> int:
+    """The largest daily budget ``<= wanted`` whose reservation fits what is left."""
+    if wanted < 0:
+        raise ValueError(f"wanted: expected >= 0, got {wanted}")
+    budget = min(wanted, math.floor(state.left / days / overspend))
+    # floor() of a float division can be off by one unit; step down until it fits.
+    while budget > 0 and reservation_for(budget, days, overspend) > state.left:
+        budget -= 1
+    return max(0, budget)
+
+
+def split_budget(total: int, weights: list[float] | tuple[float, ...], minimum: int = 0) -> list[int]:
+    """Split ``total`` minor units by ``weights``; shares below ``minimum`` become 0.
+
+    The result never sums to more than ``total``: each share is rounded down,
+    and money freed by a paused arm is given to the others in weight order.
+    """
+    if total < 0:
+        raise ValueError(f"total: expected >= 0, got {total}")
+    if any(w < 0 for w in weights) or not weights:
+        raise ValueError(f"weights: expected non-negative, non-empty, got {list(weights)}")
+    active = [i for i, w in enumerate(weights) if w > 0]
+    while True:
+        mass = sum(weights[i] for i in active)
+        if not active or mass <= 0:
+            return [0] * len(weights)
+        shares = [0] * len(weights)
+        for i in active:
+            shares[i] = math.floor(total * weights[i] / mass)
+        low = [i for i in active if shares[i] < minimum]
+        if not low:
+            return shares
+        # Pause the weakest arm that cannot reach the minimum, re-split the rest.
+        active.remove(min(low, key=lambda i: weights[i]))

@@ -1,0 +1,180 @@
+"""SQLModel tables.
+
+Money columns end in ``_minor`` and hold integer minor units.  Every table a
+tick writes has a natural unique key, so that repeating a step after a crash
+finds the row it wrote instead of adding a second one.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Campaign(SQLModel, table=True):
+    id: str = Field(primary_key=True, max_length=100)
+    currency: str = Field(default="USD", max_length=3)
+    test_spend_cap_minor: int = 0
+    credit_cap_minor: int = 0
+    # Set when the platform refused our credentials: the campaign's actions stop
+    # until an operator fixes the token (no retry storm).
+    halted_reason: str | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Creative(SQLModel, table=True):
+    """A live ad's creative or a generated variant, with its full lineage."""
+
+    id: str = Field(primary_key=True, max_length=200)
+    campaign_id: str = Field(foreign_key="campaign.id", index=True)
+    role: str = Field(max_length=20)  # live | draft | pro
+    parent_id: str | None = Field(default=None, foreign_key="creative.id", index=True)
+    experiment_id: str | None = Field(default=None, index=True)
+    label: str | None = Field(default=None, max_length=40)  # "v3" inside its experiment
+    platform_ad_id: str | None = Field(default=None, max_length=100)
+    status: str = Field(default="active", max_length=20)  # active | paused | testing | candidate
+    headline: str = ""
+    recipe: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+    prompt: str = ""
+    seed: int | None = None
+    generator: str | None = Field(default=None, max_length=40)
+    model: str | None = Field(default=None, max_length=200)
+    tier: str | None = Field(default=None, max_length=10)  # fast | pro
+    width: int | None = None
+    height: int | None = None
+    image_hash: str | None = Field(default=None, max_length=64)
+    flags: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class DailyMetric(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("creative_id", "day"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    creative_id: str = Field(foreign_key="creative.id", index=True)
+    day: date
+    impressions: int = 0
+    clicks: int = 0
+    spend_minor: int = 0
+    conversions: int = 0
+    reach: int = 0
+    frequency: float = 0.0
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class Experiment(SQLModel, table=True):
+    """One fatigued creative's search for a successor: a persisted state machine."""
+
+    id: str = Field(primary_key=True, max_length=200)
+    campaign_id: str = Field(foreign_key="campaign.id", index=True)
+    parent_creative_id: str = Field(foreign_key="creative.id")
+    state: str = Field(max_length=30, index=True)
+    reason: str = ""
+    seed: int = 0
+    policy: str = "thompson"
+    detected_on: date | None = None
+    testing_started_on: date | None = None
+    decided_on: date | None = None
+    winner_creative_id: str | None = None
+    pro_creative_id: str | None = None
+    scaled_creative_id: str | None = None
+    waiting_for: str | None = None  # while awaiting_approval: "drafts" | "pro"
+    approved_stage: str | None = None  # the last stage a person approved: "drafts" | "pro"
+    tiering: str = "tiered"  # tiered | pro-only
+    verdict: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class Arm(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("experiment_id", "creative_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    experiment_id: str = Field(foreign_key="experiment.id", index=True)
+    creative_id: str = Field(foreign_key="creative.id")
+    position: int = 0
+    platform_adset_id: str | None = None
+    platform_ad_id: str | None = None
+    daily_budget_minor: int = 0
+    status: str = Field(default="pending", max_length=20)  # pending | live | paused
+
+
+class BanditDecision(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("experiment_id", "day"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    experiment_id: str = Field(foreign_key="experiment.id", index=True)
+    day: date
+    seed: int
+    policy: str
+    clicks: list[int] = Field(default_factory=list, sa_column=Column(JSON))
+    impressions: list[int] = Field(default_factory=list, sa_column=Column(JSON))
+    weights: list[float] = Field(default_factory=list, sa_column=Column(JSON))
+    prob_best: list[float] = Field(default_factory=list, sa_column=Column(JSON))
+    budgets_minor: list[int] = Field(default_factory=list, sa_column=Column(JSON))
+    winner: int | None = None
+    note: str = ""
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class LedgerEntry(SQLModel, table=True):
+    """The money ledger. A reservation stays open until a release with its key."""
+
+    __table_args__ = (UniqueConstraint("key", "kind"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    campaign_id: str = Field(foreign_key="campaign.id", index=True)
+    account: str = Field(max_length=10)  # test | credit
+    kind: str = Field(max_length=10)  # reserve | release | actual
+    key: str = Field(max_length=250)
+    amount_minor: int
+    experiment_id: str | None = Field(default=None, index=True)
+    tier: str | None = Field(default=None, max_length=10)
+    note: str = ""
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class PlatformMutation(SQLModel, table=True):
+    """Every ad-platform mutation: written as an intent before it is sent, then its result."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(max_length=250, unique=True)
+    campaign_id: str = Field(index=True)
+    experiment_id: str | None = Field(default=None, index=True)
+    kind: str = Field(max_length=40)
+    payload: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+    status: str = Field(default="intent", max_length=10)  # intent | done | failed
+    result: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+    error: str = ""
+    attempts: int = 0
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class AuditEvent(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(default_factory=utcnow, index=True)
+    name: str = Field(max_length=60, index=True)
+    campaign_id: str | None = Field(default=None, index=True)
+    experiment_id: str | None = Field(default=None, index=True)
+    actor: str = Field(default="loop", max_length=100)
+    data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+
+
+class TickRun(SQLModel, table=True):
+    """One tick of the loop (for status, health and overlap checks)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    started_at: datetime = Field(default_factory=utcnow)
+    finished_at: datetime | None = None
+    day: date | None = None
+    dry_run: bool = False
+    ok: bool | None = None
+    error: str = ""

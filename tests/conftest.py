@@ -1,0 +1,78 @@
+"""Shared fixtures: a migrated database on SQLite and (when selected) PostgreSQL.
+
+PostgreSQL runs when ``CREATIVE_LOOP_TEST_PG`` holds a SQLAlchemy URL (``make
+test`` sets it to the machine's test database) or ``--pg URL`` is given; each
+test gets a fresh schema, dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+from sqlalchemy import text
+
+from storage.db import make_engine, migrate
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--pg", default=None, help="PostgreSQL URL for the postgres-marked tests")
+
+
+def pg_url(config: pytest.Config) -> str | None:
+    return config.getoption("--pg") or os.environ.get("CREATIVE_LOOP_TEST_PG") or None
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> None:
+    try:
+        import torch
+    except ImportError:
+        return
+    torch.set_num_threads(1)
+
+
+def _pg_schema_url(base: str) -> Iterator[str]:
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = make_engine(base)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    sep = "&" if "?" in base else "?"
+    try:
+        yield f"{base}{sep}options={quote(f'-csearch_path={schema}')}"
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A database URL on each backend (PostgreSQL skipped unless selected)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'test.db'}"
+        return
+    base = pg_url(request.config)
+    if not base:
+        pytest.skip("PostgreSQL not selected (set CREATIVE_LOOP_TEST_PG or --pg)")
+    yield from _pg_schema_url(base)
+
+
+@pytest.fixture
+def engine(db_url: str):  # type: ignore[no-untyped-def]
+    eng = make_engine(db_url)
+    migrate(eng)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture
+def sqlite_engine(tmp_path: Path):  # type: ignore[no-untyped-def]
+    eng = make_engine(f"sqlite:///{tmp_path / 'test.db'}")
+    migrate(eng)
+    yield eng
+    eng.dispose()
