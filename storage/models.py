@@ -178,3 +178,28 @@ class TickRun(SQLModel, table=True):
     dry_run: bool = False
     ok: bool | None = None
     error: str = ""
+
+
+class PlatformSignal(SQLModel, table=True):
+    """A signal the ad platform sends about an ad (e.g. Meta's creative-fatigue level)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    campaign_id: str | None = Field(default=None, index=True)
+    platform_ad_id: str = Field(index=True, max_length=100)
+    name: str = Field(max_length=60)  # e.g. "creative_fatigue"
+    level: str = Field(default="", max_length=40)  # e.g. "FATIGUED", "AT_RISK"
+    value: float | None = None
+    data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+    received_at: datetime = Field(default_factory=utcnow, index=True)
+
+
+class Counter(SQLModel, table=True):
+    """Monotonic counters shared between processes (API calls, throttles, generations)."""
+
+    __table_args__ = (UniqueConstraint("name", "labels"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=100)
+    labels: str = Field(default="", max_length=250)  # 'tier="pro",backend="diffusers"'
+    value: float = 0.0
+    updated_at: datetime = Field(default_factory=utcnow)
