@@ -1,0 +1,473 @@
+"""Batched multi-armed bandits that split a test budget among creative variants.
+
+Every policy has the same four methods, vectorised over ``(experiments, arms)``
+(a 1-D ``(arms,)`` array is one experiment):
+
+- ``allocate(clicks, impressions, rng)`` -> weights, rows summing to 1: the
+  share of tomorrow's test impressions per arm;
+- ``prob_best(clicks, impressions, rng=None, draws=10_000)`` -> P(arm is best)
+  under the Beta posterior (numerical integration, error <= 1e-6; Monte Carlo
+  with ``draws`` samples only where the integration cannot certify itself);
+- ``decide(clicks, impressions, rng=None)`` -> :class:`Decision` for one
+  experiment;
+- ``best_so_far(clicks, impressions)`` -> the arm with the highest posterior
+  mean, for experiments that end without a confident winner.
+
+``clicks`` and ``impressions`` are *successes* and *exposure* of the policy's
+objective (see :mod:`policies.objectives`): clicks/impressions for ``ctr``,
+conversions/clicks for ``conversion_rate``, conversions/spend for ``cpa``.
+Always pass *delivered* counts, never the split that was requested.
+
+Common rules (all policies):
+
+- **burn-in**: while any arm of an experiment has fewer than
+  ``burn_in_impressions`` of exposure, the split is equal;
+- **floor**: every arm gets at least ``floor`` (the split is mixed with the
+  uniform one, ``w' = floor + (1 - K·floor)·w``, so rows still sum to 1; a
+  floor above ``1/K`` becomes ``1/K``);
+- **stopping** (:meth:`AllocationPolicy.decide`): a winner is declared when
+  the leader's P(best) >= ``target``, or, if ``loss_threshold`` is set, when
+  the expected loss of choosing the leader (in objective units, e.g. CTR) is
+  below it — in both cases only once the leader *and the runner-up* each
+  have at least ``min_impressions`` of exposure (the runner-up is the arm
+  that could still overturn the decision; the others are clearly behind).
+  ``decide(..., budget_exhausted=True)`` ends an undecided experiment with
+  the best arm so far and says so in ``reason`` and ``budget_exhausted``.
+
+Registry: :func:`get_policy` with the names in :data:`POLICY_NAMES`.
+
+``DiscountedThompson`` and every other policy accept per-day history through
+the keywords ``daily_clicks=`` / ``daily_impressions=`` (arrays ``(days,
+arms)`` or ``(experiments, days, arms)``, oldest first); the discounted policy
+weighs a day of age ``k`` by ``discount**k``, the others simply sum the days.
+When daily history is given, ``clicks`` and ``impressions`` may be ``None``
+and are ignored.
+"""
+
+from __future__ import annotations
+
+import inspect
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import numpy as np
+
+from policies import objectives as _obj
+from policies.posterior import (
+    integrate_prob_best,
+    monte_carlo_prob_best,
+    posterior_moments,
+)
+
+__all__ = [
+    "POLICY_NAMES",
+    "AllocationPolicy",
+    "Decision",
+    "DiscountedThompson",
+    "EpsilonGreedy",
+    "ThompsonSampling",
+    "TopTwoThompson",
+    "UCB1",
+    "Uniform",
+    "get_policy",
+]
+
+PROB_BEST_TOL = 1e-7
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The verdict on one experiment.
+
+    ``winner`` is an arm index or ``None``; ``reason`` is ``"prob_best"``,
+    ``"expected_loss"``, ``"budget exhausted: ..."`` or ``"undecided: ..."``
+    followed by the figures that led there.  When ``budget_exhausted`` is
+    true the winner is only the best arm so far, not a confident one.
+    """
+
+    winner: int | None
+    prob_best: np.ndarray
+    expected_loss: np.ndarray
+    reason: str
+    budget_exhausted: bool = False
+    leader: int = 0
+    runner_up: int | None = None
+    method: str = "integration"  # or "monte_carlo"
+    error: float = 0.0  # certified bound of the integration (nan for Monte Carlo)
+
+
+# -- argument checks ---------------------------------------------------------
+
+
+def _check_number(name: str, value, *, lo=None, hi=None, lo_open=False, allow_none=False):
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ValueError(f"{name}: expected a number, got {value!r}")
+    v = float(value)
+    if not np.isfinite(v):
+        raise ValueError(f"{name}: expected a finite number, got {value!r}")
+    if lo is not None and (v < lo or (lo_open and v == lo)):
+        op = ">" if lo_open else ">="
+        raise ValueError(f"{name}: expected a number {op} {lo}, got {value!r}")
+    if hi is not None and v > hi:
+        raise ValueError(f"{name}: expected a number <= {hi}, got {value!r}")
+    return v
+
+
+def _check_rng(rng, *, allow_none: bool):
+    if rng is None and allow_none:
+        return None
+    if not isinstance(rng, np.random.Generator):
+        raise ValueError(f"rng: expected a numpy.random.Generator, got {type(rng).__name__}")
+    return rng
+
+
+def _check_prior(name: str, value) -> np.ndarray:
+    arr = np.asarray(value, dtype=float)
+    if arr.ndim > 2 or np.any(~np.isfinite(arr)) or np.any(arr <= 0):
+        raise ValueError(f"{name}: expected positive finite number(s), got {value!r}")
+    return arr
+
+
+class AllocationPolicy(ABC):
+    """Base class: posterior bookkeeping, floor, burn-in and stopping.
+
+    Subclasses implement :meth:`_weights`, the split before burn-in and floor.
+    """
+
+    name: str = ""
+
+    def __init__(
+        self,
+        prior_alpha=1.0,
+        prior_beta=1.0,
+        *,
+        floor: float = 0.02,
+        burn_in_impressions: float = 1000,
+        target: float = 0.95,
+        min_impressions: float = 2000,
+        loss_threshold: float | None = None,
+        objective: str = "ctr",
+    ) -> None:
+        self.prior_alpha = _check_prior("prior_alpha", prior_alpha)
+        self.prior_beta = _check_prior("prior_beta", prior_beta)
+        self.floor = _check_number("floor", floor, lo=0.0, hi=1.0)
+        self.burn_in_impressions = _check_number("burn_in_impressions", burn_in_impressions, lo=0.0)
+        self.target = _check_number("target", target, lo=0.5, hi=1.0)
+        self.min_impressions = _check_number("min_impressions", min_impressions, lo=0.0)
+        self.loss_threshold = _check_number("loss_threshold", loss_threshold, lo=0.0, lo_open=True, allow_none=True)
+        self.objective = _obj.check_objective(objective)
+        self.family = _obj.family(objective)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(objective={self.objective!r}, floor={self.floor})"
+
+    # -- counts ----------------------------------------------------------------
+
+    def _counts(self, clicks, impressions, daily_clicks=None, daily_impressions=None):
+        """Validated ``(successes, exposure, raw_exposure, was_1d)`` as 2-D floats."""
+        if daily_clicks is not None or daily_impressions is not None:
+            if daily_clicks is None or daily_impressions is None:
+                raise ValueError("daily history: expected both daily_clicks and daily_impressions, got one")
+            dc = np.asarray(daily_clicks, dtype=float)
+            di = np.asarray(daily_impressions, dtype=float)
+            if dc.shape != di.shape or dc.ndim not in (2, 3) or dc.shape[-2] == 0:
+                raise ValueError(
+                    "daily history: expected equal shapes (days, arms) or (experiments, days, arms) "
+                    f"with at least one day, got {dc.shape} and {di.shape}"
+                )
+            self._check_values(dc, di, "daily_clicks", "daily_impressions")
+            was_1d = dc.ndim == 2
+            if was_1d:
+                dc, di = dc[None], di[None]
+            s, x = self._combine_days(dc, di)
+            raw = di.sum(axis=1)
+            return s, x, raw, was_1d
+        if clicks is None or impressions is None:
+            raise ValueError("clicks, impressions: expected arrays, got None")
+        c = np.asarray(clicks, dtype=float)
+        n = np.asarray(impressions, dtype=float)
+        if c.shape != n.shape:
+            raise ValueError(f"clicks, impressions: expected equal shapes, got {c.shape} and {n.shape}")
+        if c.ndim not in (1, 2) or c.shape[-1] == 0:
+            raise ValueError(f"clicks: expected shape (arms,) or (experiments, arms), got {c.shape}")
+        self._check_values(c, n, "clicks", "impressions")
+        was_1d = c.ndim == 1
+        c2, n2 = np.atleast_2d(c), np.atleast_2d(n)
+        return c2, n2, n2, was_1d
+
+    def _check_values(self, c, n, cname, nname):
+        if not (np.all(np.isfinite(c)) and np.all(np.isfinite(n))):
+            raise ValueError(f"{cname}, {nname}: expected finite counts, got nan or inf")
+        if np.any(c < 0) or np.any(n < 0):
+            raise ValueError(f"{cname}, {nname}: expected non-negative counts, got a negative value")
+        if self.family == "beta" and np.any(c > n):
+            i = np.argwhere(c > n)[0]
+            raise ValueError(
+                f"{cname}: expected at most {nname} per arm, got {c[tuple(i)]!r} > {n[tuple(i)]!r} at {tuple(i)}"
+            )
+
+    def _combine_days(self, dc, di):
+        return dc.sum(axis=1), di.sum(axis=1)
+
+    def _posterior(self, s, x):
+        try:
+            a = np.broadcast_to(self.prior_alpha, s.shape) + s
+            b = np.broadcast_to(self.prior_beta, s.shape)
+        except ValueError:
+            raise ValueError(
+                f"prior_alpha, prior_beta: expected shapes broadcastable to {s.shape}, "
+                f"got {self.prior_alpha.shape} and {self.prior_beta.shape}"
+            ) from None
+        b = b + (x - s if self.family == "beta" else x)
+        return a, b
+
+    # -- probabilities -----------------------------------------------------------
+
+    def _summary(self, s, x, rng, draws):
+        """(prob_best, expected_loss, method, error) for 2-D successes/exposure."""
+        a, b = self._posterior(s, x)
+        res = integrate_prob_best(self.family, a, b, tol=PROB_BEST_TOL)
+        prob, e_max = res.prob_best.copy(), res.expected_max.copy()
+        error = res.error.copy()
+        method = "integration"
+        bad = ~res.ok | ~np.all(np.isfinite(prob), axis=1)
+        if bad.any():
+            draws = int(_check_number("draws", draws, lo=1))
+            gen = rng if rng is not None else np.random.default_rng(0)
+            p_mc, m_mc = monte_carlo_prob_best(self.family, a[bad], b[bad], gen, draws)
+            prob[bad], e_max[bad], error[bad] = p_mc, m_mc, np.nan
+            method = "monte_carlo"
+        mean = posterior_moments(self.family, a, b)[0]
+        loss = np.maximum(e_max[:, None] - mean, 0.0)
+        return prob, loss, method, error
+
+    def prob_best(self, clicks, impressions, rng=None, draws=10_000, **daily) -> np.ndarray:
+        """P(each arm has the highest rate), same shape as ``clicks``."""
+        _check_rng(rng, allow_none=True)
+        s, x, _, was_1d = self._counts(clicks, impressions, **daily)
+        prob = self._summary(s, x, rng, draws)[0]
+        return prob[0] if was_1d else prob
+
+    def expected_loss(self, clicks, impressions, rng=None, draws=10_000, **daily) -> np.ndarray:
+        """E[max_j θ_j − θ_i]: the rate given up by choosing arm i, same shape as ``clicks``."""
+        _check_rng(rng, allow_none=True)
+        s, x, _, was_1d = self._counts(clicks, impressions, **daily)
+        loss = self._summary(s, x, rng, draws)[1]
+        return loss[0] if was_1d else loss
+
+    # -- allocation ----------------------------------------------------------------
+
+    @abstractmethod
+    def _weights(self, s, x, a, b, rng) -> np.ndarray:
+        """Split before burn-in and floor, rows summing to 1, shape of ``s``."""
+
+    def allocate(self, clicks, impressions, rng, **daily) -> np.ndarray:
+        """Share of the next batch per arm; rows sum to 1 and respect the floor."""
+        _check_rng(rng, allow_none=False)
+        s, x, raw, was_1d = self._counts(clicks, impressions, **daily)
+        k = s.shape[1]
+        weights = np.full(s.shape, 1.0 / k)
+        active = ~np.any(raw < self.burn_in_impressions, axis=1)
+        if active.any() and k > 1:
+            a, b = self._posterior(s, x)
+            w = self._weights(s[active], x[active], a[active], b[active], rng)
+            w = np.clip(w, 0.0, None)
+            weights[active] = w / w.sum(axis=1, keepdims=True)
+        floor = min(self.floor, 1.0 / k)
+        weights = floor + (1.0 - k * floor) * weights
+        weights /= weights.sum(axis=1, keepdims=True)
+        return weights[0] if was_1d else weights
+
+    # -- stopping ----------------------------------------------------------------------
+
+    def best_so_far(self, clicks, impressions, **daily) -> int:
+        """Arm with the highest posterior mean (ties: lowest index), one experiment."""
+        s, x, _, was_1d = self._counts(clicks, impressions, **daily)
+        if not was_1d:
+            raise ValueError(f"clicks: expected shape (arms,) for one experiment, got {s.shape}")
+        a, b = self._posterior(s, x)
+        return int(np.argmax(posterior_moments(self.family, a, b)[0][0]))
+
+    def decide(self, clicks, impressions, rng=None, *, budget_exhausted: bool = False, **daily) -> Decision:
+        """Winner of one experiment, or ``None`` with the reason it is undecided."""
+        _check_rng(rng, allow_none=True)
+        s, x, raw, was_1d = self._counts(clicks, impressions, **daily)
+        if not was_1d:
+            raise ValueError(f"clicks: expected shape (arms,) for one experiment, got {s.shape}")
+        prob, loss, method, error = self._summary(s, x, rng, 10_000)
+        prob, loss, raw = prob[0], loss[0], raw[0]
+        a, b = self._posterior(s, x)
+        mean = posterior_moments(self.family, a, b)[0][0]
+        order = np.lexsort((-mean, -prob))  # P(best) first, posterior mean breaks ties
+        leader = int(order[0])
+        runner = int(order[1]) if order.size > 1 else None
+        checked = [leader] if runner is None else [leader, runner]
+        short = [i for i in checked if raw[i] < self.min_impressions]
+        unit = {"ctr": "impressions", "conversion_rate": "clicks", "cpa": "spend"}[self.objective]
+        common = dict(
+            prob_best=prob,
+            expected_loss=loss,
+            leader=leader,
+            runner_up=runner,
+            method=method,
+            error=float(error[0]),
+        )
+        if not short and prob[leader] >= self.target:
+            reason = f"prob_best: arm {leader} has P(best)={prob[leader]:.4f} >= {self.target}"
+            return Decision(winner=leader, reason=reason, **common)
+        if not short and self.loss_threshold is not None and loss[leader] < self.loss_threshold:
+            reason = (
+                f"expected_loss: arm {leader} loses {loss[leader]:.3g} in expectation "
+                f"< {self.loss_threshold:.3g} (P(best)={prob[leader]:.4f})"
+            )
+            return Decision(winner=leader, reason=reason, **common)
+        if short:
+            why = "; ".join(f"arm {i} has {raw[i]:g} < {self.min_impressions:g} {unit}" for i in short)
+        else:
+            why = f"best P(best)={prob[leader]:.4f} (arm {leader}) < {self.target}"
+        if budget_exhausted:
+            best = int(np.argmax(mean))
+            reason = f"budget exhausted: best so far is arm {best}, not confident ({why})"
+            return Decision(winner=best, reason=reason, budget_exhausted=True, **common)
+        return Decision(winner=None, reason=f"undecided: {why}", **common)
+
+
+class ThompsonSampling(AllocationPolicy):
+    """Beta–Bernoulli Thompson sampling, batched as probability matching.
+
+    A day's split is ``P(arm is best)`` under the posterior, computed exactly
+    (the expectation of Thompson sampling's choice over a large batch), so the
+    allocation is deterministic given the counts; ``rng`` is only used by the
+    Monte Carlo fallback.
+    """
+
+    name = "thompson"
+
+    def _weights(self, s, x, a, b, rng):
+        return self._summary(s, x, rng, 10_000)[0]
+
+
+class TopTwoThompson(ThompsonSampling):
+    """Top-two Thompson sampling (Russo 2016): spends ``1 - top_two_beta`` on challengers.
+
+    With probability ``beta`` the Thompson choice ``I`` is played, otherwise
+    the best of a re-draw conditioned on differing from ``I``.  The batched
+    split uses the standard approximation ``ψ_i = β p_i + (1 − β) p_i Σ_{j≠i}
+    p_j / (1 − p_j)``, which identifies the best arm faster than plain
+    Thompson sampling at a slightly higher in-test regret.
+    """
+
+    name = "top_two_thompson"
+
+    def __init__(self, prior_alpha=1.0, prior_beta=1.0, *, top_two_beta: float = 0.5, **kw) -> None:
+        super().__init__(prior_alpha, prior_beta, **kw)
+        self.top_two_beta = _check_number("top_two_beta", top_two_beta, lo=0.0, hi=1.0)
+
+    def _weights(self, s, x, a, b, rng):
+        p = np.clip(super()._weights(s, x, a, b, rng), 0.0, 1.0)
+        ratio = p / np.maximum(1.0 - p, 1e-12)
+        challenger = p * (ratio.sum(axis=1, keepdims=True) - ratio)
+        challenger = np.where(p >= 1.0 - 1e-12, 0.0, challenger)
+        psi = self.top_two_beta * p + (1.0 - self.top_two_beta) * challenger
+        total = psi.sum(axis=1, keepdims=True)
+        return np.where(total > 0, psi / np.where(total > 0, total, 1.0), p)
+
+
+class DiscountedThompson(ThompsonSampling):
+    """Thompson sampling on discounted counts, for drifting rates.
+
+    Needs per-day history (``daily_clicks=``, ``daily_impressions=``): a day of
+    age ``k`` (0 = the latest) counts ``discount**k`` times.  With plain totals
+    it behaves like :class:`ThompsonSampling`.  Burn-in and the minimum sample
+    use the undiscounted exposure.
+    """
+
+    name = "discounted_thompson"
+
+    def __init__(self, prior_alpha=1.0, prior_beta=1.0, *, discount: float = 0.9, **kw) -> None:
+        super().__init__(prior_alpha, prior_beta, **kw)
+        self.discount = _check_number("discount", discount, lo=0.0, hi=1.0, lo_open=True)
+
+    def _combine_days(self, dc, di):
+        days = dc.shape[1]
+        w = self.discount ** np.arange(days)[::-1]
+        return np.einsum("edk,d->ek", dc, w), np.einsum("edk,d->ek", di, w)
+
+
+class Uniform(AllocationPolicy):
+    """A classic A/B/n split: equal shares whatever the data."""
+
+    name = "uniform"
+
+    def _weights(self, s, x, a, b, rng):
+        return np.full(s.shape, 1.0 / s.shape[1])
+
+
+def _argmax_split(score: np.ndarray) -> np.ndarray:
+    top = score == score.max(axis=1, keepdims=True)
+    return top / top.sum(axis=1, keepdims=True)
+
+
+class EpsilonGreedy(AllocationPolicy):
+    """``epsilon`` spread evenly, the rest on the best empirical rate (ties split)."""
+
+    name = "epsilon_greedy"
+
+    def __init__(self, prior_alpha=1.0, prior_beta=1.0, *, epsilon: float = 0.1, **kw) -> None:
+        super().__init__(prior_alpha, prior_beta, **kw)
+        self.epsilon = _check_number("epsilon", epsilon, lo=0.0, hi=1.0)
+
+    def _weights(self, s, x, a, b, rng):
+        with np.errstate(invalid="ignore", divide="ignore"):
+            rate = np.where(x > 0, s / np.where(x > 0, x, 1.0), np.inf)
+        k = s.shape[1]
+        return self.epsilon / k + (1.0 - self.epsilon) * _argmax_split(rate)
+
+
+class UCB1(AllocationPolicy):
+    """UCB1 (Auer et al. 2002) batched: the day goes to the arm with the highest index.
+
+    ``index = rate + sqrt(c · ln N / n)``; untried arms come first.  For
+    small rates such as CTRs the bonus dwarfs the gaps, so UCB1 explores for
+    a long time — it is here as the textbook baseline.
+    """
+
+    name = "ucb1"
+
+    def __init__(self, prior_alpha=1.0, prior_beta=1.0, *, c: float = 2.0, **kw) -> None:
+        super().__init__(prior_alpha, prior_beta, **kw)
+        self.c = _check_number("c", c, lo=0.0)
+
+    def _weights(self, s, x, a, b, rng):
+        total = x.sum(axis=1, keepdims=True)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            rate = s / np.where(x > 0, x, 1.0)
+            bonus = np.sqrt(self.c * np.log(np.maximum(total, 1.0)) / np.where(x > 0, x, 1.0))
+        index = np.where(x > 0, rate + bonus, np.inf)
+        return _argmax_split(index)
+
+
+_REGISTRY: dict[str, type[AllocationPolicy]] = {
+    cls.name: cls for cls in (ThompsonSampling, TopTwoThompson, DiscountedThompson, Uniform, EpsilonGreedy, UCB1)
+}
+POLICY_NAMES: tuple[str, ...] = tuple(_REGISTRY)
+
+
+def get_policy(name: str = "thompson", **params) -> AllocationPolicy:
+    """A policy by registry name, built with ``params`` (checked, ``ValueError`` if unknown)."""
+    cls = _REGISTRY.get(name) if isinstance(name, str) else None
+    if cls is None:
+        raise ValueError(f"policy: expected one of {', '.join(POLICY_NAMES)}, got {name!r}")
+    allowed = set()
+    for klass in cls.__mro__:
+        if "__init__" in vars(klass):
+            sig = inspect.signature(klass.__init__)
+            allowed |= {p for p in sig.parameters if p not in ("self", "kw")}
+    unknown = sorted(set(params) - allowed)
+    if unknown:
+        raise ValueError(
+            f"policy {name!r}: expected parameters among {', '.join(sorted(allowed))}, got {', '.join(unknown)}"
+        )
+    return cls(**params)

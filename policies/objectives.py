@@ -1,0 +1,151 @@
+"""What a bandit optimises, and how raw platform counts become posterior counts.
+
+Every allocation policy works on *successes* and *exposure* per arm:
+
+=================  =============  ==================  ====================
+objective          successes      exposure            posterior
+=================  =============  ==================  ====================
+``ctr``            clicks         impressions         Beta (higher better)
+``conversion_rate``  conversions  clicks              Beta (higher better)
+``cpa``            conversions    spend               Gamma rate per unit of
+                                                      spend; CPA = 1 / rate,
+                                                      so a higher rate is a
+                                                      lower (better) CPA
+=================  =============  ==================  ====================
+
+Conversions arrive late (attribution windows): a day's conversions keep
+growing for several days.  :func:`mature` turns daily series into totals
+that do not count the not-yet-reported conversions of recent days as
+failures, either by dropping immature days or by discounting their exposure
+by the fraction of conversions already reported (``delay_cdf``).
+
+:func:`prior_from_parent` turns the parent creative's history into a
+shrunk prior for its variants.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["OBJECTIVES", "counts", "family", "mature", "prior_from_parent"]
+
+OBJECTIVES = ("ctr", "conversion_rate", "cpa")
+
+
+def check_objective(objective: str) -> str:
+    if objective not in OBJECTIVES:
+        raise ValueError(f"objective: expected one of {', '.join(OBJECTIVES)}, got {objective!r}")
+    return objective
+
+
+def family(objective: str) -> str:
+    """Posterior family of an objective: ``"beta"`` or ``"gamma"``."""
+    return "gamma" if check_objective(objective) == "cpa" else "beta"
+
+
+def counts(
+    objective: str,
+    *,
+    impressions=None,
+    clicks=None,
+    conversions=None,
+    spend=None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(successes, exposure)`` for ``objective`` from the platform's counts.
+
+    Only the counts the objective needs are required (see the module table).
+    """
+    need = {
+        "ctr": (("clicks", clicks), ("impressions", impressions)),
+        "conversion_rate": (("conversions", conversions), ("clicks", clicks)),
+        "cpa": (("conversions", conversions), ("spend", spend)),
+    }[check_objective(objective)]
+    out = []
+    for name, value in need:
+        if value is None:
+            raise ValueError(f"{name}: expected an array for objective {objective!r}, got None")
+        arr = np.asarray(value, dtype=float)
+        if np.any(arr < 0) or not np.all(np.isfinite(arr)):
+            raise ValueError(f"{name}: expected finite non-negative counts, got {value!r}")
+        out.append(arr)
+    return out[0], out[1]
+
+
+def mature(
+    daily_successes,
+    daily_exposure,
+    *,
+    attribution_days: int | None = None,
+    delay_cdf=None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Totals over days (axis ``-2``, oldest first) that respect late conversions.
+
+    Arrays are ``(days, arms)`` or ``(experiments, days, arms)``; the last
+    day is today (age 0).
+
+    - ``attribution_days=N``: the last ``N`` days are immature and dropped
+      from both successes and exposure.
+    - ``delay_cdf=[F0, F1, ...]``: ``F_k`` is the fraction of a day's
+      conversions reported by age ``k`` (ages past the end count as 1).  All
+      reported successes are kept and each day's exposure is weighted by
+      ``F_age``, so an immature day is a partial trial, never a failure.
+
+    With neither, the plain sums are returned.
+    """
+    s = np.asarray(daily_successes, dtype=float)
+    x = np.asarray(daily_exposure, dtype=float)
+    if s.shape != x.shape or s.ndim not in (2, 3):
+        raise ValueError(
+            "daily arrays: expected equal shapes (days, arms) or (experiments, days, arms), "
+            f"got {s.shape} and {x.shape}"
+        )
+    if attribution_days is not None and delay_cdf is not None:
+        raise ValueError("expected attribution_days or delay_cdf, got both")
+    days = s.shape[-2]
+    if attribution_days is not None:
+        if int(attribution_days) != attribution_days or attribution_days < 0:
+            raise ValueError(f"attribution_days: expected an integer >= 0, got {attribution_days!r}")
+        keep = max(0, days - int(attribution_days))
+        return s[..., :keep, :].sum(axis=-2), x[..., :keep, :].sum(axis=-2)
+    if delay_cdf is not None:
+        cdf = np.asarray(delay_cdf, dtype=float)
+        if cdf.ndim != 1 or np.any(cdf < 0) or np.any(cdf > 1) or np.any(np.diff(cdf) < 0):
+            raise ValueError(f"delay_cdf: expected a non-decreasing 1-D array in [0, 1], got {delay_cdf!r}")
+        age = np.arange(days)[::-1]
+        weight = np.where(age < cdf.size, cdf[np.minimum(age, max(cdf.size - 1, 0))], 1.0)
+        return s.sum(axis=-2), (x * weight[:, None]).sum(axis=-2)
+    return s.sum(axis=-2), x.sum(axis=-2)
+
+
+def prior_from_parent(
+    successes: float,
+    exposure: float,
+    *,
+    objective: str = "ctr",
+    relative_sd: float = 0.25,
+) -> tuple[float, float]:
+    """A shrunk prior ``(alpha, beta)`` for a variant from its parent's history.
+
+    The prior is centred on the parent's rate but only as confident as the
+    spread of variants around their parent: its relative standard deviation
+    is ``relative_sd`` (0.25 matches a log-normal lift with sigma 0.25), and
+    never more confident than the parent's own data.  A variant therefore
+    needs its own data before it can be judged, while a clearly worse variant
+    is not given the benefit of a flat prior.
+    """
+    fam = family(objective)
+    if not (np.isfinite(relative_sd) and relative_sd > 0):
+        raise ValueError(f"relative_sd: expected a positive number, got {relative_sd!r}")
+    if not (np.isfinite(successes) and np.isfinite(exposure)) or successes < 0 or exposure <= 0:
+        raise ValueError(f"parent history: expected successes >= 0 and exposure > 0, got {successes!r}, {exposure!r}")
+    if fam == "beta" and successes > exposure:
+        raise ValueError(f"parent history: expected successes <= exposure, got {successes!r} > {exposure!r}")
+    rate = (successes + 0.5) / (exposure + 1.0) if fam == "beta" else (successes + 0.5) / exposure
+    if fam == "beta":
+        # Beta(m p, m (1-p)) has relative sd sqrt((1-p) / (p (m+1))).
+        m = (1.0 - rate) / (rate * relative_sd**2) - 1.0
+        m = float(np.clip(m, 2.0, exposure + 1.0))
+        return m * rate, m * (1.0 - rate)
+    # Gamma(k, k / rate) has relative sd 1 / sqrt(k).
+    k = float(np.clip(1.0 / relative_sd**2, 1.0, successes + 0.5))
+    return k, k / rate
