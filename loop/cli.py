@@ -28,7 +28,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     help="Keep ad creatives fresh and cheap to test.",
 )
-console = Console()
+console = Console(width=None if Console().is_terminal else 160)
 err_console = Console(stderr=True)
 
 ConfigOpt = Annotated[
