@@ -129,11 +129,21 @@ class MetaSettings(_Frozen):
     backfill_days: int = Field(7, ge=1, le=90)
 
 
+class WebSettings(_Frozen):
+    """``creative-loop serve``: where the dashboard listens and how it is protected."""
+
+    host: str = Field("127.0.0.1", min_length=1)
+    port: int = Field(8080, ge=1, le=65535)
+    # Any bind other than loopback refuses to start unless this variable holds a token.
+    access_token_env: str = Field("CREATIVE_LOOP_WEB_TOKEN", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
 class ConfigModel(_Frozen):
     loop: LoopSettings = LoopSettings()
     defaults: PolicySettings = PolicySettings()
     simulated: SimulatedSettings = SimulatedSettings()
     meta: MetaSettings = MetaSettings()
+    web: WebSettings = WebSettings()
     campaigns: tuple[CampaignSettings, ...] = ()
 
     @model_validator(mode="after")
