@@ -203,10 +203,8 @@ class AllocationPolicy(ABC):
         if np.any(c < 0) or np.any(n < 0):
             raise ValueError(f"{cname}, {nname}: expected non-negative counts, got a negative value")
         if self.family == "beta" and np.any(c > n):
-            i = np.argwhere(c > n)[0]
-            raise ValueError(
-                f"{cname}: expected at most {nname} per arm, got {c[tuple(i)]!r} > {n[tuple(i)]!r} at {tuple(i)}"
-            )
+            i = tuple(int(v) for v in np.argwhere(c > n)[0])
+            raise ValueError(f"{cname}: expected at most {nname} per arm, got {c[i]:g} > {n[i]:g} at {i}")
 
     def _combine_days(self, dc, di):
         return dc.sum(axis=1), di.sum(axis=1)
