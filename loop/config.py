@@ -127,6 +127,19 @@ class MetaSettings(_Frozen):
     page_id: str = ""
     conversion_action: str = "offsite_conversion.fb_pixel_lead"
     backfill_days: int = Field(7, ge=1, le=90)
+    async_insights_after_days: int = Field(14, ge=1, le=90)
+    batch_size: int = Field(50, ge=1, le=50)
+    min_daily_budget: float = Field(1.0, ge=0)
+    request_timeout: float = Field(30.0, gt=0)
+    usage_slow_at: float = Field(75.0, ge=0, lt=100)
+    usage_pause_at: float = Field(90.0, gt=0, le=100)
+    webhook_verify_token_env: str = "META_WEBHOOK_VERIFY_TOKEN"
+
+    @model_validator(mode="after")
+    def _usage_order(self) -> MetaSettings:
+        if self.usage_slow_at >= self.usage_pause_at:
+            raise ValueError(f"usage_slow_at {self.usage_slow_at} must be below usage_pause_at {self.usage_pause_at}")
+        return self
 
 
 class WebSettings(_Frozen):
