@@ -168,24 +168,23 @@ def _integrate_panels(family, a, b, edges, f_lo, log_norm):
         logf += log_norm[:, None, None, :]
         f = np.exp(logf)  # (E, P, n, K)
         f[~np.isfinite(f)] = 0.0
-    partial = np.einsum("ij,epjk->epik", _S, f) * half[:, :, None, None]
+    partial = np.matmul(_S, f) * half[:, :, None, None]
     panel = partial[:, :, -1, :]  # (E, P, K)
     start = f_lo[:, None, :] + np.cumsum(panel, axis=1) - panel
-    cdf = np.clip(start[:, :, None, :] + partial, 0.0, 1.0)  # (E, P, n, K)
-    with np.errstate(divide="ignore"):
+    cdf = start[:, :, None, :] + partial  # (E, P, n, K)
+    np.clip(cdf, 0.0, 1.0, out=cdf)
+    with np.errstate(divide="ignore", invalid="ignore"):
         logcdf = np.log(cdf)
-    csum = np.cumsum(logcdf, axis=-1)
-    total = csum[..., -1:]
-    # Exclusive sum Σ_{j≠i} log F_j without subtracting (F_i may be 0).
-    prefix = np.concatenate([np.zeros_like(total), csum[..., :-1]], axis=-1)
-    rsum = np.cumsum(logcdf[..., ::-1], axis=-1)[..., ::-1]
-    suffix = np.concatenate([rsum[..., 1:], np.zeros_like(total)], axis=-1)
-    others = np.exp(prefix + suffix)
+        total = logcdf.sum(axis=-1, keepdims=True)
+        # Π_{j≠i} F_j = exp(Σ log F − log F_i).  Where F_i = 0 the density of
+        # arm i is 0 to rounding as well, so the product is not needed there.
+        others = np.exp(total - logcdf)
+    others[cdf <= 0.0] = 0.0
+    integrand = f * others * half[:, :, None, None]
     w = _S[-1]  # Clenshaw–Curtis weights on [-1, 1]
-    integrand = f * others
-    prob = np.einsum("j,epjk->ek", w, integrand * half[:, :, None, None])
+    prob = np.matmul(w, integrand).sum(axis=1)  # (E, K)
     prod_all = np.exp(total[..., 0])  # (E, P, n)
-    e_max_inner = np.einsum("j,epj->e", w, (1.0 - prod_all) * half[:, :, None])
+    e_max_inner = (np.matmul(1.0 - prod_all, w) * half).sum(axis=1)
     f_hi_quad = f_lo + panel.sum(axis=1)
     return prob, e_max_inner, f_hi_quad
 
@@ -246,7 +245,8 @@ def integrate_prob_best(family: str, a: np.ndarray, b: np.ndarray, *, tol: float
     order = np.argsort(~relevant, axis=1, kind="stable")
     n_rel = max(2, int(relevant.sum(axis=1).max()))
     cols = order[:, :n_rel]
-    take = lambda v: np.take_along_axis(v, cols, axis=1)  # noqa: E731
+    rows_ix = np.arange(n_exp)[:, None]
+    take = lambda v: v[rows_ix, cols]  # noqa: E731
     a_r, b_r, flo_r, fhi_r, ln_r = take(a), take(b), take(f_lo), take(f_hi), take(log_norm)
     mean_r, sd_r, rel_r = take(mean), take(sd), take(relevant)
     sd_min = np.where(rel_r, sd_r, np.inf).min(axis=1)
@@ -261,9 +261,7 @@ def integrate_prob_best(family: str, a: np.ndarray, b: np.ndarray, *, tol: float
         err = np.abs(fq - fhi_r[idx]).sum(axis=1) + trunc_lo + trunc_hi + dropped[idx]
         better = err < error[idx]
         sel = idx[better]
-        full = np.zeros((sel.size, n_arms))
-        np.put_along_axis(full, cols[sel], p[better], axis=1)
-        prob[sel] = full
+        prob[sel[:, None], cols[sel]] = p[better]
         e_max[sel] = lo[sel] + inner[better]
         error[sel] = err[better]
 
