@@ -57,6 +57,7 @@ def simulate(
     days: Annotated[int | None, typer.Option(min=1, help="Days to simulate (default: the scenario's).")] = None,
     out: Annotated[Path, typer.Option(help="Folder for the database, images and gallery.")] = Path("out"),
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or table.")] = False,
+    report: Annotated[Path | None, typer.Option("--report", help="Also write a self-contained HTML report.")] = None,
 ) -> None:
     """Run the loop offline on the simulated platform and score it."""
     from connectors.ads.scenario import load_scenario
@@ -82,6 +83,10 @@ def simulate(
             tiering=tiering, policy=policy, out_dir=out, on_day=lambda i, n: progress.update(task, completed=i),
         )  # fmt: skip
     export_gallery(run.runtime, out)
+    if report is not None:
+        from loop.web.report import write_report
+
+        write_report(run.runtime.engine, run.runtime.images, report)
     target = json_out or out / "result.json"
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(run.result, indent=2) + "\n")
@@ -245,6 +250,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     return int(rv or 0)
 
+
+import loop.web.commands  # noqa: E402,F401  (registers `serve` and `report`)
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

@@ -1,0 +1,365 @@
+"""The dashboard: a Starlette app over the same database the daemon uses.
+
+Pages only read, except the two approval actions, which go through
+``loop.experiments.approve``/``reject`` exactly as the CLI does, so a decision
+made here lands in the audit log with who (``web:<name>``) and when.  Safe to
+run beside the daemon: every request opens its own short session.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import re
+import secrets
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from loop.config import Config
+from loop.web import queries
+from loop.web.report import render_report
+from loop.web.security import AUTH_COOKIE, CSRF_FIELD, Csrf, Guard, auth_cookie_value, is_loopback, safe_next
+from loop.web.views import creative_context, experiment_context, make_env, served_image_url
+from policies.errors import ConfigError, CreativeLoopError, NotFound
+from storage.db import session as open_session
+from storage.images import ImageStore
+from storage.models import Creative, Experiment
+
+WHO_COOKIE = "cl_who"
+_WHO = re.compile(r"^[\w .@+-]{1,60}$")
+_HASH = re.compile(r"^[0-9a-f]{64}$")
+
+
+def schedule_interval(cfg: Config) -> timedelta:
+    """The gap between two scheduled ticks (for a cron schedule: between its next two runs)."""
+    if cfg.loop.cron:
+        from apscheduler.triggers.cron import CronTrigger
+
+        trigger = CronTrigger.from_crontab(cfg.loop.cron, timezone=cfg.loop.timezone)
+        now = datetime.now(UTC)
+        first = trigger.get_next_fire_time(None, now)
+        second = trigger.get_next_fire_time(first, first + timedelta(seconds=1)) if first else None
+        if first and second:
+            return second - first
+    return timedelta(minutes=cfg.loop.interval_minutes or 60.0)
+
+
+class Dashboard:
+    """Route handlers; collaborators are injected by :func:`create_app`."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        engine: Engine,
+        images: ImageStore,
+        clock: Callable[[], datetime],
+        token: str | None,
+        csrf: Csrf,
+        default_actor: str,
+    ) -> None:
+        self.cfg = cfg
+        self.engine = engine
+        self.images = images
+        self.clock = clock
+        self.token = token
+        self.csrf = csrf
+        self.default_actor = default_actor
+        self.env = make_env()
+
+    # -- helpers --------------------------------------------------------------------
+    def render(self, request: Request, template: str, status_code: int = 200, **ctx: Any) -> HTMLResponse:
+        html = self.env.get_template(template).render(
+            request_path=request.url.path,
+            csrf_token=request.state.csrf,
+            csrf_field=CSRF_FIELD,
+            img=served_image_url,
+            report=False,
+            auth=self.token is not None,
+            q=quote,
+            **ctx,
+        )
+        return HTMLResponse(html, status_code=status_code)
+
+    def error(self, request: Request, status: int, message: str) -> HTMLResponse:
+        return self.render(request, "error.html", status_code=status, status=status, message=message, title="error")
+
+    async def form(self, request: Request) -> tuple[FormData | None, HTMLResponse | None]:
+        """The POSTed form, or the refusal if its CSRF token does not check out."""
+        form = await request.form()
+        why = self.csrf.check(request, form.get(CSRF_FIELD))  # type: ignore[arg-type]
+        if why is not None:
+            return None, self.error(request, 403, why)
+        return form, None
+
+    # -- pages ------------------------------------------------------------------------
+    def overview(self, request: Request) -> Response:
+        with open_session(self.engine) as s:
+            camps = queries.overview(s)
+            waiting = len(queries.approvals(s))
+            health = queries.health(s, self.clock(), schedule_interval(self.cfg))
+            return self.render(
+                request, "overview.html", campaigns=camps, waiting=waiting, health=health, title="overview"
+            )
+
+    def creative(self, request: Request) -> Response:
+        cid = request.path_params["creative_id"]
+        with open_session(self.engine) as s:
+            creative = s.get(Creative, cid)
+            if creative is None:
+                return self.error(request, 404, f"no creative {cid!r}")
+            return self.render(
+                request, "creative.html", title=creative.label or creative.id, ctx=creative_context(s, creative)
+            )
+
+    def experiment(self, request: Request) -> Response:
+        eid = request.path_params["experiment_id"]
+        with open_session(self.engine) as s:
+            exp = s.get(Experiment, eid)
+            if exp is None:
+                return self.error(request, 404, f"no experiment {eid!r}")
+            return self.render(request, "experiment.html", title=exp.id, x=experiment_context(s, exp))
+
+    def gallery(self, request: Request) -> Response:
+        campaign = request.query_params.get("campaign") or None
+        with open_session(self.engine) as s:
+            lineages = queries.gallery(s, campaign)
+            campaigns = [c["campaign"].id for c in queries.overview(s)]
+            return self.render(
+                request, "gallery.html", lineages=lineages, campaign=campaign, campaigns=campaigns, title="gallery"
+            )
+
+    def approvals(self, request: Request) -> Response:
+        with open_session(self.engine) as s:
+            return self.render(
+                request,
+                "approvals.html",
+                items=queries.approvals(s),
+                decided=queries.recent_decisions(s),
+                who=request.cookies.get(WHO_COOKIE) or self.default_actor,
+                done=request.query_params.get("done", ""),
+                done_id=request.query_params.get("id", ""),
+                approval_policy=self.cfg.loop.approval,
+                title="approvals",
+            )
+
+    def ledger(self, request: Request) -> Response:
+        with open_session(self.engine) as s:
+            return self.render(request, "ledger.html", ledgers=queries.ledger_view(s), title="ledger")
+
+    def ledger_csv(self, request: Request) -> Response:
+        with open_session(self.engine) as s:
+            views = queries.ledger_view(s)
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=queries.LEDGER_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        for v in views:
+            for row in v["months"]:
+                # A leading =, +, - or @ would be a formula in a spreadsheet.
+                writer.writerow({k: _csv_safe(row[k]) for k in queries.LEDGER_COLUMNS})
+        stamp = self.clock().strftime("%Y%m%d")
+        return Response(
+            buf.getvalue(),
+            media_type="text/csv; charset=utf-8",
+            headers={"content-disposition": f'attachment; filename="creative-loop-ledger-{stamp}.csv"'},
+        )
+
+    def audit(self, request: Request) -> Response:
+        p = request.query_params
+        try:
+            limit = max(1, min(2000, int(p.get("limit", "200"))))
+        except ValueError:
+            limit = 200
+        f = queries.AuditFilter(
+            name=p.get("name", ""),
+            campaign=p.get("campaign", ""),
+            experiment=p.get("experiment", ""),
+            actor=p.get("actor", ""),
+            text=p.get("text", ""),
+            limit=limit,
+        )
+        with open_session(self.engine) as s:
+            return self.render(request, "audit.html", f=f, title="audit log", **queries.audit_view(s, f))
+
+    def report(self, request: Request) -> Response:
+        campaign = request.query_params.get("campaign") or None
+        try:
+            html = render_report(self.engine, self.images, campaign, clock=self.clock)
+        except NotFound as exc:
+            return self.error(request, 404, str(exc))
+        name = f"creative-loop-report-{campaign or 'all'}.html"
+        return HTMLResponse(html, headers={"content-disposition": f'inline; filename="{_ascii(name)}"'})
+
+    def image(self, request: Request) -> Response:
+        digest = request.path_params["digest"]
+        # Only a hash ever reaches the store; the store validates it again.
+        if not _HASH.match(digest):
+            return PlainTextResponse("not found", status_code=404)
+        try:
+            data = self.images.get_bytes(digest)
+        except NotFound:
+            return PlainTextResponse("not found", status_code=404)
+        return Response(data, media_type="image/png", headers={"cache-control": "public, max-age=31536000, immutable"})
+
+    # -- health -----------------------------------------------------------------------
+    def healthz(self, request: Request) -> Response:
+        try:
+            with open_session(self.engine) as s:
+                body = queries.health(s, self.clock(), schedule_interval(self.cfg))
+        except SQLAlchemyError as exc:
+            body = {"status": "down", "database": False, "scheduler_alive": False, "error": type(exc).__name__}
+        return JSONResponse(body, status_code=200 if body["status"] == "ok" else 503)
+
+    def metrics(self, request: Request) -> Response:
+        with open_session(self.engine) as s:
+            return PlainTextResponse(queries.metrics_text(s), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    # -- actions ----------------------------------------------------------------------
+    async def decide(self, request: Request) -> Response:
+        action = request.path_params["action"]
+        if action not in ("approve", "reject"):
+            return self.error(request, 404, f"no action {action!r}")
+        form, refused = await self.form(request)
+        if refused is not None:
+            return refused
+        assert form is not None
+        exp_id = str(form.get("experiment_id", ""))
+        who = str(form.get("who", "")).strip()
+        text = str(form.get("reason", "")).strip()[:500]
+        if not _WHO.match(who):
+            return self.error(request, 400, "say who you are (1-60 letters, digits, spaces or . @ + - _)")
+        if action == "reject" and not text:
+            return self.error(request, 400, "a rejection needs a reason")
+        try:
+            await run_in_threadpool(self._decide, exp_id, action == "approve", f"web:{who}", text)
+        except NotFound as exc:
+            return self.error(request, 404, str(exc))
+        except CreativeLoopError as exc:
+            return self.error(request, 409, str(exc))
+        response = RedirectResponse(f"/approvals?{urlencode({'done': action, 'id': exp_id})}", status_code=303)
+        response.set_cookie(WHO_COOKIE, who, httponly=True, samesite="strict", max_age=3600 * 24 * 365)
+        return response
+
+    def _decide(self, experiment_id: str, approve: bool, actor: str, reason: str) -> None:
+        from loop.app import build_runtime
+        from loop.experiments import approve as do_approve
+        from loop.experiments import reject as do_reject
+
+        with open_session(self.engine) as s:
+            exp = s.get(Experiment, experiment_id)
+            if exp is None:
+                raise NotFound(f"no experiment {experiment_id!r}", experiment=experiment_id)
+            if exp.state != "awaiting_approval":
+                raise CreativeLoopError(f"experiment {exp.id} is {exp.state}, not awaiting approval", experiment=exp.id)
+            rt = build_runtime(self.cfg, engine=self.engine)
+            if approve:
+                do_approve(rt, s, exp, actor, reason)
+                return
+            plan = next((p for p in rt.plans if p.id == exp.campaign_id), None)
+            if plan is None:
+                raise NotFound(f"campaign {exp.campaign_id!r} is not in the config", campaign=exp.campaign_id)
+            do_reject(rt, s, plan, exp, actor, reason)
+
+    # -- login (only when a token is configured) ----------------------------------------
+    async def login(self, request: Request) -> Response:
+        if self.token is None:
+            return RedirectResponse("/", status_code=303)
+        if request.method == "GET":
+            return self.render(request, "login.html", next=safe_next(request.query_params.get("next")), title="sign in")
+        form, refused = await self.form(request)
+        if refused is not None:
+            return refused
+        assert form is not None
+        given = str(form.get("token", ""))
+        if not secrets.compare_digest(given.encode(), self.token.encode()):
+            return self.render(
+                request, "login.html", status_code=401, next=safe_next(str(form.get("next", ""))),
+                failed=True, title="sign in",
+            )  # fmt: skip
+        response = RedirectResponse(safe_next(str(form.get("next", ""))), status_code=303)
+        response.set_cookie(
+            AUTH_COOKIE, auth_cookie_value(self.token), httponly=True, samesite="strict",
+            secure=request.url.scheme == "https", max_age=3600 * 12,
+        )  # fmt: skip
+        return response
+
+
+def _csv_safe(value: Any) -> Any:
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@"):
+        return "'" + value
+    return value
+
+
+def _ascii(name: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
+
+
+def create_app(
+    cfg: Config,
+    *,
+    engine: Engine | None = None,
+    images: ImageStore | None = None,
+    host: str | None = None,
+    access_token: str | None = None,
+    clock: Callable[[], datetime] | None = None,
+    default_actor: str | None = None,
+) -> Starlette:
+    """The dashboard over ``cfg``'s database (or ``engine``) and image store (or ``images``).
+
+    ``host`` is where it will listen (default ``[web].host``): anything but
+    loopback raises ``ConfigError`` unless an access token is given or found
+    in the environment variable ``[web].access_token_env`` names.
+    """
+    from loop.app import open_engine
+
+    web = cfg.model.web
+    host = host or web.host
+    token = access_token or os.environ.get(web.access_token_env) or None
+    if not is_loopback(host) and token is None:
+        raise ConfigError(
+            str(cfg.path),
+            "web.access_token_env",
+            f"binding {host} (not loopback) needs an access token: set the environment variable {web.access_token_env}",
+        )
+    if token is not None and len(token) < 16:
+        raise ConfigError(str(cfg.path), "web.access_token_env", "the access token must be at least 16 characters")
+    dash = Dashboard(
+        cfg,
+        engine or open_engine(cfg.database_url),
+        images or ImageStore(cfg.data_dir / "images"),
+        clock or (lambda: datetime.now(UTC)),
+        token,
+        Csrf(secrets.token_bytes(32)),
+        default_actor or os.environ.get("CREATIVE_LOOP_USER") or os.environ.get("USER") or "web",
+    )
+    routes = [
+        Route("/", dash.overview, methods=["GET"]),
+        Route("/creatives/{creative_id:path}", dash.creative, methods=["GET"]),
+        Route("/experiments/{experiment_id:path}", dash.experiment, methods=["GET"]),
+        Route("/gallery", dash.gallery, methods=["GET"]),
+        Route("/approvals", dash.approvals, methods=["GET"]),
+        Route("/approvals/{action:str}", dash.decide, methods=["POST"], name="decide"),
+        Route("/ledger", dash.ledger, methods=["GET"]),
+        Route("/ledger.csv", dash.ledger_csv, methods=["GET"]),
+        Route("/audit", dash.audit, methods=["GET"]),
+        Route("/report.html", dash.report, methods=["GET"]),
+        Route("/images/{digest:str}.png", dash.image, methods=["GET"]),
+        Route("/healthz", dash.healthz, methods=["GET"]),
+        Route("/metrics", dash.metrics, methods=["GET"]),
+        Route("/login", dash.login, methods=["GET", "POST"]),
+    ]
+    app = Starlette(routes=routes)
+    app.add_middleware(Guard, csrf=dash.csrf, token=token, loopback_only=is_loopback(host))
+    app.state.dashboard = dash
+    return app

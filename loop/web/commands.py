@@ -1,0 +1,68 @@
+"""``creative-loop serve`` and ``creative-loop report``, registered on the CLI's Typer app.
+
+The web packages (the ``[web]`` extra) are imported inside the commands, so
+the rest of the CLI works without them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from loop.cli import ConfigOpt, _config, app, console
+from policies.errors import ConfigError
+
+
+def _require_web(what: str) -> None:
+    try:
+        import jinja2  # noqa: F401
+        import matplotlib  # noqa: F401
+        import starlette  # noqa: F401
+    except ImportError as exc:
+        raise ConfigError(
+            what, "web", f"needs the [web] extra: pip install 'creative-loop[web]' ({exc.name} missing)"
+        ) from None
+
+
+@app.command()
+def serve(
+    config: ConfigOpt = None,
+    host: Annotated[str | None, typer.Option(help="Bind address (default: [web].host, 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(min=1, max=65535, help="Port (default: [web].port, 8080).")] = None,
+) -> None:
+    """Serve the dashboard and approval queue (loopback only unless an access token is set)."""
+    _require_web("serve")
+    import uvicorn
+
+    from loop.web.app import create_app
+
+    cfg = _config(config)
+    host = host or cfg.model.web.host
+    port = port or cfg.model.web.port
+    web_app = create_app(cfg, host=host)
+    shown = f"[{host}]" if ":" in host else host
+    console.print(f"creative-loop dashboard on http://{shown}:{port}/  (Ctrl-C stops it)")
+    uvicorn.run(web_app, host=host, port=port, log_level="warning", proxy_headers=False, server_header=False)
+
+
+@app.command()
+def report(
+    config: ConfigOpt = None,
+    campaign: Annotated[str | None, typer.Option(help="Only this campaign (default: all).")] = None,
+    out: Annotated[Path, typer.Option(help="Where to write the HTML file.")] = Path("report.html"),
+) -> None:
+    """Write one self-contained HTML report (charts and images embedded; works offline)."""
+    _require_web("report")
+    from loop.app import open_engine
+    from loop.web.report import write_report
+    from storage.images import ImageStore
+
+    cfg = _config(config)
+    engine = open_engine(cfg.database_url)
+    try:
+        path = write_report(engine, ImageStore(cfg.data_dir / "images"), out, campaign)
+    finally:
+        engine.dispose()
+    console.print(f"report: {path}")

@@ -1,0 +1,145 @@
+"""Page contexts with their charts, shared by the live dashboard and the HTML report."""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, PackageLoader, select_autoescape
+from sqlmodel import Session
+
+from loop.web import charts, queries
+from policies.errors import NotFound
+from storage.images import ImageStore
+from storage.models import Creative, Experiment
+
+ImageUrl = Callable[[str | None], str | None]
+
+
+def make_env() -> Environment:
+    """Templates escape everything: any text may have come from the ad platform."""
+    env = Environment(
+        loader=PackageLoader("loop.web", "templates"),
+        autoescape=select_autoescape(default=True, default_for_string=True),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["money"] = lambda v: "–" if v is None else f"{v:,.2f}"
+    env.filters["pct"] = lambda v, digits=2: "–" if v is None else f"{100 * v:.{digits}f}%"
+    env.filters["when"] = lambda v: "" if v is None else queries.as_utc(v).strftime("%Y-%m-%d %H:%M:%S UTC")  # type: ignore[union-attr]
+    env.filters["compact"] = _compact
+    env.globals["flag_items"] = queries.flag_items
+    env.globals["arm_color"] = charts.arm_color
+    return env
+
+
+def _compact(value: Any, limit: int = 400) -> str:
+    import json
+
+    text = value if isinstance(value, str) else json.dumps(value, default=str, sort_keys=True)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def served_image_url(digest: str | None) -> str | None:
+    return f"/images/{digest}.png" if digest else None
+
+
+def embedded_image_url(images: ImageStore, max_side: int = 360) -> ImageUrl:
+    """For the offline report: each image as a downscaled PNG data: URI."""
+    cache: dict[str, str | None] = {}
+
+    def url(digest: str | None) -> str | None:
+        if not digest:
+            return None
+        if digest not in cache:
+            try:
+                image = images.open(digest)
+            except NotFound:
+                cache[digest] = None
+                return None
+            image.thumbnail((max_side, max_side))
+            buf = io.BytesIO()
+            image.save(buf, format="PNG", optimize=True)
+            cache[digest] = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+        return cache[digest]
+
+    return url
+
+
+def creative_context(session: Session, creative: Creative) -> dict[str, Any]:
+    fv = queries.fatigue_view(session, creative)
+    chart = charts.fatigue_chart(
+        fv["days"],
+        fv["impressions"],
+        fv["clicks"],
+        baseline_ctr=fv["baseline_ctr"],
+        detected_day=fv["detected_day"],
+        title=f"{creative.campaign_id} · {creative.label or creative.id}: daily CTR",
+    )
+    return {"creative": creative, "fatigue": fv, "chart": charts.data_uri(chart)}
+
+
+def experiment_context(session: Session, exp: Experiment) -> dict[str, Any]:
+    view = queries.experiment_view(session, exp)
+    x_max = charts.posterior_x_max(view["clicks"], view["impressions"])
+    for card in view["cards"]:
+        card["posterior"] = charts.data_uri(
+            charts.posterior_chart(
+                card["clicks"],
+                card["impressions"],
+                x_max=x_max,
+                color=charts.arm_color(card["arm"].position),
+                winner=card["winner"],
+            )
+        )
+    labels = [c["creative"].label or c["creative"].id if c["creative"] else c["arm"].creative_id for c in view["cards"]]
+    decisions = view["decisions"]
+    view["allocation"] = charts.data_uri(
+        charts.allocation_chart([d.day for d in decisions], [d.weights for d in decisions], labels)
+    )
+    view["labels"] = labels
+    return view
+
+
+def report_context(session: Session, campaign: str | None) -> dict[str, Any]:
+    """Everything the offline report shows, for one campaign or all."""
+    camps = queries.overview(session)
+    if campaign:
+        camps = [c for c in camps if c["campaign"].id == campaign]
+        if not camps:
+            raise NotFound(f"no campaign {campaign!r} in the database", campaign=campaign)
+    sections = []
+    for c in camps:
+        cid = c["campaign"].id
+        from sqlmodel import col, select
+
+        creatives = session.exec(
+            select(Creative)
+            .where(Creative.campaign_id == cid, col(Creative.role).in_(("live", "pro")))
+            .order_by(Creative.created_at, Creative.id)
+        ).all()
+        fatigue = [creative_context(session, cr) for cr in creatives if cr.platform_ad_id]
+        exps = session.exec(
+            select(Experiment).where(Experiment.campaign_id == cid).order_by(Experiment.created_at, Experiment.id)
+        ).all()
+        sections.append(
+            {
+                "overview": c,
+                "fatigue": [f for f in fatigue if len(f["fatigue"]["days"]) > 0],
+                "experiments": [experiment_context(session, e) for e in exps],
+                "lineages": queries.gallery(session, cid),
+                "ledger": queries.ledger_view(session, cid),
+            }
+        )
+    return {"sections": sections, "campaign": campaign}
+
+
+def write_file(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".part")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+    return path
