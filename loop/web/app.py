@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import os
 import re
 import secrets
@@ -25,18 +26,28 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 
 from loop.config import Config
 from loop.web import queries
 from loop.web.report import render_report
-from loop.web.security import AUTH_COOKIE, CSRF_FIELD, Csrf, Guard, auth_cookie_value, is_loopback, safe_next
+from loop.web.security import (
+    AUTH_COOKIE,
+    CSRF_FIELD,
+    WEBHOOK_PREFIX,
+    Csrf,
+    Guard,
+    auth_cookie_value,
+    is_loopback,
+    safe_next,
+)
 from loop.web.views import creative_context, experiment_context, make_env, served_image_url
 from policies.errors import ConfigError, CreativeLoopError, NotFound
 from storage.db import session as open_session
 from storage.images import ImageStore
 from storage.models import Creative, Experiment
 
+log = logging.getLogger("creative_loop.web")
 WHO_COOKIE = "cl_who"
 _WHO = re.compile(r"^[\w .@+-]{1,60}$")
 _HASH = re.compile(r"^[0-9a-f]{64}$")
@@ -305,6 +316,19 @@ def _ascii(name: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
 
 
+def _meta_webhook(cfg: Config, engine: Engine) -> Any:
+    """The Meta connector's fatigue webhook, when it is installed and its secrets are set."""
+    try:
+        from connectors.meta.webhook import app_from_config
+    except ImportError:
+        return None
+    try:
+        return app_from_config(cfg, engine)
+    except (ConfigError, ValueError, AttributeError) as exc:
+        log.info("Meta webhook not mounted at %s: %s", WEBHOOK_PREFIX, exc)
+        return None
+
+
 def create_app(
     cfg: Config,
     *,
@@ -359,6 +383,9 @@ def create_app(
         Route("/metrics", dash.metrics, methods=["GET"]),
         Route("/login", dash.login, methods=["GET", "POST"]),
     ]
+    webhook = _meta_webhook(cfg, dash.engine)
+    if webhook is not None:
+        routes.append(Mount(WEBHOOK_PREFIX, app=webhook))
     app = Starlette(routes=routes)
     app.add_middleware(Guard, csrf=dash.csrf, token=token, loopback_only=is_loopback(host))
     app.state.dashboard = dash

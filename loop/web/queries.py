@@ -42,8 +42,6 @@ WARN_SHARE = 0.8
 KNOWN_FLAGS = {
     "brand_delta_e": "brand ΔE",
     "delta_e": "brand ΔE",
-    "brand_de": "brand ΔE",
-    "fidelity": "fidelity",
     "fidelity_score": "fidelity",
 }
 STAGES = ("detected", "exploring", "testing", "decided", "rendering", "scaled")
@@ -293,16 +291,41 @@ def experiment_view(session: Session, exp: Experiment) -> dict[str, Any]:
 
 
 # -- gallery and approvals ------------------------------------------------------------------
+def _shown(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return value if isinstance(value, str) else json.dumps(value, default=str)
+
+
+def _verdict(ok: Any) -> str:
+    return "" if ok is None else " ✓" if ok else " ✗ over tolerance"
+
+
 def flag_items(creative: Creative) -> list[tuple[str, str]]:
-    """A creative's quality flags, the known ones (brand ΔE, fidelity) first."""
-    items: list[tuple[str, str]] = []
-    rest: list[tuple[str, str]] = []
-    for key, value in sorted((creative.flags or {}).items()):
-        shown = (
-            f"{value:.3g}" if isinstance(value, float) else json.dumps(value) if not isinstance(value, str) else value
-        )
-        (items if key in KNOWN_FLAGS else rest).append((KNOWN_FLAGS.get(key, key), shown))
-    return items + rest
+    """A creative's quality flags, brand ΔE and fidelity first.
+
+    ``flags["brand"]`` is ``policies.brand.BrandVerdict.as_flags()`` and
+    ``flags["fidelity"]`` ``policies.fidelity.FidelityVerdict.as_flags()``;
+    plain numbers under other names are shown as they are.
+    """
+    flags = dict(creative.flags or {})
+    known: list[tuple[str, str]] = []
+    brand = flags.pop("brand", None)
+    if isinstance(brand, dict) and "worst_delta_e" in brand:
+        known.append(("brand ΔE", f"{float(brand['worst_delta_e']):.2f}{_verdict(brand.get('ok'))}"))
+    elif brand is not None:
+        known.append(("brand", _shown(brand)))
+    fidelity = flags.pop("fidelity", None)
+    if isinstance(fidelity, dict) and "ssim" in fidelity:
+        known.append(("fidelity (SSIM)", f"{float(fidelity['ssim']):.3f}{_verdict(fidelity.get('ok'))}"))
+    elif isinstance(fidelity, int | float):
+        known.append(("fidelity", f"{float(fidelity):.3f}"))
+    elif fidelity is not None:
+        known.append(("fidelity", _shown(fidelity)))
+    rest = []
+    for key, value in sorted(flags.items()):
+        (known if key in KNOWN_FLAGS else rest).append((KNOWN_FLAGS.get(key, key), _shown(value)))
+    return known + rest
 
 
 def lineage(session: Session, exp: Experiment) -> dict[str, Any]:

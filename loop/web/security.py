@@ -3,7 +3,8 @@
 - A loopback bind answers only requests whose ``Host`` is loopback (a DNS
   rebinding page cannot read the dashboard through a victim's browser).
 - Any other bind refuses to start without an access token (``create_app``);
-  with a token every request except ``/healthz`` and ``/login`` must carry it,
+  with a token every request except ``/healthz``, ``/login`` and the Meta
+  webhook (which checks Meta's own signature) must carry it,
   as ``Authorization: Bearer <token>`` or the cookie ``/login`` sets (an HMAC
   of the token, never the token itself).
 - CSRF: a signed double-submit token.  The cookie holds ``nonce.hmac(nonce)``
@@ -31,6 +32,8 @@ CSRF_COOKIE = "cl_csrf"
 CSRF_FIELD = "csrf_token"
 AUTH_COOKIE = "cl_auth"
 OPEN_PATHS = frozenset({"/healthz", "/login"})
+# Meta signs its webhook calls (X-Hub-Signature-256); it cannot send our token.
+WEBHOOK_PREFIX = "/webhooks/meta"
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 HEADERS = {
     # Charts and thumbnails are data: URIs or our own /images; no script at all.
@@ -123,7 +126,8 @@ class Guard:
             return
         cookies = _cookies(headers)
         path = scope.get("path", "")
-        if self.token is not None and path not in OPEN_PATHS and not self._authorised(headers, cookies):
+        open_path = path in OPEN_PATHS or path == WEBHOOK_PREFIX or path.startswith(WEBHOOK_PREFIX + "/")
+        if self.token is not None and not open_path and not self._authorised(headers, cookies):
             if scope["method"] == "GET" and "text/html" in headers.get("accept", ""):
                 response: Response = RedirectResponse(f"/login?next={_quote_path(scope)}", status_code=303)
             else:
