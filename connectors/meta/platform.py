@@ -202,9 +202,16 @@ class MetaAdPlatform(AdPlatform):
         session.requests.mount("https://", adapter)
         self.session = session
         self.api = FacebookAdsApi(session, api_version=api_version)
-        self.http = http or httpx.Client(timeout=options.image_timeout, follow_redirects=True, trust_env=False)
+        self._http = http
         self._accounts: dict[str, AccountInfo] = {}
         self._parents: dict[str, ParentInfo] = {}
+
+    @property
+    def http(self) -> httpx.Client:
+        """The client for image downloads (made on first use: building its TLS context is not free)."""
+        if self._http is None:
+            self._http = httpx.Client(timeout=self.options.image_timeout, follow_redirects=True, trust_env=False)
+        return self._http
 
     # -- construction ---------------------------------------------------------
     @classmethod
@@ -268,6 +275,13 @@ class MetaAdPlatform(AdPlatform):
             gate=UsageGate(GateSettings(slow_at=m.usage_slow_at, pause_at=m.usage_pause_at)),
             counter_engine=counter_engine,
         )
+
+    def close(self) -> None:
+        """Close the HTTP connections (Graph and image downloads) and store pending counters."""
+        self._flush()
+        self.session.requests.close()
+        if self._http is not None:
+            self._http.close()
 
     # -- counters -------------------------------------------------------------
     def _count(self, name: str, amount: float = 1.0, **labels: str) -> None:

@@ -1,0 +1,473 @@
+"""Contract tests: MetaAdPlatform (the real SDK) against the fake Graph API server on loopback."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import date, timedelta
+from typing import Any
+
+import pytest
+from facebook_business.adobjects.ad import Ad
+from facebook_business.api import FacebookAdsApi
+from facebook_business.exceptions import FacebookRequestError
+from fake_graph import TOKEN, FakeGraph, Fault, png_bytes, seed_account
+
+from connectors.ads.base import LaunchTestArm, PauseAds, ScaleWinner, SetBudgets
+from connectors.meta import MetaAdPlatform
+from connectors.meta.insights import parse_row, to_minor
+from connectors.meta.usage import GateSettings, parse_usage
+from loop.logs import RedactingFilter
+from policies.errors import AuthExpired, NotFound, PlatformError, RateLimited, TransientError
+
+from conftest import FakeClock, make_platform
+
+D0 = date(2026, 1, 1)
+
+
+def arm(ids: dict[str, Any], label: str = "v1", seed: int = 3) -> LaunchTestArm:
+    return LaunchTestArm(
+        key=f"cl:lead-gen:hero:2026-01-20:{label}",
+        campaign="lead-gen",
+        parent_ad_id=ids["ads"][0],
+        image=png_bytes(seed),
+        headline="Fresh look",
+    )
+
+
+# -- safety ------------------------------------------------------------------------------
+def test_no_process_globals_and_no_crash_reporter(platform: MetaAdPlatform) -> None:
+    hook = sys.excepthook
+    platform.list_ads("lead-gen")
+    assert FacebookAdsApi.get_default_api() is None
+    assert sys.excepthook is hook
+
+
+def test_token_and_proof_travel_in_the_query_string_of_every_request(
+    graph: FakeGraph, platform: MetaAdPlatform, ids: dict[str, Any]
+) -> None:
+    platform.list_ads("lead-gen")
+    platform.apply(arm(ids))
+    assert graph.seen and all("access_token=" in s.query or s.in_batch for s in graph.seen)
+    assert all("appsecret_proof=" in s.query for s in graph.seen if not s.in_batch)
+
+
+def test_token_never_reaches_the_logs(
+    graph: FakeGraph, ids: dict[str, Any], clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    p = make_platform(graph, ids, clock)
+    graph.stop()  # connection refused: requests puts the full URL (token included) in its message
+    caplog.set_level(logging.DEBUG)
+    logging.getLogger().addFilter(RedactingFilter())
+    try:
+        with pytest.raises(TransientError) as err:
+            p.list_ads("lead-gen")
+        logging.getLogger("creative_loop.test").exception("list_ads failed: %s", err.value)
+    finally:
+        logging.getLogger().removeFilter(RedactingFilter())
+        p.close()
+    assert TOKEN not in str(err.value)
+    assert TOKEN not in str(err.value.__cause__)
+    assert TOKEN not in caplog.text
+    assert "list_ads failed" in caplog.text
+
+
+# -- reads -------------------------------------------------------------------------------
+def test_list_ads_reads_the_main_campaign(platform: MetaAdPlatform, ids: dict[str, Any]) -> None:
+    ads = platform.list_ads("lead-gen")
+    assert [a.ad_id for a in ads] == ids["ads"]
+    assert {a.status for a in ads} == {"ACTIVE"}
+
+
+def test_unknown_campaign_is_a_lookup_error(platform: MetaAdPlatform) -> None:
+    with pytest.raises(NotFound):
+        platform.list_ads("nope")
+
+
+def test_insights_page_with_after_cursors(graph: FakeGraph, ids: dict[str, Any], clock: FakeClock) -> None:
+    p = make_platform(graph, ids, clock, page_size=3)
+    for d in range(5):
+        graph.deliver(D0 + timedelta(days=d))
+    rows = p.insights("lead-gen", D0, D0 + timedelta(days=4))
+    p.close()
+    assert len(rows) == 10
+    pages = graph.calls("GET", "act_111/insights")
+    assert len(pages) == 4  # 3 + 3 + 3 + 1 rows; no request after the page without `next`
+    assert "after" not in pages[0].params and all("after" in s.params for s in pages[1:])
+    first = pages[0].params
+    assert first["level"] == "ad" and first["time_increment"] == "1"
+    assert json.loads(first["time_range"]) == {"since": "2026-01-01", "until": "2026-01-05"}
+    assert json.loads(first["filtering"])[0]["value"] == sorted([ids["main"], ids["test"]])
+    assert "summary" not in first
+
+
+def test_insights_numbers_and_late_attribution(graph: FakeGraph, platform: MetaAdPlatform, ids: dict[str, Any]) -> None:
+    ad = ids["ads"][0]
+    graph.set_row(ad, D0, impressions=1000, clicks=25, spend_minor=255, reach=900, frequency=1.11, conversions=3)
+    (row,) = [r for r in platform.insights("lead-gen", D0, D0) if r.ad_id == ad]
+    assert (row.impressions, row.clicks, row.spend_minor, row.conversions, row.reach) == (1000, 25, 255, 3, 900)
+    assert row.frequency == pytest.approx(1.11)
+    graph.set_row(ad, D0, impressions=1000, clicks=27, spend_minor=255, conversions=5)
+    (row,) = [r for r in platform.insights("lead-gen", D0, D0) if r.ad_id == ad]
+    assert (row.clicks, row.conversions) == (27, 5)
+
+
+def test_spend_uses_the_account_currency_exponent() -> None:
+    raw = {"ad_id": "1", "date_start": "2026-01-01", "spend": "2.505", "impressions": "10", "clicks": "1"}
+    assert parse_row(raw, 2, "x").spend_minor == 251  # half up
+    assert to_minor("1500", 0) == 1500
+    raw["actions"] = [{"action_type": "lead", "value": "2"}, {"action_type": "other", "value": "9"}]
+    assert parse_row(raw, 2, "lead").conversions == 2
+
+
+def test_zero_decimal_currency_account() -> None:
+    with FakeGraph(currency="JPY") as graph:
+        ids = seed_account(graph)
+        p = make_platform(graph, ids, FakeClock())
+        graph.set_row(ids["ads"][0], D0, impressions=100, clicks=1, spend_minor=1234)
+        rows = p.insights("lead-gen", D0, D0)
+        p.close()
+    assert rows[0].spend_minor == 1234
+    assert p.account(graph.account).exponent == 0
+
+
+def test_long_ranges_use_an_async_report_run(graph: FakeGraph, platform: MetaAdPlatform, clock: FakeClock) -> None:
+    graph.run_polls = 3
+    for d in range(30):
+        graph.deliver(D0 + timedelta(days=d))
+    rows = platform.insights("lead-gen", D0, D0 + timedelta(days=29))
+    assert len(rows) == 60
+    (post,) = graph.calls("POST", "act_111/insights")
+    assert json.loads(post.params["fields"])[0] == "ad_id"  # the async POST sends fields as a JSON list
+    assert len(graph.calls("GET", "/insights")) >= 1 and len(clock.sleeps) == 2  # polled 3 times, slept between
+
+
+def test_a_failed_report_run_is_transient(graph: FakeGraph, platform: MetaAdPlatform) -> None:
+    graph.fail_runs = True
+    with pytest.raises(TransientError, match="Job Failed"):
+        platform.insights("lead-gen", D0, D0 + timedelta(days=40))
+
+
+def test_sync_insights_timeout_falls_back_to_async(graph: FakeGraph, platform: MetaAdPlatform) -> None:
+    graph.deliver(D0)
+    graph.faults.append(Fault(code=100, subcode=1504018, method="GET", path="act_111/insights"))
+    assert len(platform.insights("lead-gen", D0, D0)) == 2
+    assert graph.calls("POST", "act_111/insights")
+
+
+def test_source_creative_reads_copy_and_downloads_the_image(
+    graph: FakeGraph, platform: MetaAdPlatform, ids: dict[str, Any]
+) -> None:
+    src = platform.source_creative("lead-gen", ids["ads"][0])
+    assert (src.headline, src.message, src.link, src.call_to_action) == (
+        "Hero 0", "Get the offer", "https://example.com/offer", "SIGN_UP",
+    )  # fmt: skip
+    assert src.image == graph.images[ids["image"]["hash"]]
+
+
+def test_source_creative_resolves_an_image_hash(
+    graph: FakeGraph, platform: MetaAdPlatform, ids: dict[str, Any]
+) -> None:
+    creative = graph.objects[graph.objects[ids["ads"][1]]["creative_id"]]
+    del creative["image_url"]
+    src = platform.source_creative("lead-gen", ids["ads"][1])
+    assert src.image == graph.images[ids["image"]["hash"]]
+    assert graph.calls("GET", "act_111/adimages")
+
+
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [({"image_max_bytes": 1000}, "larger than"), ({"image_max_pixels": 1000}, "exceeds 1000 pixels")],
+)
+def test_image_download_limits(
+    graph: FakeGraph, ids: dict[str, Any], clock: FakeClock, options: dict[str, Any], match: str
+) -> None:
+    p = make_platform(graph, ids, clock, **options)
+    try:
+        with pytest.raises(PlatformError, match=match):
+            p.source_creative("lead-gen", ids["ads"][0])
+    finally:
+        p.close()
+
+
+def test_image_download_checks_the_content_type(
+    graph: FakeGraph, platform: MetaAdPlatform, ids: dict[str, Any]
+) -> None:
+    creative = graph.objects[graph.objects[ids["ads"][0]]["creative_id"]]
+    graph.static["/page.html"] = ("text/html", b"<html>a login page</html>")
+    creative["image_url"] = f"{graph.base_url}/page.html"
+    with pytest.raises(PlatformError, match="expected one of image/"):
+        platform.source_creative("lead-gen", ids["ads"][0])
+    creative["image_url"] = f"{graph.base_url}/img/missing.png"
+    platform._parents.clear()
+    with pytest.raises(PlatformError, match="HTTP 404"):
+        platform.source_creative("lead-gen", ids["ads"][0])
+
+
+def test_source_creative_of_an_ad_outside_the_campaign(
+    graph: FakeGraph, platform: MetaAdPlatform, ids: dict[str, Any]
+) -> None:
+    other = graph.add("campaign", name="other", account=graph.account)
+    graph.objects[ids["ads"][1]]["campaign_id"] = other["id"]
+    with pytest.raises(NotFound):
+        platform.source_creative("lead-gen", ids["ads"][1])
+
+
+# -- mutations ---------------------------------------------------------------------------------
+def test_launch_creates_a_paused_arm_in_its_own_ad_set(
+    graph: FakeGraph, platform: MetaAdPlatform, ids: dict[str, Any]
+) -> None:
+    m = arm(ids)
+    assert platform.find(m) is None
+    result = platform.apply(m)
+    adset, ad = graph.objects[result["adset_id"]], graph.objects[result["ad_id"]]
+    parent_adset = graph.objects[ids["adset"]]
+    assert adset["name"] == ad["name"] == m.key
+    assert adset["campaign_id"] == ids["test"] and adset["status"] == "PAUSED" and ad["status"] == "PAUSED"
+    assert adset["targeting"] == parent_adset["targeting"]
+    assert (adset["optimization_goal"], adset["billing_event"]) == ("LINK_CLICKS", "IMPRESSIONS")
+    assert adset["daily_budget"] == 100  # the account minimum, while paused
+    creative = graph.objects[ad["creative_id"]]
+    link = creative["object_story_spec"]["link_data"]
+    assert creative["name"] == m.key and creative["object_story_spec"]["page_id"] == "5550001"
+    assert (link["link"], link["message"], link["name"], link["call_to_action"]["type"]) == (
+        "https://example.com/offer", "Get the offer", "Fresh look", "SIGN_UP",
+    )  # fmt: skip
+    assert graph.images[link["image_hash"]] == m.image
+    assert platform.find(m) == result
+    assert platform.apply(m) == result  # idempotent
+    assert len(graph.named("ad", m.key)) == len(graph.named("adset", m.key)) == len(graph.named("creative", m.key)) == 1
+
+
+def test_launch_adopts_a_half_made_arm(graph: FakeGraph, platform: MetaAdPlatform, ids: dict[str, Any]) -> None:
+    m = arm(ids)
+    graph.faults.append(Fault(code=2, transient=True, status=500, method="POST", path="act_111/ads"))
+    with pytest.raises(TransientError):
+        platform.apply(m)  # ad set and creative made, the ad not
+    assert platform.find(m) is None
+    result = platform.apply(m)
+    assert len(graph.named("adset", m.key)) == len(graph.named("creative", m.key)) == len(graph.named("ad", m.key)) == 1
+    assert graph.objects[result["ad_id"]]["adset_id"] == graph.named("adset", m.key)[0]["id"]
+
+
+def test_images_upload_as_bytes_and_as_a_multipart_filename(
+    graph: FakeGraph, platform: MetaAdPlatform, ids: dict[str, Any], tmp_path: Any
+) -> None:
+    from facebook_business.adobjects.adaccount import AdAccount
+
+    platform.apply(arm(ids))
+    (up,) = graph.calls("POST", "act_111/adimages")
+    assert "bytes" in up.params
+    path = tmp_path / "pic.png"
+    path.write_bytes(png_bytes(9))
+    img = AdAccount("act_111", api=platform.api).create_ad_image(params={"filename": str(path)})
+    assert graph.images[img["hash"]] == png_bytes(9)
+    assert any(o.get("name") == "pic.png" for o in graph.of_type("image"))
+
+
+def test_set_budgets_activates_funded_arms_and_pauses_the_rest(
+    graph: FakeGraph, platform: MetaAdPlatform, ids: dict[str, Any]
+) -> None:
+    a, b, c = (platform.apply(arm(ids, f"v{i}", i)) for i in (1, 2, 3))
+    m = SetBudgets(
+        key="cl:x:budgets:2026-01-21", campaign="lead-gen",
+        budgets=((a["adset_id"], 700), (b["adset_id"], 50), (c["adset_id"], 0)), end_day=date(2026, 1, 22),
+    )  # fmt: skip
+    result = platform.apply(m)
+    assert result["below_minimum"] == [b["adset_id"]]  # 0.50 < the account's 1.00 minimum: paused
+    sa, sb, sc = (graph.objects[x["adset_id"]] for x in (a, b, c))
+    assert (sa["status"], sa["daily_budget"], sa["end_time"]) == ("ACTIVE", 700, "2026-01-23T00:00:00+0000")
+    assert sb["status"] == sc["status"] == "PAUSED"
+    assert graph.objects[a["ad_id"]]["status"] == "ACTIVE"
+    assert graph.objects[b["ad_id"]]["status"] == graph.objects[c["ad_id"]]["status"] == "PAUSED"
+    assert platform.find(m) is None  # budget updates are resent, not adopted
+    before = len(graph.seen)
+    platform.apply(m)
+    assert sa["daily_budget"] == 700 and len(graph.seen) > before
+
+
+def test_budget_updates_go_in_batches_of_at_most_50(graph: FakeGraph, ids: dict[str, Any], clock: FakeClock) -> None:
+    p = make_platform(graph, ids, clock)
+    adsets = [graph.add("adset", name=f"arm{i}", account=graph.account, campaign_id=ids["test"], status="PAUSED",
+                        daily_budget=100)["id"] for i in range(120)]  # fmt: skip
+    p.apply(SetBudgets(key="k", campaign="lead-gen", budgets=tuple((s, 200) for s in adsets)))
+    p.close()
+    batches = [s for s in graph.calls("POST") if s.path == ""]
+    assert [len(json.loads(b.params["batch"])) for b in batches] == [50, 50, 20]
+    assert all(graph.objects[s]["daily_budget"] == 200 and graph.objects[s]["status"] == "ACTIVE" for s in adsets)
+    assert p.count("meta_batch_items") == 120 and p.count("meta_api_calls") == 4 + 1  # + account read
+
+
+def test_graph_refuses_batches_over_50(platform: MetaAdPlatform, ids: dict[str, Any]) -> None:
+    batch = platform.api.new_batch()
+    for _ in range(51):
+        Ad(ids["ads"][0], api=platform.api).api_get(fields=["status"], batch=batch)
+    with pytest.raises(FacebookRequestError, match="Maximum batch size is 50"):
+        batch.execute()
+
+
+def test_pause_ads(graph: FakeGraph, platform: MetaAdPlatform, ids: dict[str, Any]) -> None:
+    r = platform.apply(arm(ids))
+    platform.apply(SetBudgets(key="b", campaign="lead-gen", budgets=((r["adset_id"], 300),)))
+    assert (
+        platform.apply(PauseAds(key="p", campaign="lead-gen", ad_ids=(r["ad_id"],), adset_ids=(r["adset_id"],))) == {}
+    )
+    assert graph.objects[r["ad_id"]]["status"] == graph.objects[r["adset_id"]]["status"] == "PAUSED"
+
+
+def test_scale_winner_goes_live_in_the_parent_ad_set_and_pauses_the_parent(
+    graph: FakeGraph, platform: MetaAdPlatform, ids: dict[str, Any]
+) -> None:
+    m = ScaleWinner(
+        key="cl:x:scale", campaign="lead-gen", parent_ad_id=ids["ads"][0], image=png_bytes(5), headline="Pro"
+    )
+    result = platform.apply(m)
+    ad = graph.objects[result["ad_id"]]
+    assert ad["adset_id"] == ids["adset"] and ad["status"] == "ACTIVE" and ad["name"] == m.key
+    assert graph.objects[ids["ads"][0]]["status"] == "PAUSED"
+    assert platform.find(m) == result and platform.apply(m) == result
+    assert len(graph.named("ad", m.key)) == 1
+
+
+def test_scale_winner_finishes_a_half_done_scale(
+    graph: FakeGraph, platform: MetaAdPlatform, ids: dict[str, Any]
+) -> None:
+    m = ScaleWinner(
+        key="cl:x:scale", campaign="lead-gen", parent_ad_id=ids["ads"][0], image=png_bytes(5), headline="Pro"
+    )
+    graph.faults.append(
+        Fault(code=2, transient=True, status=500, method="POST", path=ids["ads"][0])
+    )  # pausing the parent
+    with pytest.raises(TransientError):
+        platform.apply(m)
+    assert platform.find(m) is None  # not complete: the parent still runs
+    result = platform.apply(m)
+    assert graph.objects[ids["ads"][0]]["status"] == "PAUSED" and len(graph.named("ad", m.key)) == 1
+    assert platform.find(m) == result
+
+
+# -- errors --------------------------------------------------------------------------------------
+BUC = "X-Business-Use-Case-Usage"
+
+
+@pytest.mark.parametrize(
+    ("fault", "expected", "code"),
+    [
+        (Fault(code=190, subcode=463, message="Error validating access token: Session has expired"), AuthExpired, 190),
+        (Fault(code=4, subcode=1504022, transient=True), RateLimited, 4),
+        (Fault(code=17, subcode=2446079, transient=True), RateLimited, 17),
+        (Fault(code=32), RateLimited, 32),
+        (Fault(code=613, subcode=1487742), RateLimited, 613),
+        *[(Fault(code=c, subcode=2446079), RateLimited, c) for c in range(80000, 80015)],
+        (Fault(code=1, subcode=99, status=500, transient=True), TransientError, 1),
+        (Fault(code=2, status=500, transient=True), TransientError, 2),
+        (Fault(status=502, html=True), TransientError, None),
+        (Fault(code=100, subcode=33), PlatformError, 100),
+        (Fault(code=10, status=403), PlatformError, 10),
+        (Fault(code=200, status=403), PlatformError, 200),
+        (Fault(code=294, status=403), PlatformError, 294),
+        (Fault(code=368), PlatformError, 368),
+    ],
+    ids=lambda v: v.__name__ if isinstance(v, type) else None,
+)
+def test_errors_translate_into_our_tree(
+    graph: FakeGraph, platform: MetaAdPlatform, fault: Fault, expected: type, code: int | None
+) -> None:
+    fault.path = "/ads"
+    graph.faults.append(fault)
+    with pytest.raises(expected) as err:
+        platform.list_ads("lead-gen")
+    assert type(err.value) is expected
+    if code is not None:
+        assert err.value.context.get("code") == code
+    assert err.value.temporary == (expected in (RateLimited, TransientError))
+    assert err.value.__cause__ is not None
+    if expected is AuthExpired:
+        assert "access_token_env" in str(err.value)
+
+
+def test_throttle_waits_the_estimated_time_to_regain_access(
+    graph: FakeGraph, platform: MetaAdPlatform, clock: FakeClock
+) -> None:
+    usage = {"act_111": [{"type": "ads_management", "call_count": 100, "total_cputime": 40, "total_time": 30,
+                          "estimated_time_to_regain_access": 7}]}  # fmt: skip
+    graph.faults.append(Fault(code=80004, subcode=2446079, path="/ads", headers={BUC: json.dumps(usage)}))
+    with pytest.raises(RateLimited) as err:
+        platform.list_ads("lead-gen")
+    assert err.value.retry_after == 7 * 60
+    assert platform.count("meta_throttled", code="80004") == 1
+    # The gate now refuses to send until access comes back: no retry storm.
+    sent = len(graph.seen)
+    with pytest.raises(RateLimited, match="usage gate") as gated:
+        platform.list_ads("lead-gen")
+    assert len(graph.seen) == sent and gated.value.retry_after == pytest.approx(420)
+    clock.now += 421
+    assert len(platform.list_ads("lead-gen")) == 2
+
+
+def test_usage_headers_slow_down_then_pause(graph: FakeGraph, ids: dict[str, Any], clock: FakeClock) -> None:
+    p = make_platform(graph, ids, clock, gate=GateSettings(slow_at=75, pause_at=90, max_slow_delay=2, pause=60,
+                                                           max_inline_wait=120))  # fmt: skip
+    graph.usage = {"X-App-Usage": {"call_count": 50, "total_cputime": 10, "total_time": 10}}
+    p.list_ads("lead-gen")
+    p.list_ads("lead-gen")
+    assert clock.sleeps == []
+    graph.usage = {"X-App-Usage": {"call_count": 85, "total_cputime": 10, "total_time": 10}}
+    p.list_ads("lead-gen")
+    p.list_ads("lead-gen")
+    assert clock.sleeps == [pytest.approx(2 * 10 / 15)]
+    graph.usage = {"X-Ad-Account-Usage": {"acc_id_util_pct": 95.5, "reset_time_duration": 30}}
+    p.list_ads("lead-gen")
+    p.list_ads("lead-gen")
+    assert clock.sleeps[-1] == pytest.approx(60)  # paused, inline
+    assert p.count("meta_usage_waits", how="paused") == 1
+    p.close()
+
+
+def test_usage_parsing() -> None:
+    headers = {
+        "x-business-use-case-usage": json.dumps(
+            {"1": [{"type": "ads_insights", "call_count": 12, "total_time": 91, "estimated_time_to_regain_access": 2}]}
+        ),  # fmt: skip
+        "X-App-Usage": json.dumps({"call_count": 28, "total_cputime": 25, "total_time": 25}),
+        "X-FB-Ads-Insights-Throttle": "not json",
+    }
+    u = parse_usage(headers)
+    assert u is not None and (u.pct, u.regain_seconds, u.source) == (91, 120, "x-business-use-case-usage:ads_insights")
+    assert parse_usage([{"name": "X-App-Usage", "value": '{"call_count": 5}'}]).pct == 5  # type: ignore[union-attr]
+    assert parse_usage({}) is None
+
+
+def test_batch_item_failures_are_recorded_by_severity(
+    graph: FakeGraph, platform: MetaAdPlatform, ids: dict[str, Any]
+) -> None:
+    a, b = platform.apply(arm(ids, "v1", 1)), platform.apply(arm(ids, "v2", 2))
+    graph.faults.append(Fault(code=368, path=b["adset_id"], message="blocked by policy"))
+    with pytest.raises(PlatformError, match="blocked by policy") as err:
+        platform.apply(SetBudgets(key="b", campaign="lead-gen", budgets=((a["adset_id"], 300), (b["adset_id"], 300))))
+    assert err.value.code == 368
+    assert graph.objects[a["adset_id"]]["status"] == "ACTIVE"  # the rest of the batch went through
+
+
+def test_html_502_on_a_mutation_is_transient(graph: FakeGraph, platform: MetaAdPlatform, ids: dict[str, Any]) -> None:
+    graph.faults.append(Fault(status=502, html=True, method="POST", path="act_111/adsets"))
+    with pytest.raises(TransientError, match="unreadable response"):
+        platform.apply(arm(ids))
+    assert platform.apply(arm(ids))["ad_id"]
+
+
+def test_counters_are_stored_when_an_engine_is_given(
+    graph: FakeGraph, ids: dict[str, Any], clock: FakeClock, sqlite_engine: Any
+) -> None:
+    from storage.counters import read_all
+    from storage.db import session as open_session
+
+    p = make_platform(graph, ids, clock)
+    p.counter_engine = sqlite_engine
+    p.list_ads("lead-gen")
+    p.list_ads("lead-gen")
+    p.close()
+    with open_session(sqlite_engine) as s:
+        counters = {(c.name, c.labels): c.value for c in read_all(s)}
+    assert counters[("meta_api_calls", 'method="GET",platform="meta"')] == 2
