@@ -284,14 +284,16 @@ class Dashboard:
 
     # -- login (only when a token is configured) ----------------------------------------
     async def login(self, request: Request) -> Response:
-        if self.token is None:
-            return RedirectResponse("/", status_code=303)
         if request.method == "GET":
+            if self.token is None:
+                return RedirectResponse("/", status_code=303)
             return self.render(request, "login.html", next=safe_next(request.query_params.get("next")), title="sign in")
         form, refused = await self.form(request)
         if refused is not None:
             return refused
         assert form is not None
+        if self.token is None:
+            return RedirectResponse("/", status_code=303)
         given = str(form.get("token", ""))
         if not secrets.compare_digest(given.encode(), self.token.encode()):
             return self.render(

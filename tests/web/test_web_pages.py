@@ -257,7 +257,14 @@ def test_templates_escape_what_the_platform_returned(client: TestClient, engine_
         s.add_all([camp, hero])
         s.add(AuditEvent(name="MutationFailed", campaign_id="lead-gen", experiment_id=LEAD, data={"error": evil}))
         s.commit()
-    for path in ("/", "/audit", "/gallery", "/approvals", f"/experiments/{quote(LEAD, safe='')}", "/report.html"):
+    for path in (
+        "/",
+        "/audit",
+        "/gallery",
+        "/approvals",
+        f"/experiments/{quote(LEAD, safe='')}",
+        "/report.html?campaign=lead-gen",
+    ):
         html = client.get(path).text
         assert "<script>" not in html and "<img src=x" not in html, path
     assert "&lt;script&gt;" in client.get("/").text
