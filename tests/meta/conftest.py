@@ -6,25 +6,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from fake_graph import APP_SECRET, TOKEN, FakeGraph, seed_account
+from fake_graph import FakeGraph, seed_account
+from meta_helpers import FakeClock, make_platform
 
-from connectors.meta import MetaAdPlatform, MetaCampaign, MetaOptions
-from connectors.meta.usage import GateSettings, UsageGate
-
-
-class FakeClock:
-    """A clock whose ``sleep`` advances it (and records the sleeps)."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
+from connectors.meta import MetaAdPlatform
 
 
 @pytest.fixture
@@ -41,23 +26,6 @@ def ids(graph: FakeGraph) -> dict[str, Any]:
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
-
-
-def make_platform(graph: FakeGraph, ids: dict[str, Any], clock: FakeClock, **options: Any) -> MetaAdPlatform:
-    gate_settings = options.pop("gate", GateSettings())
-    return MetaAdPlatform.connect(
-        access_token=TOKEN,
-        app_secret=APP_SECRET,
-        app_id="app",
-        graph_url=graph.base_url,
-        timeout=5,
-        trust_env=False,
-        campaigns={"lead-gen": MetaCampaign("lead-gen", graph.account, ids["main"], ids["test"])},
-        options=MetaOptions(**{"page_id": "5550001", "poll_interval": 1.0, **options}),
-        gate=UsageGate(gate_settings, clock=clock, sleep=clock.sleep),
-        clock=clock,
-        sleep=clock.sleep,
-    )
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ from facebook_business.adobjects.ad import Ad
 from facebook_business.api import FacebookAdsApi
 from facebook_business.exceptions import FacebookRequestError
 from fake_graph import TOKEN, FakeGraph, Fault, png_bytes, seed_account
+from meta_helpers import FakeClock, make_platform
 
 from connectors.ads.base import LaunchTestArm, PauseAds, ScaleWinner, SetBudgets
 from connectors.meta import MetaAdPlatform
@@ -20,8 +21,6 @@ from connectors.meta.insights import parse_row, to_minor
 from connectors.meta.usage import GateSettings, parse_usage
 from loop.logs import RedactingFilter
 from policies.errors import AuthExpired, NotFound, PlatformError, RateLimited, TransientError
-
-from conftest import FakeClock, make_platform
 
 D0 = date(2026, 1, 1)
 
