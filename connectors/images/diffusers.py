@@ -1,0 +1,548 @@
+"""``DiffusersGenerator``: local diffusion models (the ``[diffusion]`` extra).
+
+Tiers:
+
+- fast: a turbo-class model (SD-Turbo, SDXL-Turbo, an LCM-LoRA fused model,
+  FLUX schnell) makes img2img variants of the fatigued creative, or
+  prompt-driven text2img when ``mode = "text2img"``;
+- pro: a stronger model up-levels the *winning draft* by img2img with the
+  draft's seed and a configurable strength, at the final ad size, so the
+  composition that won the test is the one that scales;
+- inpaint: repaints a masked region; pixels outside the mask stay bit-exact
+  (``image_processor.apply_overlay``).
+
+Weights come only from a local folder or the Hugging Face cache
+(``local_files_only=True``): nothing is downloaded at run time, and a missing
+model is a :class:`GenerationError` that says where to put the weights.
+Pipelines are loaded once per process in a :class:`PipelineCache` and shared
+between text2img, img2img and inpaint with ``from_pipe`` (no extra memory).
+Each image has its own CPU ``torch.Generator`` seeded with the variant's
+seed, so a seed gives the same pixels on every run (and on every device for
+the initial noise).
+
+``torch`` and ``diffusers`` are imported lazily: importing this module is
+cheap, and a user without the extra gets a clear error only when a campaign
+actually asks for this backend.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from PIL import Image, ImageOps
+
+from connectors.images.base import Brief, ImageGenerator, Rendered
+from connectors.images.prompts import DEFAULT_NEGATIVE, fill
+from policies.errors import GenerationError
+
+MODES = ("img2img", "text2img")
+DEVICES = ("auto", "cuda", "mps", "cpu")
+DTYPES = ("auto", "float32", "float16", "bfloat16")
+
+
+@dataclass(frozen=True)
+class TierSpec:
+    """One tier's model and sampling settings (validated like a pipeline's ``check_inputs``)."""
+
+    model: str  # a local folder (save_pretrained layout) or a hub id already in the HF cache
+    steps: int = 4
+    guidance: float = 0.0
+    width: int = 512
+    height: int = 512
+    strength: float = 0.5  # img2img: how far from the input image (fast: variation; pro: up-level)
+    mode: str = "img2img"  # fast tier only: img2img of the parent, or text2img from the prompt
+    negative_prompt: str = DEFAULT_NEGATIVE
+
+    def __post_init__(self) -> None:
+        if not self.model:
+            raise ValueError("model: expected a local folder or a cached hub id, got ''")
+        if self.steps < 1:
+            raise ValueError(f"steps: expected >= 1, got {self.steps}")
+        if self.guidance < 0:
+            raise ValueError(f"guidance: expected >= 0, got {self.guidance}")
+        if self.width % 8 or self.height % 8 or min(self.width, self.height) < 64:
+            raise ValueError(f"size: expected multiples of 8, at least 64, got {self.width}x{self.height}")
+        if not 0.0 < self.strength <= 1.0:
+            raise ValueError(f"strength: expected 0 < strength <= 1, got {self.strength}")
+        if self.mode not in MODES:
+            raise ValueError(f"mode: expected one of {', '.join(MODES)}, got {self.mode!r}")
+        if self.mode == "img2img" and self.steps * self.strength < 1.0:
+            raise ValueError(
+                f"steps x strength: expected >= 1 for img2img (else no denoising step runs), "
+                f"got {self.steps} x {self.strength}"
+            )
+
+
+def resolve_device(device: str = "auto") -> str:
+    """``auto`` → cuda, then mps, then cpu."""
+    if device not in DEVICES:
+        raise ValueError(f"device: expected one of {', '.join(DEVICES)}, got {device!r}")
+    if device != "auto":
+        return device
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def resolve_dtype(dtype: str, device: str) -> Any:
+    """``auto`` → float16 on a GPU (bfloat16 where asked), float32 on the CPU."""
+    import torch
+
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype: expected one of {', '.join(DTYPES)}, got {dtype!r}")
+    if dtype == "auto":
+        return torch.float32 if device == "cpu" else torch.float16
+    return getattr(torch, dtype)
+
+
+def _import_diffusers() -> Any:
+    try:
+        import diffusers
+        import torch  # noqa: F401
+    except ImportError as exc:
+        raise GenerationError(
+            "the diffusers backend needs torch and diffusers: pip install 'creative-loop[diffusion]'"
+        ) from exc
+    # Both libraries log load-time chatter (progress bars, a spurious "kept in float32"): errors only.
+    diffusers.utils.logging.set_verbosity_error()
+    diffusers.utils.logging.disable_progress_bar()
+    try:
+        import transformers
+
+        transformers.utils.logging.set_verbosity_error()
+        transformers.utils.logging.disable_progress_bar()
+    except ImportError:
+        pass
+    return diffusers
+
+
+def _dtype_keyword(diffusers: Any) -> str:
+    """``dtype`` on diffusers that renamed ``torch_dtype`` (0.42 warns on the old name)."""
+    import importlib
+
+    try:
+        module = importlib.import_module("diffusers.utils.deprecation_utils")
+    except ImportError:
+        return "torch_dtype"
+    return "dtype" if hasattr(module, "_resolve_dtype") else "torch_dtype"
+
+
+def _is_path(model: str) -> bool:
+    """A local folder (absolute, relative, or existing) rather than an ``org/name`` hub id."""
+    return Path(model).expanduser().is_dir() or model.startswith(("/", ".", "~")) or model.count("/") > 1
+
+
+def _missing_model_message(model: str) -> str:
+    cache = os.environ.get("HF_HUB_CACHE") or os.path.join(
+        os.environ.get("HF_HOME", os.path.join(os.path.expanduser("~"), ".cache", "huggingface")), "hub"
+    )
+    if _is_path(model):
+        return (
+            f"model folder {model!r} not found or incomplete: copy the model there in diffusers' "
+            f"save_pretrained layout (model_index.json, unet/, vae/, text_encoder/, tokenizer/, scheduler/)"
+        )
+    return (
+        f"model {model!r} is not in the local Hugging Face cache ({cache}) and weights are never downloaded "
+        f"at run time: on a machine with network run `hf download {model}` and copy the cache here, "
+        f"or set the model to a local folder holding its weights"
+    )
+
+
+class PipelineCache:
+    """Diffusion pipelines loaded once per process, keyed by (model, device, dtype).
+
+    ``get(..., kind)`` returns the text2img, img2img or inpaint pipeline of a
+    model; the latter two are ``from_pipe`` views of the first (same modules).
+    Thread-safe: the daemon and the web app may generate at the same time.
+    """
+
+    KINDS = ("text2img", "img2img", "inpaint")
+
+    def __init__(self) -> None:
+        self._base: dict[tuple[str, str, str], Any] = {}
+        self._views: dict[tuple[str, str, str, str], Any] = {}
+        self._lock = threading.Lock()
+        self.loads = 0  # how many times weights were read from disk (tests assert on it)
+
+    def put(self, model: str, device: str, dtype: Any, pipe: Any) -> None:
+        """Register an already-built pipeline under ``model`` (random-weight benchmarks)."""
+        with self._lock:
+            self._base[(model, device, str(dtype))] = pipe
+
+    def get(self, model: str, device: str, dtype: Any, kind: str) -> Any:
+        if kind not in self.KINDS:
+            raise ValueError(f"kind: expected one of {', '.join(self.KINDS)}, got {kind!r}")
+        diffusers = _import_diffusers()
+        key = (model, device, str(dtype))
+        with self._lock:
+            base = self._base.get(key)
+            if base is None:
+                base = self._load(diffusers, model, device, dtype)
+                self._base[key] = base
+            if kind == "text2img":
+                return base
+            view = self._views.get((*key, kind))
+            if view is None:
+                auto = (
+                    diffusers.AutoPipelineForImage2Image if kind == "img2img" else diffusers.AutoPipelineForInpainting
+                )
+                try:
+                    view = auto.from_pipe(base)
+                except (ValueError, KeyError) as exc:
+                    raise GenerationError(f"model {model!r} has no {kind} pipeline: {exc}", model=model) from exc
+                view.set_progress_bar_config(disable=True)
+                self._views[(*key, kind)] = view
+            return view
+
+    def _load(self, diffusers: Any, model: str, device: str, dtype: Any) -> Any:
+        if _is_path(model) and not Path(model).expanduser().is_dir():
+            raise GenerationError(_missing_model_message(model), model=model)
+        try:
+            with warnings.catch_warnings():
+                # diffusers 0.42 still passes an argument huggingface_hub deprecated; nothing for us to fix.
+                warnings.filterwarnings("ignore", message=".*local_dir_use_symlinks.*", category=UserWarning)
+                pipe = diffusers.AutoPipelineForText2Image.from_pretrained(
+                    model, **{_dtype_keyword(diffusers): dtype}, local_files_only=True
+                )
+        except (OSError, ValueError) as exc:
+            raise GenerationError(_missing_model_message(model), model=model) from exc
+        self.loads += 1
+        pipe.set_progress_bar_config(disable=True)
+        try:
+            return pipe.to(device)
+        except (RuntimeError, AssertionError) as exc:  # no such device, or out of memory
+            raise GenerationError(f"model {model!r}: cannot move to {device}: {exc}", model=model) from exc
+
+
+SHARED_CACHE = PipelineCache()  # the process's one cache (like a connection pool): loads once per process
+
+
+@dataclass
+class DiffusersGenerator(ImageGenerator):
+    """Fast drafts and pro up-levels with local diffusion models."""
+
+    fast: TierSpec
+    pro: TierSpec
+    inpaint_spec: TierSpec | None = None  # default: the pro model at strength 1.0
+    device: str = "auto"
+    dtype: str = "auto"
+    cache: PipelineCache = field(default_factory=lambda: SHARED_CACHE)
+    name: str = "diffusers"
+
+    def __post_init__(self) -> None:
+        if self.device not in DEVICES:
+            raise ValueError(f"device: expected one of {', '.join(DEVICES)}, got {self.device!r}")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype: expected one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        self._device: str | None = None
+
+    # -- helpers -----------------------------------------------------------------
+    @property
+    def resolved_device(self) -> str:
+        if self._device is None:
+            _import_diffusers()
+            self._device = resolve_device(self.device)
+        return self._device
+
+    def resolved_dtype_for_tests(self) -> Any:
+        return resolve_dtype(self.dtype, self.resolved_device)
+
+    def _pipe(self, spec: TierSpec, kind: str) -> Any:
+        device = self.resolved_device
+        return self.cache.get(spec.model, device, resolve_dtype(self.dtype, device), kind)
+
+    @staticmethod
+    def _generator(seed: int) -> Any:
+        import torch
+
+        # A CPU generator: the initial noise is the same whatever device runs the model.
+        return torch.Generator(device="cpu").manual_seed(int(seed))
+
+    def _run(self, pipe: Any, what: str, **kwargs: Any) -> Image.Image:
+        try:
+            out = pipe(output_type="pil", **kwargs)
+        except (RuntimeError, ValueError, TypeError) as exc:
+            raise GenerationError(f"diffusers {what} failed: {exc}") from exc
+        return out.images[0].convert("RGB")
+
+    def _recipe(self, spec: TierSpec, mode: str, **extra: Any) -> dict[str, Any]:
+        device = self.resolved_device
+        return {
+            "mode": mode,
+            "steps": spec.steps,
+            "guidance": spec.guidance,
+            "width": spec.width,
+            "height": spec.height,
+            "negative_prompt": spec.negative_prompt if spec.guidance > 1.0 else "",
+            "device": device,
+            "dtype": str(resolve_dtype(self.dtype, device)).removeprefix("torch."),
+            **extra,
+        }
+
+    @staticmethod
+    def _sampling(spec: TierSpec, steps: int | None = None) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {"num_inference_steps": steps or spec.steps, "guidance_scale": spec.guidance}
+        if spec.guidance > 1.0 and spec.negative_prompt:
+            kwargs["negative_prompt"] = spec.negative_prompt
+        return kwargs
+
+    def model_for(self, tier: str) -> str:
+        return self.pro.model if tier == "pro" else self.fast.model
+
+    # -- the seam --------------------------------------------------------------------
+    def draft(self, source: Image.Image, brief: Brief, seed: int) -> Rendered:
+        """A fast-tier variant: img2img of ``source`` (or text2img), seeded by ``seed``."""
+        # 1. the prompt and the tier's settings
+        spec = self.fast
+        prompt = fill(brief, "fast")
+        sampling = self._sampling(spec)
+        # 2. generate with one generator for this image
+        if spec.mode == "text2img":
+            image = self._run(
+                self._pipe(spec, "text2img"), "text2img", prompt=prompt, width=spec.width, height=spec.height,
+                generator=self._generator(seed), **sampling,
+            )  # fmt: skip
+            recipe = self._recipe(spec, "text2img")
+        else:
+            init = ImageOps.fit(source.convert("RGB"), (spec.width, spec.height), Image.Resampling.LANCZOS)
+            image = self._run(
+                self._pipe(spec, "img2img"), "img2img", prompt=prompt, image=init, strength=spec.strength,
+                generator=self._generator(seed), **sampling,
+            )  # fmt: skip
+            recipe = self._recipe(spec, "img2img", strength=spec.strength)
+        # 3. everything needed to render it again
+        return Rendered(image, "fast", int(seed), recipe, prompt, spec.model, self.name)
+
+    def render_pro(self, source: Image.Image, draft: Rendered, brief: Brief) -> Rendered:
+        """Up-level ``draft`` by img2img at the pro size, with the draft's seed.
+
+        ``draft.recipe["pro_strength"]``, when present, overrides the tier's
+        strength (the loop lowers it when a render strays from the draft).
+        """
+        # 1. settings: the strength may come from the loop; steps grow so at least one step runs
+        spec = self.pro
+        strength = float(draft.recipe.get("pro_strength", spec.strength))
+        if not 0.0 < strength <= 1.0:
+            raise GenerationError(f"pro_strength: expected 0 < strength <= 1, got {strength}")
+        steps = max(spec.steps, math.ceil(1.0 / strength - 1e-9))
+        prompt = fill(brief, "pro")
+        # 2. the winning draft at the final size is the init image
+        init = ImageOps.fit(draft.image.convert("RGB"), (spec.width, spec.height), Image.Resampling.LANCZOS)
+        image = self._run(
+            self._pipe(spec, "img2img"), "pro img2img", prompt=prompt, image=init, strength=strength,
+            generator=self._generator(draft.seed), **self._sampling(spec, steps),
+        )  # fmt: skip
+        recipe = self._recipe(spec, "uplevel", strength=strength, from_model=draft.model)
+        recipe["steps"] = steps
+        return Rendered(image, "pro", int(draft.seed), recipe, prompt, spec.model, self.name)
+
+    def inpaint(self, image: Image.Image, mask: Image.Image, prompt: str, seed: int, tier: str = "pro") -> Rendered:
+        """Repaint the white part of ``mask`` in ``image``; every other pixel stays bit-exact.
+
+        ``mask`` must have ``image``'s size; it is binarised at 50 % grey, so
+        "outside the mask" means exactly the black pixels.
+        """
+        # 1. check inputs (say what was expected and what came)
+        if mask.size != image.size:
+            raise ValueError(
+                f"mask: expected the image's size {image.size[0]}x{image.size[1]}, got {mask.size[0]}x{mask.size[1]}"
+            )
+        binary = mask.convert("L").point(lambda v: 255 if v >= 128 else 0)
+        if binary.getbbox() is None:
+            raise ValueError("mask: expected some white (repaint) pixels, got an all-black mask")
+        spec = self.inpaint_spec or TierSpec(
+            model=self.pro.model, steps=self.pro.steps, guidance=self.pro.guidance, width=self.pro.width,
+            height=self.pro.height, strength=1.0, negative_prompt=self.pro.negative_prompt,
+        )  # fmt: skip
+        original = image.convert("RGB")
+        # 2. the pipeline works at multiples of 8: round up, then back to the image's size
+        w8, h8 = -(-original.width // 8) * 8, -(-original.height // 8) * 8
+        init = original.resize((w8, h8), Image.Resampling.LANCZOS) if (w8, h8) != original.size else original
+        pipe_mask = binary.resize((w8, h8), Image.Resampling.NEAREST) if (w8, h8) != original.size else binary
+        pipe = self._pipe(spec, "inpaint")
+        result = self._run(
+            pipe, "inpaint", prompt=prompt, image=init, mask_image=pipe_mask, width=w8, height=h8,
+            strength=spec.strength, generator=self._generator(seed), **self._sampling(spec),
+        )  # fmt: skip
+        if result.size != original.size:
+            result = result.resize(original.size, Image.Resampling.LANCZOS)
+        # 3. paste the original back outside the mask: bit-exact there
+        fixed = pipe.image_processor.apply_overlay(binary, original, result)
+        recipe = self._recipe(spec, "inpaint", strength=spec.strength)
+        recipe.update(width=original.width, height=original.height)
+        return Rendered(fixed, tier, int(seed), recipe, prompt, spec.model, self.name)
+
+
+# -- random-weight pipelines (tests and benchmarks; no download) --------------------------
+def char_tokenizer(folder: str | Path) -> Any:
+    """A character-level CLIP tokenizer written to ``folder`` (256 bytes + their ``</w>`` forms)."""
+    import json
+
+    from transformers import CLIPTokenizer
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    chars = _byte_chars()
+    vocab = {c: i for i, c in enumerate(chars)}
+    vocab.update({c + "</w>": i + len(chars) for i, c in enumerate(chars)})
+    vocab["<|startoftext|>"] = len(vocab)
+    vocab["<|endoftext|>"] = len(vocab)
+    (folder / "vocab.json").write_text(json.dumps(vocab))
+    (folder / "merges.txt").write_text("#version: 0.2\n")
+    return CLIPTokenizer.from_pretrained(str(folder), model_max_length=77)
+
+
+def _byte_chars() -> list[str]:
+    """GPT-2/CLIP's printable stand-ins for the 256 byte values, in byte order."""
+    keep = (
+        list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    )
+    out, extra = {}, 0
+    for b in range(256):
+        if b in keep:
+            out[b] = chr(b)
+        else:
+            out[b] = chr(256 + extra)
+            extra += 1
+    return [out[b] for b in range(256)]
+
+
+ARCHS = ("tiny-sd", "sd-turbo", "sdxl")
+
+
+def random_pipeline(arch: str, tokenizer_dir: str | Path, seed: int = 0, device: str = "cpu", dtype: Any = None) -> Any:
+    """A text2img pipeline of ``arch`` with seeded random weights, built from configs.
+
+    - ``tiny-sd``: ~0.35 M parameters (the reference's tiny SD config) for tests;
+    - ``sd-turbo``: the SD 2.1 / SD-Turbo architecture (865 M UNet, OpenCLIP-H text encoder);
+    - ``sdxl``: the SDXL base architecture (2.6 B UNet, CLIP-L + OpenCLIP-bigG).
+
+    Compute cost is real; the pictures are noise.  Built directly on ``device``.
+    """
+    import torch
+
+    diffusers = _import_diffusers()
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    if arch not in ARCHS:
+        raise ValueError(f"arch: expected one of {', '.join(ARCHS)}, got {arch!r}")
+    tok = char_tokenizer(tokenizer_dir)
+    eos = tok.eos_token_id
+    torch.manual_seed(seed)
+    with torch.device(device):
+        if arch == "tiny-sd":
+            unet = diffusers.UNet2DConditionModel(
+                sample_size=8, block_out_channels=(16, 32), layers_per_block=1, norm_num_groups=4,
+                cross_attention_dim=32, attention_head_dim=4, in_channels=4, out_channels=4,
+                down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+                up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+            )  # fmt: skip
+            vae = diffusers.AutoencoderKL(
+                block_out_channels=(8, 8, 16, 16), in_channels=3, out_channels=3, latent_channels=4, norm_num_groups=4,
+                down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+            )  # fmt: skip
+            text = CLIPTextModel(
+                CLIPTextConfig(
+                    hidden_size=32,
+                    intermediate_size=37,
+                    num_attention_heads=4,
+                    num_hidden_layers=2,
+                    vocab_size=len(tok),
+                    eos_token_id=eos,
+                    bos_token_id=tok.bos_token_id,
+                    projection_dim=32,
+                )  # fmt: skip
+            )
+            scheduler = diffusers.EulerDiscreteScheduler(timestep_spacing="trailing", steps_offset=1)
+            pipe = diffusers.StableDiffusionPipeline(
+                unet=unet, vae=vae, text_encoder=text, tokenizer=tok, scheduler=scheduler,
+                safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+            )  # fmt: skip
+        else:
+            vae = diffusers.AutoencoderKL(
+                block_out_channels=(128, 256, 512, 512), in_channels=3, out_channels=3, latent_channels=4,
+                layers_per_block=2, down_block_types=("DownEncoderBlock2D",) * 4,
+                up_block_types=("UpDecoderBlock2D",) * 4, sample_size=1024 if arch == "sdxl" else 768,
+                scaling_factor=0.13025 if arch == "sdxl" else 0.18215,
+            )  # fmt: skip
+            scheduler = diffusers.EulerDiscreteScheduler(
+                beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                timestep_spacing="trailing" if arch == "sd-turbo" else "leading", steps_offset=1,
+            )  # fmt: skip
+            if arch == "sd-turbo":
+                unet = diffusers.UNet2DConditionModel(
+                    sample_size=64, layers_per_block=2, block_out_channels=(320, 640, 1280, 1280),
+                    down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+                    up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
+                    cross_attention_dim=1024, attention_head_dim=(5, 10, 20, 20), use_linear_projection=True,
+                )  # fmt: skip
+                text = CLIPTextModel(
+                    CLIPTextConfig(
+                        hidden_size=1024,
+                        intermediate_size=4096,
+                        num_attention_heads=16,
+                        num_hidden_layers=23,
+                        projection_dim=1024,
+                        hidden_act="gelu",
+                        vocab_size=49408,
+                        eos_token_id=eos,
+                        bos_token_id=tok.bos_token_id,
+                    )  # fmt: skip
+                )
+                pipe = diffusers.StableDiffusionPipeline(
+                    unet=unet, vae=vae, text_encoder=text, tokenizer=tok, scheduler=scheduler,
+                    safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+                )  # fmt: skip
+            else:
+                unet = diffusers.UNet2DConditionModel(
+                    sample_size=128, layers_per_block=2, block_out_channels=(320, 640, 1280),
+                    down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+                    up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+                    transformer_layers_per_block=(1, 2, 10), attention_head_dim=(5, 10, 20),
+                    cross_attention_dim=2048, use_linear_projection=True, addition_embed_type="text_time",
+                    addition_time_embed_dim=256, projection_class_embeddings_input_dim=2816,
+                )  # fmt: skip
+                text = CLIPTextModel(
+                    CLIPTextConfig(
+                        hidden_size=768,
+                        intermediate_size=3072,
+                        num_attention_heads=12,
+                        num_hidden_layers=12,
+                        projection_dim=768,
+                        hidden_act="quick_gelu",
+                        vocab_size=49408,
+                        eos_token_id=eos,
+                        bos_token_id=tok.bos_token_id,
+                    )  # fmt: skip
+                )
+                text2 = CLIPTextModelWithProjection(
+                    CLIPTextConfig(
+                        hidden_size=1280,
+                        intermediate_size=5120,
+                        num_attention_heads=20,
+                        num_hidden_layers=32,
+                        projection_dim=1280,
+                        hidden_act="gelu",
+                        vocab_size=49408,
+                        eos_token_id=eos,
+                        bos_token_id=tok.bos_token_id,
+                    )  # fmt: skip
+                )
+                pipe = diffusers.StableDiffusionXLPipeline(
+                    unet=unet, vae=vae, text_encoder=text, text_encoder_2=text2, tokenizer=tok, tokenizer_2=tok,
+                    scheduler=scheduler, add_watermarker=False,
+                )  # fmt: skip
+    if dtype is not None:
+        pipe = pipe.to(dtype=dtype)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
