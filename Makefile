@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # The CPU build of torch: a plain `torch` requirement pulls a multi-GB CUDA build.
 TORCH_CPU := torch==2.13.0
 
-.PHONY: run test venv install dev lint unit pg bench clean
+.PHONY: run test venv install dev lint unit pg bench clean browser-deps
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -30,8 +30,15 @@ dev: $(VENV)/.dev-installed
 run: install
 	$(BIN)/creative-loop simulate --out out --json out/result.json
 
+# The browser test drives Debian's chromium through playwright (never `playwright install`);
+# without it that one test skips.
+browser-deps:
+	@command -v chromium >/dev/null 2>&1 || apt-get install -y -qq chromium >/dev/null 2>&1 \
+		|| { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq chromium >/dev/null 2>&1; } \
+		|| echo "note: could not install chromium; the browser test will skip"
+
 ## test: lint, then every test on SQLite and on PostgreSQL
-test: dev
+test: dev browser-deps
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	CREATIVE_LOOP_TEST_PG=$${CREATIVE_LOOP_TEST_PG-postgresql+psycopg://postgres@127.0.0.1:5432/test} \
