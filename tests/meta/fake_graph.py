@@ -117,6 +117,8 @@ class FakeGraph:
         self.rows: dict[tuple[str, str], dict[str, Any]] = {}
         self.images: dict[str, bytes] = {}
         self.static: dict[str, tuple[str, bytes]] = {}  # extra files: path -> (content type, body)
+        self._insights_cache: dict[str, tuple[tuple[int, int], list[dict[str, Any]]]] = {}
+        self._row_writes = 0
         self.seen: list[Seen] = []
         self.faults: list[Fault] = []
         self.usage: dict[str, Any] = {}
@@ -197,11 +199,13 @@ class FakeGraph:
     def set_row(self, ad_id: str, day: date, **metrics: Any) -> None:
         with self.lock:
             self.rows[(ad_id, day.isoformat())] = metrics
+            self._row_writes += 1
 
     # -- delivery -------------------------------------------------------------------
     def deliver(self, day: date, main_impressions: int = 20000) -> None:
         """One day of delivery: main ad sets by impressions, test ad sets by budget."""
         with self.lock:
+            self._row_writes += 1
             for adset in self.of_type("adset"):
                 if adset.get("status") != "ACTIVE":
                     continue
@@ -504,6 +508,19 @@ class FakeGraph:
 
     # -- insights -----------------------------------------------------------------------
     def insight_rows(self, p: dict[str, Any]) -> list[dict[str, Any]]:
+        # Pages of one read share the filtered, sorted list (the bench pages through 180,000 rows).
+        key = json.dumps({k: v for k, v in p.items() if k not in ("after", "limit")}, sort_keys=True, default=str)
+        with self.lock:
+            stamp = (len(self.rows), self._row_writes)
+            cached = self._insights_cache.get(key)
+            if cached is not None and cached[0] == stamp:
+                return cached[1]
+        out = self._insight_rows(p)
+        with self.lock:
+            self._insights_cache = {key: (stamp, out)}
+        return out
+
+    def _insight_rows(self, p: dict[str, Any]) -> list[dict[str, Any]]:
         tr = p.get("time_range") or {}
         since, until = tr.get("since", "0000"), tr.get("until", "9999")
         camps: set[str] | None = None
