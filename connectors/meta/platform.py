@@ -321,7 +321,7 @@ class MetaAdPlatform(AdPlatform):
             log.warning("could not store Meta API counters: %s", exc)
 
     def _on_error(self, err: ConnectorError) -> None:
-        if isinstance(err, RateLimited) and "usage gate" not in err.message:
+        if isinstance(err, RateLimited) and not err.context.get("gate"):
             self._count("meta_throttled", code=str(err.context.get("code", "")))
             self.gate.throttled(err.retry_after)
 

@@ -177,6 +177,7 @@ class UsageGate:
                 f"Meta usage gate: usage at {self.last.pct if self.last else 100:.0f}% "
                 f"({self.last.source if self.last else 'throttled'}); pausing {wait:.0f}s before the next call",
                 retry_after=wait,
+                gate=True,
             )
         if self.on_wait:
             self.on_wait("paused" if paused else "slowed", wait)

@@ -470,3 +470,34 @@ def test_counters_are_stored_when_an_engine_is_given(
     with open_session(sqlite_engine) as s:
         counters = {(c.name, c.labels): c.value for c in read_all(s)}
     assert counters[("meta_api_calls", 'method="GET",platform="meta"')] == 2
+
+
+# -- configuration -------------------------------------------------------------------------------
+def test_from_config(
+    graph: FakeGraph, ids: dict[str, Any], tmp_path: Any, monkeypatch: pytest.MonkeyPatch, sqlite_engine: Any
+) -> None:
+    from loop.config import load_config
+    from policies.errors import ConfigError
+
+    for var in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    cfg_path = tmp_path / "c.toml"
+    campaign = f'[[campaigns]]\nid = "lead-gen"\naccount_id = "act_111"\ncampaign_id = "{ids["main"]}"\n'
+    meta = f'[meta]\ngraph_url = "{graph.base_url}"\naccess_token_env = "T_TOKEN"\napp_secret_env = "T_SECRET"\nbatch_size = 20\n'
+    cfg_path.write_text(meta + campaign)
+    monkeypatch.delenv("T_TOKEN", raising=False)
+    with pytest.raises(ConfigError, match="T_TOKEN"):
+        MetaAdPlatform.from_config(load_config(cfg_path), counter_engine=sqlite_engine)
+    monkeypatch.setenv("T_TOKEN", TOKEN)
+    monkeypatch.setenv("T_SECRET", "fake-app-secret")
+    with pytest.raises(ConfigError, match=r"campaigns\[0\]\.test_campaign_id"):
+        MetaAdPlatform.from_config(load_config(cfg_path), counter_engine=sqlite_engine)
+    cfg_path.write_text(meta + campaign + f'test_campaign_id = "{ids["test"]}"\n')
+    p = MetaAdPlatform.from_config(load_config(cfg_path), counter_engine=sqlite_engine)
+    try:
+        assert p.options.batch_size == 20
+        assert str(p.session.GRAPH) == graph.base_url
+        assert [a.ad_id for a in p.list_ads("lead-gen")] == ids["ads"]
+    finally:
+        p.close()
