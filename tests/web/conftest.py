@@ -1,9 +1,8 @@
 """Fixtures for the dashboard: a database filled by the real loop on the simulator.
 
 The loop runs as the daemon would (``build_runtime`` + ``tick``, the simulated
-platform persisting its state in the data folder) with ``approval = "pro"``, so
-after ~30 simulated days both example campaigns have a pro render waiting for
-a person.  It is built once per session and copied for each test that writes.
+platform persisting its state in the data folder) with ``approval = "pro"``, until both example campaigns have a pro render
+waiting for a person.  It is built once per session and copied for each test that writes.
 """
 
 from __future__ import annotations
@@ -14,14 +13,17 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy.engine import Engine
+from sqlmodel import select
 from starlette.testclient import TestClient
 
 from loop.app import build_runtime, open_engine
 from loop.config import Config, load_config
 from loop.tick import tick
+from storage.db import session as open_session
 from storage.images import ImageStore
+from storage.models import Experiment
 
-DAYS = 32
+MAX_DAYS = 70  # the example scenario's fatigue is detected and decided well before this
 BASE_URL = "http://127.0.0.1"
 
 
@@ -42,13 +44,28 @@ access_token_env = "CL_TEST_WEB_TOKEN"
     return path
 
 
-def fill(folder: Path, days: int = DAYS) -> Config:
-    """Run the loop ``days`` simulated days over a fresh database in ``folder``."""
+def waiting_for_pro(engine: Engine) -> dict[str, str]:
+    """Campaign → id of its experiment whose pro render waits for a person."""
+    with open_session(engine) as s:
+        rows = s.exec(
+            select(Experiment).where(Experiment.state == "awaiting_approval", Experiment.waiting_for == "pro")
+        ).all()
+        return {e.campaign_id: e.id for e in rows}
+
+
+def fill(folder: Path, max_days: int = MAX_DAYS) -> Config:
+    """Run the loop day by day over a fresh database in ``folder`` until both
+    example campaigns have a pro render waiting for approval (the days this
+    takes depend on the policies' tuning, so the tests never hard-code them)."""
     cfg = load_config(write_config(folder))
     rt = build_runtime(cfg)
-    for _ in range(days):
+    for _ in range(max_days):
         tick(rt, rt.platform.today())  # type: ignore[attr-defined]
         rt.platform.run_day()  # type: ignore[attr-defined]
+        if len(waiting_for_pro(rt.engine)) == 2:
+            break
+    else:
+        raise AssertionError(f"no pro render waiting in both campaigns after {max_days} days")
     rt.engine.dispose()
     return cfg
 
@@ -58,6 +75,27 @@ def filled_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("filled")
     fill(folder)
     return folder
+
+
+@pytest.fixture(scope="session")
+def waiting_ids(filled_template: Path) -> dict[str, str]:
+    engine = open_engine(load_config(filled_template / "creative-loop.toml").database_url)
+    try:
+        return waiting_for_pro(engine)
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture
+def lead(waiting_ids: dict[str, str]) -> str:
+    """The lead-gen experiment whose pro render waits."""
+    return waiting_ids["lead-gen"]
+
+
+@pytest.fixture
+def retarget(waiting_ids: dict[str, str]) -> str:
+    """The retarget experiment whose pro render waits."""
+    return waiting_ids["retarget"]
 
 
 @pytest.fixture

@@ -23,8 +23,6 @@ from storage.images import ImageStore
 from storage.models import AuditEvent, Experiment
 
 BASE_URL = "http://127.0.0.1"
-LEAD = "lead-gen:hero:2026-01-30"
-RETARGET = "retarget:cart-reminder:2026-01-21"
 TOKEN = "a-long-enough-dashboard-token-0123"
 
 
@@ -49,78 +47,81 @@ def _events(engine: Engine, name: str, exp_id: str) -> list[AuditEvent]:
 
 # -- approve and reject -----------------------------------------------------------------
 def test_approve_records_who_and_when_and_the_next_tick_scales(
-    client: TestClient, engine_of: Engine, filled: Config
+    client: TestClient, engine_of: Engine, filled: Config, lead: str
 ) -> None:
     token = csrf_of(client)
     r = client.post(
         "/approvals/approve",
-        data={"csrf_token": token, "experiment_id": LEAD, "who": "maria", "reason": "looks on brand"},
+        data={"csrf_token": token, "experiment_id": lead, "who": "maria", "reason": "looks on brand"},
         follow_redirects=False,
     )
     assert r.status_code == 303
     assert r.headers["location"].startswith("/approvals?done=approve")
-    exp = _exp(engine_of, LEAD)
+    exp = _exp(engine_of, lead)
     assert exp.approved_stage == "pro" and exp.state == "awaiting_approval"  # the next tick acts on it
-    [approved] = _events(engine_of, "Approved", LEAD)
+    [approved] = _events(engine_of, "Approved", lead)
     assert approved.actor == "web:maria"
     assert approved.data == {"stage": "pro", "note": "looks on brand"}
     assert approved.at is not None
     page = client.get(r.headers["location"]).text
-    assert f"Approved {LEAD}" in page
+    assert f"Approved {lead}" in page
     assert 'value="maria"' in page  # remembered for the next decision
     assert "web:maria" in page  # in the recent decisions
     # The daemon's next tick puts the approved pro render live.
     rt = build_runtime(filled, engine=engine_of)
     tick(rt, rt.platform.today())  # type: ignore[attr-defined]
-    assert _exp(engine_of, LEAD).state == "scaled"
-    assert _events(engine_of, "WinnerScaled", LEAD)
+    assert _exp(engine_of, lead).state == "scaled"
+    assert _events(engine_of, "WinnerScaled", lead)
 
 
-def test_reject_needs_a_reason_and_abandons_with_it(client: TestClient, engine_of: Engine) -> None:
+def test_reject_needs_a_reason_and_abandons_with_it(client: TestClient, engine_of: Engine, retarget: str) -> None:
     token = csrf_of(client)
-    r = client.post("/approvals/reject", data={"csrf_token": token, "experiment_id": RETARGET, "who": "li"})
+    r = client.post("/approvals/reject", data={"csrf_token": token, "experiment_id": retarget, "who": "li"})
     assert r.status_code == 400
-    assert _exp(engine_of, RETARGET).state == "awaiting_approval"
+    assert _exp(engine_of, retarget).state == "awaiting_approval"
     r = client.post(
         "/approvals/reject",
-        data={"csrf_token": token, "experiment_id": RETARGET, "who": "li", "reason": "off-brand colours"},
+        data={"csrf_token": token, "experiment_id": retarget, "who": "li", "reason": "off-brand colours"},
         follow_redirects=False,
     )
     assert r.status_code == 303
-    exp = _exp(engine_of, RETARGET)
+    exp = _exp(engine_of, retarget)
     assert exp.state == "abandoned"
     assert exp.reason == "rejected by web:li: off-brand colours"
-    [rejected] = _events(engine_of, "Rejected", RETARGET)
+    [rejected] = _events(engine_of, "Rejected", retarget)
     assert rejected.actor == "web:li" and rejected.data["reason"] == "off-brand colours"
-    assert _events(engine_of, "ExperimentAbandoned", RETARGET)[0].actor == "web:li"
+    assert _events(engine_of, "ExperimentAbandoned", retarget)[0].actor == "web:li"
 
 
 @pytest.mark.parametrize(
     ("form", "status"),
     [
         ({"experiment_id": "no-such-experiment", "who": "ann"}, 404),
-        ({"experiment_id": LEAD, "who": ""}, 400),
-        ({"experiment_id": LEAD, "who": "<b>x</b>"}, 400),
+        ({"experiment_id": "<lead>", "who": ""}, 400),
+        ({"experiment_id": "<lead>", "who": "<b>x</b>"}, 400),
     ],
 )
-def test_bad_decisions_are_refused(client: TestClient, engine_of: Engine, form: dict[str, str], status: int) -> None:
+def test_bad_decisions_are_refused(
+    client: TestClient, engine_of: Engine, form: dict[str, str], status: int, lead: str
+) -> None:
+    form = {k: lead if v == "<lead>" else v for k, v in form.items()}
     r = client.post("/approvals/approve", data={"csrf_token": csrf_of(client), **form})
     assert r.status_code == status
-    assert _exp(engine_of, LEAD).approved_stage is None
+    assert _exp(engine_of, lead).approved_stage is None
 
 
-def test_deciding_twice_is_a_conflict(client: TestClient, engine_of: Engine) -> None:
+def test_deciding_twice_is_a_conflict(client: TestClient, engine_of: Engine, retarget: str) -> None:
     token = csrf_of(client)
-    form = {"csrf_token": token, "experiment_id": RETARGET, "who": "li", "reason": "no"}
+    form = {"csrf_token": token, "experiment_id": retarget, "who": "li", "reason": "no"}
     assert client.post("/approvals/reject", data=form, follow_redirects=False).status_code == 303
     r = client.post("/approvals/approve", data=form)
     assert r.status_code == 409 and "not awaiting approval" in r.text
     assert client.post("/approvals/launch", data=form).status_code == 404
 
 
-def test_state_changes_are_post_only(client: TestClient) -> None:
+def test_state_changes_are_post_only(client: TestClient, lead: str) -> None:
     assert client.get("/approvals/approve").status_code == 405
-    assert client.get(f"/approvals/approve?experiment_id={LEAD}&who=x").status_code == 405
+    assert client.get(f"/approvals/approve?experiment_id={lead}&who=x").status_code == 405
 
 
 # -- CSRF ----------------------------------------------------------------------------------
@@ -133,21 +134,21 @@ def _post_routes(client: TestClient) -> list[str]:
     return paths
 
 
-def test_every_post_route_refuses_without_a_csrf_token(client: TestClient, engine_of: Engine) -> None:
+def test_every_post_route_refuses_without_a_csrf_token(client: TestClient, engine_of: Engine, lead: str) -> None:
     csrf_of(client)  # the CSRF cookie is set; the form just does not echo it
     paths = _post_routes(client)
     assert "/approvals/approve" in paths
     for path in paths:
-        r = client.post(path, data={"experiment_id": LEAD, "who": "mallory", "token": TOKEN})
+        r = client.post(path, data={"experiment_id": lead, "who": "mallory", "token": TOKEN})
         assert r.status_code == 403, path
         assert "CSRF" in r.text
-    assert _exp(engine_of, LEAD).approved_stage is None
-    assert not _events(engine_of, "Approved", LEAD)
+    assert _exp(engine_of, lead).approved_stage is None
+    assert not _events(engine_of, "Approved", lead)
 
 
-def test_csrf_refusals(client: TestClient, engine_of: Engine) -> None:
+def test_csrf_refusals(client: TestClient, engine_of: Engine, lead: str) -> None:
     good = csrf_of(client)
-    form = {"experiment_id": LEAD, "who": "mallory"}
+    form = {"experiment_id": lead, "who": "mallory"}
     # A token that is not the cookie's.
     other = Csrf(b"another secret").mint()
     assert client.post("/approvals/approve", data={**form, "csrf_token": other}).status_code == 403
@@ -158,11 +159,11 @@ def test_csrf_refusals(client: TestClient, engine_of: Engine) -> None:
     # The right token, sent from another site.
     r = client.post("/approvals/approve", data={**form, "csrf_token": good}, headers={"origin": "https://evil.example"})
     assert r.status_code == 403 and "cross-origin" in r.text
-    assert _exp(engine_of, LEAD).approved_stage is None
+    assert _exp(engine_of, lead).approved_stage is None
     # And the same request from our own page goes through.
     r = client.post("/approvals/approve", data={**form, "csrf_token": good}, headers={"origin": BASE_URL})
     assert r.status_code == 200 or r.status_code == 303
-    assert _exp(engine_of, LEAD).approved_stage == "pro"
+    assert _exp(engine_of, lead).approved_stage == "pro"
 
 
 def test_a_loopback_bind_answers_loopback_hosts_only(client: TestClient) -> None:
@@ -194,7 +195,7 @@ def public(filled: Config, engine_of: Engine, monkeypatch: pytest.MonkeyPatch) -
     return TestClient(app, base_url="http://dashboard.example")
 
 
-def test_a_non_local_bind_requires_the_token(public: TestClient, engine_of: Engine) -> None:
+def test_a_non_local_bind_requires_the_token(public: TestClient, engine_of: Engine, lead: str) -> None:
     for path in ("/", "/approvals", "/ledger.csv", "/metrics", "/audit", f"/images/{'0' * 64}.png"):
         r = public.get(path)
         assert r.status_code == 401, path
@@ -205,12 +206,12 @@ def test_a_non_local_bind_requires_the_token(public: TestClient, engine_of: Engi
     assert public.get("/", headers={"authorization": f"Bearer {TOKEN}"}).status_code == 200
     assert public.get("/healthz").status_code in (200, 503)  # open to load balancers
     # A state change without the token is refused before anything else.
-    r = public.post("/approvals/approve", data={"experiment_id": LEAD, "who": "x"})
+    r = public.post("/approvals/approve", data={"experiment_id": lead, "who": "x"})
     assert r.status_code == 401
-    assert _exp(engine_of, LEAD).approved_stage is None
+    assert _exp(engine_of, lead).approved_stage is None
 
 
-def test_login_sets_a_cookie_that_is_not_the_token(public: TestClient, engine_of: Engine) -> None:
+def test_login_sets_a_cookie_that_is_not_the_token(public: TestClient, engine_of: Engine, lead: str) -> None:
     page = public.get("/login?next=/approvals").text
     token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)  # type: ignore[union-attr]
     r = public.post("/login", data={"csrf_token": token, "token": "nope", "next": "/approvals"})
@@ -223,11 +224,11 @@ def test_login_sets_a_cookie_that_is_not_the_token(public: TestClient, engine_of
     assert public.get("/approvals").status_code == 200
     r = public.post(
         "/approvals/approve",
-        data={"csrf_token": csrf_of(public), "experiment_id": LEAD, "who": "ops"},
+        data={"csrf_token": csrf_of(public), "experiment_id": lead, "who": "ops"},
         follow_redirects=False,
     )
     assert r.status_code == 303
-    assert _exp(engine_of, LEAD).approved_stage == "pro"
+    assert _exp(engine_of, lead).approved_stage == "pro"
 
 
 def test_login_is_not_needed_on_loopback(client: TestClient) -> None:

@@ -38,7 +38,6 @@ ARGS = [
     "--no-first-run",
 ]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-LEAD = "lead-gen:hero:2026-01-30"
 
 
 def _free_port() -> int:
@@ -82,7 +81,7 @@ def server(filled: Config) -> Iterator[str]:
             proc.stdout.close()
 
 
-def test_approve_a_pro_render_in_a_real_browser(server: str, filled: Config) -> None:
+def test_approve_a_pro_render_in_a_real_browser(server: str, filled: Config, lead: str) -> None:
     if not Path(CHROMIUM).exists():
         pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium; `make test` does)")
     sync_api = pytest.importorskip("playwright.sync_api")
@@ -95,19 +94,19 @@ def test_approve_a_pro_render_in_a_real_browser(server: str, filled: Config) -> 
             assert page.locator('[data-campaign="lead-gen"]').is_visible()
             page.screenshot(path=str(ARTIFACTS / "web-overview.png"), full_page=True)
             page.click("text=Approvals")
-            card = page.locator(f'[data-experiment="{LEAD}"]')
+            card = page.locator(f'[data-experiment="{lead}"]')
             assert card.is_visible()
             assert card.locator("text=pro render to approve").is_visible()
             assert card.locator('input[type="text"][name="who"]').input_value() == "browser-test"
             page.screenshot(path=str(ARTIFACTS / "web-approvals.png"), full_page=True)
             card.locator("button.approve").click()  # one click
             page.wait_for_url("**/approvals?done=approve*")
-            assert page.locator('[role="status"]').inner_text() == f"Approved {LEAD}."
-            done = page.locator(f'[data-experiment="{LEAD}"]')
+            assert page.locator('[role="status"]').inner_text() == f"Approved {lead}."
+            done = page.locator(f'[data-experiment="{lead}"]')
             assert done.locator('[data-approved="pro"]').is_visible()  # approved, waiting for the next tick
             assert done.locator("button.approve").count() == 0
             page.screenshot(path=str(ARTIFACTS / "web-approved.png"), full_page=True)
-            page.goto(f"{server}/experiments/{LEAD}")
+            page.goto(f"{server}/experiments/{lead}")
             page.screenshot(path=str(ARTIFACTS / "web-experiment.png"), full_page=True)
             page.goto(f"{server}/gallery?campaign=lead-gen")
             page.screenshot(path=str(ARTIFACTS / "web-gallery.png"), full_page=True)
@@ -120,17 +119,17 @@ def test_approve_a_pro_render_in_a_real_browser(server: str, filled: Config) -> 
     engine = open_engine(filled.database_url)
     try:
         with open_session(engine) as s:
-            exp = s.get(Experiment, LEAD)
+            exp = s.get(Experiment, lead)
             assert exp is not None and exp.approved_stage == "pro"
             [approved] = s.exec(
-                select(AuditEvent).where(AuditEvent.name == "Approved", AuditEvent.experiment_id == LEAD)
+                select(AuditEvent).where(AuditEvent.name == "Approved", AuditEvent.experiment_id == lead)
             ).all()
             assert approved.actor == "web:browser-test" and approved.data["stage"] == "pro"
         # The daemon's next tick acts on the approval: the pro render goes live.
         rt = build_runtime(filled, engine=engine)
         tick(rt, rt.platform.today())  # type: ignore[attr-defined]
         with open_session(engine) as s:
-            exp = s.get(Experiment, LEAD)
+            exp = s.get(Experiment, lead)
             assert exp is not None and exp.state == "scaled"
             assert s.exec(select(AuditEvent).where(AuditEvent.name == "WinnerScaled")).first() is not None
     finally:

@@ -26,17 +26,16 @@ from storage.models import AuditEvent, BanditDecision, Campaign, Creative, Exper
 
 BASE_URL = "http://127.0.0.1"
 
-LEAD = "lead-gen:hero:2026-01-30"
-
 
 def _waiting(engine: Engine) -> list[Experiment]:
     with open_session(engine) as s:
         return list(s.exec(select(Experiment).where(Experiment.state == "awaiting_approval")).all())
 
 
-def test_the_fixture_waits_for_two_pro_renders(engine_of: Engine) -> None:
+def test_the_fixture_waits_for_two_pro_renders(engine_of: Engine, lead: str) -> None:
     waiting = _waiting(engine_of)
-    assert sorted(e.id for e in waiting) == [LEAD, "retarget:cart-reminder:2026-01-21"]
+    assert sorted(e.campaign_id for e in waiting) == ["lead-gen", "retarget"]
+    assert lead in {e.id for e in waiting}
     assert {e.waiting_for for e in waiting} == {"pro"}
 
 
@@ -57,9 +56,9 @@ def test_overview_shows_campaigns_state_fatigue_and_cap_bars(client: TestClient,
     assert f"{to_major(spent):,.2f} spent" in block
 
 
-def test_creative_page_has_the_fatigue_chart_and_the_verdict(client: TestClient, engine_of: Engine) -> None:
+def test_creative_page_has_the_fatigue_chart_and_the_verdict(client: TestClient, engine_of: Engine, lead: str) -> None:
     with open_session(engine_of) as s:
-        exp = s.get(Experiment, LEAD)
+        exp = s.get(Experiment, lead)
         assert exp is not None
         reason = exp.verdict["reason"]
     r = client.get(f"/creatives/{quote('lead-gen:hero', safe='')}")
@@ -70,13 +69,15 @@ def test_creative_page_has_the_fatigue_chart_and_the_verdict(client: TestClient,
     assert client.get("/creatives/nope").status_code == 404
 
 
-def test_experiment_page_has_arms_posteriors_allocation_and_seeds(client: TestClient, engine_of: Engine) -> None:
-    r = client.get(f"/experiments/{quote(LEAD, safe='')}")
+def test_experiment_page_has_arms_posteriors_allocation_and_seeds(
+    client: TestClient, engine_of: Engine, lead: str
+) -> None:
+    r = client.get(f"/experiments/{quote(lead, safe='')}")
     assert r.status_code == 200
     html = r.text
     with open_session(engine_of) as s:
-        decisions = s.exec(select(BanditDecision).where(BanditDecision.experiment_id == LEAD)).all()
-        exp = s.get(Experiment, LEAD)
+        decisions = s.exec(select(BanditDecision).where(BanditDecision.experiment_id == lead)).all()
+        exp = s.get(Experiment, lead)
         assert exp is not None
     assert decisions
     for d in decisions:
@@ -89,26 +90,30 @@ def test_experiment_page_has_arms_posteriors_allocation_and_seeds(client: TestCl
     assert client.get("/experiments/nope").status_code == 404
 
 
-def test_experiment_page_shows_the_delivery_mismatch_flag(client: TestClient, engine_of: Engine) -> None:
+def test_experiment_page_shows_the_delivery_mismatch_flag(client: TestClient, engine_of: Engine, lead: str) -> None:
     with open_session(engine_of) as s:
         s.add(
             AuditEvent(
-                name="DeliveryMismatchFlagged", campaign_id="lead-gen", experiment_id=LEAD, data={"p_value": 0.001}
+                name="DeliveryMismatchFlagged", campaign_id="lead-gen", experiment_id=lead, data={"p_value": 0.001}
             )
         )
         s.commit()
-    html = client.get(f"/experiments/{quote(LEAD, safe='')}").text
+    html = client.get(f"/experiments/{quote(lead, safe='')}").text
     assert 'data-flag="delivery-mismatch"' in html and "0.001" in html
 
 
-def test_gallery_shows_lineage_with_recipe_seed_model_tier_and_flags(client: TestClient, engine_of: Engine) -> None:
+def test_gallery_shows_lineage_with_recipe_seed_model_tier_and_flags(
+    client: TestClient, engine_of: Engine, lead: str
+) -> None:
     with open_session(engine_of) as s:
-        pro = s.get(Creative, f"{LEAD}:v3:pro")
+        exp = s.get(Experiment, lead)
+        assert exp is not None and exp.pro_creative_id
+        pro = s.get(Creative, exp.pro_creative_id)
         assert pro is not None
         pro.flags = {"brand": {"ok": True, "worst_delta_e": 3.214}, "fidelity": {"ok": True, "ssim": 0.9312}}
         s.add(pro)
         s.commit()
-        drafts = s.exec(select(Creative).where(Creative.experiment_id == LEAD, Creative.role == "draft")).all()
+        drafts = s.exec(select(Creative).where(Creative.experiment_id == lead, Creative.role == "draft")).all()
     r = client.get("/gallery?campaign=lead-gen")
     assert r.status_code == 200
     html = r.text
@@ -116,7 +121,7 @@ def test_gallery_shows_lineage_with_recipe_seed_model_tier_and_flags(client: Tes
     for d in drafts:
         assert f"/images/{d.image_hash}.png" in html
         assert str(d.seed) in html
-    assert "procedural-v1-pro" in html and "brand ΔE" in html and "3.21 ✓" in html and "0.931 ✓" in html
+    assert str(pro.model) in html and "brand ΔE" in html and "3.21 ✓" in html and "0.931 ✓" in html
     assert client.get("/gallery").text.count('class="card"') == 2
 
 
@@ -245,7 +250,7 @@ def test_security_headers_on_every_page(client: TestClient) -> None:
     assert r.headers["x-content-type-options"] == "nosniff"
 
 
-def test_templates_escape_what_the_platform_returned(client: TestClient, engine_of: Engine) -> None:
+def test_templates_escape_what_the_platform_returned(client: TestClient, engine_of: Engine, lead: str) -> None:
     evil = '<script>alert("x")</script><img src=x onerror=alert(1)>'
     with open_session(engine_of) as s:
         camp = s.get(Campaign, "lead-gen")
@@ -255,14 +260,14 @@ def test_templates_escape_what_the_platform_returned(client: TestClient, engine_
         hero.label = evil
         hero.headline = evil
         s.add_all([camp, hero])
-        s.add(AuditEvent(name="MutationFailed", campaign_id="lead-gen", experiment_id=LEAD, data={"error": evil}))
+        s.add(AuditEvent(name="MutationFailed", campaign_id="lead-gen", experiment_id=lead, data={"error": evil}))
         s.commit()
     for path in (
         "/",
         "/audit",
         "/gallery",
         "/approvals",
-        f"/experiments/{quote(LEAD, safe='')}",
+        f"/experiments/{quote(lead, safe='')}",
         "/report.html?campaign=lead-gen",
     ):
         html = client.get(path).text
