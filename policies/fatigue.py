@@ -117,6 +117,12 @@ SIGNALS = ("ctr", "cpa", "frequency")
 # The table is calibrated below the target so that fresh simulations, and
 # volumes between the table's grid points, still stay within it.
 CALIBRATION_SAFETY = 0.8
+# Expected clicks per day at which the table is calibrated (dense where the
+# threshold bends, so log-linear interpolation between points stays close).
+CALIBRATION_LAMBDAS = (
+    1.0, 2.0, 3.0, 5.0, 7.0, 10.0, 15.0, 20.0, 30.0, 50.0, 75.0, 100.0,
+    150.0, 200.0, 300.0, 400.0, 500.0, 750.0, 1000.0, 1500.0, 2000.0, 3000.0, 5000.0,
+)  # fmt: skip
 CURRENT_DAYS = 3
 _FREQ_SD_FLOOR = 0.05
 _KEYWORDS = frozenset(
@@ -626,54 +632,62 @@ def _pct(x: float) -> str:
 
 def _verdicts(n, c, usable, p0, candidates, prm) -> list[Verdict]:
     rows, days = n.shape
+    if days == 0:
+        return [Verdict(False, None, 0.0, 0.0, 0.0, float("nan"), "", "not fatigued: no data") for _ in range(rows)]
     order = [s for s in SIGNALS if s in candidates]
     day_mat = np.stack([candidates[s][0] for s in order])  # (signals, rows)
     first = np.where(day_mat >= 0, day_mat, days + 1).min(axis=0)
-    # CTR over the last CURRENT_DAYS usable days up to each day.
+    fired = first <= days
+    t = np.where(fired, first, days - 1)
+    ar = np.arange(rows)
+    # CTR over the last CURRENT_DAYS usable days up to day t.
     cu_n = np.cumsum(np.where(usable, n, 0.0), axis=1)
     cu_c = np.cumsum(np.where(usable, c, 0.0), axis=1)
     cu_d = np.cumsum(usable, axis=1)
-    S_ctr, h_ctr = candidates["ctr"][1], candidates["ctr"][2]
+    dcount = cu_d[ar, t]
+    before = (cu_d <= np.maximum(dcount - CURRENT_DAYS, 0)[:, None]).sum(axis=1)  # days before the window
+    prev = np.maximum(before - 1, 0)
+    prev_n = np.where(before > 0, cu_n[ar, prev], 0.0)
+    prev_c = np.where(before > 0, cu_c[ar, prev], 0.0)
+    win_n = cu_n[ar, t] - prev_n
+    current = np.where(win_n > 0, (cu_c[ar, t] - prev_c) / np.where(win_n > 0, win_n, 1.0), 0.0)
+    base = np.maximum(p0[ar, t], 0.0)
+    sig_ix = np.argmax(day_mat == t[None, :], axis=0)
+    S_all = np.stack([candidates[s][1] for s in order])
+    H_all = np.stack([candidates[s][2] for s in order])
+    stat = np.where(fired, S_all[sig_ix, ar, t], candidates["ctr"][1].max(axis=1))
+    thr = np.where(fired, H_all[sig_ix, ar, t], candidates["ctr"][2][ar, t])
+    window = np.minimum(CURRENT_DAYS, dcount)
+    names = {"ctr": "CTR", "cpa": "CPA", "frequency": "frequency"}
     out = []
-    for r in range(rows):
-        fired = first[r] <= days
-        t = int(first[r]) if fired else days - 1
-        if days == 0:
-            out.append(Verdict(False, None, 0.0, 0.0, 0.0, float("nan"), "", "no data"))
-            continue
-        # the window of the last CURRENT_DAYS usable days ending at t
-        dcount = cu_d[r, t]
-        idx = np.searchsorted(cu_d[r], max(dcount - CURRENT_DAYS, 0), side="right")
-        prev_n = cu_n[r, idx - 1] if idx > 0 else 0.0
-        prev_c = cu_c[r, idx - 1] if idx > 0 else 0.0
-        win_n, win_c = cu_n[r, t] - prev_n, cu_c[r, t] - prev_c
-        current = win_c / win_n if win_n > 0 else 0.0
-        base = float(p0[r, t]) if p0[r, t] > 0 else 0.0
-        if fired:
-            sig = next(s for s, d in zip(order, day_mat[:, r], strict=True) if d == t)
-            _, S, H = candidates[sig]
-            stat, thr = float(S[r, t]), float(H[r, t])
-            what = {"ctr": "CTR", "cpa": "CPA", "frequency": "frequency"}[sig]
+    for f, tt, b, cur, st, th, si, w, dc in zip(
+        fired.tolist(),
+        t.tolist(),
+        base.tolist(),
+        current.tolist(),
+        stat.tolist(),
+        thr.tolist(),
+        sig_ix.tolist(),
+        window.tolist(),
+        dcount.tolist(),
+        strict=True,
+    ):
+        if f:
+            sig = order[si]
             reason = (
-                f"{what} signal fired on day {t}: CTR {_pct(current)} over the last "
-                f"{min(CURRENT_DAYS, int(dcount))} days vs baseline {_pct(base)}; "
-                f"CUSUM {stat:.2f} > threshold {thr:.2f}"
+                f"{names[sig]} signal fired on day {tt}: CTR {_pct(cur)} over the last {w} days vs "
+                f"baseline {_pct(b)}; CUSUM {st:.2f} > threshold {th:.2f}"
             )
-            out.append(Verdict(True, t, base, float(current), stat, thr, sig, reason))
-            continue
-        smax = float(S_ctr[r].max()) if days else 0.0
-        thr = float(h_ctr[r, t])
-        if cu_d[r, t] <= prm.min_baseline_days or base <= 0:
-            reason = (
-                f"not fatigued: baseline not ready ({int(cu_d[r, t])} usable days with clicks, "
-                f"{prm.min_baseline_days} needed)"
-            )
+            out.append(Verdict(True, tt, b, cur, st, th, sig, reason))
+        elif dc <= prm.min_baseline_days or b <= 0:
+            reason = f"not fatigued: baseline not ready ({dc} usable days, more than {prm.min_baseline_days} needed)"
+            out.append(Verdict(False, None, b, cur, st, th, "", reason))
         else:
             reason = (
-                f"not fatigued: CTR {_pct(current)} over the last {min(CURRENT_DAYS, int(dcount))} days vs "
-                f"baseline {_pct(base)}; CUSUM max {smax:.2f} <= threshold {thr:.2f}"
+                f"not fatigued: CTR {_pct(cur)} over the last {w} days vs baseline {_pct(b)}; "
+                f"CUSUM max {st:.2f} <= threshold {th:.2f}"
             )
-        out.append(Verdict(False, None, base, float(current), smax, thr, "", reason))
+            out.append(Verdict(False, None, b, cur, st, th, "", reason))
     return out
 
 
@@ -744,7 +758,7 @@ def calibration_table(
     rng: np.random.Generator,
     *,
     deltas=DELTAS,
-    lambdas=LAMBDAS,
+    lambdas=CALIBRATION_LAMBDAS,
     series: int = 8000,
     days: int = 60,
     target_rate: float = CALIBRATION_SAFETY * TARGET_FALSE_ALARM_RATE,
@@ -768,7 +782,7 @@ def calibration_table(
     return table
 
 
-def format_table(table: dict[float, tuple[float, ...]], *, series: int, seed: int) -> str:
+def format_table(table: dict[float, tuple[float, ...]], *, series: int, seed: int, lambdas=CALIBRATION_LAMBDAS) -> str:
     """Source text of :mod:`policies._fatigue_table` for ``table``."""
     rows = "\n".join(f"    {d!r}: {tuple(hs)!r}," for d, hs in table.items())
     return f'''"""Calibrated CUSUM thresholds for :mod:`policies.fatigue` (generated, do not edit).
@@ -785,7 +799,7 @@ TARGET_FALSE_ALARM_RATE = {TARGET_FALSE_ALARM_RATE!r}
 BASELINE_DAYS = {BASELINE_DAYS!r}
 MIN_BASELINE_DAYS = {MIN_BASELINE_DAYS!r}
 DELTAS = {tuple(table)!r}
-LAMBDAS = {tuple(LAMBDAS)!r}
+LAMBDAS = {tuple(float(v) for v in lambdas)!r}
 THRESHOLDS = {{
 {rows}
 }}

@@ -196,3 +196,15 @@ def test_prior_from_parent_is_shrunk():
     assert sd / (a / (a + b)) == pytest.approx(0.25, rel=0.01)
     policy = ThompsonSampling(prior_alpha=a, prior_beta=b)
     assert policy.decide(np.array([0, 0]), np.array([0, 0])).winner is None
+
+
+def test_monte_carlo_fallback_for_singular_priors():
+    # Beta(0.5, ...) has an infinite density at 0: the quadrature cannot certify
+    # itself there, so the seeded Monte Carlo fallback answers instead.
+    policy = ThompsonSampling(prior_alpha=0.5, prior_beta=0.5)
+    c, n = np.array([0, 0, 1]), np.array([3000, 3000, 3000])
+    d = policy.decide(c, n, np.random.default_rng(0))
+    assert d.method == "monte_carlo"
+    np.testing.assert_allclose(d.prob_best, [0.1497, 0.1497, 0.7005], atol=0.01)
+    again = policy.decide(c, n, np.random.default_rng(0))
+    np.testing.assert_array_equal(d.prob_best, again.prob_best)
