@@ -8,7 +8,9 @@ scheduler gracefully: a tick in progress finishes first.
 from __future__ import annotations
 
 import logging
+import os
 import signal
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -20,11 +22,30 @@ from loop.tick import TickReport, tick
 
 log = logging.getLogger("creative_loop.daemon")
 JOB_ID = "creative-loop-tick"
+# Fault injection for crash tests: SIGKILL this process when the tick reaches
+# the named step point ("sync", "sent:LaunchTestArm", ...; "name#2" = 2nd time).
+KILL_AT_ENV = "CREATIVE_LOOP_KILL_AT"
+
+
+def kill_hook(spec: str) -> Callable[[str], None] | None:
+    if not spec:
+        return None
+    name, _, nth = spec.partition("#")
+    seen = {"n": 0}
+
+    def hook(step: str) -> None:
+        if step == name:
+            seen["n"] += 1
+            if seen["n"] >= int(nth or 1):
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    return hook
 
 
 def run_one_tick(cfg: Config, dry_run: bool = False) -> TickReport:
     """One tick as of today. On the simulated platform a tick is one simulated day."""
     rt = build_runtime(cfg, dry_run=dry_run)
+    rt.on_step = kill_hook(os.environ.get(KILL_AT_ENV, ""))
     platform = rt.platform
     today = platform.today() if isinstance(platform, SimulatedAdPlatform) else datetime.now(UTC).date()
     report = tick(rt, today)

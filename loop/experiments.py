@@ -174,6 +174,13 @@ def on_detected(rt: Runtime, session: Session, plan: CampaignPlan, exp: Experime
     room = state.left - (
         plan.pro_credit_cost if needs_pro and not ledger.find(f"credit:{exp.id}:pro", "reserve") else 0
     )
+    test_left = ledger.state(plan.id, "test").left
+    min_test = reservation_for(2 * max(1, round(plan.settings.min_arm_daily_budget * 100)), 1, plan.settings.overspend)
+    if test_left < min_test:
+        # Generating variants that can never be tested would waste credits.
+        events.record(session, events.CAP_REACHED, plan.id, exp.id, account="test", left=test_left)
+        abandon(rt, session, plan, exp, "test spend cap: no budget left to test variants")
+        return
     wanted = plan.settings.variants
     fit = wanted if per_variant == 0 else min(wanted, max(0, room) // per_variant)
     if fit < 2:
