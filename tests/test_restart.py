@@ -12,12 +12,13 @@ from pathlib import Path
 import pytest
 from sqlmodel import select
 
-from conftest import make_runtime, run_days
 from loop.tick import StopTick, tick
 from storage.db import make_engine, migrate
 from storage.db import session as open_session
 from storage.ledger import Ledger
 from storage.models import Arm, Experiment, LedgerEntry, PlatformMutation
+
+from conftest import make_runtime, run_days
 
 DAYS = 30
 
