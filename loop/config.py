@@ -50,6 +50,33 @@ class PolicySettings(_Frozen):
     reserve_pro_credit: bool = True
     generator: Literal["procedural", "diffusers", "gemini"] = "procedural"
     brand_terms: tuple[str, ...] = ()
+    # Images (issue 4): prompt templates, brand-colour and fidelity guards.
+    prompt_template: str = ""  # fast tier; empty: the generator's default
+    pro_prompt_template: str = ""  # pro tier; empty: the generator's default
+    pro_strength: float | None = Field(None, gt=0.0, le=1.0)  # None: the backend's own
+    brand_palette: tuple[str, ...] = ()  # hex codes; empty: no brand check
+    brand_tolerance: float = Field(10.0, gt=0.0, le=100.0)  # ΔE00 within which a colour is on brand
+    brand_max_off_share: float = Field(0.35, ge=0.0, le=1.0)  # most of the image off brand before it fails
+    brand_action: Literal["flag", "reject", "correct"] = "flag"
+    fidelity_threshold: float = Field(0.5, ge=-1.0, le=1.0)  # least SSIM between pro render and draft
+    fidelity_retries: int = Field(1, ge=0, le=5)  # re-renders at lower strength before a person decides
+    fidelity_strength_factor: float = Field(0.5, gt=0.0, lt=1.0)  # each retry multiplies the strength by this
+
+    @field_validator("prompt_template", "pro_prompt_template")
+    @classmethod
+    def _known_placeholders(cls, value: str) -> str:
+        from connectors.images.prompts import validate
+
+        return validate(value) if value else value
+
+    @field_validator("brand_palette")
+    @classmethod
+    def _hex_codes(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        from policies.brand import parse_hex
+
+        for colour in value:
+            parse_hex(colour)
+        return value
 
     @field_validator("policy")
     @classmethod
@@ -151,20 +178,77 @@ class WebSettings(_Frozen):
     access_token_env: str = Field("CREATIVE_LOOP_WEB_TOKEN", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
+class DiffusersSettings(_Frozen):
+    """The local diffusion backend (``generator = "diffusers"``): models load once per process."""
+
+    device: Literal["auto", "cuda", "mps", "cpu"] = "auto"
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
+    fast_model: str = "stabilityai/sd-turbo"
+    fast_mode: Literal["img2img", "text2img"] = "img2img"
+    fast_steps: int = Field(2, ge=1, le=200)
+    fast_guidance: float = Field(0.0, ge=0.0)
+    fast_size: tuple[int, int] = (512, 512)
+    fast_strength: float = Field(0.5, gt=0.0, le=1.0)
+    pro_model: str = "stabilityai/stable-diffusion-xl-base-1.0"
+    pro_steps: int = Field(30, ge=1, le=200)
+    pro_guidance: float = Field(5.0, ge=0.0)
+    pro_size: tuple[int, int] = (1024, 1024)
+    pro_strength: float = Field(0.35, gt=0.0, le=1.0)
+    inpaint_model: str = ""  # empty: the pro model
+    inpaint_steps: int = Field(30, ge=1, le=200)
+    negative_prompt: str = "blurry, low quality, distorted text, watermark, extra fingers"
+
+    @model_validator(mode="after")
+    def _valid_tiers(self) -> DiffusersSettings:
+        self.tier_specs()  # raises ValueError with "expected ..., got ..." for a bad combination
+        return self
+
+    def tier_specs(self) -> dict[str, object]:
+        from connectors.images.diffusers import TierSpec
+
+        fast = TierSpec(
+            model=self.fast_model, steps=self.fast_steps, guidance=self.fast_guidance, width=self.fast_size[0],
+            height=self.fast_size[1], strength=self.fast_strength, mode=self.fast_mode,
+            negative_prompt=self.negative_prompt,
+        )  # fmt: skip
+        pro = TierSpec(
+            model=self.pro_model, steps=self.pro_steps, guidance=self.pro_guidance, width=self.pro_size[0],
+            height=self.pro_size[1], strength=self.pro_strength, negative_prompt=self.negative_prompt,
+        )  # fmt: skip
+        inpaint = TierSpec(
+            model=self.inpaint_model or self.pro_model, steps=self.inpaint_steps, guidance=self.pro_guidance,
+            width=self.pro_size[0], height=self.pro_size[1], strength=1.0, negative_prompt=self.negative_prompt,
+        )  # fmt: skip
+        return {"fast": fast, "pro": pro, "inpaint": inpaint}
+
+
+class GeminiSettings(_Frozen):
+    """The Gemini image backend (``generator = "gemini"``, the "Nano Banana" tiers)."""
+
+    api_key_env: str = "GEMINI_API_KEY"
+    fast_model: str = "gemini-2.5-flash-image"
+    pro_model: str = "gemini-3-pro-image-preview"
+    base_url: str = ""  # empty: Google's endpoint
+    timeout_s: float = Field(120.0, gt=0)
+
+
 class ConfigModel(_Frozen):
     loop: LoopSettings = LoopSettings()
     defaults: PolicySettings = PolicySettings()
     simulated: SimulatedSettings = SimulatedSettings()
     meta: MetaSettings = MetaSettings()
     web: WebSettings = WebSettings()
+    diffusers: DiffusersSettings = DiffusersSettings()
+    gemini: GeminiSettings = GeminiSettings()
     campaigns: tuple[CampaignSettings, ...] = ()
 
-    @model_validator(mode="after")
-    def _unique(self) -> ConfigModel:
-        ids = [c.id for c in self.campaigns]
+    @field_validator("campaigns")
+    @classmethod
+    def _unique(cls, campaigns: tuple[CampaignSettings, ...]) -> tuple[CampaignSettings, ...]:
+        ids = [c.id for c in campaigns]
         if len(set(ids)) != len(ids):
             raise ValueError(f"campaign ids must be unique, got {ids}")
-        return self
+        return campaigns
 
 
 class Config:
