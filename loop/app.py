@@ -57,8 +57,50 @@ def make_platform(cfg: Config, scenario: Scenario | None = None) -> AdPlatform:
 
 
 def make_generators(cfg: Config) -> dict[str, ImageGenerator]:
-    """The procedural generator always; other backends when a campaign asks for them."""
+    """The procedural generator always; other backends when a campaign asks for them.
+
+    Nothing heavy happens here: the diffusers backend loads its models on
+    first use (once per process), and a missing extra or API key is a
+    ConfigError naming the key that asked for it.
+    """
     generators: dict[str, ImageGenerator] = {"procedural": ProceduralGenerator()}
+    wanted: dict[str, str] = {cfg.model.defaults.generator: "defaults.generator"}
+    for i, c in enumerate(cfg.model.campaigns):
+        wanted.setdefault(cfg.campaign_settings(c.id).generator, f"campaigns[{i}].generator")
+    if "diffusers" in wanted:
+        import importlib.util
+
+        from connectors.images.diffusers import DiffusersGenerator
+
+        if importlib.util.find_spec("torch") is None or importlib.util.find_spec("diffusers") is None:
+            raise ConfigError(
+                str(cfg.path),
+                wanted["diffusers"],
+                "the diffusers backend needs: pip install 'creative-loop[diffusion]'",
+            )
+        d = cfg.model.diffusers
+        specs = d.tier_specs()
+        generators["diffusers"] = DiffusersGenerator(
+            fast=specs["fast"], pro=specs["pro"], inpaint_spec=specs["inpaint"], device=d.device, dtype=d.dtype,  # type: ignore[arg-type]
+        )  # fmt: skip
+    if "gemini" in wanted:
+        import importlib.util
+
+        try:
+            has_genai = importlib.util.find_spec("google.genai") is not None
+        except ModuleNotFoundError:  # no "google" namespace at all
+            has_genai = False
+        if not has_genai:
+            raise ConfigError(
+                str(cfg.path), wanted["gemini"], "the gemini backend needs: pip install 'creative-loop[gemini]'"
+            )
+        from connectors.images.gemini import GeminiGenerator
+
+        g = cfg.model.gemini
+        generators["gemini"] = GeminiGenerator(
+            api_key=cfg.secret(g.api_key_env, "gemini.api_key_env"), fast_model=g.fast_model, pro_model=g.pro_model,
+            base_url=g.base_url or None, timeout_s=g.timeout_s,
+        )  # fmt: skip
     return generators
 
 
