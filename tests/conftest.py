@@ -158,3 +158,26 @@ def run_days(rt, days: int) -> None:  # type: ignore[no-untyped-def]
     for _ in range(days):
         tick(rt, rt.platform.today())
         rt.platform.run_day()
+
+
+@pytest.fixture
+def sqlite_engine_factory(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """Fresh migrated SQLite engines on demand (for hypothesis tests, one per example)."""
+    engines = []
+    template = tmp_path_factory.mktemp("tpl") / "template.db"
+    tpl = make_engine(f"sqlite:///{template}")
+    migrate(tpl)
+    tpl.dispose()  # closing the last connection checkpoints the WAL into the file
+
+    def make():  # type: ignore[no-untyped-def]
+        import shutil
+
+        target = tmp_path_factory.mktemp("db") / "t.db"
+        shutil.copy(template, target)
+        eng = make_engine(f"sqlite:///{target}")
+        engines.append(eng)
+        return eng
+
+    yield make
+    for eng in engines:
+        eng.dispose()
