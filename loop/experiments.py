@@ -11,9 +11,11 @@ keys) and does only what is missing, so repeating it after a crash is safe.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import logging
 from datetime import date, timedelta
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -25,6 +27,7 @@ from connectors.images.procedural import stable_seed
 from loop import events
 from loop.plans import CampaignPlan
 from loop.tick import Runtime, series
+from policies import brand, fidelity
 from policies.bandit import get_policy
 from policies.budget import affordable_daily_budget, reservation_for, split_budget
 from policies.errors import CapExceeded, GenerationError
@@ -32,6 +35,10 @@ from storage.ledger import Ledger
 from storage.models import Arm, BanditDecision, Creative, DailyMetric, Experiment, utcnow
 
 log = logging.getLogger("creative_loop.experiments")
+
+# Image-guard events (issue 4), past-tense like those in loop.events.
+BRAND_CHECK_FAILED = "BrandCheckFailed"
+FIDELITY_CHECK_FAILED = "FidelityCheckFailed"
 
 
 def advance(rt: Runtime, session: Session, plan: CampaignPlan, exp: Experiment, today: date) -> list[str]:
@@ -101,10 +108,35 @@ def _variants(session: Session, exp: Experiment) -> list[Creative]:
     )
 
 
-def _brief(parent: Creative, plan: CampaignPlan) -> Brief:
+def _brief(parent: Creative, plan: CampaignPlan, tier: str = "fast") -> Brief:
+    s = plan.settings
     return Brief(
-        headline=parent.headline or parent.label or "", message=parent.headline, brand_terms=plan.settings.brand_terms
+        headline=parent.headline or parent.label or "",
+        message=parent.headline,
+        brand_terms=s.brand_terms,
+        prompt_template=(s.pro_prompt_template if tier == "pro" else s.prompt_template),
     )
+
+
+def _brand_guard(plan: CampaignPlan, r: Rendered) -> tuple[Rendered, dict[str, Any] | None]:
+    """Check ``r`` against the campaign's palette; with ``correct``, shift it onto the palette.
+
+    Returns the (possibly corrected) render and the flags to store, or None
+    when the campaign has no palette.
+    """
+    s = plan.settings
+    if not s.brand_palette:
+        return r, None
+    pixels = np.asarray(r.image.convert("RGB"))
+    verdict = brand.check(pixels, s.brand_palette, s.brand_tolerance, s.brand_max_off_share)
+    flags = {**verdict.as_flags(), "action": s.brand_action}
+    if verdict.ok or s.brand_action != "correct":
+        return r, flags
+    fixed = brand.correct(pixels, s.brand_palette, s.brand_tolerance)
+    after = brand.check(fixed, s.brand_palette, s.brand_tolerance, s.brand_max_off_share)
+    recipe = {**r.recipe, "brand_correction": {"palette": list(s.brand_palette), "tolerance": s.brand_tolerance}}
+    corrected = dataclasses.replace(r, image=Image.fromarray(fixed, "RGB"), recipe=recipe)
+    return corrected, {**after.as_flags(), "action": "correct", "corrected": True, "before": verdict.as_flags()}
 
 
 def _source(rt: Runtime, session: Session, plan: CampaignPlan, parent: Creative) -> Image.Image:
@@ -233,7 +265,21 @@ def on_exploring(rt: Runtime, session: Session, plan: CampaignPlan, exp: Experim
                     )
                     rt.commit(session)
                     continue
-                _store_variant(rt, session, cid, exp, parent, label, r, "draft")
+                r, brand_flags = _brand_guard(plan, r)
+                if brand_flags is not None and not brand_flags["ok"]:
+                    events.record(
+                        session, BRAND_CHECK_FAILED, plan.id, exp.id, variant=cid, action=plan.settings.brand_action,
+                        worst_delta_e=brand_flags.get("before", brand_flags)["worst_delta_e"],
+                        off_brand_share=brand_flags.get("before", brand_flags)["off_brand_share"],
+                    )  # fmt: skip
+                    if plan.settings.brand_action == "reject":
+                        # Dropped before anyone sees it: the credit goes back, the variant is never stored.
+                        ledger.settle(key, None, note=f"rejected off brand: {cid}")
+                        rt.commit(session)
+                        continue
+                stored = _store_variant(rt, session, cid, exp, parent, label, r, "draft")
+                if brand_flags is not None:
+                    stored.flags = {**stored.flags, "brand": brand_flags}
             ledger.settle(key, ledger.find(key, "reserve").amount_minor, note=f"generated {cid}")  # type: ignore[union-attr]
             rt.commit(session)
             rt.step("generated")
@@ -376,7 +422,7 @@ def on_testing(rt: Runtime, session: Session, plan: CampaignPlan, exp: Experimen
         )
         rt.commit(session)  # money reserved and decision stored before the platform hears of it
     budgets = list(decision_row.budgets_minor)
-    rt.perform(
+    result = rt.perform(
         session,
         SetBudgets(
             key=f"cl:{exp.id}:budgets:{today.isoformat()}",
@@ -386,8 +432,10 @@ def on_testing(rt: Runtime, session: Session, plan: CampaignPlan, exp: Experimen
         ),
         exp.id,
     )
+    paused = set(result.get("below_minimum", ()))  # the platform paused arms under its minimum budget
     for a, b in zip(arms, budgets, strict=True):
-        a.daily_budget_minor, a.status = b, ("live" if b > 0 else "paused")
+        live = b > 0 and a.platform_adset_id not in paused
+        a.daily_budget_minor, a.status = b, ("live" if live else "paused")
         session.add(a)
     rt.commit(session)
 
@@ -448,25 +496,105 @@ def on_decided(rt: Runtime, session: Session, plan: CampaignPlan, exp: Experimen
         if rt.dry_run:
             rt.plan_lines.append(f"render pro of {winner.id}")
             return
-        cid = f"{winner.id}:pro"
-        if session.get(Creative, cid) is None:
-            gen = rt.generator(plan)
+        chosen, faithful = _render_pro(rt, session, plan, exp, winner, parent)
+        if chosen is None:
+            return  # the first render failed: abandoned
+        exp.pro_creative_id = chosen.id
+        if not faithful:
+            # Every render strayed from the draft that won: a person looks before it scales.
+            _wait(rt, session, plan, exp, "pro")
+            return
+    if ledger.is_open(key):
+        ledger.settle(key, None, note="pro render not needed")
+    _move(rt, session, exp, "rendering")
+
+
+def _pro_strengths(rt: Runtime, plan: CampaignPlan) -> list[float | None]:
+    """The strength of each pro attempt: the configured one, then lower per fidelity retry.
+
+    A backend without a strength (procedural, gemini) gets one attempt:
+    there is nothing to lower.
+    """
+    s = plan.settings
+    base = s.pro_strength
+    if base is None:
+        base = getattr(getattr(rt.generator(plan), "pro", None), "strength", None)
+    if base is None:
+        return [None]
+    return [round(base * s.fidelity_strength_factor**n, 4) for n in range(s.fidelity_retries + 1)]
+
+
+def _render_pro(
+    rt: Runtime, session: Session, plan: CampaignPlan, exp: Experiment, winner: Creative, parent: Creative
+) -> tuple[Creative | None, bool]:
+    """Render the winner at the pro tier until one keeps its composition (fidelity guard).
+
+    Attempt 0 uses the reservation ``credit:{exp}:pro``; each retry reserves
+    its own (``…:pro-r1`` …) before it runs, and a failed render releases
+    it.  Each attempt is stored (``{winner}:pro``, ``{winner}:pro-r1`` …) with
+    its SSIM in ``flags['fidelity']``, so a repeated tick resumes where it
+    stopped.  Returns the render to scale and whether it passed; None when
+    the first render failed (the experiment is then abandoned).
+    """
+    ledger = Ledger(session)
+    draft = _as_rendered(rt, winner)
+    best: Creative | None = None
+    for attempt, strength in enumerate(_pro_strengths(rt, plan)):
+        suffix = "pro" if attempt == 0 else f"pro-r{attempt}"
+        key, cid = f"credit:{exp.id}:{suffix}", f"{winner.id}:{suffix}"
+        creative = session.get(Creative, cid)
+        if creative is None:
+            if attempt > 0:
+                try:
+                    ledger.reserve(plan.id, "credit", key, plan.pro_credit_cost, exp.id, "pro", f"pro retry {attempt}")
+                except CapExceeded:
+                    events.record(session, events.CAP_REACHED, plan.id, exp.id, account="credit", left=ledger.state(plan.id, "credit").left)  # fmt: skip
+                    break
+                rt.commit(session)
+            recipe = dict(draft.recipe) if strength is None else {**draft.recipe, "pro_strength": strength}
             try:
-                r = gen.render_pro(_source(rt, session, plan, parent), _as_rendered(rt, winner), _brief(parent, plan))
+                r = rt.generator(plan).render_pro(
+                    _source(rt, session, plan, parent),
+                    dataclasses.replace(draft, recipe=recipe),
+                    _brief(parent, plan, "pro"),
+                )
             except GenerationError as exc:
                 ledger.settle(key, None, note=f"failed: {exc}")
                 events.record(
                     session, events.GENERATION_FAILED, plan.id, exp.id, variant=cid, error=str(exc), refused=exc.refused
                 )
-                abandon(rt, session, plan, exp, f"pro render failed: {exc}")
-                return
-            _store_variant(rt, session, cid, exp, winner, f"{winner.label}-pro", r, "pro")
-            events.record(session, events.PRO_RENDERED, plan.id, exp.id, creative=cid, seed=r.seed, model=r.model)
-        exp.pro_creative_id = cid
-        ledger.settle(key, plan.pro_credit_cost, note=f"rendered {cid}")
-    if ledger.is_open(key):
-        ledger.settle(key, None, note="pro render not needed")
-    _move(rt, session, exp, "rendering")
+                if attempt == 0:
+                    abandon(rt, session, plan, exp, f"pro render failed: {exc}")
+                    return None, False
+                rt.commit(session)
+                break
+            verdict = fidelity.compare(
+                np.asarray(draft.image.convert("RGB")),
+                np.asarray(r.image.convert("RGB")),
+                plan.settings.fidelity_threshold,
+            )
+            creative = _store_variant(rt, session, cid, exp, winner, f"{winner.label}-{suffix}", r, "pro")
+            creative.flags = {
+                **creative.flags,
+                "fidelity": {**verdict.as_flags(), "attempt": attempt, "strength": strength},
+            }
+            events.record(
+                session, events.PRO_RENDERED, plan.id, exp.id, creative=cid, seed=r.seed, model=r.model,
+                attempt=attempt, ssim=round(verdict.ssim, 4),
+            )  # fmt: skip
+            if not verdict.ok:
+                events.record(
+                    session, FIDELITY_CHECK_FAILED, plan.id, exp.id, creative=cid, attempt=attempt, strength=strength,
+                    ssim=round(verdict.ssim, 4), threshold=verdict.threshold,
+                )  # fmt: skip
+            ledger.settle(key, plan.pro_credit_cost, note=f"rendered {cid}")
+            rt.commit(session)
+        check = creative.flags.get("fidelity", {})
+        if check.get("ok", True):
+            return creative, True
+        if best is None or check.get("ssim", -1.0) > best.flags.get("fidelity", {}).get("ssim", -1.0):
+            best = creative
+    return best, False
 
 
 def on_rendering(rt: Runtime, session: Session, plan: CampaignPlan, exp: Experiment, today: date) -> None:

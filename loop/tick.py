@@ -205,6 +205,9 @@ def tick(rt: Runtime, today: date) -> TickReport:
 
 def _halt(rt: Runtime, session: Session, campaign_id: str, why: str) -> None:
     campaign = session.get(Campaign, campaign_id)
+    if campaign is None:  # the very first tick can fail before the campaign row exists
+        plan = next((p for p in rt.plans if p.id == campaign_id), None)
+        campaign = sync_campaign(session, plan) if plan is not None else None
     if campaign is not None and campaign.halted_reason is None and not rt.dry_run:
         campaign.halted_reason = why
         events.record(session, events.CAMPAIGN_HALTED, campaign_id, reason=why)
@@ -418,6 +421,8 @@ def detect(session: Session, plan: CampaignPlan, today: date) -> list[Experiment
             continue
         verdict = fatigue.detect(imps, clicks)
         if not verdict.fatigued:
+            verdict = platform_verdict(session, creative, days, imps, clicks, verdict)
+        if not verdict.fatigued:
             continue
         exp_id = f"{creative.id}:{today.isoformat()}"
         if session.get(Experiment, exp_id) is not None:
@@ -447,6 +452,39 @@ def detect(session: Session, plan: CampaignPlan, today: date) -> list[Experiment
         opened.append(exp)
     session.flush()
     return opened
+
+
+PLATFORM_FATIGUE_LEVELS = ("FATIGUED", "CREATIVE_FATIGUE", "HIGH")
+
+
+def platform_verdict(session: Session, creative: Creative, days: list[date], imps, clicks, own):  # type: ignore[no-untyped-def]
+    """The ad platform's own fatigue signal (e.g. Meta's webhook) as an extra signal.
+
+    Counts only when it arrived after the creative's first reported day, so an
+    old signal about a previous creative in the same ad slot cannot fire.
+    """
+    from storage.models import PlatformSignal
+
+    if not days or not creative.platform_ad_id:
+        return own
+    signal = session.exec(
+        select(PlatformSignal)
+        .where(PlatformSignal.platform_ad_id == creative.platform_ad_id, PlatformSignal.name == "creative_fatigue")
+        .order_by(col(PlatformSignal.received_at).desc())
+    ).first()
+    if signal is None or signal.level.upper() not in PLATFORM_FATIGUE_LEVELS or signal.received_at.date() < days[0]:
+        return own
+    return fatigue.Verdict(
+        fatigued=True,
+        day=len(days) - 1,
+        baseline_ctr=own.baseline_ctr,
+        current_ctr=own.current_ctr,
+        statistic=own.statistic,
+        threshold=own.threshold,
+        signal="platform",
+        reason=f"the ad platform reports creative fatigue ({signal.level}) on {signal.received_at.date()}; "
+        f"own test: {own.reason}",
+    )
 
 
 def ledger_rows(session: Session, campaign_id: str) -> list[LedgerEntry]:

@@ -121,3 +121,29 @@ def test_a_cap_too_small_for_two_variants_abandons_with_the_reason(engine, tmp_p
         assert exp.state == "abandoned" and "credit cap" in exp.reason
         assert Ledger(s).state("shop", "credit").reserved == 0
         assert s.exec(select(AuditEvent).where(AuditEvent.name == "CapReached")).first() is not None
+
+
+def test_the_platforms_fatigue_signal_opens_an_experiment(engine, tmp_path, scenario_file):
+    from datetime import UTC, datetime, time
+
+    from storage.models import PlatformSignal
+
+    rt = make_runtime(engine, tmp_path, scenario_file)
+    run_days(rt, 9)  # own test still silent: the creative has not started to decay
+    with open_session(engine) as s:
+        assert not s.exec(select(Experiment)).all()
+        day = rt.platform.today()
+        s.add(
+            PlatformSignal(
+                platform_ad_id="steady",
+                name="creative_fatigue",
+                level="FATIGUED",
+                received_at=datetime.combine(day, time(8), tzinfo=UTC),
+            )
+        )
+        s.commit()
+    run_days(rt, 1)
+    with open_session(engine) as s:
+        (exp,) = s.exec(select(Experiment)).all()
+        assert exp.parent_creative_id == "shop:steady"
+        assert exp.verdict["signal"] == "platform" and "FATIGUED" in exp.verdict["reason"]
