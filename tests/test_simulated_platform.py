@@ -1,0 +1,159 @@
+"""The simulated ad platform and the procedural generator."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import numpy as np
+import pytest
+
+from connectors.ads.base import LaunchTestArm, PauseAds, ScaleWinner, SetBudgets
+from connectors.ads.scenario import load_scenario
+from connectors.ads.simulated import SimulatedAdPlatform
+from connectors.images.base import Brief
+from connectors.images.procedural import ASPECTS, ProceduralGenerator, make_recipe, source_image
+from policies.errors import TransientError
+
+
+@pytest.fixture
+def platform(scenario_file):  # type: ignore[no-untyped-def]
+    return SimulatedAdPlatform(load_scenario(scenario_file))
+
+
+def launch(platform: SimulatedAdPlatform, n: int, tier: str = "fast") -> list[dict]:
+    return [
+        platform.apply(
+            LaunchTestArm(
+                key=f"cl:e:v{i}",
+                campaign="shop",
+                parent_ad_id="hero",
+                image=b"png",
+                lineage={"variant": f"e:v{i}", "tier": tier},
+            )
+        )
+        for i in range(n)
+    ]
+
+
+def test_main_ad_set_delivers_its_daily_impressions_binomially(platform):
+    for _ in range(5):
+        platform.run_day()
+    rows = platform.insights("shop", platform.start, platform.today())
+    assert len(rows) == 2 * 5
+    for d in range(5):
+        day_rows = [r for r in rows if r.day == platform.start + timedelta(days=d)]
+        assert sum(r.impressions for r in day_rows) == 30000
+    hero = [r for r in rows if r.ad_id == "hero"]
+    ctr = sum(r.clicks for r in hero) / sum(r.impressions for r in hero)
+    assert 0.017 < ctr < 0.023  # true CTR 2%
+    assert all(r.spend_minor == round(r.impressions * 800 / 1000) for r in rows)
+
+
+def test_test_arms_spend_their_budget_with_noise_and_at_most_25_percent_over(platform):
+    arms = launch(platform, 3)
+    budgets = ((arms[0]["adset_id"], 1000), (arms[1]["adset_id"], 500), (arms[2]["adset_id"], 0))
+    spends = {a["ad_id"]: [] for a in arms}
+    for _ in range(60):
+        platform.apply(SetBudgets(key=f"b{platform.day}", campaign="shop", budgets=budgets, end_day=platform.today()))
+        platform.run_day()
+        for r in platform.insights("shop", platform.today() - timedelta(days=1), platform.today()):
+            if r.ad_id in spends:
+                spends[r.ad_id].append(r.spend_minor)
+    s0, s1 = np.array(spends[arms[0]["ad_id"]]), np.array(spends[arms[1]["ad_id"]])
+    assert s0.max() <= 1250 and s1.max() <= 625
+    assert s0.std() > 0 and 800 < s0.mean() < 1200
+    assert spends[arms[2]["ad_id"]] == []  # a zero budget pauses the arm
+
+
+def test_budgets_expire_after_their_end_day(platform):
+    (arm,) = launch(platform, 1)
+    platform.apply(SetBudgets(key="b", campaign="shop", budgets=((arm["adset_id"], 1000),), end_day=platform.today()))
+    platform.run_day()
+    platform.run_day()  # the loop did not renew the budget: no delivery
+    rows = [r for r in platform.insights("shop", platform.start, platform.today()) if r.ad_id == arm["ad_id"]]
+    assert len(rows) == 1
+
+
+def test_variant_ctr_depends_only_on_its_identity_and_tier(scenario_file):
+    a, b = SimulatedAdPlatform(load_scenario(scenario_file)), SimulatedAdPlatform(load_scenario(scenario_file))
+    b.run_day()
+    fa, fb = launch(a, 4), launch(b, 4)
+    ctrs_a = [a.ads[x["ad_id"]].base_ctr for x in fa]
+    assert ctrs_a == [b.ads[x["ad_id"]].base_ctr for x in fb]
+    assert len(set(ctrs_a)) == 4
+    pro = SimulatedAdPlatform(load_scenario(scenario_file))
+    fp = launch(pro, 4, tier="pro")
+    assert [pro.ads[x["ad_id"]].base_ctr for x in fp] == pytest.approx([c * 1.10 for c in ctrs_a])
+
+
+def test_mutations_are_found_by_key_and_never_duplicated(platform):
+    m = LaunchTestArm(key="cl:e:v1", campaign="shop", parent_ad_id="hero", image=b"x", lineage={"variant": "e:v1"})
+    assert platform.find(m) is None
+    first = platform.apply(m)
+    assert platform.find(m) == first and platform.apply(m) == first
+    assert sum(1 for a in platform.ads.values() if a.name == "cl:e:v1") == 1
+    s = ScaleWinner(
+        key="cl:e:scale", campaign="shop", parent_ad_id="hero", image=b"y", lineage={"variant": "e:v1", "tier": "pro"}
+    )
+    done = platform.apply(s)
+    assert platform.apply(s) == done and platform.ads["hero"].status == "PAUSED"
+    platform.apply(PauseAds(key="p", campaign="shop", ad_ids=(first["ad_id"],)))
+    assert platform.ads[first["ad_id"]].status == "PAUSED"
+
+
+def test_state_survives_a_restart(scenario_file, tmp_path):
+    path = tmp_path / "state.json"
+    p1 = SimulatedAdPlatform(load_scenario(scenario_file), state_path=path)
+    launch(p1, 2)
+    for _ in range(3):
+        p1.run_day()
+    p2 = SimulatedAdPlatform(load_scenario(scenario_file), state_path=path)
+    assert p2.day == 3 and set(p2.ads) == set(p1.ads) and p2.rows == p1.rows
+    p1.run_day()
+    p2.run_day()
+    assert p2.rows == p1.rows  # the random stream continues where it stopped
+
+
+def test_injected_faults_are_transient_errors(scenario_file):
+    p = SimulatedAdPlatform(load_scenario(scenario_file), fault_rate=0.5)
+    errors = 0
+    for _ in range(40):
+        try:
+            p.list_ads("shop")
+        except TransientError:
+            errors += 1
+    assert 5 < errors < 35
+
+
+def test_procedural_variants_are_deterministic_per_seed():
+    src = source_image("hero", "Fresh deals", size=300)
+    gen = ProceduralGenerator(draft_width=128, pro_width=256)
+    brief = Brief("Fresh deals")
+    a, b, c = gen.draft(src, brief, 5), gen.draft(src, brief, 5), gen.draft(src, brief, 6)
+    assert a.image.tobytes() == b.image.tobytes() and a.recipe == b.recipe
+    assert a.recipe != c.recipe or a.image.tobytes() != c.image.tobytes()
+    aw, ah = ASPECTS[a.recipe["aspect"]]
+    assert a.image.width == 128 and a.image.height == round(128 * ah / aw)
+    assert a.tier == "fast" and a.model == "procedural-v1-fast" and "Fresh deals" in a.prompt
+
+
+def test_pro_render_is_the_same_recipe_at_full_size():
+    src = source_image("hero", "Fresh deals", size=300)
+    gen = ProceduralGenerator(draft_width=128, pro_width=256)
+    draft = gen.draft(src, Brief("Fresh deals"), 9)
+    pro = gen.render_pro(src, draft, Brief("Fresh deals"))
+    assert pro.recipe == draft.recipe and pro.seed == draft.seed and pro.tier == "pro"
+    assert pro.image.width == 256
+    # same composition: the pro render scaled down is close to the draft
+    small = np.asarray(pro.image.resize(draft.image.size), dtype=float)
+    assert np.abs(small - np.asarray(draft.image, dtype=float)).mean() < 25
+    assert gen.render_pro(src, draft, Brief("Fresh deals")).image.tobytes() == pro.image.tobytes()
+
+
+def test_recipes_cover_every_aspect():
+    assert {make_recipe(s)["aspect"] for s in range(200)} == set(ASPECTS)
+
+
+def test_invalid_generator_widths():
+    with pytest.raises(ValueError, match="widths: expected 64 <= draft_width <= pro_width"):
+        ProceduralGenerator(draft_width=512, pro_width=256)
