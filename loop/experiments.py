@@ -32,7 +32,7 @@ from policies.bandit import get_policy
 from policies.budget import affordable_daily_budget, reservation_for, split_budget
 from policies.errors import CapExceeded, GenerationError
 from storage.ledger import Ledger
-from storage.models import Arm, BanditDecision, Creative, DailyMetric, Experiment, utcnow
+from storage.models import Arm, AuditEvent, BanditDecision, Creative, DailyMetric, Experiment, utcnow
 
 log = logging.getLogger("creative_loop.experiments")
 
@@ -41,15 +41,45 @@ BRAND_CHECK_FAILED = "BrandCheckFailed"
 FIDELITY_CHECK_FAILED = "FidelityCheckFailed"
 
 
+class GenerationPending(Exception):
+    """A generator queued its work elsewhere instead of returning an image.
+
+    Raised by ``loop.tasks.QueuedGenerator`` (the Celery executor's generation
+    queue).  The experiment stays in its state with its credits reserved;
+    :func:`advance` stops the campaign's later experiments too, so that the
+    tick that runs once the jobs are done takes every step in the same order
+    as inline generation would.  ``jobs`` describes what was queued.
+    """
+
+    def __init__(self, jobs: list[Any]) -> None:
+        super().__init__(f"{len(jobs)} generation job(s) queued")
+        self.jobs = list(jobs)
+
+
+def _queued_jobs(rt: Runtime) -> list[Any] | None:
+    """The jobs a queuing runtime (``loop.tasks.QueuedRuntime``) collects; None when generation is inline."""
+    return getattr(rt, "generation_jobs", None)
+
+
 def advance(rt: Runtime, session: Session, plan: CampaignPlan, exp: Experiment, today: date) -> list[str]:
     """Advance ``exp`` through as many states as today allows; returns 'id: a→b' lines."""
     moves: list[str] = []
+    queued = _queued_jobs(rt)
+    if queued:
+        return moves  # an earlier experiment waits for queued generation: keep the campaign's order
     for _ in range(8):  # a bound, not a budget: at most one pass per state
         before = exp.state
         handler = HANDLERS.get(exp.state)
         if handler is None:
             break
-        handler(rt, session, plan, exp, today)
+        try:
+            handler(rt, session, plan, exp, today)
+        except GenerationPending as pending:
+            if queued is None:
+                raise
+            rt.commit(session)
+            queued.extend(pending.jobs)
+            break
         if exp.state == before:
             break
         moves.append(f"{exp.id}: {before} → {exp.state}")
@@ -219,6 +249,10 @@ def on_detected(rt: Runtime, session: Session, plan: CampaignPlan, exp: Experime
         events.record(session, events.CAP_REACHED, plan.id, exp.id, account="credit", left=state.left)
         abandon(rt, session, plan, exp, f"credit cap: room for {fit} variant(s), need at least 2")
         return
+    if getattr(rt, "hold_exploration", False):
+        # Backpressure (loop.executors): the generation queue is full; stay detected, try the next tick.
+        log.info("experiment %s: exploration held, the generation queue is full", exp.id)
+        return
     if needs_pro:
         ledger.reserve(plan.id, "credit", f"credit:{exp.id}:pro", plan.pro_credit_cost, exp.id, "pro", "pro render")
     for i in range(1, fit + 1):
@@ -240,6 +274,7 @@ def on_exploring(rt: Runtime, session: Session, plan: CampaignPlan, exp: Experim
         source = _source(rt, session, plan, parent)
         brief = _brief(parent, plan)
         pro_only = exp.tiering == "pro-only"
+        pending: list[Any] = []
         for key in keys:
             label = "v" + key.rsplit(":v", 1)[1]
             seed = stable_seed(exp.seed, label)
@@ -252,6 +287,9 @@ def on_exploring(rt: Runtime, session: Session, plan: CampaignPlan, exp: Experim
                     r = gen.draft(source, brief, seed)
                     if pro_only:
                         r = gen.render_pro(source, r, brief)
+                except GenerationPending as exc:
+                    pending.extend(exc.jobs)  # queued: ask for every variant, then wait for them all
+                    continue
                 except GenerationError as exc:
                     ledger.settle(key, None, note=f"failed: {exc}")
                     events.record(
@@ -283,10 +321,15 @@ def on_exploring(rt: Runtime, session: Session, plan: CampaignPlan, exp: Experim
             ledger.settle(key, ledger.find(key, "reserve").amount_minor, note=f"generated {cid}")  # type: ignore[union-attr]
             rt.commit(session)
             rt.step("generated")
+        if pending:
+            raise GenerationPending(pending)
         if rt.dry_run:
             return
-        variants = _variants(session, exp)
-        events.record(session, events.VARIANTS_GENERATED, plan.id, exp.id, count=len(variants), generator=gen.name)
+    # Once per experiment, also when a crash came between the last variant's commit and this event.
+    done = select(AuditEvent.id).where(AuditEvent.experiment_id == exp.id, AuditEvent.name == events.VARIANTS_GENERATED)
+    if session.exec(done).first() is None:
+        count, generator = len(_variants(session, exp)), rt.generator(plan).name
+        events.record(session, events.VARIANTS_GENERATED, plan.id, exp.id, count=count, generator=generator)
         rt.commit(session)
     variants = _variants(session, exp)
     if len(variants) < 2:
@@ -502,6 +545,9 @@ def on_decided(rt: Runtime, session: Session, plan: CampaignPlan, exp: Experimen
         exp.pro_creative_id = chosen.id
         if not faithful:
             # Every render strayed from the draft that won: a person looks before it scales.
+            exp.reason = (
+                f"pro render below the fidelity threshold ({plan.settings.fidelity_threshold}): approve or reject"
+            )
             _wait(rt, session, plan, exp, "pro")
             return
     if ledger.is_open(key):

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from images_helpers import tiny_model_dir_fixture  # noqa: F401 (the tiny_model_dir fixture)
 from PIL import Image
 
 from connectors.images.base import Brief
