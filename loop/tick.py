@@ -296,38 +296,62 @@ def sync_ads(session: Session, campaign_id: str, ads: list) -> None:  # type: ig
 
 
 def ingest(session: Session, campaign_id: str, rows: list) -> int:  # type: ignore[type-arg]
-    """Upsert daily metrics for ads we know; returns the number of rows written."""
+    """Upsert daily metrics for ads we know; returns the number of rows given for them.
+
+    Bulk statements, not one ORM object per row: a catch-up over months of
+    history for thousands of ads is hundreds of thousands of rows.
+    """
+    from sqlalchemy import bindparam, insert, update
+
     by_ad = {
-        c.platform_ad_id: c.id
-        for c in session.exec(select(Creative).where(Creative.campaign_id == campaign_id)).all()
-        if c.platform_ad_id
+        ad_id: cid
+        for cid, ad_id in session.exec(
+            select(Creative.id, Creative.platform_ad_id).where(Creative.campaign_id == campaign_id)
+        ).all()
+        if ad_id
     }
     rows = [r for r in rows if r.ad_id in by_ad]
     if not rows:
         return 0
     days = {r.day for r in rows}
+    table = DailyMetric.__table__  # type: ignore[attr-defined]
     existing = {
-        (m.creative_id, m.day): m
-        for m in session.exec(
-            select(DailyMetric).where(
-                col(DailyMetric.creative_id).in_(set(by_ad.values())), col(DailyMetric.day).in_(days)
-            )
+        (cid, day): (mid, (n, c, sp, conv))
+        for mid, cid, day, n, c, sp, conv in session.execute(
+            select(
+                table.c.id, table.c.creative_id, table.c.day, table.c.impressions, table.c.clicks,
+                table.c.spend_minor, table.c.conversions,
+            ).where(table.c.creative_id.in_(set(by_ad.values())), table.c.day.in_(days))
         ).all()
-    }
+    }  # fmt: skip
+    now = utcnow()
+    inserts: dict[tuple[str, date], dict[str, Any]] = {}
+    updates: dict[int, dict[str, Any]] = {}
     for r in rows:
         cid = by_ad[r.ad_id]
-        m = existing.get((cid, r.day))
-        if m is None:
-            m = DailyMetric(creative_id=cid, day=r.day)
-            existing[(cid, r.day)] = m
-        elif (m.impressions, m.clicks, m.spend_minor, m.conversions) == (
-            r.impressions, r.clicks, r.spend_minor, r.conversions,
-        ):  # fmt: skip
-            continue
-        m.impressions, m.clicks, m.spend_minor = r.impressions, r.clicks, r.spend_minor
-        m.conversions, m.reach, m.frequency = r.conversions, r.reach, r.frequency
-        m.updated_at = utcnow()
-        session.add(m)
+        values = {
+            "impressions": r.impressions, "clicks": r.clicks, "spend_minor": r.spend_minor,
+            "conversions": r.conversions, "reach": r.reach, "frequency": r.frequency, "updated_at": now,
+        }  # fmt: skip
+        found = existing.get((cid, r.day))
+        if found is None:
+            inserts[(cid, r.day)] = {"creative_id": cid, "day": r.day, **values}  # a repeated row: last wins
+        elif found[1] != (r.impressions, r.clicks, r.spend_minor, r.conversions):
+            updates[found[0]] = {"_id": found[0], **values}
+    if inserts:
+        session.execute(insert(table), list(inserts.values()))
+    if updates:
+        stmt = (
+            update(table)
+            .where(table.c.id == bindparam("_id"))
+            .values(
+                {
+                    k: bindparam(k)
+                    for k in ("impressions", "clicks", "spend_minor", "conversions", "reach", "frequency", "updated_at")
+                }
+            )
+        )
+        session.connection().execute(stmt, list(updates.values()))
     session.flush()
     return len(rows)
 
@@ -393,7 +417,15 @@ def reconcile(session: Session, campaign_id: str, today: date) -> None:
 
 
 def detect(session: Session, plan: CampaignPlan, today: date) -> list[Experiment]:
-    """Open an experiment for each live creative that the fatigue test flags."""
+    """Open an experiment for each live creative that the fatigue test flags.
+
+    All candidates of the campaign are tested at once (``detect_many``) on a
+    common calendar; days before a creative's data (or before its last
+    abandoned experiment) carry no impressions and are ignored by the test.
+    """
+    from connectors.images.procedural import stable_seed
+    from storage.models import PlatformSignal
+
     live = session.exec(
         select(Creative).where(
             Creative.campaign_id == plan.id,
@@ -402,43 +434,79 @@ def detect(session: Session, plan: CampaignPlan, today: date) -> list[Experiment
             col(Creative.platform_ad_id).is_not(None),
         )
     ).all()
-    opened = []
+    latest: dict[str, Experiment] = {}
+    for e in session.exec(
+        select(Experiment).where(Experiment.campaign_id == plan.id).order_by(Experiment.created_at)
+    ).all():
+        latest[e.parent_creative_id] = e
+    candidates: dict[str, date | None] = {}
     for creative in live:
-        previous = session.exec(
-            select(Experiment)
-            .where(Experiment.parent_creative_id == creative.id)
-            .order_by(col(Experiment.created_at).desc())
-        ).first()
-        if previous is not None and (
-            previous.state != "abandoned" or today - previous.updated_at.date() < RETRY_AFTER_ABANDON
-        ):
-            continue  # cool-down: one fatigue is acted on once
-        days, imps, clicks = series(session, creative.id, today)
-        if previous is not None:
-            keep = [i for i, d in enumerate(days) if d >= previous.updated_at.date()]
-            days, imps, clicks = [days[i] for i in keep], imps[keep], clicks[keep]
-        if len(days) < 2:
+        previous = latest.get(creative.id)
+        if previous is None:
+            candidates[creative.id] = None
+        elif previous.state == "abandoned" and today - previous.updated_at.date() >= RETRY_AFTER_ABANDON:
+            candidates[creative.id] = previous.updated_at.date()  # test only what came after
+        # otherwise: cool-down, one fatigue is acted on once
+    if not candidates:
+        return []
+    table = DailyMetric.__table__  # type: ignore[attr-defined]
+    data = session.execute(
+        select(table.c.creative_id, table.c.day, table.c.impressions, table.c.clicks).where(
+            table.c.creative_id.in_(list(candidates)), table.c.day < today
+        )
+    ).all()
+    if not data:
+        return []
+    first = min(d for _, d, _, _ in data)
+    width = (today - first).days
+    ids = list(candidates)
+    index = {cid: i for i, cid in enumerate(ids)}
+    imps = np.zeros((len(ids), width), dtype=np.int64)
+    clicks = np.zeros((len(ids), width), dtype=np.int64)
+    for cid, day, n, c in data:
+        since = candidates[cid]
+        if since is None or day >= since:
+            imps[index[cid], (day - first).days] = n
+            clicks[index[cid], (day - first).days] = c
+    verdicts = fatigue.detect_many(imps, clicks, start_weekday=first.weekday())
+    by_id = {c.id: c for c in live}
+    signals = {
+        s.platform_ad_id: s
+        for s in session.exec(
+            select(PlatformSignal)
+            .where(
+                col(PlatformSignal.platform_ad_id).in_([by_id[c].platform_ad_id for c in ids]),
+                PlatformSignal.name == "creative_fatigue",
+            )
+            .order_by(PlatformSignal.received_at)
+        ).all()
+    }
+    opened = []
+    for cid, verdict in zip(ids, verdicts, strict=True):
+        row = imps[index[cid]]
+        used = np.flatnonzero(row > 0)
+        if len(used) < 2:
             continue
-        verdict = fatigue.detect(imps, clicks)
         if not verdict.fatigued:
-            verdict = platform_verdict(session, creative, days, imps, clicks, verdict)
+            creative = by_id[cid]
+            verdict = platform_verdict(
+                signals.get(creative.platform_ad_id or ""), first + timedelta(days=int(used[0])), width - 1, verdict
+            )
         if not verdict.fatigued:
             continue
-        exp_id = f"{creative.id}:{today.isoformat()}"
+        exp_id = f"{cid}:{today.isoformat()}"
         if session.get(Experiment, exp_id) is not None:
             continue
-        from connectors.images.procedural import stable_seed
-
         exp = Experiment(
             id=exp_id,
             campaign_id=plan.id,
-            parent_creative_id=creative.id,
+            parent_creative_id=cid,
             state="detected",
             seed=stable_seed(exp_id),
             policy=plan.settings.policy,
             detected_on=today,
             verdict={
-                "day": days[verdict.day].isoformat() if verdict.day is not None else None,
+                "day": (first + timedelta(days=verdict.day)).isoformat() if verdict.day is not None else None,
                 "baseline_ctr": verdict.baseline_ctr,
                 "current_ctr": verdict.current_ctr,
                 "statistic": verdict.statistic,
@@ -448,7 +516,7 @@ def detect(session: Session, plan: CampaignPlan, today: date) -> list[Experiment
             },
         )
         session.add(exp)
-        events.record(session, events.FATIGUE_DETECTED, plan.id, exp_id, creative=creative.id, **exp.verdict)
+        events.record(session, events.FATIGUE_DETECTED, plan.id, exp_id, creative=cid, **exp.verdict)
         opened.append(exp)
     session.flush()
     return opened
@@ -457,26 +525,17 @@ def detect(session: Session, plan: CampaignPlan, today: date) -> list[Experiment
 PLATFORM_FATIGUE_LEVELS = ("FATIGUED", "CREATIVE_FATIGUE", "HIGH")
 
 
-def platform_verdict(session: Session, creative: Creative, days: list[date], imps, clicks, own):  # type: ignore[no-untyped-def]
+def platform_verdict(signal, first_day: date, last_index: int, own):  # type: ignore[no-untyped-def]
     """The ad platform's own fatigue signal (e.g. Meta's webhook) as an extra signal.
 
     Counts only when it arrived after the creative's first reported day, so an
     old signal about a previous creative in the same ad slot cannot fire.
     """
-    from storage.models import PlatformSignal
-
-    if not days or not creative.platform_ad_id:
-        return own
-    signal = session.exec(
-        select(PlatformSignal)
-        .where(PlatformSignal.platform_ad_id == creative.platform_ad_id, PlatformSignal.name == "creative_fatigue")
-        .order_by(col(PlatformSignal.received_at).desc())
-    ).first()
-    if signal is None or signal.level.upper() not in PLATFORM_FATIGUE_LEVELS or signal.received_at.date() < days[0]:
+    if signal is None or signal.level.upper() not in PLATFORM_FATIGUE_LEVELS or signal.received_at.date() < first_day:
         return own
     return fatigue.Verdict(
         fatigued=True,
-        day=len(days) - 1,
+        day=last_index,
         baseline_ctr=own.baseline_ctr,
         current_ctr=own.current_ctr,
         statistic=own.statistic,
