@@ -14,6 +14,7 @@ from sqlalchemy.engine import Engine
 
 from connectors.ads.base import AdPlatform
 from connectors.ads.scenario import Scenario, load_scenario
+from connectors.ads.sharded import ShardedSimulatedAdPlatform
 from connectors.ads.simulated import SimulatedAdPlatform
 from connectors.images.base import ImageGenerator
 from connectors.images.procedural import ProceduralGenerator
@@ -42,6 +43,12 @@ def scenario_for(cfg: Config, path: str | Path | None = None) -> Scenario:
 def make_platform(cfg: Config, scenario: Scenario | None = None) -> AdPlatform:
     if cfg.loop.platform == "simulated":
         scenario = scenario or scenario_for(cfg)
+        if cfg.model.simulated.layout == "per-campaign":
+            return ShardedSimulatedAdPlatform(
+                scenario,
+                start=date.fromisoformat(cfg.model.simulated.start_date),
+                state_dir=cfg.data_dir / "simulated-platform",
+            )
         return SimulatedAdPlatform(
             scenario,
             start=date.fromisoformat(cfg.model.simulated.start_date),
@@ -120,7 +127,7 @@ def build_runtime(
             scenario = scenario_for(cfg)
         platform = make_platform(cfg, scenario)
     if plans is None:
-        if isinstance(platform, SimulatedAdPlatform):
+        if isinstance(platform, SimulatedAdPlatform | ShardedSimulatedAdPlatform):
             scenario = platform.scenario
         plans = campaign_plans(cfg, scenario)
     return Runtime(

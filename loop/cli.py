@@ -251,6 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     return int(rv or 0)
 
 
+import loop.executors  # noqa: E402,F401  (registers `worker`, the Celery executor's worker)
 import loop.web.commands  # noqa: E402,F401  (registers `serve` and `report`)
 
 if __name__ == "__main__":  # pragma: no cover

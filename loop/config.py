@@ -126,6 +126,8 @@ class LoopSettings(_Frozen):
     cron: str | None = None
     timezone: str = "UTC"
     log_format: Literal["text", "json"] = "text"
+    # inline: one process ticks every campaign; celery: `run` only schedules, workers tick (see [celery]).
+    executor: Literal["inline", "celery"] = "inline"
 
     @field_validator("cron")
     @classmethod
@@ -143,6 +145,20 @@ class LoopSettings(_Frozen):
 class SimulatedSettings(_Frozen):
     scenario: str = ""  # empty: the bundled example scenario
     start_date: str = "2026-01-05"
+    # scenario: one state file for the whole scenario; per-campaign: one per campaign (needed by Celery workers).
+    layout: Literal["scenario", "per-campaign"] = "scenario"
+
+
+class CelerySettings(_Frozen):
+    """``executor = "celery"``: the broker, the result backend and the limits of the queues."""
+
+    broker_url: str = Field("redis://127.0.0.1:6379/0", min_length=1)
+    result_backend: str = Field("redis://127.0.0.1:6379/1", min_length=1)
+    queue_prefix: str = Field("", pattern=r"^[A-Za-z0-9_.:-]*$")
+    generation_queue_limit: int = Field(64, ge=1)
+    visibility_timeout: float = Field(3600.0, gt=0)
+    lock_retry_seconds: float = Field(5.0, gt=0)
+    tick_timeout: float = Field(600.0, gt=0)
 
 
 class MetaSettings(_Frozen):
@@ -240,7 +256,21 @@ class ConfigModel(_Frozen):
     web: WebSettings = WebSettings()
     diffusers: DiffusersSettings = DiffusersSettings()
     gemini: GeminiSettings = GeminiSettings()
+    celery: CelerySettings = CelerySettings()
     campaigns: tuple[CampaignSettings, ...] = ()
+
+    @model_validator(mode="after")
+    def _celery_layout(self) -> ConfigModel:
+        if (
+            self.loop.executor == "celery"
+            and self.loop.platform == "simulated"
+            and self.simulated.layout != "per-campaign"
+        ):
+            raise ValueError(
+                'executor "celery" on the simulated platform needs simulated.layout = "per-campaign" '
+                "(workers cannot share one state file)"
+            )
+        return self
 
     @field_validator("campaigns")
     @classmethod

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime
 from typing import Any
 
+from connectors.ads.sharded import ShardedSimulatedAdPlatform
 from connectors.ads.simulated import SimulatedAdPlatform
 from loop.app import build_runtime, open_engine
 from loop.config import Config, load_config
@@ -43,13 +44,22 @@ def kill_hook(spec: str) -> Callable[[str], None] | None:
 
 
 def run_one_tick(cfg: Config, dry_run: bool = False) -> TickReport:
-    """One tick as of today. On the simulated platform a tick is one simulated day."""
+    """One tick as of today. On the simulated platform a tick is one simulated day.
+
+    With ``executor = "celery"`` the campaigns' ticks run on the workers and
+    this waits for them (a dry run stays in this process: it changes nothing).
+    """
+    if cfg.loop.executor == "celery" and not dry_run:
+        from loop.executors import CeleryExecutor
+
+        return CeleryExecutor(cfg).tick()
     rt = build_runtime(cfg, dry_run=dry_run)
     rt.on_step = kill_hook(os.environ.get(KILL_AT_ENV, ""))
     platform = rt.platform
-    today = platform.today() if isinstance(platform, SimulatedAdPlatform) else datetime.now(UTC).date()
+    simulated = isinstance(platform, SimulatedAdPlatform | ShardedSimulatedAdPlatform)
+    today = platform.today() if simulated else datetime.now(UTC).date()
     report = tick(rt, today)
-    if isinstance(platform, SimulatedAdPlatform) and not dry_run:
+    if simulated and not dry_run:
         platform.run_day()
     log.info(
         "tick %s: %d detected, %d transitions, %d errors",
@@ -59,9 +69,18 @@ def run_one_tick(cfg: Config, dry_run: bool = False) -> TickReport:
 
 
 def scheduled_tick(config_path: str) -> None:
-    """The scheduler's job (referenced by name so the job store can persist it)."""
+    """The scheduler's job (referenced by name so the job store can persist it).
+
+    With ``executor = "celery"`` it only sends each campaign's tick to the workers.
+    """
     try:
-        run_one_tick(load_config(config_path))
+        cfg = load_config(config_path)
+        if cfg.loop.executor == "celery":
+            from loop.executors import CeleryExecutor
+
+            CeleryExecutor(cfg).schedule()
+            return
+        run_one_tick(cfg)
     except Exception:
         log.exception("tick failed; the next one resumes from the stored state")
 
