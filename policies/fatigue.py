@@ -53,6 +53,9 @@ quasi-likelihood correction, and the threshold is looked up at ``λ / φ``.
 (``φ`` then follows each day's volume) and ``overdispersion="auto"``
 estimates ``τ²`` across all the rows given (the portfolio, in
 :func:`detect_many`) from their baseline windows (:func:`estimate_extra_variance`).
+Because "auto" looks at every row given, a creative's verdict can then move
+with its neighbours' data; for strict prefix consistency store the
+portfolio's ``τ²`` once and pass it as ``extra_variance=``.
 
 Other signals (optional; the earliest one to fire is reported)
 --------------------------------------------------------------
