@@ -125,12 +125,15 @@ def test_offline_load_in_a_fresh_process(tiny_model_dir: Path, gen: DiffusersGen
     script = f"""
 import hashlib, numpy as np, torch
 torch.set_num_threads(1)
-from tests.images.test_images_diffusers import _gen, _source, BRIEF
+from test_images_diffusers import _gen, _source, BRIEF
 r = _gen({str(tiny_model_dir)!r}).draft(_source(), BRIEF, seed=5)
 print(hashlib.sha256(np.asarray(r.image).tobytes()).hexdigest())
 """
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "empty-hf-home"), "PYTHONWARNINGS": "ignore"}
     root = Path(__file__).resolve().parents[2]
+    env = {
+        **os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "empty-hf-home"), "PYTHONWARNINGS": "ignore",
+        "PYTHONPATH": os.pathsep.join([str(root), str(root / "tests" / "images")]),
+    }  # fmt: skip
     out = subprocess.run(
         [sys.executable, "-c", script], cwd=root, env=env, capture_output=True, text=True, timeout=240, check=False
     )
