@@ -461,7 +461,7 @@ def get_policy(name: str = "thompson", **params) -> AllocationPolicy:
     allowed = set()
     for klass in cls.__mro__:
         if "__init__" in vars(klass):
-            sig = inspect.signature(klass.__init__)
+            sig = inspect.signature(vars(klass)["__init__"])
             allowed |= {p for p in sig.parameters if p not in ("self", "kw")}
     unknown = sorted(set(params) - allowed)
     if unknown:
