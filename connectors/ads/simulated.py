@@ -37,9 +37,10 @@ from connectors.ads.base import (
     SetBudgets,
     SourceCreative,
 )
+from connectors.ads.faults import FaultPlan
 from connectors.ads.scenario import Scenario
 from connectors.images.procedural import source_image, stable_seed
-from policies.errors import NotFound, PlatformError, TransientError
+from policies.errors import NotFound, PlatformError
 
 MAX_OVERSPEND = 1.25
 
@@ -81,9 +82,12 @@ class SimulatedAdPlatform(AdPlatform):
         start: date = date(2026, 1, 5),
         state_path: str | Path | None = None,
         fault_rate: float = 0.0,
+        faults: FaultPlan | None = None,
     ) -> None:
         if not 0.0 <= fault_rate < 1.0:
             raise ValueError(f"fault_rate: expected in [0, 1), got {fault_rate}")
+        # fault_rate alone: timeouts and 5xx; a FaultPlan chooses among every kind (connectors.ads.faults).
+        self.faults = faults or FaultPlan(rate=fault_rate, kinds=("timeout", "5xx"))
         self.scenario = scenario
         self.start = start
         self.state_path = Path(state_path) if state_path else None
@@ -150,10 +154,9 @@ class SimulatedAdPlatform(AdPlatform):
         return min(ctr, 0.5)
 
     # -- faults ---------------------------------------------------------------
-    def _maybe_fail(self, what: str) -> None:
+    def _maybe_fail(self, what: str, mutation: bool = False) -> None:
         self.calls += 1
-        if self.fault_rate and self._fault_rng.random() < self.fault_rate:
-            raise TransientError(f"simulated platform: injected fault during {what}")
+        self.faults.before(self._fault_rng, what, mutation)
 
     # -- reads ----------------------------------------------------------------
     def list_ads(self, campaign: str) -> list[LiveAd]:
@@ -200,15 +203,16 @@ class SimulatedAdPlatform(AdPlatform):
         return None  # budget and pause updates are idempotent by nature: resend them
 
     def apply(self, mutation: Mutation) -> dict[str, Any]:
-        self._maybe_fail(mutation.kind)
+        self._maybe_fail(mutation.kind, mutation=True)
         found = self.find(mutation)
         if found is not None:
+            self.faults.after(mutation.kind)
             return found
         result: dict[str, Any]
         if isinstance(mutation, LaunchTestArm):
-            result = self._launch(mutation)
+            result = self._launch(mutation, adset_only=self.faults.partial(2) is not None)
         elif isinstance(mutation, SetBudgets):
-            for adset_id, budget in mutation.budgets:
+            for adset_id, budget in mutation.budgets[: self.faults.partial(len(mutation.budgets))]:
                 adset = self._adset(adset_id)
                 adset.daily_budget_minor = int(budget)
                 adset.end_day = self.day_index(mutation.end_day) if mutation.end_day else self.day
@@ -218,10 +222,11 @@ class SimulatedAdPlatform(AdPlatform):
                         ad.status = adset.status
             result = {}
         elif isinstance(mutation, PauseAds):
-            for ad_id in mutation.ad_ids:
+            cut = self.faults.partial(len(mutation.ad_ids))
+            for ad_id in mutation.ad_ids[:cut]:
                 if ad_id in self.ads:
                     self.ads[ad_id].status = "PAUSED"
-            for adset_id in mutation.adset_ids:
+            for adset_id in mutation.adset_ids[:cut]:
                 self._adset(adset_id).status = "PAUSED"
             result = {}
         elif isinstance(mutation, ScaleWinner):
@@ -229,6 +234,7 @@ class SimulatedAdPlatform(AdPlatform):
         else:
             raise PlatformError(f"unsupported mutation {mutation.kind}", code=100)
         self.save()
+        self.faults.after(mutation.kind)  # an injected partial failure or lost response raises here
         return result
 
     def _adset(self, adset_id: str) -> SimAdSet:
@@ -248,10 +254,16 @@ class SimulatedAdPlatform(AdPlatform):
         self.images[sha] = data
         return sha
 
-    def _launch(self, m: LaunchTestArm) -> dict[str, Any]:
+    def _launch(self, m: LaunchTestArm, adset_only: bool = False) -> dict[str, Any]:
         ctr = self._variant_ctr(m.campaign, m.parent_ad_id, m.lineage)
-        adset_id = self._next_id("adset")
-        self.adsets[adset_id] = SimAdSet(adset_id, m.key, m.campaign)
+        # An ad set left by an earlier attempt that failed part-way is reused, never doubled.
+        adset = next((s for s in self.adsets.values() if s.name == m.key), None)
+        if adset is None:
+            adset = SimAdSet(self._next_id("adset"), m.key, m.campaign)
+            self.adsets[adset.adset_id] = adset
+        if adset_only:
+            return {}
+        adset_id = adset.adset_id
         ad_id = self._next_id("ad")
         self.ads[ad_id] = SimAd(
             ad_id, m.key, m.campaign, adset_id, "PAUSED", ctr, m.headline,

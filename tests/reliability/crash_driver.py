@@ -41,6 +41,7 @@ import numpy as np  # noqa: E402
 import loop.experiments  # noqa: E402,F401  (imported once here, not lazily in every child)
 import policies.bandit  # noqa: E402,F401
 import policies.fatigue  # noqa: E402,F401
+from connectors.ads.faults import FaultPlan  # noqa: E402
 from connectors.ads.scenario import load_scenario  # noqa: E402
 from connectors.ads.simulated import SimulatedAdPlatform  # noqa: E402
 from connectors.images.procedural import ProceduralGenerator  # noqa: E402
@@ -64,7 +65,8 @@ def child(
     cfg = load_config(Path(folder) / "policy.toml")  # an empty file: the default policy settings
     scenario = load_scenario(args.scenario)
     engine = make_engine(db)
-    platform = SimulatedAdPlatform(scenario, state_path=Path(folder) / "platform.json", fault_rate=args.fault_rate)
+    faults = FaultPlan(rate=args.fault_rate, slow_seconds=0.002, retry_after=0.001)  # every kind of fault
+    platform = SimulatedAdPlatform(scenario, state_path=Path(folder) / "platform.json", faults=faults)
     rt = Runtime(
         engine=engine,
         platform=platform,

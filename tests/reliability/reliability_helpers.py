@@ -244,3 +244,41 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+# -- in-process runs ---------------------------------------------------------------
+def make_runtime(engine: Engine, folder: Path, scenario_path: Path, *, faults: Any = None, **runtime: Any) -> Any:
+    """A Runtime over the simulated platform (state in ``folder``), procedural images, no real waits."""
+    from connectors.ads.scenario import load_scenario
+    from connectors.ads.simulated import SimulatedAdPlatform
+    from connectors.images.procedural import ProceduralGenerator
+    from connectors.retry import NO_WAIT
+    from loop.config import load_config
+    from loop.plans import campaign_plans
+    from loop.tick import Runtime
+    from storage.images import ImageStore
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "policy.toml").touch()
+    scenario = load_scenario(scenario_path)
+    platform = SimulatedAdPlatform(scenario, state_path=folder / "platform.json", faults=faults)
+    options: dict[str, Any] = {"approval": "none", "backfill_days": 2, "retry": NO_WAIT, "sleep": lambda s: None}
+    return Runtime(
+        engine=engine,
+        platform=platform,
+        generators={"procedural": ProceduralGenerator(draft_width=128, pro_width=256)},
+        images=ImageStore(folder / "images"),
+        plans=campaign_plans(load_config(folder / "policy.toml"), scenario),
+        **{**options, **runtime},
+    )
+
+
+def run_days(rt: Any, days: int) -> list[str]:
+    """Tick and deliver ``days`` simulated days; returns the errors the ticks reported."""
+    from loop.tick import tick
+
+    errors: list[str] = []
+    for _ in range(days):
+        errors += tick(rt, rt.platform.today()).errors
+        rt.platform.run_day()
+    return errors
