@@ -582,7 +582,11 @@ def detect_many(impressions_2d, clicks_2d, **signals) -> list[Verdict]:
             min_baseline_days=prm.min_baseline_days,
             reset=reset,
         )
-        h2 = np.full(shape, prm.threshold) if prm.threshold is not None else default_threshold(lam2, 0.2)
+        h2 = (
+            np.full(shape, prm.threshold)
+            if prm.threshold is not None
+            else default_threshold(lam2, prm.cpa_rise / (1.0 + prm.cpa_rise))
+        )
         candidates["cpa"] = (_first_crossing(S2, t2, h2), S2, h2)
 
     # 6. the frequency signal (optional)
