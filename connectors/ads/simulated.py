@@ -303,8 +303,9 @@ class SimulatedAdPlatform(AdPlatform):
             cpm_minor = camp.cpm * 100.0
             main = [a for a in self.ads.values() if a.adset_id == f"main:{camp.id}" and a.status == "ACTIVE"]
             if main:
-                share = self.rng.dirichlet(np.full(len(main), 200.0))
-                imps = self.rng.multinomial(camp.daily_impressions, share)
+                rng = self._stream("main", camp.id, d)
+                share = rng.dirichlet(np.full(len(main), 200.0))
+                imps = rng.multinomial(camp.daily_impressions, share)
                 for ad, n in zip(main, imps, strict=True):
                     self._deliver(ad, d, int(n), round(int(n) * cpm_minor / 1000.0))
             for adset in self.adsets.values():
@@ -313,7 +314,7 @@ class SimulatedAdPlatform(AdPlatform):
                 if adset.status != "ACTIVE" or d > adset.end_day or adset.daily_budget_minor <= 0:
                     continue
                 # Delivery noise, capped at the platform's daily overspend allowance.
-                factor = min(MAX_OVERSPEND, float(self.rng.lognormal(0.0, 0.12)))
+                factor = min(MAX_OVERSPEND, float(self._stream("delivery", adset.name, d).lognormal(0.0, 0.12)))
                 spend = math.floor(adset.daily_budget_minor * factor)
                 imps_total = int(spend * 1000 / cpm_minor)
                 ads = [a for a in self.ads.values() if a.adset_id == adset.adset_id and a.status == "ACTIVE"]
@@ -323,8 +324,19 @@ class SimulatedAdPlatform(AdPlatform):
         self.day += 1
         self.save()
 
+    def _stream(self, *parts: object) -> np.random.Generator:
+        """A random stream per (purpose, object, day): common random numbers.
+
+        Two runs of the same scenario under different policies draw the same
+        noise for the same ad on the same day, so their difference is the
+        policies' and not the dice's. Objects are keyed by name (the
+        idempotency key for our own), which is the same across runs.
+        """
+        return np.random.default_rng([self.scenario.seed, stable_seed(*parts)])
+
     def _deliver(self, ad: SimAd, d: int, impressions: int, spend_minor: int) -> None:
-        clicks = int(self.rng.binomial(impressions, self.oracle_ctr(ad.ad_id, d))) if impressions else 0
+        ctr = self.oracle_ctr(ad.ad_id, d)
+        clicks = int(self._stream("clicks", ad.name, d).binomial(impressions, ctr)) if impressions else 0
         row = InsightRow(ad.ad_id, self.start + timedelta(days=d), impressions, clicks, spend_minor)
         self.rows[(ad.ad_id, d)] = row
         self._by_day.setdefault((ad.campaign, d), {})[ad.ad_id] = row
