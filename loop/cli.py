@@ -252,6 +252,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 import loop.executors  # noqa: E402,F401  (registers `worker`, the Celery executor's worker)
+import loop.fix  # noqa: E402,F401  (registers `fix`, inpainting a variant)
 import loop.web.commands  # noqa: E402,F401  (registers `serve` and `report`)
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,0 +1,162 @@
+"""``creative-loop fix VARIANT --mask mask.png --prompt "..."``: repaint a region of a variant.
+
+The white part of the mask is repainted by the campaign's generator
+(``diffusers`` or ``gemini``); every pixel outside it stays bit-exact.  The
+result is a new creative (role ``fix``) whose parent is the old one, with the
+prompt, seed, model and mask recorded so it can be rendered again.  Like every
+generation it reserves its credit in the ledger before it runs; a failure
+releases the reservation.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import typer
+from PIL import Image, UnidentifiedImageError
+from sqlmodel import Session, select
+
+from connectors.images.procedural import stable_seed
+from loop import events
+from loop.cli import ConfigOpt, _actor, _config, app, console
+from loop.config import Config
+from policies import brand
+from policies.errors import ConfigError, NotFound
+from storage.db import session as open_session
+from storage.ledger import Ledger
+from storage.models import Creative
+
+VARIANT_FIXED = "VariantFixed"
+
+
+def _load_mask(path: Path) -> Image.Image:
+    try:
+        mask = Image.open(path)
+        mask.load()
+    except FileNotFoundError:
+        raise ConfigError(str(path), "mask", "file not found") from None
+    except (UnidentifiedImageError, OSError) as exc:
+        raise ConfigError(str(path), "mask", f"not an image: {exc}") from None
+    return mask
+
+
+def _plan_for(cfg: Config, campaign_id: str) -> Any:
+    from loop.app import scenario_for
+    from loop.plans import campaign_plans
+
+    scenario = scenario_for(cfg) if cfg.loop.platform == "simulated" else None
+    for plan in campaign_plans(cfg, scenario):
+        if plan.id == campaign_id:
+            return plan
+    raise ConfigError(str(cfg.path), "campaigns", f"campaign {campaign_id!r} is not configured")
+
+
+def _next_fix_id(session: Session, variant: Creative) -> tuple[str, int]:
+    taken = set(session.exec(select(Creative.id).where(Creative.parent_id == variant.id)).all())
+    n = 1
+    while f"{variant.id}:fix{n}" in taken:
+        n += 1
+    return f"{variant.id}:fix{n}", n
+
+
+def fix_variant(
+    cfg: Config, variant_id: str, mask_path: Path, prompt: str, seed: int | None = None, actor: str = "cli"
+) -> Creative:
+    """Inpaint ``variant_id`` under the mask; returns the new (committed) creative."""
+    from loop.app import make_generators, open_engine
+    from storage.images import ImageStore
+
+    # 1. check inputs before anything is reserved
+    if not prompt.strip():
+        raise ConfigError("--prompt", "prompt", "expected a description of what to paint, got ''")
+    mask = _load_mask(mask_path)
+    engine = open_engine(cfg.database_url)
+    images = ImageStore(cfg.data_dir / "images")
+    try:
+        with open_session(engine) as session:
+            old = session.get(Creative, variant_id)
+            if old is None or not old.image_hash or old.image_hash not in images:
+                raise NotFound(f"no creative {variant_id!r} with an image in this database", creative=variant_id)
+            image = images.open(old.image_hash).convert("RGB")
+            if mask.size != image.size:
+                raise ConfigError(
+                    str(mask_path), "size",
+                    f"expected {image.width}x{image.height} (the variant's size), got {mask.width}x{mask.height}",
+                )  # fmt: skip
+            plan = _plan_for(cfg, old.campaign_id)
+            gen = make_generators(cfg).get(plan.settings.generator)
+            inpaint = getattr(gen, "inpaint", None)
+            if inpaint is None:
+                raise ConfigError(
+                    str(cfg.path), f"campaigns[{plan.id}].generator",
+                    f"generator {plan.settings.generator!r} cannot inpaint: use diffusers or gemini",
+                )  # fmt: skip
+            new_id, n = _next_fix_id(session, old)
+            seed = stable_seed(old.id, prompt, n) if seed is None else int(seed)
+            tier = old.tier or "fast"
+            cost = plan.pro_credit_cost if tier == "pro" else plan.fast_credit_cost
+            # 2. reserve the credit (CapExceeded stops here, with nothing spent)
+            key = f"credit:fix:{new_id}"
+            ledger = Ledger(session)
+            ledger.reserve(plan.id, "credit", key, cost, old.experiment_id, tier, f"fix of {old.id}")
+            session.commit()
+            # 3. generate; any failure releases the reservation
+            try:
+                r = inpaint(image, mask, prompt, seed, tier=tier)
+            except BaseException as exc:
+                session.rollback()
+                ledger.settle(key, None, note=f"failed: {exc}")
+                events.record(
+                    session, events.GENERATION_FAILED, plan.id, old.experiment_id, actor=actor, variant=new_id,
+                    error=str(exc), refused=bool(getattr(exc, "refused", False)),
+                )  # fmt: skip
+                session.commit()
+                if isinstance(exc, ValueError):
+                    raise ConfigError(str(mask_path), "mask", str(exc).removeprefix("mask: ")) from None
+                raise
+            # 4. store the fixed image as a new variant of the old one, with its recipe
+            binary = mask.convert("L").point(lambda v: 255 if v >= 128 else 0)
+            mask_digest = images.put(binary)
+            flags: dict[str, Any] = {}
+            if plan.settings.brand_palette:
+                verdict = brand.check(
+                    np.asarray(r.image), plan.settings.brand_palette, plan.settings.brand_tolerance,
+                    plan.settings.brand_max_off_share,
+                )  # fmt: skip
+                flags["brand"] = {**verdict.as_flags(), "action": "flag"}
+            fixed = Creative(
+                id=new_id, campaign_id=old.campaign_id, role="fix", parent_id=old.id, experiment_id=old.experiment_id,
+                label=f"{old.label or 'creative'}-fix{n}"[:40], status="candidate", headline=old.headline,
+                recipe={**r.recipe, "inpaint": {"source": old.image_hash, "mask": mask_digest}}, prompt=r.prompt,
+                seed=r.seed, generator=r.generator, model=r.model, tier=tier, width=r.image.width,
+                height=r.image.height, image_hash=images.put(r.image), flags=flags,
+            )  # fmt: skip
+            session.add(fixed)
+            ledger.settle(key, cost, note=f"fixed {old.id} as {new_id}")
+            events.record(
+                session, VARIANT_FIXED, plan.id, old.experiment_id, actor=actor, variant=old.id, creative=new_id,
+                seed=r.seed, model=r.model, mask=mask_digest, prompt=prompt,
+            )  # fmt: skip
+            session.commit()
+            session.refresh(fixed)
+            session.expunge(fixed)
+            return fixed
+    finally:
+        engine.dispose()
+
+
+@app.command()
+def fix(
+    variant: Annotated[str, typer.Argument(metavar="VARIANT", help="The creative to fix (its id).")],
+    mask: Annotated[Path, typer.Option(help="Mask PNG of the variant's size: white = repaint, black = keep.")],
+    prompt: Annotated[str, typer.Option(help="What to paint in the white region.")],
+    config: ConfigOpt = None,
+    seed: Annotated[int | None, typer.Option(help="Seed (default: derived from the variant and the prompt).")] = None,
+) -> None:
+    """Repaint a region of a variant; the result is a new variant with the old one as parent."""
+    fixed = fix_variant(_config(config), variant, mask, prompt, seed, actor=_actor())
+    console.print(
+        f"fixed {variant} -> {fixed.id} ({fixed.generator} {fixed.model}, seed {fixed.seed}, image {fixed.image_hash})"
+    )
