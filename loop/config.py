@@ -141,6 +141,34 @@ class LoopSettings(_Frozen):
                 raise ValueError(f"invalid cron expression {value!r}: {exc}") from None
         return value
 
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (an IANA name such as UTC or Europe/Paris)") from None
+        return value
+
+    @field_validator("database")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            backend = make_url(value).get_backend_name()
+        except ArgumentError:
+            # The value may hold a password: do not echo it.
+            raise ValueError(
+                "not a database URL (e.g. sqlite:///data/creative-loop.db, postgresql+psycopg://host/db)"
+            ) from None
+        if backend not in ("sqlite", "postgresql"):
+            raise ValueError(f"unsupported database {backend!r} (sqlite or postgresql)")
+        return value
+
 
 class SimulatedSettings(_Frozen):
     scenario: str = ""  # empty: the bundled example scenario

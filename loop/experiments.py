@@ -12,7 +12,6 @@ keys) and does only what is missing, so repeating it after a crash is safe.
 from __future__ import annotations
 
 import dataclasses
-import io
 import logging
 from datetime import date, timedelta
 from typing import Any
@@ -31,6 +30,7 @@ from policies import brand, fidelity
 from policies.bandit import get_policy
 from policies.budget import affordable_daily_budget, reservation_for, split_budget
 from policies.errors import CapExceeded, GenerationError
+from storage.imagecheck import ImageRejected, load_image
 from storage.ledger import Ledger
 from storage.models import Arm, AuditEvent, BanditDecision, Creative, DailyMetric, Experiment, utcnow
 
@@ -174,12 +174,12 @@ def _source(rt: Runtime, session: Session, plan: CampaignPlan, parent: Creative)
     if parent.image_hash and parent.image_hash in rt.images:
         return rt.images.open(parent.image_hash)
     src = rt.call(lambda: rt.platform.source_creative(plan.id, parent.platform_ad_id or ""))
-    image = Image.open(io.BytesIO(src.image))
-    image.load()
-    parent.image_hash = rt.images.put(image.convert("RGB"))
+    # Truncated files, non-images, decompression bombs and odd modes stop here (ImageRejected).
+    image = load_image(src.image, where=f"campaign {plan.id}: source image of ad {parent.platform_ad_id}")
+    parent.image_hash = rt.images.put(image)
     parent.width, parent.height = image.size
     session.add(parent)
-    return image.convert("RGB")
+    return image
 
 
 def _as_rendered(rt: Runtime, creative: Creative) -> Rendered:
@@ -271,7 +271,11 @@ def on_exploring(rt: Runtime, session: Session, plan: CampaignPlan, exp: Experim
     )
     if keys:
         gen = rt.generator(plan)
-        source = _source(rt, session, plan, parent)
+        try:
+            source = _source(rt, session, plan, parent)
+        except ImageRejected as exc:
+            abandon(rt, session, plan, exp, f"source image rejected: {exc.problem}")
+            return
         brief = _brief(parent, plan)
         pro_only = exp.tiering == "pro-only"
         pending: list[Any] = []

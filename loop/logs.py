@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 _SECRET = re.compile(r"(access_token=|appsecret_proof=|Bearer\s+|\"access_token\":\s*\")([^&\s\"']+)", re.I)
 
@@ -12,6 +15,32 @@ _SECRET = re.compile(r"(access_token=|appsecret_proof=|Bearer\s+|\"access_token\
 def redact(text: str) -> str:
     """Replace token values in URLs, headers and JSON with ``***``."""
     return _SECRET.sub(lambda m: m.group(1) + "***", text)
+
+
+# The campaign and experiment a log line is about; the tick sets them, every handler reads them.
+_CONTEXT: ContextVar[dict[str, str]] = ContextVar("creative_loop_log_context", default={})  # noqa: B039
+CONTEXT_KEYS = ("campaign", "experiment")
+
+
+@contextmanager
+def log_context(**fields: str) -> Iterator[None]:
+    """Within this block every log record carries ``fields`` (campaign=..., experiment=...)."""
+    token = _CONTEXT.set({**_CONTEXT.get(), **fields})
+    try:
+        yield
+    finally:
+        _CONTEXT.reset(token)
+
+
+class ContextFilter(logging.Filter):
+    """Put the current campaign and experiment on every record (None outside a campaign)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        context = _CONTEXT.get()
+        for key in CONTEXT_KEYS:
+            if getattr(record, key, None) is None:
+                setattr(record, key, context.get(key))
+        return True
 
 
 class RedactingFilter(logging.Filter):
@@ -29,9 +58,8 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
-        for key in ("campaign", "experiment"):
-            if hasattr(record, key):
-                doc[key] = getattr(record, key)
+        for key in CONTEXT_KEYS:
+            doc[key] = getattr(record, key, None)
         if record.exc_info:
             doc["exc"] = redact(self.formatException(record.exc_info))
         return json.dumps(doc)
@@ -39,6 +67,7 @@ class JsonFormatter(logging.Formatter):
 
 def configure(fmt: str = "text", level: int = logging.INFO) -> None:
     handler = logging.StreamHandler()
+    handler.addFilter(ContextFilter())
     handler.addFilter(RedactingFilter())
     if fmt == "json":
         handler.setFormatter(JsonFormatter())

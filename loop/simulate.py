@@ -34,6 +34,7 @@ from storage.db import session as open_session
 from storage.images import ImageStore
 from storage.ledger import Ledger
 from storage.models import Arm, Creative, DailyMetric, Experiment
+from storage.safenames import safe_component
 
 TIERINGS = ("tiered", "pro-only")
 
@@ -217,6 +218,5 @@ def export_gallery(rt: Runtime, out_dir: str | Path) -> list[Path]:
 
 
 def _safe(name: str) -> str:
-    """A name from a platform made safe as one path component."""
-    cleaned = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name).strip(".")
-    return cleaned[:120] or "_"
+    """A name from a platform made safe as one path component (see storage.safenames)."""
+    return safe_component(name)

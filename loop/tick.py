@@ -23,13 +23,16 @@ from datetime import date, timedelta
 from typing import Any
 
 import numpy as np
+from sqlalchemy import func
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from connectors.ads.base import AdPlatform, Mutation
+from connectors.ads.payloads import check_rows
 from connectors.images.base import ImageGenerator
 from connectors.retry import RetrySettings, call_with_retry
 from loop import events
+from loop.logs import log_context
 from loop.plans import CampaignPlan
 from policies import fatigue
 from policies.errors import AuthExpired, ConnectorError
@@ -53,6 +56,8 @@ OPEN_STATES = ("detected", "exploring", "awaiting_approval", "testing", "decided
 END_STATES = ("scaled", "abandoned")
 # A creative whose experiment was abandoned may be tried again after this long.
 RETRY_AFTER_ABANDON = timedelta(days=7)
+# After an outage, ingest at most this far back in one tick.
+MAX_CATCH_UP = timedelta(days=90)
 
 
 class StopTick(BaseException):
@@ -177,7 +182,8 @@ def tick(rt: Runtime, today: date) -> TickReport:
         try:
             for plan in rt.plans:
                 try:
-                    _tick_campaign(rt, session, plan, today, report, advance)
+                    with log_context(campaign=plan.id):
+                        _tick_campaign(rt, session, plan, today, report, advance)
                 except AuthExpired as exc:
                     session.rollback()
                     _halt(rt, session, plan.id, str(exc))
@@ -227,8 +233,10 @@ def _tick_campaign(rt: Runtime, session: Session, plan: CampaignPlan, today: dat
     rt.commit(session)
     rt.step("sync")
     # 2. ingest the backfill window (re-ingesting a day updates it)
-    since = today - timedelta(days=rt.backfill_days)
+    since = catch_up_since(session, plan.id, today - timedelta(days=rt.backfill_days), today)
     rows = rt.call(lambda: rt.platform.insights(plan.id, since, today - timedelta(days=1)))
+    # All of the batch is checked before any of it is written (InvalidPayload names the row).
+    rows = check_rows(rows, since=since, until=today - timedelta(days=1), campaign=plan.id)
     ingest(session, plan.id, rows)
     rt.commit(session)
     rt.step("ingest")
@@ -239,6 +247,7 @@ def _tick_campaign(rt: Runtime, session: Session, plan: CampaignPlan, today: dat
     # 4. detect fatigue on live creatives
     for exp in detect(session, plan, today):
         report.detected.append(exp.id)
+        log.info("fatigue detected on %s", exp.parent_creative_id, extra={"experiment": exp.id})
     rt.commit(session)
     rt.step("detect")
     # 5. advance open experiments
@@ -248,8 +257,28 @@ def _tick_campaign(rt: Runtime, session: Session, plan: CampaignPlan, today: dat
         .order_by(Experiment.created_at, Experiment.id)
     ).all()
     for exp in open_exps:
-        report.transitions.extend(advance(rt, session, plan, exp, today))
+        with log_context(experiment=exp.id):
+            moves = advance(rt, session, plan, exp, today)
+            for move in moves:
+                log.info("%s", move)
+        report.transitions.extend(moves)
     rt.step("advance")
+
+
+def catch_up_since(session: Session, campaign_id: str, since: date, today: date) -> date:
+    """The first day to ingest: the backfill window, or earlier if ticks failed for longer than it.
+
+    Otherwise a platform or database outage longer than the window would lose
+    the days in between for good. Bounded by ``MAX_CATCH_UP``.
+    """
+    last = session.exec(
+        select(func.max(DailyMetric.day))
+        .join(Creative, col(Creative.id) == DailyMetric.creative_id)
+        .where(Creative.campaign_id == campaign_id)
+    ).one()
+    if last is None or last + timedelta(days=1) >= since:
+        return since
+    return max(last + timedelta(days=1), today - MAX_CATCH_UP)
 
 
 def sync_campaign(session: Session, plan: CampaignPlan) -> Campaign:

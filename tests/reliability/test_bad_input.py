@@ -1,0 +1,339 @@
+"""Bad input, class by class: one clear line (exit 2 from the CLI), and nothing stored lost or half-written."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+from datetime import date
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from reliability_helpers import ROOT, make_runtime, run_days, snapshot, subprocess_env, write_config, write_scenario
+from sqlmodel import select
+
+from connectors.ads.base import InsightRow, SourceCreative
+from connectors.ads.payloads import InvalidPayload, check_rows, parse_insights
+from connectors.ads.simulated import SimulatedAdPlatform
+from storage.db import session as open_session
+from storage.imagecheck import ImageRejected, load_image
+from storage.ledger import Ledger
+from storage.models import Creative, DailyMetric, Experiment
+from storage.safenames import UnsafePath, contained, safe_component
+
+
+def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "loop", *args], env=env or subprocess_env(), cwd=ROOT, capture_output=True, text=True
+    )
+
+
+# -- config ----------------------------------------------------------------------------
+CAMPAIGN = '[[campaigns]]\nid = "x"\ntest_spend_cap = 100.0\ncredit_cap = 10.0\ntest_daily_budget = 10.0\nfast_credit_cost = 0.1\npro_credit_cost = 1.0\n'
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('[loop]\ncolour = "red"\n', "loop.colour: unknown key (allowed: database, data_dir"),
+        ('[loop]\ninterval_minutes = "often"\n', "loop.interval_minutes: Input should be a valid number"),
+        (
+            '[[campaigns]]\nid = "x"\ntest_spend_cap = -5.0\n',
+            "campaigns[0].test_spend_cap: Input should be greater than or equal to 0",
+        ),
+        (
+            '[[campaigns]]\nid = "x"\ntest_spend_cap = 10.0\ntest_daily_budget = 20.0\n',
+            "campaigns[0]: test_daily_budget 20.0 x overspend 1.25 exceeds test_spend_cap 10.0",
+        ),
+        ('[loop]\ncron = "61 * * * *"\n', "loop.cron: invalid cron expression '61 * * * *'"),
+        ('[loop]\ntimezone = "Mars/Olympus"\n', "loop.timezone: unknown time zone 'Mars/Olympus'"),
+        ('[loop]\ndatabase = "postgres://u:hunter2@host/db"\n', "loop.database: unsupported database 'postgres'"),
+        ('[loop]\ndatabase = "not a url"\n', "loop.database: not a database URL"),
+        (
+            '[loop]\nplatform = "meta"\n' + CAMPAIGN,
+            "meta.access_token_env: environment variable META_ACCESS_TOKEN is not set",
+        ),
+        ("[loop\n", "invalid TOML"),
+    ],
+    ids=[
+        "unknown-key",
+        "wrong-type",
+        "negative-cap",
+        "cap-below-a-day",
+        "invalid-cron",
+        "timezone",
+        "database-backend",
+        "database-url",
+        "missing-secret",
+        "not-toml",
+    ],
+)
+def test_bad_config_is_one_line_exit_2_and_changes_nothing(tmp_path: Path, text: str, expected: str) -> None:
+    # A database with a day of history, written by a good config first.
+    good = write_config(tmp_path / "good", f"sqlite:///{tmp_path / 'db.sqlite'}", write_scenario(tmp_path))
+    assert cli("tick", "--config", str(good)).returncode == 0
+    before = (tmp_path / "db.sqlite").read_bytes()
+    bad = tmp_path / "bad.toml"
+    bad.write_text(f'[loop]\ndatabase = "sqlite:///{tmp_path / "db.sqlite"}"\n' if "[loop]" not in text else "")
+    bad.write_text(bad.read_text() + text)
+    env = {k: v for k, v in subprocess_env().items() if k != "META_ACCESS_TOKEN"}
+    proc = cli("tick", "--config", str(bad), env=env)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert lines[0].startswith(f"creative-loop: {bad}") and expected in lines[0], lines[0]
+    assert "hunter2" not in proc.stderr
+    assert (tmp_path / "db.sqlite").read_bytes() == before
+
+
+# -- scenario files --------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("mutate", "expected"),
+    [
+        (lambda s: s.replace("seed = 11", "seed = 11\ncolour = 1"), "colour: unknown key"),
+        (
+            lambda s: s.replace("ctr = 0.02", "ctr = -0.02"),
+            "campaigns[0].creatives[0].ctr: Input should be greater than 0",
+        ),
+        (
+            lambda s: s.replace("ctr = 0.02", 'ctr = "high"'),
+            "campaigns[0].creatives[0].ctr: Input should be a valid number",
+        ),
+        (lambda s: s.replace('id = "steady"', 'id = "hero"'), "creative ids must be unique"),
+        (
+            lambda s: s.replace('id = "hero"', 'id = "../../etc/passwd"'),
+            "campaigns[0].creatives[0].id: String should match pattern",
+        ),
+        (
+            lambda s: s.replace("daily_impressions = 30000\n", ""),
+            "campaigns[0].daily_impressions: missing required key",
+        ),
+        (lambda s: s + "[[[", "invalid TOML"),
+    ],
+    ids=["unknown-key", "negative", "wrong-type", "duplicate", "path-like-id", "missing", "not-toml"],
+)
+def test_bad_scenario_is_one_line_exit_2(tmp_path: Path, mutate, expected: str) -> None:  # type: ignore[no-untyped-def]
+    from reliability_helpers import SCENARIO
+
+    scenario = write_scenario(tmp_path, mutate(SCENARIO))
+    proc = cli("simulate", "--scenario", str(scenario), "--out", str(tmp_path / "out"), "--quiet", "--days", "2")
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"creative-loop: {scenario}") and expected in lines[0], proc.stderr
+    assert not (tmp_path / "out" / "result.json").exists()
+
+
+# -- platform payloads -------------------------------------------------------------------
+GOOD = {
+    "ad_id": "42",
+    "date_start": "2026-01-07",
+    "date_stop": "2026-01-07",
+    "impressions": "1000",
+    "clicks": "12",
+    "spend": "8.50",
+}
+WINDOW = {"since": date(2026, 1, 5), "until": date(2026, 1, 8), "campaign": "shop"}
+
+
+def test_a_good_payload_parses() -> None:
+    rows = parse_insights({"data": [GOOD, {**GOOD, "ad_id": "43"}, dict(GOOD)]}, currency="EUR", **WINDOW)
+    assert rows == [
+        InsightRow("42", date(2026, 1, 7), 1000, 12, 850),
+        InsightRow("43", date(2026, 1, 7), 1000, 12, 850),
+    ]
+    assert parse_insights([GOOD], currency="JPY")[0].spend_minor == 9  # no minor units in yen
+
+
+@pytest.mark.parametrize(
+    ("rows", "currency", "expected"),
+    [
+        ([{k: v for k, v in GOOD.items() if k != "clicks"}], "USD", "insights row 0: missing field(s) clicks"),
+        ([{**GOOD, "impressions": None}], "USD", "insights row 0 (ad 42, 2026-01-07): impressions: missing or null"),
+        ([{**GOOD, "clicks": "12abc"}], "USD", "clicks: expected a whole number, got '12abc'"),
+        ([{**GOOD, "clicks": 1.5}], "USD", "clicks: expected a whole number, got 1.5"),
+        ([{**GOOD, "spend": "lots"}], "USD", "spend: expected a decimal amount, got 'lots'"),
+        ([{**GOOD, "spend": "NaN"}], "USD", "spend: expected a decimal amount"),
+        ([{**GOOD, "clicks": "-3"}], "USD", "clicks: negative (-3)"),
+        ([{**GOOD, "spend": "-1.00"}], "USD", "spend: negative"),
+        ([{**GOOD, "impressions": str(10**12)}], "USD", "impressions: absurd value"),
+        ([{**GOOD, "clicks": "5000"}], "USD", "clicks (5000) exceed impressions (1000)"),
+        (
+            [GOOD, {**GOOD, "clicks": "13"}],
+            "USD",
+            "insights row 1 (ad 42, 2026-01-07): the same ad and day reported twice",
+        ),
+        ([{**GOOD, "date_start": "2026-01-02", "date_stop": "2026-01-02"}], "USD", "day outside the window asked for"),
+        ([{**GOOD, "date_stop": "2026-01-06"}], "USD", "not a daily row: 2026-01-07..2026-01-06"),
+        ([{**GOOD, "date_start": "yesterday"}], "USD", "date_start: expected a date YYYY-MM-DD"),
+        ([{**GOOD, "ad_id": "../../x"}], "USD", "ad_id: expected an id, got '../../x'"),
+        ([GOOD], "XYZ", "account: unknown currency 'XYZ'"),
+        ([GOOD], None, "unknown currency None"),
+        ("rows", "USD", "insights: expected a list of rows, got str"),
+    ],
+)
+def test_bad_payloads_are_refused_with_one_line(rows, currency, expected: str) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(InvalidPayload) as err:
+        parse_insights(rows, currency=currency, **WINDOW)
+    message = str(err.value)
+    assert message.startswith("campaign shop: ") and expected in message and "\n" not in message, message
+
+
+def test_connector_rows_are_checked_too() -> None:
+    row = InsightRow("42", date(2026, 1, 7), 100, 3, 50)
+    assert check_rows([row, row]) == [row]  # an exact repeat collapses
+    with pytest.raises(InvalidPayload, match="impressions: negative"):
+        check_rows([InsightRow("42", date(2026, 1, 7), -1, 0, 0)])
+    with pytest.raises(InvalidPayload, match="spend_minor: expected a whole number, got '5'"):
+        check_rows([InsightRow("42", date(2026, 1, 7), 1, 0, "5")])  # type: ignore[arg-type]
+    with pytest.raises(InvalidPayload, match="frequency"):
+        check_rows([InsightRow("42", date(2026, 1, 7), 1, 0, 0, frequency=float("inf"))])
+
+
+class LyingPlatform(SimulatedAdPlatform):
+    """A simulated platform that, from ``bad_from`` on, reports one impossible row among good ones."""
+
+    bad_from = 10**9
+
+    def insights(self, campaign, since, until):  # type: ignore[no-untyped-def]
+        rows = super().insights(campaign, since, until)
+        if self.day >= self.bad_from and rows:
+            rows = [*rows[:-1], InsightRow(rows[-1].ad_id, rows[-1].day, 10, 50, 1)]
+        return rows
+
+
+def test_a_bad_payload_stores_nothing_and_the_loop_resumes(sqlite_engine, tmp_path: Path) -> None:
+    rt = make_runtime(sqlite_engine, tmp_path / "run", write_scenario(tmp_path))
+    lying = LyingPlatform(rt.platform.scenario, state_path=rt.platform.state_path)
+    rt.platform = lying
+    assert run_days(rt, 5) == []
+    with open_session(sqlite_engine) as s:
+        before = sorted((m.creative_id, m.day, m.clicks) for m in s.exec(select(DailyMetric)))
+    lying.bad_from = lying.day
+    errors = run_days(rt, 2)
+    assert len(errors) == 2 and all("clicks (50) exceed impressions (10)" in e for e in errors), errors
+    with open_session(sqlite_engine) as s:  # not one row of the bad batches was written
+        assert sorted((m.creative_id, m.day, m.clicks) for m in s.exec(select(DailyMetric))) == before
+    lying.bad_from = 10**9
+    assert run_days(rt, 1) == []  # the platform is sane again: the next tick catches up on every missed day
+    with open_session(sqlite_engine) as s:
+        days = {m.day for m in s.exec(select(DailyMetric))}
+    assert len(days) == lying.day - 1
+
+
+# -- images ----------------------------------------------------------------------------
+def png(image: Image.Image, fmt: str = "PNG") -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, format=fmt)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (b"", "empty, expected image bytes"),
+        (b"hello, not an image", "not an image"),
+        (png(Image.new("RGB", (64, 64)), "BMP"), "not an image (or not one of PNG, JPEG, WEBP, GIF)"),
+        (png(Image.effect_noise((256, 256), 60).convert("RGB"))[:3000], "truncated or corrupt PNG image"),
+        (png(Image.new("1", (8000, 8000))), "decompression bomb refused: 8000x8000 = 64000000 pixels"),
+        (png(Image.new("1", (30000, 10))), "decompression bomb refused: 30000x10"),
+    ],
+    ids=["empty", "text", "bmp", "truncated", "bomb", "long-side"],
+)
+def test_bad_images_are_refused(data: bytes, expected: str) -> None:
+    with pytest.raises(ImageRejected) as err:
+        load_image(data, where="ad 42 source image")
+    assert str(err.value).startswith("ad 42 source image: ") and expected in str(err.value), str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("image", "fmt", "pixel"),
+    [
+        (Image.new("CMYK", (16, 16), (0, 255, 255, 0)), "JPEG", (255, 0, 0)),
+        (Image.new("RGBA", (16, 16), (0, 0, 255, 0)), "PNG", (255, 255, 255)),  # transparent: flattened onto white
+        (Image.new("LA", (16, 16), (0, 255)), "PNG", (0, 0, 0)),
+        (Image.new("L", (16, 16), 128), "PNG", (128, 128, 128)),
+        (Image.new("P", (16, 16), 3), "GIF", None),
+    ],
+    ids=["cmyk", "rgba", "la", "grey", "palette"],
+)
+def test_image_modes_are_normalised_to_rgb(image: Image.Image, fmt: str, pixel) -> None:  # type: ignore[no-untyped-def]
+    out = load_image(png(image, fmt))
+    assert out.mode == "RGB" and out.size == (16, 16)
+    if pixel is not None:
+        assert all(abs(a - b) <= 3 for a, b in zip(out.getpixel((8, 8)), pixel, strict=True)), out.getpixel((8, 8))
+
+
+def test_16_bit_greyscale_keeps_its_range() -> None:
+    deep = Image.new("I;16", (4, 1))
+    deep.putdata([0, 1000, 30000, 65535])
+    out = load_image(png(deep))
+    assert out.mode == "RGB" and [out.getpixel((x, 0))[0] for x in range(4)] == [0, 3, 116, 255]
+
+
+class BadImagePlatform(SimulatedAdPlatform):
+    def source_creative(self, campaign, ad_id):  # type: ignore[no-untyped-def]
+        good = super().source_creative(campaign, ad_id)
+        return SourceCreative(ad_id, good.image[: len(good.image) // 3], headline=good.headline)
+
+
+def test_a_bad_source_image_abandons_the_experiment_and_frees_its_credits(sqlite_engine, tmp_path: Path) -> None:
+    rt = make_runtime(sqlite_engine, tmp_path / "run", write_scenario(tmp_path))
+    rt.platform = BadImagePlatform(rt.platform.scenario, state_path=rt.platform.state_path)
+    errors = run_days(rt, 30)
+    assert errors == []  # the tick went on; the experiment says why it stopped
+    with open_session(sqlite_engine) as s:
+        exps = s.exec(select(Experiment)).all()
+        assert exps and all(e.state == "abandoned" for e in exps)
+        assert "source image rejected: truncated or corrupt PNG image" in exps[0].reason
+        credit = Ledger(s).state("shop", "credit")
+        assert credit.reserved == 0 and credit.spent == 0
+
+
+# -- names near paths ------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "name",
+    ["../../etc/passwd", "..", ".", "", "a/b", "a\\b", "nul\x00byte", "/abs", "-rf", "ünïcødé", "x" * 500, "con"],
+)
+def test_platform_names_become_one_safe_component(tmp_path: Path, name: str) -> None:
+    part = safe_component(name)
+    assert part and "/" not in part and "\\" not in part and "\x00" not in part and part not in (".", "..")
+    assert not part.startswith((".", "-")) and len(part) <= 111 and part.isascii()
+    assert contained(tmp_path, name, name).parent.parent == tmp_path.resolve()
+
+
+def test_different_names_never_share_a_file() -> None:
+    names = ["a/b", "a_b", "a\\b", "a b", "a:b", "../a_b", "A_B"]
+    assert len({safe_component(n) for n in names}) >= len(names) - 1  # "a:b" is our own id style, kept readable
+    assert safe_component("shop:hero:2026-01-21") == "shop_hero_2026-01-21"
+
+
+def test_a_symlink_out_of_the_root_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "root").mkdir()
+    os.symlink("/", tmp_path / "root" / "escape")
+    with pytest.raises(UnsafePath, match="resolves outside"):
+        contained(tmp_path / "root", "escape", "etc")
+
+
+def test_gallery_export_keeps_platform_names_inside(sqlite_engine, tmp_path: Path) -> None:
+    from loop.simulate import export_gallery
+
+    rt = make_runtime(sqlite_engine, tmp_path / "run", write_scenario(tmp_path))
+    digest = rt.images.put(Image.new("RGB", (8, 8)))
+    run_days(rt, 1)
+    with open_session(sqlite_engine) as s:
+        for i, label in enumerate(["../../../escaped", "/etc/cron.d/x", "a/b", "a_b"]):
+            s.add(Creative(id=f"shop:evil{i}", campaign_id="shop", role="live", label=label, image_hash=digest))
+        s.commit()
+    written = export_gallery(rt, tmp_path / "out")
+    root = (tmp_path / "out" / "gallery").resolve()
+    assert len(written) == 4 and len(set(written)) == 4
+    assert all(root in p.resolve().parents for p in written)
+    assert not (tmp_path / "escaped.png").exists()
+
+
+def test_snapshot_helper_reads_the_state(sqlite_engine, tmp_path: Path) -> None:
+    rt = make_runtime(sqlite_engine, tmp_path / "run", write_scenario(tmp_path))
+    run_days(rt, 2)
+    assert snapshot(sqlite_engine, tmp_path / "run" / "platform.json")["platform_day"] == 2
