@@ -251,6 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     return int(rv or 0)
 
 
+import loop.doctor  # noqa: E402,F401  (registers `doctor`)
 import loop.executors  # noqa: E402,F401  (registers `worker`, the Celery executor's worker)
 import loop.fix  # noqa: E402,F401  (registers `fix`, inpainting a variant)
 import loop.web.commands  # noqa: E402,F401  (registers `serve` and `report`)
