@@ -1,0 +1,662 @@
+"""Offline policy comparison: every allocation policy on the same random streams.
+
+``creative-loop simulate --compare thompson,uniform,epsilon_greedy --runs 50``
+runs the real loop on the simulated platform once per (policy, run).  Run
+``r`` uses the scenario's seed + ``r`` for *every* policy, and the simulator
+draws its noise from a stream per (purpose, object, day), so the policies see
+the same delivery and click noise and the same variants: their differences
+are the policies' and not the dice's (common random numbers).
+
+Each run is scored from its own in-memory database and the simulator's hidden
+truth into a :class:`RunSummary`; :func:`summarize` folds a policy's runs into
+one :class:`PolicyRow`.  Definitions (per run, summed over campaigns):
+
+- ``regret_clicks``: Σ over test days and arms of impressions × (best arm's
+  true CTR − the arm's true CTR), as in :mod:`loop.simulate`;
+- ``wasted_impressions``: test impressions on arms that were not truly best;
+- impressions until P(best) ≥ 0.95: the experiment's cumulative test
+  impressions at the first bandit decision (a ``BanditDecision`` row, or the
+  declaration itself, which stores no row) whose largest P(best) reaches
+  0.95, and whether that arm was truly best;
+- detection delay: ``detected_day − true_onset_day`` for each fatigue
+  detected on or after its onset; a detection before onset is a false alarm.
+
+Images do not change the simulator's outcomes, so runs use a 64-pixel
+procedural generator; runs are spread over processes.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlmodel import Session, col, select
+
+from connectors.ads.scenario import Scenario
+from connectors.ads.simulated import SimulatedAdPlatform
+from connectors.images.base import ImageGenerator
+from connectors.images.procedural import ProceduralGenerator
+from loop import events
+from loop.config import Config
+from loop.simulate import TIERINGS, run_simulation
+from storage.db import session as open_session
+from storage.models import Arm, AuditEvent, BanditDecision, Creative, DailyMetric, Experiment
+
+PROB_BEST_LEVEL = 0.95
+BASELINE = "uniform"
+
+__all__ = [
+    "BASELINE",
+    "Comparison",
+    "PolicyRow",
+    "RunSummary",
+    "compare_policies",
+    "parse_policies",
+    "render_report",
+    "run_one",
+    "summarize",
+    "write_report",
+]
+
+
+@dataclass
+class RunSummary:
+    """One policy's run on one seed, reduced to what the comparison needs."""
+
+    policy: str
+    run: int
+    seed: int
+    regret_clicks: float
+    daily_regret: list[float]  # per simulated day, summed over campaigns and experiments
+    wasted_impressions: int
+    test_impressions: int
+    test_spend: float
+    credit_spend: float
+    clicks: int
+    experiments: int
+    winners: int
+    winners_truly_best: int
+    confident: list[tuple[int, bool]]  # per experiment reaching P(best) ≥ 0.95: (impressions, truly best)
+    detection_delays: list[int]
+    missed_detections: int
+    false_alarms: int
+    detections: dict[str, int | None]  # "campaign/creative" -> detected_day
+    allocation: dict[str, Any] | None = None  # a representative experiment's split, day by day
+
+
+@dataclass
+class PolicyRow:
+    """A policy's runs, aggregated (means are per run unless named otherwise)."""
+
+    policy: str
+    runs: int
+    regret_mean: float
+    regret_se: float
+    regret_pct_of_uniform: float | None
+    wasted_impressions: float
+    test_impressions: float
+    imps_to_confident_mean: float | None
+    imps_to_confident_median: float | None
+    confident_experiments: int
+    experiments: int
+    confident_truly_best: float | None  # share of confident picks that were truly best
+    winners_truly_best: float | None  # share of declared winners that were truly best
+    delay_mean: float | None
+    delay_median: float | None
+    detections: int
+    missed_detections: int
+    false_alarms_per_run: float
+    test_spend: float
+    credit_spend: float
+    clicks: float
+
+
+@dataclass
+class Comparison:
+    scenario: str
+    days: int
+    runs: int
+    seed: int
+    tiering: str
+    policies: list[str]
+    summaries: dict[str, list[RunSummary]]
+    rows: list[PolicyRow]
+    elapsed_s: float = 0.0
+
+    def row(self, policy: str) -> PolicyRow:
+        return next(r for r in self.rows if r.policy == policy)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "scenario": self.scenario,
+            "days": self.days,
+            "runs": self.runs,
+            "seed": self.seed,
+            "tiering": self.tiering,
+            "policies": self.policies,
+            "seeds": [self.seed + r for r in range(self.runs)],
+            "table": [asdict(r) for r in self.rows],
+            "per_run": {
+                p: [{k: v for k, v in asdict(s).items() if k not in ("allocation", "daily_regret")} for s in runs]
+                for p, runs in self.summaries.items()
+            },
+        }
+
+
+def parse_policies(text: str) -> list[str]:
+    """``"thompson, uniform"`` -> ``["thompson", "uniform"]``; ``ValueError`` naming an unknown policy."""
+    from policies.bandit import POLICY_NAMES
+
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise ValueError(f"expected a comma-separated list of policies from {', '.join(POLICY_NAMES)}, got {text!r}")
+    unknown = [n for n in names if n not in POLICY_NAMES]
+    if unknown:
+        raise ValueError(f"unknown policy {unknown[0]!r} (allowed: {', '.join(POLICY_NAMES)})")
+    if len(set(names)) != len(names):
+        raise ValueError(f"each policy once, got {text!r}")
+    return names
+
+
+# -- one run -------------------------------------------------------------------
+
+_GENERATORS: dict[str, ImageGenerator] = {}
+
+
+def _small_generators() -> dict[str, ImageGenerator]:
+    # One per process: the generator is stateless, and 64-pixel images cost little.
+    if not _GENERATORS:
+        _GENERATORS["procedural"] = ProceduralGenerator(draft_width=64, pro_width=64)
+    return _GENERATORS
+
+
+def run_one(
+    cfg: Config,
+    scenario: Scenario,
+    policy: str,
+    run: int,
+    *,
+    days: int | None = None,
+    tiering: str = "tiered",
+    keep_allocation: bool = False,
+) -> RunSummary:
+    """Simulate ``policy`` on the scenario with seed ``scenario.seed + run`` (in-memory database)."""
+    seeded = scenario.model_copy(update={"seed": scenario.seed + run})
+    days = days or scenario.days
+    with tempfile.TemporaryDirectory(prefix="creative-loop-compare-") as tmp:
+        sim = run_simulation(
+            cfg, seeded, days=days, tiering=tiering, policy=policy, out_dir=tmp,
+            database_url="sqlite://", generators=_small_generators(),
+        )  # fmt: skip
+        try:
+            with open_session(sim.runtime.engine) as session:
+                return _summarize_run(
+                    session, sim.platform, sim.result, policy, run, seeded.seed, days, keep_allocation
+                )
+        finally:
+            sim.runtime.engine.dispose()
+
+
+def _summarize_run(
+    session: Session,
+    platform: SimulatedAdPlatform,
+    result: dict[str, Any],
+    policy: str,
+    run: int,
+    seed: int,
+    days: int,
+    keep_allocation: bool,
+) -> RunSummary:
+    daily = np.zeros(days)
+    wasted = test_imps = winners = winners_best = 0
+    confident: list[tuple[int, bool]] = []
+    allocation: dict[str, Any] | None = None
+    n_exps = 0
+    for camp in result["campaigns"]:
+        for e in camp["experiments"]:
+            n_exps += 1
+            if e["winner"] is not None and e["best_true_ctr"] is not None:
+                winners += 1
+                winners_best += e["winner_true_ctr"] == e["best_true_ctr"]
+    exps = session.exec(select(Experiment).order_by(col(Experiment.campaign_id), Experiment.created_at)).all()
+    for exp in exps:
+        arms = session.exec(select(Arm).where(Arm.experiment_id == exp.id).order_by(col(Arm.position))).all()
+        true_ctr = [platform.ads[a.platform_ad_id].base_ctr if a.platform_ad_id in platform.ads else None for a in arms]
+        known = [c for c in true_ctr if c is not None]
+        if not known:
+            continue
+        best = max(known)
+        ids = [a.creative_id for a in arms]
+        metrics = session.exec(select(DailyMetric).where(col(DailyMetric.creative_id).in_(ids))).all()
+        for m in metrics:
+            ctr = true_ctr[ids.index(m.creative_id)]
+            if ctr is None:
+                continue
+            d = platform.day_index(m.day)
+            if 0 <= d < days:
+                daily[d] += m.impressions * (best - ctr)
+            test_imps += m.impressions
+            if ctr < best:
+                wasted += m.impressions
+        point = _first_confident(session, exp, ids, metrics)
+        if point is not None:
+            imps, arm = point
+            confident.append((imps, true_ctr[arm] == best))
+        if keep_allocation and allocation is None:
+            allocation = _allocation(session, exp, arms)
+    delays, missed, detections = [], 0, {}
+    for camp in result["campaigns"]:
+        for f in camp["fatigue"]:
+            onset, detected = f["true_onset_day"], f["detected_day"]
+            detections[f"{camp['id']}/{f['creative']}"] = detected
+            if onset is not None and detected is not None and detected >= onset:
+                delays.append(int(detected - onset))
+            elif onset is not None and detected is None and onset < days:
+                missed += 1
+    return RunSummary(
+        policy=policy,
+        run=run,
+        seed=seed,
+        regret_clicks=float(daily.sum()),
+        daily_regret=[float(x) for x in daily],
+        wasted_impressions=int(wasted),
+        test_impressions=int(test_imps),
+        test_spend=float(sum(c["test_spend"] for c in result["campaigns"])),
+        credit_spend=float(sum(c["credit_spend"] for c in result["campaigns"])),
+        clicks=int(sum(c["clicks"] for c in result["campaigns"])),
+        experiments=n_exps,
+        winners=winners,
+        winners_truly_best=int(winners_best),
+        confident=confident,
+        detection_delays=delays,
+        missed_detections=missed,
+        false_alarms=int(sum(c["false_alarms"] for c in result["campaigns"])),
+        detections=detections,
+        allocation=allocation,
+    )
+
+
+def _first_confident(
+    session: Session, exp: Experiment, arm_ids: list[str], metrics: Sequence[DailyMetric]
+) -> tuple[int, int] | None:
+    """(cumulative test impressions, leading arm) at the first decision with max P(best) ≥ 0.95."""
+    points: list[tuple[date, int, list[float]]] = [
+        (d.day, sum(d.impressions), list(d.prob_best))
+        for d in session.exec(
+            select(BanditDecision).where(BanditDecision.experiment_id == exp.id).order_by(col(BanditDecision.day))
+        ).all()
+    ]
+    # A winner declared by the stopping rule stores no decision row: its event carries P(best),
+    # computed from the counts reported before the decision day.
+    declared = session.exec(
+        select(AuditEvent).where(AuditEvent.experiment_id == exp.id, AuditEvent.name == events.WINNER_DECLARED)
+    ).first()
+    if declared is not None and exp.decided_on is not None and declared.data.get("prob_best"):
+        imps = sum(m.impressions for m in metrics if m.day < exp.decided_on)
+        points.append((exp.decided_on, imps, [float(p) for p in declared.data["prob_best"]]))
+    for _, imps, prob in sorted(points, key=lambda p: p[0]):
+        if len(prob) == len(arm_ids) and max(prob) >= PROB_BEST_LEVEL:
+            return imps, int(np.argmax(prob))
+    return None
+
+
+def _allocation(session: Session, exp: Experiment, arms: Sequence[Arm]) -> dict[str, Any] | None:
+    rows = session.exec(
+        select(BanditDecision).where(BanditDecision.experiment_id == exp.id).order_by(col(BanditDecision.day))
+    ).all()
+    if not rows:
+        return None
+    labels = []
+    for a in arms:
+        c = session.get(Creative, a.creative_id)
+        labels.append((c.label if c is not None else None) or a.creative_id)
+    parent = session.get(Creative, exp.parent_creative_id)
+    return {
+        "experiment": exp.id,
+        "parent": (parent.label if parent is not None else None) or exp.parent_creative_id,
+        "days": [r.day.isoformat() for r in rows],
+        "weights": [list(r.weights) for r in rows],
+        "labels": labels,
+        "winner": next((i for i, a in enumerate(arms) if a.creative_id == exp.winner_creative_id), None),
+    }
+
+
+# -- many runs -----------------------------------------------------------------
+
+
+def _job(args: tuple[Config, Scenario, str, int, int, str]) -> RunSummary:
+    cfg, scenario, policy, run, days, tiering = args
+    return run_one(cfg, scenario, policy, run, days=days, tiering=tiering, keep_allocation=run == 0)
+
+
+def compare_policies(
+    cfg: Config,
+    scenario: Scenario,
+    policies: Sequence[str],
+    runs: int = 50,
+    *,
+    scenario_name: str = "bundled example",
+    days: int | None = None,
+    tiering: str = "tiered",
+    workers: int | None = None,
+    on_run: Callable[[int, int], None] | None = None,
+) -> Comparison:
+    """Run every policy ``runs`` times on common random numbers and aggregate.
+
+    ``workers`` processes (default: the CPU count; 1 runs in this process);
+    ``on_run(done, total)`` is called after each finished simulation.
+    """
+    # 1. check inputs
+    if runs < 1:
+        raise ValueError(f"runs: expected >= 1, got {runs}")
+    if tiering not in TIERINGS:
+        raise ValueError(f"tiering: expected one of {TIERINGS}, got {tiering!r}")
+    policies = parse_policies(",".join(policies))
+    days = days or scenario.days
+    # 2. one job per (run, policy); runs first, so an interrupted compare has whole runs
+    jobs = [(cfg, scenario, p, r, days, tiering) for r in range(runs) for p in policies]
+    workers = max(1, min(workers or os.cpu_count() or 1, len(jobs)))
+    started = datetime.now(UTC)
+    done: list[RunSummary] = []
+    if workers == 1:
+        for job in jobs:
+            done.append(_job(job))
+            if on_run is not None:
+                on_run(len(done), len(jobs))
+    else:
+        # Not fork: the caller may be running threads (a progress bar); forkserver starts clean workers.
+        method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context(method)) as pool:
+            futures = [pool.submit(_job, job) for job in jobs]
+            for fut in as_completed(futures):
+                done.append(fut.result())
+                if on_run is not None:
+                    on_run(len(done), len(jobs))
+    # 3. aggregate per policy, in run order
+    summaries = {p: sorted((s for s in done if s.policy == p), key=lambda s: s.run) for p in policies}
+    baseline = summaries.get(BASELINE)
+    rows = [summarize(summaries[p], baseline) for p in policies]
+    return Comparison(
+        scenario=scenario_name,
+        days=days,
+        runs=runs,
+        seed=scenario.seed,
+        tiering=tiering,
+        policies=list(policies),
+        summaries=summaries,
+        rows=rows,
+        elapsed_s=(datetime.now(UTC) - started).total_seconds(),
+    )
+
+
+def summarize(runs: Sequence[RunSummary], baseline: Sequence[RunSummary] | None = None) -> PolicyRow:
+    """One policy's runs as a table row; ``baseline`` (uniform's runs) gives the % column."""
+    if not runs:
+        raise ValueError("summarize: expected at least one run")
+    regret = np.array([s.regret_clicks for s in runs])
+    se = float(regret.std(ddof=1) / math.sqrt(len(regret))) if len(regret) > 1 else 0.0
+    pct = None
+    if baseline:
+        base = float(np.mean([s.regret_clicks for s in baseline]))
+        pct = 100.0 * float(regret.mean()) / base if base > 0 else None
+    confident = [c for s in runs for c in s.confident]
+    delays = [d for s in runs for d in s.detection_delays]
+    experiments = sum(s.experiments for s in runs)
+    winners = sum(s.winners for s in runs)
+    return PolicyRow(
+        policy=runs[0].policy,
+        runs=len(runs),
+        regret_mean=float(regret.mean()),
+        regret_se=se,
+        regret_pct_of_uniform=pct,
+        wasted_impressions=float(np.mean([s.wasted_impressions for s in runs])),
+        test_impressions=float(np.mean([s.test_impressions for s in runs])),
+        imps_to_confident_mean=float(np.mean([c[0] for c in confident])) if confident else None,
+        imps_to_confident_median=float(np.median([c[0] for c in confident])) if confident else None,
+        confident_experiments=len(confident),
+        experiments=experiments,
+        confident_truly_best=float(np.mean([c[1] for c in confident])) if confident else None,
+        winners_truly_best=sum(s.winners_truly_best for s in runs) / winners if winners else None,
+        delay_mean=float(np.mean(delays)) if delays else None,
+        delay_median=float(np.median(delays)) if delays else None,
+        detections=len(delays),
+        missed_detections=sum(s.missed_detections for s in runs),
+        false_alarms_per_run=float(np.mean([s.false_alarms for s in runs])),
+        test_spend=float(np.mean([s.test_spend for s in runs])),
+        credit_spend=float(np.mean([s.credit_spend for s in runs])),
+        clicks=float(np.mean([s.clicks for s in runs])),
+    )
+
+
+# -- the table -------------------------------------------------------------------
+
+COLUMNS = (
+    "policy",
+    "regret clicks (mean ± s.e.)",
+    "% of uniform",
+    "wasted test imps",
+    "test imps to P(best)≥0.95",
+    "reached",
+    "truly best",
+    "winner = best",
+    "detect delay mean / median",
+    "false alarms / run",
+    "test spend",
+    "credits",
+)
+
+
+def table_rows(comparison: Comparison) -> list[list[str]]:
+    """The comparison table as strings, one list per policy, in :data:`COLUMNS` order."""
+    out = []
+    for r in comparison.rows:
+        out.append(
+            [
+                r.policy,
+                f"{r.regret_mean:,.1f} ± {r.regret_se:,.1f}",
+                _fmt(r.regret_pct_of_uniform, "{:.1f}%"),
+                f"{r.wasted_impressions:,.0f}",
+                _fmt(r.imps_to_confident_mean, "{:,.0f}"),
+                f"{r.confident_experiments}/{r.experiments}",
+                _fmt(r.confident_truly_best, "{:.0%}"),
+                _fmt(r.winners_truly_best, "{:.0%}"),
+                f"{_fmt(r.delay_mean, '{:.1f}')} / {_fmt(r.delay_median, '{:.0f}')} d",
+                f"{r.false_alarms_per_run:.2f}",
+                f"{r.test_spend:,.2f}",
+                f"{r.credit_spend:,.2f}",
+            ]
+        )
+    return out
+
+
+def rich_table(comparison: Comparison) -> Any:
+    """The comparison as a ``rich.table.Table`` (what the CLI prints)."""
+    from rich.table import Table
+
+    table = Table(title=table_caption(comparison))
+    for i, name in enumerate(COLUMNS):
+        table.add_column(name, justify="left" if i == 0 else "right")
+    for row in table_rows(comparison):
+        table.add_row(*row)
+    return table
+
+
+def markdown_table(comparison: Comparison) -> str:
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "|".join(" --- " for _ in COLUMNS) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in table_rows(comparison)]
+    return "\n".join(lines)
+
+
+def table_caption(comparison: Comparison) -> str:
+    c = comparison
+    return (
+        f"policy comparison: {c.scenario} · {c.tiering} · {c.days} days · {c.runs} run(s) per policy "
+        f"(seeds {c.seed}–{c.seed + c.runs - 1}, common random numbers)"
+    )
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "–" if value is None else spec.format(value)
+
+
+# -- the report ------------------------------------------------------------------
+
+
+def regret_curves(comparison: Comparison) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per policy: cumulative regret by day, mean over runs, and its standard error."""
+    curves = {}
+    for p, runs in comparison.summaries.items():
+        cum = np.cumsum(np.array([s.daily_regret for s in runs]), axis=1)
+        se = cum.std(axis=0, ddof=1) / math.sqrt(len(runs)) if len(runs) > 1 else np.zeros(cum.shape[1])
+        curves[p] = (cum.mean(axis=0), se)
+    return curves
+
+
+def _svg_figure(draw: Callable[[Any], None], size: tuple[float, float]) -> bytes:
+    import io
+
+    from matplotlib import rc_context
+    from matplotlib.backends.backend_svg import FigureCanvasSVG
+    from matplotlib.figure import Figure
+
+    # The dashboard's look (charts._RC): stable ids, text as paths, no font needed offline.
+    rc = {"svg.hashsalt": "creative-loop", "svg.fonttype": "path", "font.size": 8,
+          "axes.spines.top": False, "axes.spines.right": False, "axes.titlesize": 9, "axes.titleweight": "bold"}  # fmt: skip
+    with rc_context(rc):
+        fig = Figure(figsize=size, layout="constrained")
+        draw(fig.add_subplot())
+        buf = io.BytesIO()
+        FigureCanvasSVG(fig).print_svg(buf, metadata={"Date": None})
+    return buf.getvalue()
+
+
+def regret_chart(comparison: Comparison) -> bytes:
+    from loop.web.charts import PALETTE
+
+    curves = regret_curves(comparison)
+
+    def draw(ax: Any) -> None:
+        x = np.arange(1, comparison.days + 1)
+        for i, (p, (mean, se)) in enumerate(curves.items()):
+            color = PALETTE[i % len(PALETTE)]
+            ax.fill_between(x, mean - se, mean + se, color=color, alpha=0.15, linewidth=0)
+            ax.plot(x, mean, color=color, linewidth=1.4, label=p)
+        ax.set_xlabel("simulated day")
+        ax.set_ylabel("cumulative regret (clicks)")
+        ax.legend(loc="upper left", fontsize=7, frameon=False)
+        ax.set_title(f"regret over days (mean of {comparison.runs} runs, band ± 1 s.e.)", loc="left")
+
+    return _svg_figure(draw, (9.0, 3.2))
+
+
+def delay_histogram(comparison: Comparison) -> bytes:
+    from loop.web.charts import MUTED, PALETTE
+
+    delays = {p: [d for s in runs for d in s.detection_delays] for p, runs in comparison.summaries.items()}
+
+    def draw(ax: Any) -> None:
+        every = [d for ds in delays.values() for d in ds]
+        if not every:
+            ax.text(0.5, 0.5, "no fatigue detected", ha="center", va="center", color=MUTED, transform=ax.transAxes)
+            ax.set_axis_off()
+            return
+        edges = np.arange(min(every), max(every) + 2) - 0.5
+        width = 0.8 / len(delays)
+        for i, (p, ds) in enumerate(delays.items()):
+            counts, _ = np.histogram(ds, bins=edges)
+            centres = edges[:-1] + 0.5 + (i - (len(delays) - 1) / 2) * width
+            ax.bar(centres, counts, width=width, color=PALETTE[i % len(PALETTE)], label=p, linewidth=0)
+        ax.set_xlabel("days from true onset to detection")
+        ax.set_ylabel("detections")
+        ax.legend(loc="upper right", fontsize=7, frameon=False)
+        ax.set_title("fatigue detection delay", loc="left")
+
+    return _svg_figure(draw, (9.0, 2.8))
+
+
+def allocation_charts(comparison: Comparison) -> list[dict[str, Any]]:
+    """Per policy, the split of run 0's first bandit-driven experiment (same parent for every policy)."""
+    from loop.web.charts import allocation_chart, data_uri
+
+    out = []
+    for p, runs in comparison.summaries.items():
+        alloc = runs[0].allocation if runs else None
+        if alloc is None:
+            out.append({"policy": p, "experiment": None, "uri": None})
+            continue
+        days = [date.fromisoformat(d) for d in alloc["days"]]
+        labels = [f"{lab} (winner)" if i == alloc["winner"] else lab for i, lab in enumerate(alloc["labels"])]
+        svg = allocation_chart(days, alloc["weights"], labels)
+        out.append({"policy": p, "experiment": alloc["experiment"], "parent": alloc["parent"], "uri": data_uri(svg)})
+    return out
+
+
+_REPORT = """{% extends "base.html" %}
+{% block content %}
+<h1>{{ title }}</h1>
+<p class="small muted">Generated {{ generated_at|when }}. Every chart is embedded in this file.
+{{ c.runs }} run(s) per policy; run r uses seed {{ c.seed }} + r for every policy, and the simulator draws
+its noise per (purpose, object, day), so the policies face the same delivery and click noise
+(common random numbers). Took {{ "%.0f"|format(c.elapsed_s) }} s.</p>
+<div class="card"><table>
+<tr>{% for h in columns %}<th{% if not loop.first %} class="num"{% endif %}>{{ h }}</th>{% endfor %}</tr>
+{% for row in rows %}<tr>{% for v in row %}<td{% if not loop.first %} class="num"{% endif %}>{{ v }}</td>{% endfor %}</tr>
+{% endfor %}</table>
+<p class="small muted">Means per run, summed over campaigns. Regret: expected clicks lost on the test budget to
+arms worse than the experiment's best (true CTRs). Wasted: test impressions on arms that were not truly best.
+P(best) ≥ 0.95: mean cumulative test impressions at the first bandit decision whose leader reached it;
+"reached" counts those experiments, "truly best" how often that leader had the highest true CTR. "winner = best":
+declared winners (including budget-exhausted best-so-far) that were truly best. Detection delay:
+detected − true onset day, for detections on or after onset; earlier ones are false alarms.</p></div>
+<h2>Regret</h2>
+<div class="card"><img class="chart" alt="regret curves" src="{{ regret_uri }}"></div>
+<h2>Allocation over time</h2>
+<p class="small muted">Run 0's first experiment with bandit decisions, per policy (the same fatigued parent).</p>
+{% for a in allocations %}
+<div class="card"><h3>{{ a.policy }}{% if a.experiment %} · experiment {{ a.experiment }}{% endif %}</h3>
+{% if a.uri %}<img class="chart" alt="allocation {{ a.policy }}" src="{{ a.uri }}">
+{% else %}<p class="muted">No bandit decisions in run 0.</p>{% endif %}</div>
+{% endfor %}
+<h2>Fatigue detection</h2>
+<div class="card"><img class="chart" alt="detection delay histogram" src="{{ delay_uri }}"></div>
+{% endblock %}
+"""
+
+
+def render_report(comparison: Comparison, *, clock: Callable[[], datetime] | None = None) -> str:
+    """The comparison as one self-contained HTML page (charts embedded as data URIs)."""
+    from loop.web.charts import data_uri
+    from loop.web.views import make_env
+
+    now = (clock or (lambda: datetime.now(UTC)))()
+    return (
+        make_env()
+        .from_string(_REPORT)
+        .render(
+            c=comparison,
+            columns=COLUMNS,
+            rows=table_rows(comparison),
+            regret_uri=data_uri(regret_chart(comparison)),
+            delay_uri=data_uri(delay_histogram(comparison)),
+            allocations=allocation_charts(comparison),
+            report=True,
+            generated_at=now,
+            title=table_caption(comparison),
+        )
+    )
+
+
+def write_report(comparison: Comparison, out_path: str | Path, *, clock: Callable[[], datetime] | None = None) -> Path:
+    """Write the report to ``out_path`` (atomically) and return the path."""
+    from loop.web.views import write_file
+
+    return write_file(Path(out_path), render_report(comparison, clock=clock))
