@@ -58,8 +58,14 @@ def simulate(
     out: Annotated[Path, typer.Option(help="Folder for the database, images and gallery.")] = Path("out"),
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or table.")] = False,
     report: Annotated[Path | None, typer.Option("--report", help="Also write a self-contained HTML report.")] = None,
+    compare: Annotated[
+        str | None, typer.Option("--compare", help="Compare policies, e.g. thompson,uniform,epsilon_greedy.")
+    ] = None,
+    runs: Annotated[
+        int | None, typer.Option("--runs", min=1, help="Runs per policy with --compare (default 50).")
+    ] = None,
 ) -> None:
-    """Run the loop offline on the simulated platform and score it."""
+    """Run the loop offline on the simulated platform and score it (or compare policies)."""
     from connectors.ads.scenario import load_scenario
     from loop.simulate import TIERINGS, export_gallery, run_simulation
 
@@ -73,6 +79,9 @@ def simulate(
             raise ConfigError("--policy", "policy", f"unknown policy {policy!r} (allowed: {', '.join(POLICY_NAMES)})")
     scen = load_scenario(scenario)
     total = days or scen.days
+    if compare is not None or runs is not None:
+        _simulate_compare(cfg, scen, scenario, compare, policy, runs or 50, total, tiering, json_out, report, quiet)
+        return
     with Progress(
         TextColumn("[bold]simulating"), BarColumn(), MofNCompleteColumn(), TextColumn("days"), TimeElapsedColumn(),
         console=err_console, disable=quiet,
@@ -93,6 +102,40 @@ def simulate(
     if not quiet:
         _print_summary(run.result)
         console.print(f"result: {target}   images: {out / 'gallery'}")
+
+
+def _simulate_compare(
+    cfg: Config, scen: Any, scenario: Path | None, compare: str | None, policy: str | None, runs: int,
+    days: int, tiering: str, json_out: Path | None, report: Path | None, quiet: bool,
+) -> None:  # fmt: skip
+    """``simulate --compare``: every policy on common random numbers, then the table (loop.compare)."""
+    from loop.compare import compare_policies, parse_policies, rich_table, write_report
+
+    if compare is None:
+        raise ConfigError("--runs", "runs", "--runs needs --compare (e.g. --compare thompson,uniform)")
+    if policy is not None:
+        raise ConfigError("--compare", "compare", "give either --policy or --compare, not both")
+    try:
+        names = parse_policies(compare)
+    except ValueError as exc:
+        raise ConfigError("--compare", "compare", str(exc)) from exc
+    with Progress(
+        TextColumn("[bold]comparing"), BarColumn(), MofNCompleteColumn(), TextColumn("runs"), TimeElapsedColumn(),
+        console=err_console, disable=quiet,
+    ) as progress:  # fmt: skip
+        task = progress.add_task("runs", total=runs * len(names))
+        result = compare_policies(
+            cfg, scen, names, runs, scenario_name=str(scenario) if scenario else "bundled example", days=days,
+            tiering=tiering, on_run=lambda i, n: progress.update(task, completed=i),
+        )  # fmt: skip
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+    if report is not None:
+        write_report(result, report)
+    if not quiet:
+        console.print(rich_table(result))
+        console.print(f"{runs} run(s) x {len(names)} policies in {result.elapsed_s:.0f} s")
 
 
 def _print_summary(result: dict[str, Any]) -> None:

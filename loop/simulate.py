@@ -26,6 +26,7 @@ from sqlmodel import Session, select
 
 from connectors.ads.scenario import Scenario
 from connectors.ads.simulated import SimulatedAdPlatform
+from connectors.images.base import ImageGenerator
 from loop.app import make_generators, open_engine
 from loop.config import Config, to_major
 from loop.plans import campaign_plans
@@ -57,8 +58,14 @@ def run_simulation(
     out_dir: str | Path | None = None,
     database_url: str | None = None,
     on_day: Callable[[int, int], None] | None = None,
+    generators: dict[str, ImageGenerator] | None = None,
 ) -> SimulationRun:
-    """Simulate ``days`` days (default: the scenario's) and return the scored result."""
+    """Simulate ``days`` days (default: the scenario's) and return the scored result.
+
+    ``generators`` replaces the config's image backends (e.g. a small
+    ``ProceduralGenerator`` for fast policy comparisons: images do not change
+    the simulator's outcomes).
+    """
     if tiering not in TIERINGS:
         raise ValueError(f"tiering: expected one of {TIERINGS}, got {tiering!r}")
     days = days or scenario.days
@@ -76,7 +83,7 @@ def run_simulation(
     rt = Runtime(
         engine=engine,
         platform=platform,
-        generators=make_generators(cfg),
+        generators=generators if generators is not None else make_generators(cfg),
         images=ImageStore(images_root),
         plans=campaign_plans(cfg, scenario, **overrides),
         approval="none",  # nobody approves inside a simulation
