@@ -439,6 +439,14 @@ def random_pipeline(arch: str, tokenizer_dir: str | Path, seed: int = 0, device:
     tok = char_tokenizer(tokenizer_dir)
     eos = tok.eos_token_id
     torch.manual_seed(seed)
+    # Schedulers keep their tables on the CPU: build them outside the device context.
+    if arch == "tiny-sd":
+        scheduler = diffusers.EulerDiscreteScheduler(timestep_spacing="trailing", steps_offset=1)
+    else:
+        scheduler = diffusers.EulerDiscreteScheduler(
+            beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+            timestep_spacing="trailing" if arch == "sd-turbo" else "leading", steps_offset=1,
+        )  # fmt: skip
     with torch.device(device):
         if arch == "tiny-sd":
             unet = diffusers.UNet2DConditionModel(
@@ -463,7 +471,6 @@ def random_pipeline(arch: str, tokenizer_dir: str | Path, seed: int = 0, device:
                     projection_dim=32,
                 )  # fmt: skip
             )
-            scheduler = diffusers.EulerDiscreteScheduler(timestep_spacing="trailing", steps_offset=1)
             pipe = diffusers.StableDiffusionPipeline(
                 unet=unet, vae=vae, text_encoder=text, tokenizer=tok, scheduler=scheduler,
                 safety_checker=None, feature_extractor=None, requires_safety_checker=False,
@@ -474,10 +481,6 @@ def random_pipeline(arch: str, tokenizer_dir: str | Path, seed: int = 0, device:
                 layers_per_block=2, down_block_types=("DownEncoderBlock2D",) * 4,
                 up_block_types=("UpDecoderBlock2D",) * 4, sample_size=1024 if arch == "sdxl" else 768,
                 scaling_factor=0.13025 if arch == "sdxl" else 0.18215,
-            )  # fmt: skip
-            scheduler = diffusers.EulerDiscreteScheduler(
-                beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
-                timestep_spacing="trailing" if arch == "sd-turbo" else "leading", steps_offset=1,
             )  # fmt: skip
             if arch == "sd-turbo":
                 unet = diffusers.UNet2DConditionModel(
