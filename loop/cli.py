@@ -135,7 +135,10 @@ def _simulate_compare(
         write_report(result, report)
     if not quiet:
         console.print(rich_table(result))
-        console.print(f"{runs} run(s) x {len(names)} policies in {result.elapsed_s:.0f} s")
+        console.print(
+            f"{runs} run(s) x {len(names)} policies in {result.elapsed_s:.0f} s "
+            f"({result.cpu_s:.0f} s CPU over {result.workers} process(es))"
+        )
 
 
 def _print_summary(result: dict[str, Any]) -> None:

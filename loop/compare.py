@@ -31,6 +31,7 @@ import math
 import multiprocessing
 import os
 import tempfile
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
@@ -91,6 +92,7 @@ class RunSummary:
     false_alarms: int
     detections: dict[str, int | None]  # "campaign/creative" -> detected_day
     allocation: dict[str, Any] | None = None  # a representative experiment's split, day by day
+    cpu_s: float = 0.0  # CPU time the run took in its process
 
 
 @dataclass
@@ -131,6 +133,11 @@ class Comparison:
     summaries: dict[str, list[RunSummary]]
     rows: list[PolicyRow]
     elapsed_s: float = 0.0
+    workers: int = 1
+
+    @property
+    def cpu_s(self) -> float:
+        return sum(s.cpu_s for runs in self.summaries.values() for s in runs)
 
     def row(self, policy: str) -> PolicyRow:
         return next(r for r in self.rows if r.policy == policy)
@@ -143,6 +150,9 @@ class Comparison:
             "seed": self.seed,
             "tiering": self.tiering,
             "policies": self.policies,
+            "elapsed_s": round(self.elapsed_s, 1),
+            "cpu_s": round(self.cpu_s, 1),
+            "workers": self.workers,
             "seeds": [self.seed + r for r in range(self.runs)],
             "table": [asdict(r) for r in self.rows],
             "per_run": {
@@ -190,6 +200,7 @@ def run_one(
     keep_allocation: bool = False,
 ) -> RunSummary:
     """Simulate ``policy`` on the scenario with seed ``scenario.seed + run`` (in-memory database)."""
+    started = time.process_time()
     seeded = scenario.model_copy(update={"seed": scenario.seed + run})
     days = days or scenario.days
     with tempfile.TemporaryDirectory(prefix="creative-loop-compare-") as tmp:
@@ -199,9 +210,11 @@ def run_one(
         )  # fmt: skip
         try:
             with open_session(sim.runtime.engine) as session:
-                return _summarize_run(
+                summary = _summarize_run(
                     session, sim.platform, sim.result, policy, run, seeded.seed, days, keep_allocation
                 )
+            summary.cpu_s = time.process_time() - started
+            return summary
         finally:
             sim.runtime.engine.dispose()
 
@@ -395,6 +408,7 @@ def compare_policies(
         summaries=summaries,
         rows=rows,
         elapsed_s=(datetime.now(UTC) - started).total_seconds(),
+        workers=workers,
     )
 
 
