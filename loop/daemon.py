@@ -7,9 +7,12 @@ scheduler gracefully: a tick in progress finishes first.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
+import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, date, datetime
 from typing import Any
@@ -18,7 +21,7 @@ from connectors.ads.sharded import ShardedSimulatedAdPlatform
 from connectors.ads.simulated import SimulatedAdPlatform
 from loop.app import build_runtime, open_engine
 from loop.config import Config, load_config
-from loop.locks import single_instance
+from loop.locks import LockGuard, single_instance
 from loop.tick import TickReport, tick
 
 log = logging.getLogger("creative_loop.daemon")
@@ -26,6 +29,8 @@ JOB_ID = "creative-loop-tick"
 # Fault injection for crash tests: SIGKILL this process when the tick reaches
 # the named step point ("sync", "sent:LaunchTestArm", ...; "name#2" = 2nd time).
 KILL_AT_ENV = "CREATIVE_LOOP_KILL_AT"
+# The running daemon's lock, checked before each scheduled tick (the scheduler calls the job by name).
+_LOCK: dict[str, LockGuard] = {}
 
 
 def kill_hook(spec: str) -> Callable[[str], None] | None:
@@ -58,9 +63,12 @@ def run_one_tick(cfg: Config, dry_run: bool = False) -> TickReport:
     platform = rt.platform
     simulated = isinstance(platform, SimulatedAdPlatform | ShardedSimulatedAdPlatform)
     today = platform.today() if simulated else datetime.now(UTC).date()
-    report = tick(rt, today)
-    if simulated and not dry_run:
-        platform.run_day()
+    try:
+        report = tick(rt, today)
+        if simulated and not dry_run:
+            platform.run_day()
+    finally:
+        rt.engine.dispose()  # every tick opens its own engine: return its connections (a daemon runs for months)
     log.info(
         "tick %s: %d detected, %d transitions, %d errors",
         today, len(report.detected), len(report.transitions), len(report.errors),
@@ -73,6 +81,9 @@ def scheduled_tick(config_path: str) -> None:
 
     With ``executor = "celery"`` it only sends each campaign's tick to the workers.
     """
+    guard = _LOCK.get("guard")
+    if guard is not None and not guard.held():
+        return  # the database is away, or another daemon took over: do nothing this time
     try:
         cfg = load_config(config_path)
         if cfg.loop.executor == "celery":
@@ -99,29 +110,53 @@ def run_daemon(cfg: Config) -> None:
     from apscheduler.schedulers.blocking import BlockingScheduler
 
     engine = open_engine(cfg.database_url)
-    with single_instance(engine, cfg.data_dir):
-        scheduler = BlockingScheduler(
-            jobstores={"default": SQLAlchemyJobStore(engine=engine)},
-            job_defaults={"max_instances": 1, "coalesce": True, "misfire_grace_time": 3600},
-            timezone=cfg.loop.timezone,
-        )
-        scheduler.add_job(
-            "loop.daemon:scheduled_tick",
-            make_trigger(cfg),
-            args=[str(cfg.path.resolve())],
-            id=JOB_ID,
-            replace_existing=True,
-            next_run_time=datetime.now(UTC),
-        )
+    with single_instance(engine, cfg.data_dir) as guard:
+        _LOCK["guard"] = guard
+        current: dict[str, Any] = {}
+        stopping = threading.Event()
 
         def stop(signum: int, _frame: object) -> None:
             log.info("signal %s: finishing the current tick, then stopping", signal.Signals(signum).name)
-            scheduler.shutdown(wait=True)
+            stopping.set()
+            if "scheduler" in current:
+                with contextlib.suppress(Exception):
+                    current["scheduler"].shutdown(wait=True)
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
-        log.info("daemon started (%s)", cfg.loop.cron or f"every {cfg.loop.interval_minutes} min")
-        scheduler.start()
+        backoff = 1.0
+        while not stopping.is_set():
+            scheduler = BlockingScheduler(
+                jobstores={"default": SQLAlchemyJobStore(engine=engine)},
+                job_defaults={"max_instances": 1, "coalesce": True, "misfire_grace_time": 3600},
+                timezone=cfg.loop.timezone,
+            )
+            scheduler.add_job(
+                "loop.daemon:scheduled_tick",
+                make_trigger(cfg),
+                args=[str(cfg.path.resolve())],
+                id=JOB_ID,
+                replace_existing=True,
+                next_run_time=datetime.now(UTC),
+            )
+            current["scheduler"] = scheduler
+            log.info("daemon started (%s)", cfg.loop.cron or f"every {cfg.loop.interval_minutes} min")
+            started = time.monotonic()
+            try:
+                scheduler.start()
+                break  # shut down by a signal
+            except Exception as exc:
+                # The job store lives in the database: an outage stops the scheduler. Back off, start again.
+                if stopping.is_set():
+                    break
+                if time.monotonic() - started > 300:
+                    backoff = 1.0
+                reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                log.error("scheduler stopped (%s); starting again in %.0f s", reason, backoff)
+                with contextlib.suppress(Exception):
+                    scheduler.shutdown(wait=False)
+                stopping.wait(backoff)
+                backoff = min(backoff * 2, 60.0)
         log.info("daemon stopped")
 
 

@@ -7,6 +7,7 @@ PostgreSQL a dead session's advisory lock), then takes over.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import logging
 import time
@@ -15,27 +16,69 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import text
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 log = logging.getLogger("creative_loop.lock")
 ADVISORY_KEY = 0x6372_6C70  # "crlp"
 
 
+class LockGuard:
+    """Whether this process still holds the daemon lock.
+
+    A PostgreSQL advisory lock lives as long as the session that took it: a
+    database outage ends the session, and with it the lock, while the daemon
+    keeps running.  :meth:`held` checks the session and, if it is gone, takes
+    the lock again on a new one (False if the database is still away or
+    another daemon has taken over meanwhile).  A file lock cannot be lost.
+    """
+
+    def __init__(self, engine: Engine | None = None, conn: Connection | None = None) -> None:
+        self.engine, self.conn = engine, conn
+
+    def held(self) -> bool:
+        if self.engine is None or self.conn is None:
+            return True
+        try:
+            self.conn.execute(text("SELECT 1"))
+            self.conn.commit()
+            return True
+        except Exception:
+            log.warning("the database session holding the daemon lock is gone; taking the lock again")
+        with contextlib.suppress(Exception):
+            self.conn.close()
+        try:
+            self.conn = self.engine.connect()
+            got = bool(self.conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": ADVISORY_KEY}).scalar())
+            self.conn.commit()
+        except Exception as exc:
+            log.warning("cannot take the daemon lock again yet: %s", str(exc).splitlines()[0] if str(exc) else exc)
+            return False
+        if not got:
+            log.warning("another daemon took the database lock over; this one stands by")
+        return got
+
+
 @contextmanager
-def single_instance(engine: Engine, lock_dir: Path, poll: float = 1.0) -> Iterator[None]:
+def single_instance(engine: Engine, lock_dir: Path, poll: float = 1.0) -> Iterator[LockGuard]:
     if engine.dialect.name == "postgresql":
-        with engine.connect() as conn:
-            waited = False
-            while not conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": ADVISORY_KEY}).scalar():
-                if not waited:
-                    log.info("another daemon holds the database lock; waiting to take over")
-                    waited = True
-                conn.rollback()
-                time.sleep(poll)
-            try:
-                yield
-            finally:
-                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": ADVISORY_KEY})
+        conn = engine.connect()
+        waited = False
+        while not conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": ADVISORY_KEY}).scalar():
+            if not waited:
+                log.info("another daemon holds the database lock; waiting to take over")
+                waited = True
+            conn.rollback()
+            time.sleep(poll)
+        conn.commit()  # the lock belongs to the session; no transaction stays open
+        guard = LockGuard(engine, conn)
+        try:
+            yield guard
+        finally:
+            # After an outage the session (and its lock) may be gone already.
+            with contextlib.suppress(Exception):
+                guard.conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": ADVISORY_KEY})  # type: ignore[union-attr]
+            with contextlib.suppress(Exception):
+                guard.conn.close()  # type: ignore[union-attr]
         return
     lock_dir.mkdir(parents=True, exist_ok=True)
     with (lock_dir / "daemon.lock").open("a+") as fh:
@@ -50,6 +93,6 @@ def single_instance(engine: Engine, lock_dir: Path, poll: float = 1.0) -> Iterat
                     waited = True
                 time.sleep(poll)
         try:
-            yield
+            yield LockGuard()
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)

@@ -236,8 +236,8 @@ def wait_for(predicate: Callable[[], bool], timeout: float, what: str, every: fl
 
 
 def start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    fh = log.open("ab")
-    return subprocess.Popen([sys.executable, *args], env=env, stdout=fh, stderr=subprocess.STDOUT, cwd=ROOT)
+    with log.open("ab") as fh:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen([sys.executable, *args], env=env, stdout=fh, stderr=subprocess.STDOUT, cwd=ROOT)
 
 
 def free_port() -> int:
