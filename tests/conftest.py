@@ -78,86 +78,13 @@ def sqlite_engine(tmp_path: Path):  # type: ignore[no-untyped-def]
     eng.dispose()
 
 
-SMALL_SCENARIO = """
-seed = 11
-days = 45
-[variants]
-lift_mu = 0.0
-lift_sigma = 0.3
-pro_lift = 0.10
-
-[[campaigns]]
-id = "shop"
-daily_impressions = 30000
-cpm = 8.0
-test_daily_budget = 60.0
-test_spend_cap = 500.0
-fast_credit_cost = 0.02
-pro_credit_cost = 0.60
-credit_cap = 5.0
-
-[[campaigns.creatives]]
-id = "hero"
-ctr = 0.02
-fatigue_onset_day = 12
-fatigue_decay_per_day = 0.06
-headline = "Fresh deals"
-
-[[campaigns.creatives]]
-id = "steady"
-ctr = 0.012
-"""
-
-
 @pytest.fixture
 def scenario_file(tmp_path: Path) -> Path:
     path = tmp_path / "scenario.toml"
+    from loop_helpers import SMALL_SCENARIO
+
     path.write_text(SMALL_SCENARIO)
     return path
-
-
-def make_runtime(
-    engine,
-    tmp_path: Path,
-    scenario_path: Path,
-    *,
-    approval: str = "none",
-    tiering: str = "tiered",
-    state_path=None,
-    **settings,
-):  # type: ignore[no-untyped-def]
-    """A Runtime over the simulated platform with the procedural generator."""
-    from connectors.ads.scenario import load_scenario
-    from connectors.ads.simulated import SimulatedAdPlatform
-    from connectors.images.procedural import ProceduralGenerator
-    from connectors.retry import NO_WAIT
-    from loop.config import load_config
-    from loop.plans import campaign_plans
-    from loop.tick import Runtime
-    from storage.images import ImageStore
-
-    cfg = load_config(Path(__file__).resolve().parents[1] / "config.example.toml")
-    scenario = load_scenario(scenario_path)
-    platform = SimulatedAdPlatform(scenario, state_path=state_path)
-    return Runtime(
-        engine=engine,
-        platform=platform,
-        generators={"procedural": ProceduralGenerator(draft_width=128, pro_width=256)},
-        images=ImageStore(tmp_path / "images"),
-        plans=campaign_plans(cfg, scenario, **settings),
-        approval=approval,
-        tiering=tiering,
-        backfill_days=2,
-        retry=NO_WAIT,
-    )
-
-
-def run_days(rt, days: int) -> None:  # type: ignore[no-untyped-def]
-    from loop.tick import tick
-
-    for _ in range(days):
-        tick(rt, rt.platform.today())
-        rt.platform.run_day()
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from loop.tick import tick
 from storage.db import session as open_session
 from storage.models import Arm, AuditEvent, BanditDecision, DailyMetric, Experiment
 
-from conftest import make_runtime, run_days
+from loop_helpers import make_runtime, run_days
 
 
 def _testing_experiment(rt):  # type: ignore[no-untyped-def]

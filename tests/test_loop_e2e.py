@@ -13,7 +13,7 @@ from storage.db import session as open_session
 from storage.ledger import Ledger
 from storage.models import Arm, AuditEvent, Creative, Experiment, PlatformMutation
 
-from conftest import make_runtime, run_days
+from loop_helpers import make_runtime, run_days
 
 
 def test_fatigued_creative_is_replaced_by_a_tested_winner(engine, tmp_path, scenario_file):

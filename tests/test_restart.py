@@ -18,7 +18,7 @@ from storage.db import session as open_session
 from storage.ledger import Ledger
 from storage.models import Arm, Experiment, LedgerEntry, PlatformMutation
 
-from conftest import make_runtime, run_days
+from loop_helpers import make_runtime, run_days
 
 DAYS = 30
 
