@@ -240,7 +240,7 @@ def _summarize_run(
             if e["winner"] is not None and e["best_true_ctr"] is not None:
                 winners += 1
                 winners_best += e["winner_true_ctr"] == e["best_true_ctr"]
-    exps = session.exec(select(Experiment).order_by(col(Experiment.campaign_id), Experiment.created_at)).all()
+    exps = session.exec(select(Experiment).order_by(col(Experiment.campaign_id), col(Experiment.created_at))).all()
     for exp in exps:
         arms = session.exec(select(Arm).where(Arm.experiment_id == exp.id).order_by(col(Arm.position))).all()
         true_ctr = [platform.ads[a.platform_ad_id].base_ctr if a.platform_ad_id in platform.ads else None for a in arms]
@@ -543,7 +543,7 @@ def _svg_figure(draw: Callable[[Any], None], size: tuple[float, float]) -> bytes
     from matplotlib.figure import Figure
 
     # The dashboard's look (charts._RC): stable ids, text as paths, no font needed offline.
-    rc = {"svg.hashsalt": "creative-loop", "svg.fonttype": "path", "font.size": 8,
+    rc: dict[Any, Any] = {"svg.hashsalt": "creative-loop", "svg.fonttype": "path", "font.size": 8,
           "axes.spines.top": False, "axes.spines.right": False, "axes.titlesize": 9, "axes.titleweight": "bold"}  # fmt: skip
     with rc_context(rc):
         fig = Figure(figsize=size, layout="constrained")

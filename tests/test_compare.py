@@ -1,0 +1,211 @@
+"""Policy comparison (loop.compare, `simulate --compare`): same streams, consistent table, offline report."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from connectors.ads.scenario import Scenario, load_scenario
+from loop.cli import main
+from loop.compare import (
+    COLUMNS,
+    Comparison,
+    compare_policies,
+    markdown_table,
+    parse_policies,
+    render_report,
+    summarize,
+    table_rows,
+    write_report,
+)
+from loop.config import BUNDLED_CONFIG, Config, load_config
+
+# One campaign whose hero tires early, so that an experiment is tested within a short run.
+TINY_SCENARIO = """
+seed = 21
+days = 24
+[variants]
+lift_mu = 0.0
+lift_sigma = 0.3
+pro_lift = 0.10
+
+[[campaigns]]
+id = "shop"
+daily_impressions = 30000
+cpm = 8.0
+test_daily_budget = 60.0
+test_spend_cap = 500.0
+fast_credit_cost = 0.02
+pro_credit_cost = 0.60
+credit_cap = 5.0
+
+[[campaigns.creatives]]
+id = "hero"
+ctr = 0.02
+fatigue_onset_day = 4
+fatigue_decay_per_day = 0.08
+
+[[campaigns.creatives]]
+id = "steady"
+ctr = 0.012
+"""
+
+POLICIES = ["thompson", "uniform", "epsilon_greedy"]
+RUNS = 2
+
+
+@pytest.fixture(scope="module")
+def scenario_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("compare") / "tiny.toml"
+    path.write_text(TINY_SCENARIO)
+    return path
+
+
+@pytest.fixture(scope="module")
+def cfg() -> Config:
+    return load_config(BUNDLED_CONFIG)
+
+
+@pytest.fixture(scope="module")
+def scenario(scenario_path: Path) -> Scenario:
+    return load_scenario(scenario_path)
+
+
+@pytest.fixture(scope="module")
+def comparison(cfg: Config, scenario: Scenario) -> Comparison:
+    progress: list[tuple[int, int]] = []
+    result = compare_policies(
+        cfg,
+        scenario,
+        POLICIES,
+        RUNS,
+        scenario_name="tiny",
+        days=16,
+        workers=1,
+        on_run=lambda i, n: progress.append((i, n)),
+    )
+    assert progress[-1] == (RUNS * len(POLICIES), RUNS * len(POLICIES))
+    return result
+
+
+def test_every_policy_sees_the_same_streams(comparison: Comparison) -> None:
+    for r in range(RUNS):
+        runs = [comparison.summaries[p][r] for p in POLICIES]
+        assert {s.seed for s in runs} == {21 + r}
+        # The root creative's fatigue is detected before any policy acts: same noise, same day.
+        hero = {s.detections["shop/hero"] for s in runs}
+        assert len(hero) == 1 and hero != {None}
+    # Different runs draw different streams.
+    seeds = [s.seed for s in comparison.summaries["thompson"]]
+    assert seeds == [21, 22]
+
+
+def test_allocation_is_shown_for_the_same_experiment_under_every_policy(comparison: Comparison) -> None:
+    allocs = [comparison.summaries[p][0].allocation for p in POLICIES]
+    assert all(a is not None for a in allocs)
+    assert len({(a["parent"], tuple(a["labels"])) for a in allocs if a}) == 1
+    for a in allocs:
+        assert a and len(a["days"]) == len(a["weights"]) > 0
+        assert all(sum(w) == pytest.approx(1.0) for w in a["weights"])
+
+
+def test_table_fields_are_present_and_consistent(comparison: Comparison) -> None:
+    rows = {r.policy: r for r in comparison.rows}
+    assert list(rows) == POLICIES
+    assert rows["uniform"].regret_pct_of_uniform == pytest.approx(100.0)
+    for p, row in rows.items():
+        runs = comparison.summaries[p]
+        assert row.runs == RUNS
+        assert row.regret_mean == pytest.approx(sum(s.regret_clicks for s in runs) / RUNS)
+        assert row.regret_se >= 0
+        assert row.regret_pct_of_uniform == pytest.approx(100 * row.regret_mean / rows["uniform"].regret_mean)
+        assert 0 <= row.wasted_impressions <= row.test_impressions
+        assert row.confident_experiments <= row.experiments
+        assert row.detections >= RUNS  # at least the hero, every run
+        assert row.delay_mean is not None and row.delay_mean >= 0
+        assert row.test_spend > 0 and row.test_spend <= 500.0
+        assert row.credit_spend <= 5.0
+        for s in runs:
+            assert len(s.daily_regret) == comparison.days
+            assert s.regret_clicks == pytest.approx(sum(s.daily_regret))
+            for imps, _ in s.confident:
+                assert 0 < imps <= s.test_impressions
+    table = table_rows(comparison)
+    assert [r[0] for r in table] == POLICIES and all(len(r) == len(COLUMNS) for r in table)
+    assert table[1][2] == "100.0%"
+    md = markdown_table(comparison)
+    assert md.count("\n") == len(POLICIES) + 1 and "% of uniform" in md
+
+
+def test_percent_of_uniform_is_absent_without_uniform(comparison: Comparison) -> None:
+    row = summarize(comparison.summaries["thompson"])
+    assert row.regret_pct_of_uniform is None
+    assert (
+        table_rows(Comparison("x", comparison.days, RUNS, 21, "tiered", ["thompson"], {"thompson": []}, [row]))[0][2]
+        == "–"
+    )
+
+
+def test_report_is_self_contained(comparison: Comparison, tmp_path: Path) -> None:
+    path = write_report(comparison, tmp_path / "report.html")
+    html = path.read_text()
+    for column in COLUMNS:
+        assert column.replace("&", "&amp;") in html
+    for p in POLICIES:
+        assert p in html
+    sources = re.findall(r'src="([^"]*)"', html)
+    assert len(sources) >= 2 + len(POLICIES)  # regret, delays, one allocation per policy
+    assert all(s.startswith("data:image/svg+xml;base64,") for s in sources)
+    assert "<script" not in html and "<link" not in html
+    assert not re.search(r'(?:href|src)="(?:https?:)?//', html)
+    assert render_report(comparison).count("<img") == len(sources)
+
+
+def test_parse_policies_names_the_problem() -> None:
+    assert parse_policies(" thompson, uniform ") == ["thompson", "uniform"]
+    with pytest.raises(ValueError, match="unknown policy 'bogus'"):
+        parse_policies("thompson,bogus")
+    with pytest.raises(ValueError, match="each policy once"):
+        parse_policies("uniform,uniform")
+    with pytest.raises(ValueError, match="comma-separated"):
+        parse_policies(" , ")
+
+
+def test_compare_rejects_bad_arguments(cfg: Config, scenario: Scenario) -> None:
+    with pytest.raises(ValueError, match="runs: expected >= 1, got 0"):
+        compare_policies(cfg, scenario, ["uniform"], 0)
+    with pytest.raises(ValueError, match="tiering"):
+        compare_policies(cfg, scenario, ["uniform"], 1, tiering="bogus")
+
+
+def test_cli_compare_writes_json_and_report_over_processes(scenario_path: Path, tmp_path: Path, capsys) -> None:
+    out, report = tmp_path / "cmp.json", tmp_path / "cmp.html"
+    argv = ["simulate", "--config", str(BUNDLED_CONFIG), "--scenario", str(scenario_path), "--days", "12"]
+    argv += ["--compare", "uniform,thompson", "--runs", "2", "--json", str(out), "--report", str(report)]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "% of uniform" in printed and "thompson" in printed
+    data = json.loads(out.read_text())
+    assert data["policies"] == ["uniform", "thompson"] and data["runs"] == 2 and data["seeds"] == [21, 22]
+    assert [r["policy"] for r in data["table"]] == ["uniform", "thompson"]
+    assert data["table"][0]["regret_pct_of_uniform"] == pytest.approx(100.0)
+    assert [s["run"] for s in data["per_run"]["thompson"]] == [0, 1]
+    assert report.read_text().startswith("<!doctype html>")
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--compare", "thompson,bogus"], "--compare: compare: unknown policy 'bogus'"),
+        (["--runs", "3"], "--runs: runs: --runs needs --compare"),
+        (["--compare", "thompson", "--policy", "uniform"], "give either --policy or --compare"),
+    ],
+)
+def test_cli_compare_bad_input_exits_2_with_one_line(scenario_path: Path, capsys, extra, message) -> None:
+    argv = ["simulate", "--config", str(BUNDLED_CONFIG), "--scenario", str(scenario_path), "-q", *extra]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err
