@@ -20,6 +20,10 @@ from sqlalchemy.engine import Connection, Engine
 
 log = logging.getLogger("creative_loop.lock")
 ADVISORY_KEY = 0x6372_6C70  # "crlp"
+# The lock is per schema: two deployments (or two test runs) that share one
+# PostgreSQL database in different schemas must not lock each other out.
+_LOCK_SQL = "SELECT pg_try_advisory_lock(:k, hashtext(current_schema()))"
+_UNLOCK_SQL = "SELECT pg_advisory_unlock(:k, hashtext(current_schema()))"
 
 
 class LockGuard:
@@ -48,7 +52,7 @@ class LockGuard:
             self.conn.close()
         try:
             self.conn = self.engine.connect()
-            got = bool(self.conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": ADVISORY_KEY}).scalar())
+            got = bool(self.conn.execute(text(_LOCK_SQL), {"k": ADVISORY_KEY}).scalar())
             self.conn.commit()
         except Exception as exc:
             log.warning("cannot take the daemon lock again yet: %s", str(exc).splitlines()[0] if str(exc) else exc)
@@ -63,7 +67,7 @@ def single_instance(engine: Engine, lock_dir: Path, poll: float = 1.0) -> Iterat
     if engine.dialect.name == "postgresql":
         conn = engine.connect()
         waited = False
-        while not conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": ADVISORY_KEY}).scalar():
+        while not conn.execute(text(_LOCK_SQL), {"k": ADVISORY_KEY}).scalar():
             if not waited:
                 log.info("another daemon holds the database lock; waiting to take over")
                 waited = True
@@ -76,7 +80,7 @@ def single_instance(engine: Engine, lock_dir: Path, poll: float = 1.0) -> Iterat
         finally:
             # After an outage the session (and its lock) may be gone already.
             with contextlib.suppress(Exception):
-                guard.conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": ADVISORY_KEY})  # type: ignore[union-attr]
+                guard.conn.execute(text(_UNLOCK_SQL), {"k": ADVISORY_KEY})  # type: ignore[union-attr]
             with contextlib.suppress(Exception):
                 guard.conn.close()  # type: ignore[union-attr]
         return
