@@ -54,12 +54,18 @@ class CreativeLoopCelery(Celery):
         return self._resources
 
 
-def create_app(cfg: Config) -> CreativeLoopCelery:
-    """A configured app with both tasks registered; nothing connects until it is used."""
+def create_app(cfg: Config, *, results: bool = True) -> CreativeLoopCelery:
+    """A configured app with both tasks registered; nothing connects until it is used.
+
+    ``results=False`` gives an app that only sends: with a Redis result
+    backend, sending a task from an app with results subscribes to the
+    task's result, which a scheduler that polls does not want.
+    """
     from loop import tasks
 
     c = cfg.model.celery
-    app = CreativeLoopCelery("creative_loop", broker=c.broker_url, backend=c.result_backend, set_as_current=False)
+    backend = c.result_backend if results else "disabled"
+    app = CreativeLoopCelery("creative_loop", broker=c.broker_url, backend=backend, set_as_current=False)
     app.loop_config = cfg
     ticks, generation = app.queue_name("ticks"), app.queue_name("generation")
     # A worker whose process vanished leaves its messages unacknowledged; Redis
@@ -100,7 +106,7 @@ def create_app(cfg: Config) -> CreativeLoopCelery:
 
 def queue_depth(app: CreativeLoopCelery, logical: str) -> int:
     """Messages waiting in a queue (not those a worker holds), on Redis or RabbitMQ."""
-    with app.connection_for_write() as conn:
+    with app.pool.acquire(block=True) as conn:  # the app's pool: app.close() closes it
         # Declaring is idempotent and matches the worker's declaration (durable, kept),
         # so it also answers before any worker has declared the queue.
         declared = conn.default_channel.queue_declare(queue=app.queue_name(logical), durable=True, auto_delete=False)

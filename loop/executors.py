@@ -146,16 +146,16 @@ class CeleryExecutor:
         from loop.app import make_platform, open_engine, scenario_for
         from loop.plans import campaign_plans
 
-        if app is None:
-            try:
-                from loop.celery_app import create_app
-            except ImportError:
-                raise ConfigError(
-                    str(cfg.path), "loop.executor", "the celery executor needs: pip install 'creative-loop[celery]'"
-                ) from None
-            app = create_app(cfg)
+        try:
+            from loop.celery_app import create_app
+        except ImportError:
+            raise ConfigError(
+                str(cfg.path), "loop.executor", "the celery executor needs: pip install 'creative-loop[celery]'"
+            ) from None
         self.cfg = cfg
-        self.app = app
+        self.app = app or create_app(cfg)  # reads results by polling (plain reads, no subscription)
+        self.sender = create_app(cfg, results=False)  # sends without subscribing to each task's result
+        self.poll_seconds = 0.05
         self.engine = engine or open_engine(cfg.database_url)
         self.scenario = scenario_for(cfg) if cfg.loop.platform == "simulated" else None
         self.plans = campaign_plans(cfg, self.scenario)
@@ -189,26 +189,54 @@ class CeleryExecutor:
         from loop.celery_app import TICK_TASK
 
         queue = self.app.queue_name("ticks")
-        return [
-            self.app.send_task(TICK_TASK, args=(o.campaign, o.day.isoformat(), o.explore), queue=queue)
+        sent = [
+            self.sender.send_task(TICK_TASK, args=(o.campaign, o.day.isoformat(), o.explore), queue=queue)
             for o in self.orders()
         ]
+        return [self.app.AsyncResult(r.id) for r in sent]
 
     def wait(self, results: list[Any], timeout: float) -> list[dict[str, Any]]:
-        """Each tick's final result, following the continuations of ticks that waited for images."""
+        """Each tick's final result, following the continuations of ticks that waited for images.
+
+        Polls the result backend (plain reads) rather than subscribing to it:
+        a scheduler waiting on thousands of ticks keeps no listener per task.
+
+        ``detected``, ``transitions`` and ``errors`` gather the lines of every
+        pass of a campaign's tick (before and after its images).
+        """
         deadline = time.monotonic() + timeout
         finals = []
         for result in results:
+            seen: dict[str, list[Any]] = {"detected": [], "transitions": [], "errors": []}
             while True:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise CreativeLoopError(f"ticks not finished after {timeout:.0f} s", task=result.id)
-                out = result.get(timeout=left, propagate=True, disable_sync_subtasks=False)
+                if not result.ready():
+                    time.sleep(min(self.poll_seconds, left))
+                    continue
+                if result.failed():
+                    raise CreativeLoopError(f"tick task failed: {result.result!r}", task=result.id)
+                out = result.result
+                for key, lines in seen.items():
+                    lines.extend(out.get(key, ()) if isinstance(out, dict) else ())
                 if not (isinstance(out, dict) and out.get("continuation")):
-                    finals.append(out)
+                    finals.append({**out, **seen} if isinstance(out, dict) else out)
                     break
                 result = self.app.AsyncResult(out["continuation"])
         return finals
+
+    def close(self) -> None:
+        """Close the broker and result-backend connections this process opened."""
+        backend = self.app.backend
+        consumer = getattr(backend, "result_consumer", None)
+        if consumer is not None and hasattr(consumer, "stop"):
+            consumer.stop()
+        client = getattr(backend, "client", None)
+        if client is not None and hasattr(client, "connection_pool"):
+            client.connection_pool.disconnect()
+        self.app.close()
+        self.sender.close()
 
     def tick(self, timeout: float | None = None) -> TickReport:
         """One round over every campaign, waited for: what ``creative-loop tick`` does."""

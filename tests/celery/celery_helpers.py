@@ -95,11 +95,12 @@ class Worker:
         self, config: Path, database: str, queues: str, pool: str, log: Path, env: dict[str, str] | None = None
     ):
         self.log = log
+        self._out = log.open("ab")
         full_env = {**os.environ, "CREATIVE_LOOP_DATABASE": database, "PYTHONUNBUFFERED": "1", **(env or {})}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "loop", "worker", "--config", str(config), "--queues", queues,
              "--pool", pool, "--concurrency", "1", "--loglevel", "INFO"],
-            cwd=ROOT, env=full_env, stdout=log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=ROOT, env=full_env, stdout=self._out, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
 
     def alive(self) -> bool:
@@ -115,6 +116,7 @@ class Worker:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signal.SIGKILL)  # children of a prefork pool too
         self.proc.wait(timeout=10)
+        self._out.close()
 
     def wait_ready(self, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout

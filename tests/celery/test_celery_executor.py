@@ -8,6 +8,10 @@ same experiments, decisions, ledger entries, platform mutations and images.
 
 from __future__ import annotations
 
+import signal
+import threading
+import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -15,23 +19,53 @@ from celery_helpers import Worker, scenario_text, snapshot, write_config
 
 from loop.app import open_engine
 from loop.config import load_config
+from loop.tasks import KILL_AT_ENV, KILL_MARKER_ENV
 
 pytestmark = [pytest.mark.celery, pytest.mark.postgres]
 
 CAMPAIGNS = 3
-DAYS = 16
+DAYS = 12
 
 
-def _configs(tmp_path: Path, redis_url: str, prefix: str, **celery: object) -> tuple[Path, Path]:
-    scenario = tmp_path / "scenario.toml"
-    scenario.write_text(scenario_text(CAMPAIGNS))
-    common = {"scenario": scenario, "broker": redis_url, "backend": redis_url, "prefix": prefix}
-    inline = write_config(tmp_path / "inline.toml", data_dir=tmp_path / "inline", executor="inline", **common)
-    queued = write_config(
-        tmp_path / "celery.toml", data_dir=tmp_path / "celery", executor="celery", **common,
-        lock_retry_seconds=0.5, **celery,
+@pytest.fixture(scope="module")
+def scenario(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("scenario") / "scenario.toml"
+    path.write_text(scenario_text(CAMPAIGNS))
+    return path
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, scenario, pg_base) -> dict:
+    """The inline executor's end state on the scenario (computed once for the module)."""
+    from urllib.parse import quote
+
+    from sqlalchemy import text
+
+    from storage.db import make_engine
+
+    root = tmp_path_factory.mktemp("inline")
+    config = write_config(
+        root / "inline.toml", data_dir=root / "data", scenario=scenario, executor="inline",
+        broker="redis://unused", backend="redis://unused", prefix="",
     )  # fmt: skip
-    return inline, queued
+    schema = f"c_{uuid.uuid4().hex[:12]}"
+    admin = make_engine(pg_base)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        sep = "&" if "?" in pg_base else "?"
+        return _run_inline(config, f"{pg_base}{sep}options={quote(f'-csearch_path={schema}')}", DAYS)
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+def _config(tmp_path: Path, scenario: Path, redis_url: str, prefix: str, **celery: object) -> Path:
+    return write_config(
+        tmp_path / "celery.toml", data_dir=tmp_path / "celery", scenario=scenario, executor="celery",
+        broker=redis_url, backend=redis_url, prefix=prefix, lock_retry_seconds=0.5, **celery,
+    )  # fmt: skip
 
 
 def _run_inline(config: Path, database: str, days: int) -> dict:
@@ -64,17 +98,22 @@ def _run_celery(config: Path, database: str, days: int) -> dict:
             assert not report.errors
         return snapshot(engine)
     finally:
-        executor.app.close()
+        executor.close()
         engine.dispose()
 
 
 def _start(
     workers: list[Worker], tmp_path: Path, config: Path, database: str, queues: str, pool: str, **env: str
 ) -> Worker:
+    """Start a worker (without waiting for it: workers boot side by side)."""
     w = Worker(config, database, queues, pool, tmp_path / f"worker-{len(workers)}.log", env=env or None)
     workers.append(w)
-    w.wait_ready()
     return w
+
+
+def _ready(workers: list[Worker]) -> None:
+    for w in workers:
+        w.wait_ready()
 
 
 def _assert_same(inline: dict, queued: dict) -> None:
@@ -86,11 +125,57 @@ def _assert_same(inline: dict, queued: dict) -> None:
     assert any(row[2] == "actual" for row in inline["ledger"])
 
 
-def test_celery_matches_inline(tmp_path, redis_url, pg_schema, queue_prefix, workers, redis_cleanup):
-    inline_cfg, celery_cfg = _configs(tmp_path, redis_url, queue_prefix)
-    reference = _run_inline(inline_cfg, pg_schema(), DAYS)
+def test_celery_matches_inline(
+    tmp_path, scenario, reference, redis_url, pg_schema, queue_prefix, workers, redis_cleanup
+):
+    celery_cfg = _config(tmp_path, scenario, redis_url, queue_prefix)
     database = pg_schema()
     _start(workers, tmp_path, celery_cfg, database, "ticks", "prefork")
     _start(workers, tmp_path, celery_cfg, database, "generation", "solo")
+    _ready(workers)
     queued = _run_celery(celery_cfg, database, DAYS)
+    _assert_same(reference, queued)
+
+
+def test_sigkill_of_a_pool_process_mid_task_is_redelivered(
+    tmp_path, scenario, reference, redis_url, pg_schema, queue_prefix, workers, redis_cleanup
+):
+    """The process running a tick dies after recording a launch's intent: the task runs again, nothing doubles."""
+    celery_cfg = _config(tmp_path, scenario, redis_url, queue_prefix)
+    database = pg_schema()
+    marker = tmp_path / "killed"
+    kill = {KILL_AT_ENV: "intent:LaunchTestArm", KILL_MARKER_ENV: str(marker)}
+    ticks = _start(workers, tmp_path, celery_cfg, database, "ticks", "prefork", **kill)
+    _start(workers, tmp_path, celery_cfg, database, "generation", "solo")
+    _ready(workers)
+    queued = _run_celery(celery_cfg, database, DAYS)
+    assert marker.exists(), "the fault was never injected"
+    assert ticks.alive()  # only the pool process died; the worker put the task back (reject_on_worker_lost)
+    assert "WorkerLostError" in ticks.log.read_text()
+    _assert_same(reference, queued)
+
+
+def test_sigkill_of_a_whole_worker_mid_task_is_redelivered_to_another(
+    tmp_path, scenario, reference, redis_url, pg_schema, queue_prefix, workers, redis_cleanup
+):
+    """A solo worker dies after sending a budget change; its unacknowledged task reaches a new worker."""
+    celery_cfg = _config(tmp_path, scenario, redis_url, queue_prefix, visibility_timeout=3.0)
+    database = pg_schema()
+    marker = tmp_path / "killed"
+    kill = {KILL_AT_ENV: "sent:SetBudgets", KILL_MARKER_ENV: str(marker)}
+    doomed = _start(workers, tmp_path, celery_cfg, database, "ticks", "solo", **kill)
+    _start(workers, tmp_path, celery_cfg, database, "generation", "solo")
+    replaced = threading.Event()
+
+    def replace_when_dead() -> None:
+        while doomed.alive():
+            time.sleep(0.1)
+        _start(workers, tmp_path, celery_cfg, database, "ticks", "prefork").wait_ready()
+        replaced.set()
+
+    watcher = threading.Thread(target=replace_when_dead, daemon=True)
+    watcher.start()
+    queued = _run_celery(celery_cfg, database, DAYS)
+    assert marker.exists() and replaced.is_set()
+    assert doomed.proc.returncode == -signal.SIGKILL
     _assert_same(reference, queued)
