@@ -65,7 +65,7 @@ def advance(rt: Runtime, session: Session, plan: CampaignPlan, exp: Experiment, 
     """Advance ``exp`` through as many states as today allows; returns 'id: a→b' lines."""
     moves: list[str] = []
     queued = _queued_jobs(rt)
-    if queued:
+    if queued and any(job.get("campaign") == plan.id for job in queued):
         return moves  # an earlier experiment waits for queued generation: keep the campaign's order
     for _ in range(8):  # a bound, not a budget: at most one pass per state
         before = exp.state
@@ -78,7 +78,7 @@ def advance(rt: Runtime, session: Session, plan: CampaignPlan, exp: Experiment, 
             if queued is None:
                 raise
             rt.commit(session)
-            queued.extend(pending.jobs)
+            queued.extend({**job, "campaign": plan.id} for job in pending.jobs)
             break
         if exp.state == before:
             break
