@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # The CPU build of torch: a plain `torch` requirement pulls a multi-GB CUDA build.
 TORCH_CPU := torch==2.13.0
 
-.PHONY: run test venv install dev lint unit pg bench clean browser-deps
+.PHONY: run test venv install dev lint unit pg bench clean browser-deps redis
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -37,8 +37,15 @@ browser-deps:
 		|| { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq chromium >/dev/null 2>&1; } \
 		|| echo "note: could not install chromium; the browser test will skip"
 
+# The Celery tests need Redis; start the machine's if it is not answering (idempotent).
+redis:
+	@redis-cli ping >/dev/null 2>&1 || { mkdir -p /var/lib/redis /var/log/redis && redis-server --daemonize yes \
+		--bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no --dir /var/lib/redis --logfile /var/log/redis/ci.log \
+		&& for i in 1 2 3 4 5 6 7 8 9 10; do redis-cli ping >/dev/null 2>&1 && break; sleep 0.5; done; } \
+		|| echo "note: could not start Redis; the Celery tests will skip"
+
 ## test: lint, then every test on SQLite and on PostgreSQL
-test: dev browser-deps
+test: dev browser-deps redis
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	CREATIVE_LOOP_TEST_PG=$${CREATIVE_LOOP_TEST_PG-postgresql+psycopg://postgres@127.0.0.1:5432/test} \
