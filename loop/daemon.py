@@ -72,7 +72,11 @@ def run_one_tick(cfg: Config, dry_run: bool = False) -> TickReport:
     if cfg.loop.executor == "celery" and not dry_run:
         from loop.executors import CeleryExecutor
 
-        return CeleryExecutor(cfg).tick()
+        executor = CeleryExecutor(cfg)
+        try:
+            return executor.tick()
+        finally:
+            executor.close()
     rt = build_runtime(cfg, engine=process_engine(cfg.database_url), dry_run=dry_run)
     rt.on_step = kill_hook(os.environ.get(KILL_AT_ENV, ""))
     platform = rt.platform
@@ -101,7 +105,11 @@ def scheduled_tick(config_path: str) -> None:
         if cfg.loop.executor == "celery":
             from loop.executors import CeleryExecutor
 
-            CeleryExecutor(cfg).schedule()
+            executor = CeleryExecutor(cfg)
+            try:
+                executor.schedule()
+            finally:
+                executor.close()
             return
         run_one_tick(cfg)
     except Exception:

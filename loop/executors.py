@@ -156,6 +156,7 @@ class CeleryExecutor:
         self.app = app or create_app(cfg)  # reads results by polling (plain reads, no subscription)
         self.sender = create_app(cfg, results=False)  # sends without subscribing to each task's result
         self.poll_seconds = 0.05
+        self._own_engine = engine is None
         self.engine = engine or open_engine(cfg.database_url)
         self.scenario = scenario_for(cfg) if cfg.loop.platform == "simulated" else None
         self.plans = campaign_plans(cfg, self.scenario)
@@ -227,7 +228,7 @@ class CeleryExecutor:
         return finals
 
     def close(self) -> None:
-        """Close the broker and result-backend connections this process opened."""
+        """Close the broker and result-backend connections (and the engine) this executor opened."""
         backend = self.app.backend
         consumer = getattr(backend, "result_consumer", None)
         if consumer is not None and hasattr(consumer, "stop"):
@@ -237,6 +238,8 @@ class CeleryExecutor:
             client.connection_pool.disconnect()
         self.app.close()
         self.sender.close()
+        if self._own_engine:
+            self.engine.dispose()
 
     def tick(self, timeout: float | None = None) -> TickReport:
         """One round over every campaign, waited for: what ``creative-loop tick`` does."""
