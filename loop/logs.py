@@ -76,3 +76,5 @@ def configure(fmt: str = "text", level: int = logging.INFO) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # Migrations run on every start; their INFO lines are noise, not news.
+    logging.getLogger("alembic").setLevel(max(level, logging.WARNING))
