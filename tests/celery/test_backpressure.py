@@ -17,7 +17,13 @@ from loop.tasks import QueuedRuntime, make_queued_generators
 from loop.tick import tick
 from storage.models import Experiment, LedgerEntry
 
-pytestmark = pytest.mark.celery
+# Celery's Redis result backend (third party) sometimes drops a socket without
+# closing it when its connections are closed; only that warning is ignored.
+SOCKET_WARNINGS = [
+    pytest.mark.filterwarnings("ignore:unclosed <socket.socket:ResourceWarning"),
+    pytest.mark.filterwarnings(r"ignore:Exception ignored in. <socket.socket:pytest.PytestUnraisableExceptionWarning"),
+]
+pytestmark = [*SOCKET_WARNINGS, pytest.mark.celery]
 
 
 @pytest.fixture
