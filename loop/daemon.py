@@ -21,7 +21,7 @@ from sqlalchemy.engine import Engine
 
 from connectors.ads.sharded import ShardedSimulatedAdPlatform
 from connectors.ads.simulated import SimulatedAdPlatform
-from loop.app import build_runtime, open_engine
+from loop.app import build_runtime, make_platform, open_engine, scenario_for
 from loop.config import Config, load_config
 from loop.locks import LockGuard, single_instance
 from loop.tick import TickReport, tick
@@ -77,7 +77,9 @@ def run_one_tick(cfg: Config, dry_run: bool = False) -> TickReport:
             return executor.tick()
         finally:
             executor.close()
-    rt = build_runtime(cfg, engine=process_engine(cfg.database_url), dry_run=dry_run)
+    # The platform first: a bad config or a missing secret fails before the database is touched.
+    platform = make_platform(cfg, scenario_for(cfg) if cfg.loop.platform == "simulated" else None)
+    rt = build_runtime(cfg, engine=process_engine(cfg.database_url), platform=platform, dry_run=dry_run)
     rt.on_step = kill_hook(os.environ.get(KILL_AT_ENV, ""))
     platform = rt.platform
     simulated = isinstance(platform, SimulatedAdPlatform | ShardedSimulatedAdPlatform)
