@@ -30,6 +30,16 @@ def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
     )
 
 
+@pytest.fixture(scope="module")
+def good_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A database with a day of history, written once by a real tick process with a good config."""
+    folder = tmp_path_factory.mktemp("good")
+    good = write_config(folder / "good", f"sqlite:///{folder / 'db.sqlite'}", write_scenario(folder))
+    proc = cli("tick", "--config", str(good))
+    assert proc.returncode == 0, proc.stderr
+    return folder / "db.sqlite"
+
+
 # -- config ----------------------------------------------------------------------------
 CAMPAIGN = '[[campaigns]]\nid = "x"\ntest_spend_cap = 100.0\ncredit_cap = 10.0\ntest_daily_budget = 10.0\nfast_credit_cost = 0.1\npro_credit_cost = 1.0\n'
 
@@ -70,22 +80,35 @@ CAMPAIGN = '[[campaigns]]\nid = "x"\ntest_spend_cap = 100.0\ncredit_cap = 10.0\n
         "not-toml",
     ],
 )
-def test_bad_config_is_one_line_exit_2_and_changes_nothing(tmp_path: Path, text: str, expected: str) -> None:
-    # A database with a day of history, written by a good config first.
-    good = write_config(tmp_path / "good", f"sqlite:///{tmp_path / 'db.sqlite'}", write_scenario(tmp_path))
-    assert cli("tick", "--config", str(good)).returncode == 0
-    before = (tmp_path / "db.sqlite").read_bytes()
+def test_bad_config_is_one_line_exit_2_and_changes_nothing(
+    tmp_path: Path,
+    good_db: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    text: str,
+    expected: str,
+) -> None:
+    # The CLI's entry point in this process (a subprocess per case costs seconds each; the
+    # crash and daemon tests run real processes): the exit code is what `creative-loop` returns.
+    from loop.cli import main
+
+    db = tmp_path / "db.sqlite"
+    db.write_bytes(good_db.read_bytes())
+    before = db.read_bytes()
     bad = tmp_path / "bad.toml"
-    bad.write_text(f'[loop]\ndatabase = "sqlite:///{tmp_path / "db.sqlite"}"\n' if "[loop]" not in text else "")
+    bad.write_text(f'[loop]\ndatabase = "sqlite:///{db}"\n' if "[loop]" not in text else "")
     bad.write_text(bad.read_text() + text)
-    env = {k: v for k, v in subprocess_env().items() if k != "META_ACCESS_TOKEN"}
-    proc = cli("tick", "--config", str(bad), env=env)
-    assert proc.returncode == 2, proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    monkeypatch.delenv("META_ACCESS_TOKEN", raising=False)
+    monkeypatch.delenv("CREATIVE_LOOP_DATABASE", raising=False)
+    capsys.readouterr()
+    code = main(["tick", "--config", str(bad)])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
     assert lines[0].startswith(f"creative-loop: {bad}") and expected in lines[0], lines[0]
-    assert "hunter2" not in proc.stderr
-    assert (tmp_path / "db.sqlite").read_bytes() == before
+    assert "hunter2" not in err
+    assert db.read_bytes() == before
 
 
 # -- scenario files --------------------------------------------------------------------
@@ -114,14 +137,20 @@ def test_bad_config_is_one_line_exit_2_and_changes_nothing(tmp_path: Path, text:
     ],
     ids=["unknown-key", "negative", "wrong-type", "duplicate", "path-like-id", "missing", "not-toml"],
 )
-def test_bad_scenario_is_one_line_exit_2(tmp_path: Path, mutate, expected: str) -> None:  # type: ignore[no-untyped-def]
+def test_bad_scenario_is_one_line_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], mutate, expected: str
+) -> None:  # type: ignore[no-untyped-def]
     from reliability_helpers import SCENARIO
 
+    from loop.cli import main
+
     scenario = write_scenario(tmp_path, mutate(SCENARIO))
-    proc = cli("simulate", "--scenario", str(scenario), "--out", str(tmp_path / "out"), "--quiet", "--days", "2")
-    assert proc.returncode == 2, proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"creative-loop: {scenario}") and expected in lines[0], proc.stderr
+    capsys.readouterr()
+    code = main(["simulate", "--scenario", str(scenario), "--out", str(tmp_path / "out"), "--quiet", "--days", "2"])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"creative-loop: {scenario}") and expected in lines[0], err
     assert not (tmp_path / "out" / "result.json").exists()
 
 
