@@ -22,6 +22,7 @@ import hmac
 import io
 import json
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -108,6 +109,7 @@ class FakeGraph:
         utc_offset: float = 0.0,
         seed: int = 7,
         run_polls: int = 2,
+        fault_rate: float = 0.0,
     ) -> None:
         self.token = token
         self.app_secret = app_secret
@@ -123,6 +125,11 @@ class FakeGraph:
         self.faults: list[Fault] = []
         self.usage: dict[str, Any] = {}
         self.run_polls = run_polls
+        # Random faults at this rate on top of the scripted ones: throttling (with a
+        # regain-access estimate), transient errors, HTML 502 pages and slow answers.
+        self.fault_rate = fault_rate
+        self.fault_rng = np.random.default_rng([seed, 5])
+        self.random_faults: list[str] = []
         self.fail_runs = False
         self.rng = np.random.default_rng(seed)
         self.ctr: Callable[[dict[str, Any], date], float] = lambda ad, day: float(ad.get("true_ctr", 0.01))
@@ -327,6 +334,8 @@ class FakeGraph:
             fault = next((f for f in self.faults if f.matches(method, rel)), None)
             if fault is not None and fault.times is not None:
                 fault.times -= 1
+        if fault is None and self.fault_rate and not in_batch:
+            fault = self._random_fault()
         if fault is not None:
             h = {**headers, **fault.headers}
             if fault.html:
@@ -344,6 +353,24 @@ class FakeGraph:
         except KeyError as exc:
             status, doc = 400, _error(100, f"Unsupported request: object {exc} does not exist", 33)
         return status, headers, json.dumps(doc).encode()
+
+    def _random_fault(self) -> Fault | None:
+        with self.lock:
+            if self.fault_rng.random() >= self.fault_rate:
+                return None
+            kind = str(self.fault_rng.choice(["throttle", "transient", "html502", "slow"]))
+            self.random_faults.append(kind)
+        if kind == "slow":
+            time.sleep(0.05)  # a slow answer, then the real one
+            return None
+        if kind == "throttle":
+            usage = {"act_111": [{"type": "ads_management", "call_count": 100, "estimated_time_to_regain_access": 0}]}
+            return Fault(
+                code=17, message="User request limit reached", headers={"X-Business-Use-Case-Usage": json.dumps(usage)}
+            )
+        if kind == "transient":
+            return Fault(code=2, message="Service temporarily unavailable", transient=True, status=500)
+        return Fault(status=502, html=True)
 
     def route(
         self, method: str, parts: list[str], p: dict[str, Any], files: dict[str, tuple[str, bytes]], query: str

@@ -64,7 +64,7 @@ class World:
         self.rt = Runtime(
             engine=engine, platform=self.platform, generators={"procedural": ProceduralGenerator()},
             images=ImageStore(tmp / "images"), plans=[plan()], approval="none",
-            retry=NO_WAIT, sleep=lambda s: None, **{"backfill_days": 7, **runtime},
+            **{"retry": NO_WAIT, "sleep": lambda s: None, "backfill_days": 7, **runtime},
         )  # fmt: skip
 
     def history(self, days: int) -> None:
@@ -226,3 +226,39 @@ def test_expired_token_halts_the_campaign_without_a_retry_storm(sqlite_engine: A
                 assert s.get(Campaign, "lead-gen").halted_reason is None
         finally:
             w.close()
+
+
+def test_the_experiment_completes_at_20_percent_random_faults(sqlite_engine: Any, tmp_path: Path) -> None:
+    """Throttling, transient errors, HTML 502s and slow answers on 20% of calls: same guarantees."""
+    from connectors.retry import RetrySettings
+
+    with FakeGraph(seed=11) as graph:
+        world = World(
+            sqlite_engine, tmp_path, graph, retry=RetrySettings(attempts=8, backoff=0, max_backoff=0, jitter=0)
+        )
+        try:
+            world.history(ONSET)
+            graph.fault_rate = 0.2
+            world.rt.backfill_days = ONSET
+            for d in range(ONSET, ONSET + 40):
+                today = START + timedelta(days=d)
+                report = tick(world.rt, today)  # a campaign whose calls kept failing resumes next tick
+                if any(t.endswith("→ scaled") for t in report.transitions):
+                    break
+                world.rt.backfill_days = 7
+                graph.deliver(today)
+                world.platform.clock.now += 86400  # a day passes: any throttling pause is over
+            assert {"throttle", "transient", "html502"} <= set(graph.random_faults)
+            with open_session(sqlite_engine) as s:
+                (exp,) = s.exec(select(Experiment)).all()
+                assert exp.state == "scaled", (exp.state, exp.reason)
+                ledger = Ledger(s)
+                for account in ("test", "credit"):
+                    state = ledger.state("lead-gen", account)
+                    assert state.spent + state.reserved <= state.cap, account
+                assert all(m.status == "done" for m in s.exec(select(PlatformMutation)).all())
+            for type_ in ("ad", "adset", "creative"):
+                names = [o["name"] for o in graph.of_type(type_) if o["name"].startswith("cl:")]
+                assert len(names) == len(set(names)), type_
+        finally:
+            world.close()
