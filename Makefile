@@ -49,7 +49,7 @@ test: dev browser-deps redis
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	CREATIVE_LOOP_TEST_PG=$${CREATIVE_LOOP_TEST_PG-postgresql+psycopg://postgres@127.0.0.1:5432/test} \
-		$(BIN)/python -m pytest -q
+		$(BIN)/python -m pytest -q -n 2
 
 bench: dev
 	$(BIN)/python bench/simulate.py

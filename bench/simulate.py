@@ -30,7 +30,9 @@ def main() -> None:
     scenario = load_scenario(args.scenario)
     print(f"scenario: {args.scenario or 'bundled example'}, {scenario.days} days, {len(scenario.campaigns)} campaigns")
     print()
-    print("| tiering | days/s (best of runs) | wall per run | winners scaled | test spend | credit spend | regret clicks | clicks recovered | cost per winning asset |")
+    print(
+        "| tiering | days/s (best of runs) | wall per run | winners scaled | test spend | credit spend | regret clicks | clicks recovered | cost per winning asset |"
+    )
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for tiering in ("tiered", "pro-only"):
         best = float("inf")

@@ -109,17 +109,30 @@ def main() -> None:
     ap.add_argument("--no-pg", action="store_true")
     args = ap.parse_args()
     n_ads = args.campaigns * args.ads
-    print(f"{args.campaigns} campaigns x {args.ads} live ads x {args.days} days of history = {n_ads * args.days:,} metric rows")
+    print(
+        f"{args.campaigns} campaigns x {args.ads} live ads x {args.days} days of history = {n_ads * args.days:,} metric rows"
+    )
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        rows.append(bench(f"sqlite:///{tmp}/bench.db", "SQLite (WAL)", args.campaigns, args.ads, args.days, args.repeats))
+        rows.append(
+            bench(f"sqlite:///{tmp}/bench.db", "SQLite (WAL)", args.campaigns, args.ads, args.days, args.repeats)
+        )
     if not args.no_pg:
         schema = f"bench_{uuid.uuid4().hex[:8]}"
         admin = make_engine(args.pg)
         with admin.begin() as conn:
             conn.execute(text(f'CREATE SCHEMA "{schema}"'))
         try:
-            rows.append(bench(f"{args.pg}?options=-csearch_path%3D{schema}", "PostgreSQL", args.campaigns, args.ads, args.days, args.repeats))
+            rows.append(
+                bench(
+                    f"{args.pg}?options=-csearch_path%3D{schema}",
+                    "PostgreSQL",
+                    args.campaigns,
+                    args.ads,
+                    args.days,
+                    args.repeats,
+                )
+            )
         finally:
             with admin.begin() as conn:
                 conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
