@@ -12,6 +12,8 @@ import pytest
 
 from connectors.images.base import ImageGenerator
 
+from loop_helpers import SMALL_SCENARIO
+
 
 @pytest.fixture(scope="session", name="tiny_model_dir")
 def tiny_model_dir_fixture(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -30,35 +32,7 @@ def tiny_model_dir_fixture(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 # -- the loop on the simulated platform, with an injected generator ----------------------------
-SCENARIO = """
-seed = 11
-days = 45
-[variants]
-lift_mu = 0.0
-lift_sigma = 0.3
-pro_lift = 0.10
-
-[[campaigns]]
-id = "shop"
-daily_impressions = 30000
-cpm = 8.0
-test_daily_budget = 60.0
-test_spend_cap = 500.0
-fast_credit_cost = 0.02
-pro_credit_cost = 0.60
-credit_cap = 5.0
-
-[[campaigns.creatives]]
-id = "hero"
-ctr = 0.02
-fatigue_onset_day = 12
-fatigue_decay_per_day = 0.06
-headline = "Fresh deals"
-
-[[campaigns.creatives]]
-id = "steady"
-ctr = 0.012
-"""
+SCENARIO = SMALL_SCENARIO  # the shared small scenario (tests/loop_helpers.py)
 
 
 def make_runtime(

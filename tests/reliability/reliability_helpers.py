@@ -38,39 +38,13 @@ from storage.models import (
     TickRun,
 )
 
+from loop_helpers import SMALL_SCENARIO
+
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE_CONFIG = ROOT / "config.example.toml"
 
 # A small run that reaches both kinds of end: one experiment scaled, one abandoned at the test cap.
-SCENARIO = """
-seed = 11
-days = 45
-[variants]
-lift_mu = 0.0
-lift_sigma = 0.3
-pro_lift = 0.10
-
-[[campaigns]]
-id = "shop"
-daily_impressions = 30000
-cpm = 8.0
-test_daily_budget = 60.0
-test_spend_cap = 500.0
-fast_credit_cost = 0.02
-pro_credit_cost = 0.60
-credit_cap = 5.0
-
-[[campaigns.creatives]]
-id = "hero"
-ctr = 0.02
-fatigue_onset_day = 12
-fatigue_decay_per_day = 0.06
-headline = "Fresh deals"
-
-[[campaigns.creatives]]
-id = "steady"
-ctr = 0.012
-"""
+SCENARIO = SMALL_SCENARIO  # the shared small scenario (tests/loop_helpers.py)
 
 
 def write_scenario(folder: Path, text_: str = SCENARIO) -> Path:
