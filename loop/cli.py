@@ -157,7 +157,11 @@ def _print_summary(result: dict[str, Any]) -> None:
         table.add_column(col)
     for c in result["campaigns"]:
         fat = (
-            ", ".join(f"{f['creative']}: day {f['detected_day']} (onset {f['true_onset_day']})" for f in c["fatigue"])
+            ", ".join(
+                f"{f['creative']}: day {f['detected_day']} "
+                + (f"(onset {f['true_onset_day']})" if f["true_onset_day"] is not None else "(no onset: false alarm)")
+                for f in c["fatigue"]
+            )
             or "none"
         )
         exps = ", ".join(e["state"] for e in c["experiments"]) or "none"

@@ -1,4 +1,4 @@
-"""The web dashboard, approval queue and the self-contained HTML report (the ``[web]`` extra)."""
+"""The web dashboard, approval queue and the self-contained HTML report."""
 
 from loop.web.app import create_app
 from loop.web.report import render_report, write_report

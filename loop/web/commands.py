@@ -1,7 +1,7 @@
 """``creative-loop serve`` and ``creative-loop report``, registered on the CLI's Typer app.
 
-The web packages (the ``[web]`` extra) are imported inside the commands, so
-the rest of the CLI works without them.
+The web packages are imported inside the commands, so the rest of the CLI
+starts without loading them.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ def _require_web(what: str) -> None:
         import starlette  # noqa: F401
     except ImportError as exc:
         raise ConfigError(
-            what, "web", f"needs the [web] extra: pip install 'creative-loop[web]' ({exc.name} missing)"
+            what, "web", f"needs the dashboard's packages: pip install creative-loop ({exc.name} missing)"
         ) from None
 
 
