@@ -65,6 +65,15 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(doc)
 
 
+class TextFormatter(logging.Formatter):
+    """Plain lines; ``[campaign/experiment]`` after the logger name when a tick set them."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        parts = [str(v) for v in (getattr(record, k, None) for k in CONTEXT_KEYS) if v]
+        record.where = f" [{' / '.join(parts)}]" if parts else ""
+        return super().format(record)
+
+
 def configure(fmt: str = "text", level: int = logging.INFO) -> None:
     handler = logging.StreamHandler()
     handler.addFilter(ContextFilter())
@@ -72,7 +81,7 @@ def configure(fmt: str = "text", level: int = logging.INFO) -> None:
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(TextFormatter("%(asctime)s %(levelname)s %(name)s%(where)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

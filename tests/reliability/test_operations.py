@@ -107,3 +107,22 @@ def test_doctor_passes_on_a_working_setup_and_names_what_to_fix(tmp_path: Path) 
     broken = tmp_path / "broken.toml"
     broken.write_text("[loop]\ncolour = 1\n")
     assert doctor(broken).returncode == 2
+
+
+def test_text_log_lines_name_the_campaign_and_experiment(capsys) -> None:  # type: ignore[no-untyped-def]
+    import logging
+
+    from loop.logs import configure, log_context
+
+    configure("text")
+    try:
+        log = logging.getLogger("creative_loop.test")
+        with log_context(campaign="shop", experiment="shop:hero:2026-01-20"):
+            log.info("allocation set access_token=SECRET123")
+        log.info("outside a campaign")
+    finally:
+        logging.getLogger().handlers[:] = []
+    err = capsys.readouterr().err.splitlines()
+    assert "creative_loop.test [shop / shop:hero:2026-01-20]: allocation set access_token=***" in err[0]
+    assert "SECRET123" not in err[0]
+    assert "creative_loop.test: outside a campaign" in err[1]
