@@ -54,6 +54,8 @@ log = logging.getLogger("creative_loop.tick")
 
 OPEN_STATES = ("detected", "exploring", "awaiting_approval", "testing", "decided", "rendering")
 END_STATES = ("scaled", "abandoned")
+# Days at the start of an ad's life that the fatigue test never uses as its baseline.
+LEARNING_DAYS = 2
 # A creative whose experiment was abandoned may be tried again after this long.
 RETRY_AFTER_ABANDON = timedelta(days=7)
 # After an outage, ingest at most this far back in one tick.
@@ -445,6 +447,17 @@ def reconcile(session: Session, campaign_id: str, today: date) -> None:
         )  # fmt: skip
 
 
+def fatigue_verdicts(imps: np.ndarray, clicks: np.ndarray, first_day: date) -> list[fatigue.Verdict]:
+    """The fatigue test as the loop runs it, rows = creatives on a calendar from ``first_day``.
+
+    A new ad's first days (the platform's learning phase, novelty) are marked
+    as confounders, so they never form its baseline.
+    """
+    seen = np.cumsum(imps > 0, axis=1)
+    learning = (imps > 0) & (seen <= LEARNING_DAYS)
+    return fatigue.detect_many(imps, clicks, start_weekday=first_day.weekday(), confounders=learning)
+
+
 def detect(session: Session, plan: CampaignPlan, today: date) -> list[Experiment]:
     """Open an experiment for each live creative that the fatigue test flags.
 
@@ -497,7 +510,7 @@ def detect(session: Session, plan: CampaignPlan, today: date) -> list[Experiment
         if since is None or day >= since:
             imps[index[cid], (day - first).days] = n
             clicks[index[cid], (day - first).days] = c
-    verdicts = fatigue.detect_many(imps, clicks, start_weekday=first.weekday())
+    verdicts = fatigue_verdicts(imps, clicks, first)
     by_id = {c.id: c for c in live}
     signals = {
         s.platform_ad_id: s

@@ -77,3 +77,14 @@ def run_days(rt, days: int) -> None:  # type: ignore[no-untyped-def]
     for _ in range(days):
         tick(rt, rt.platform.today())
         rt.platform.run_day()
+
+
+def plan_for(campaign_id: str, **settings):  # type: ignore[no-untyped-def]
+    """A campaign plan with the example config's defaults (caps and costs in minor units)."""
+    from loop.config import CampaignSettings
+    from loop.plans import CampaignPlan
+
+    return CampaignPlan(
+        id=campaign_id, currency="USD", test_spend_cap=10_000, credit_cap=1_000, test_daily_budget=2_000,
+        fast_credit_cost=2, pro_credit_cost=60, settings=CampaignSettings(id=campaign_id, **settings),
+    )  # fmt: skip

@@ -153,3 +153,34 @@ def test_the_platforms_fatigue_signal_opens_an_experiment(engine, tmp_path, scen
         (exp,) = s.exec(select(Experiment)).all()
         assert exp.parent_creative_id == "shop:steady"
         assert exp.verdict["signal"] == "platform" and "FATIGUED" in exp.verdict["reason"]
+
+
+def test_a_new_ads_learning_days_are_not_its_baseline(sqlite_engine):
+    """A novelty burst in an ad's first days, then a steady CTR: no false alarm."""
+    from datetime import date, timedelta
+
+    import numpy as np
+
+    from loop.tick import detect
+    from policies import fatigue
+    from storage.models import Campaign, DailyMetric
+
+    rng = np.random.default_rng(3)
+    n = np.full(30, 20000)
+    ctr = np.r_[np.full(2, 0.03), np.full(28, 0.02)]  # two bright learning days, then steady
+    c = rng.binomial(n, ctr)
+    assert fatigue.detect(n, c).fatigued  # without the learning mask this would be a false alarm
+    start = date(2026, 1, 5)
+    with open_session(sqlite_engine) as s:
+        s.add(Campaign(id="shop", test_spend_cap_minor=10_000, credit_cap_minor=1_000))
+        s.add(Creative(id="shop:new", campaign_id="shop", role="live", platform_ad_id="new", status="active"))
+        for d in range(30):
+            s.add(
+                DailyMetric(
+                    creative_id="shop:new", day=start + timedelta(days=d), impressions=int(n[d]), clicks=int(c[d])
+                )
+            )
+        s.commit()
+        from loop_helpers import plan_for
+
+        assert detect(s, plan_for("shop"), start + timedelta(days=30)) == []

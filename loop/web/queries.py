@@ -18,8 +18,7 @@ from sqlmodel import Session, col, select
 
 from loop import events
 from loop.config import to_major
-from loop.tick import END_STATES, OPEN_STATES, series
-from policies import fatigue
+from loop.tick import END_STATES, OPEN_STATES, fatigue_verdicts, series
 from policies.bandit import get_policy
 from storage.counters import read_all
 from storage.ledger import ACCOUNTS, AccountSummary, Ledger
@@ -133,7 +132,7 @@ def fatigue_view(session: Session, creative: Creative) -> dict[str, Any]:
         return view
     if len(days) >= 2:
         try:
-            verdict = fatigue.detect(imps, clicks)
+            verdict = fatigue_verdicts(imps[None], clicks[None], days[0])[0]  # as the loop runs it
         except ValueError as exc:
             view["reason"] = f"the detector refused this series: {exc}"
             return view

@@ -6,13 +6,12 @@ one name; test modules import the fixture from here instead.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
 
 from connectors.images.base import ImageGenerator
-
-from loop_helpers import SMALL_SCENARIO
 
 
 @pytest.fixture(scope="session", name="tiny_model_dir")
@@ -32,6 +31,9 @@ def tiny_model_dir_fixture(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 # -- the loop on the simulated platform, with an injected generator ----------------------------
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: also when imported by a subprocess
+from loop_helpers import SMALL_SCENARIO  # noqa: E402
+
 SCENARIO = SMALL_SCENARIO  # the shared small scenario (tests/loop_helpers.py)
 
 
