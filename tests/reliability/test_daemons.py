@@ -60,6 +60,13 @@ def test_two_daemons_one_acts_the_other_takes_over(db_url: str, tmp_path: Path) 
         tmp_path, db_url, write_scenario(tmp_path), interval_minutes=INTERVAL_MINUTES, log_format="json"
     )
     engine = make_engine(db_url)
+    try:
+        _two_daemons(engine, config, tmp_path)
+    finally:
+        engine.dispose()  # also when an assertion fails: no connection left for a later test to trip on
+
+
+def _two_daemons(engine, config: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     logs = (tmp_path / "a.log", tmp_path / "b.log")
     first = start(["-m", "loop", "run", "--config", str(config)], subprocess_env(), logs[0])
     second = None
@@ -84,12 +91,14 @@ def test_two_daemons_one_acts_the_other_takes_over(db_url: str, tmp_path: Path) 
                 p.wait()
     runs = tick_runs(engine)
     assert_no_overlap(runs)
-    # every tick that finished moved the simulated platform one day, and nothing was done twice
+    # Every finished tick moved the simulated platform one day. The SIGKILL may land between a
+    # tick's commit and the day's delivery: the next daemon then ticks that day again, which the
+    # idempotent steps make harmless; at most that one day repeats.
     state = json.loads((tmp_path / "data" / "simulated-platform.json").read_text())
-    assert state["day"] >= sum(1 for r in runs if r.finished_at is not None)
-    assert len({r.day for r in runs if r.finished_at is not None}) == sum(1 for r in runs if r.finished_at is not None)
+    days = [r.day for r in runs if r.finished_at is not None]
+    assert state["day"] >= len(set(days))
+    assert len(days) - len(set(days)) <= 1, days
     assert_guarantees(engine, tmp_path / "data" / "simulated-platform.json", state["day"])
-    engine.dispose()
 
 
 class Proxy:
@@ -164,24 +173,26 @@ def test_database_outage_the_daemon_backs_off_and_resumes(db_url: str, tmp_path:
         tmp_path, proxied, write_scenario(tmp_path), interval_minutes=INTERVAL_MINUTES, log_format="json"
     )
     engine = make_engine(db_url)  # the test's own view, not through the proxy
-    log = tmp_path / "daemon.log"
-    daemon = start(["-m", "loop", "run", "--config", str(config)], subprocess_env(), log)
     try:
-        wait_for(lambda: finished(engine) >= 3, 90, "ticks before the outage")
-        proxy.cut()
-        during = finished(engine)
-        wait_for(lambda: log.read_text(errors="replace").count('"level": "error"') + log.read_text(errors="replace").count('"level": "warning"') >= 2, 60, "the daemon to log the outage")  # fmt: skip
-        assert daemon.poll() is None, "the daemon died in the outage"
-        assert finished(engine) <= during + 1  # at most the tick in flight finished
-        proxy.restore()
-        wait_for(lambda: finished(engine) >= during + 4, 120, "ticks after the database came back")
-        daemon.send_signal(signal.SIGTERM)
-        assert daemon.wait(60) == 0
+        log = tmp_path / "daemon.log"
+        daemon = start(["-m", "loop", "run", "--config", str(config)], subprocess_env(), log)
+        try:
+            wait_for(lambda: finished(engine) >= 3, 90, "ticks before the outage")
+            proxy.cut()
+            during = finished(engine)
+            wait_for(lambda: log.read_text(errors="replace").count('"level": "error"') + log.read_text(errors="replace").count('"level": "warning"') >= 2, 60, "the daemon to log the outage")  # fmt: skip
+            assert daemon.poll() is None, "the daemon died in the outage"
+            assert finished(engine) <= during + 1  # at most the tick in flight finished
+            proxy.restore()
+            wait_for(lambda: finished(engine) >= during + 4, 120, "ticks after the database came back")
+            daemon.send_signal(signal.SIGTERM)
+            assert daemon.wait(60) == 0
+        finally:
+            if daemon.poll() is None:
+                daemon.kill()
+                daemon.wait()
+        state = json.loads((tmp_path / "data" / "simulated-platform.json").read_text())
+        assert_guarantees(engine, tmp_path / "data" / "simulated-platform.json", state["day"])
+        assert_no_overlap(tick_runs(engine))
     finally:
-        if daemon.poll() is None:
-            daemon.kill()
-            daemon.wait()
-    state = json.loads((tmp_path / "data" / "simulated-platform.json").read_text())
-    assert_guarantees(engine, tmp_path / "data" / "simulated-platform.json", state["day"])
-    assert_no_overlap(tick_runs(engine))
-    engine.dispose()
+        engine.dispose()  # also when an assertion fails
