@@ -8,13 +8,10 @@ test gets a fresh schema, dropped afterwards.
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
-from sqlalchemy import text
 
 from storage.db import make_engine, migrate
 
@@ -36,20 +33,6 @@ def _one_thread() -> None:
     torch.set_num_threads(1)
 
 
-def _pg_schema_url(base: str) -> Iterator[str]:
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = make_engine(base)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    sep = "&" if "?" in base else "?"
-    try:
-        yield f"{base}{sep}options={quote(f'-csearch_path={schema}')}"
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
-
-
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A database URL on each backend (PostgreSQL skipped unless selected)."""
@@ -59,7 +42,10 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     base = pg_url(request.config)
     if not base:
         pytest.skip("PostgreSQL not selected (set CREATIVE_LOOP_TEST_PG or --pg)")
-    yield from _pg_schema_url(base)
+    from loop_helpers import pg_schema
+
+    with pg_schema(base) as url:
+        yield url
 
 
 @pytest.fixture

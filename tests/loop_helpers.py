@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import quote
+
+from sqlalchemy import text
+
+from storage.db import make_engine
 
 SMALL_SCENARIO = """
 seed = 11
@@ -88,3 +96,19 @@ def plan_for(campaign_id: str, **settings):  # type: ignore[no-untyped-def]
         id=campaign_id, currency="USD", test_spend_cap=10_000, credit_cap=1_000, test_daily_budget=2_000,
         fast_credit_cost=2, pro_credit_cost=60, settings=CampaignSettings(id=campaign_id, **settings),
     )  # fmt: skip
+
+
+@contextmanager
+def pg_schema(base: str) -> Iterator[str]:
+    """A fresh schema on ``base`` (a URL), dropped afterwards; yields a URL that uses it."""
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = make_engine(base)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    sep = "&" if "?" in base else "?"
+    try:
+        yield f"{base}{sep}options={quote(f'-csearch_path={schema}')}"
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()

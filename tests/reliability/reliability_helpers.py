@@ -11,19 +11,14 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
 from collections import Counter as Tally
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
-from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlmodel import select
 
-from storage.db import make_engine
 from storage.db import session as open_session
 from storage.ledger import Ledger
 from storage.models import (
@@ -38,6 +33,7 @@ from storage.models import (
     TickRun,
 )
 
+import loop_helpers
 from loop_helpers import SMALL_SCENARIO
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -76,20 +72,7 @@ def subprocess_env(**extra: str) -> dict[str, str]:
 
 
 # -- PostgreSQL ------------------------------------------------------------------
-@contextmanager
-def pg_schema(base: str) -> Iterator[str]:
-    """A fresh schema on ``base`` (a URL), dropped afterwards; yields a URL that uses it."""
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = make_engine(base)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    sep = "&" if "?" in base else "?"
-    try:
-        yield f"{base}{sep}options={quote(f'-csearch_path={schema}')}"
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+pg_schema = loop_helpers.pg_schema  # one schema-per-test helper for every suite
 
 
 def second_url(db_url: str, folder: Path) -> Iterator[str]:
