@@ -89,6 +89,8 @@ class Experiment(SQLModel, table=True):
     approved_stage: str | None = None  # the last stage a person approved: "drafts" | "pro"
     tiering: str = "tiered"  # tiered | pro-only
     verdict: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+    # The test plan made before launch (policies.planning.ExperimentPlan.to_dict()); empty before it.
+    plan: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
 
@@ -103,7 +105,7 @@ class Arm(SQLModel, table=True):
     platform_adset_id: str | None = None
     platform_ad_id: str | None = None
     daily_budget_minor: int = 0
-    status: str = Field(default="pending", max_length=20)  # pending | live | paused
+    status: str = Field(default="pending", max_length=20)  # pending | live | paused | eliminated
 
 
 class BanditDecision(SQLModel, table=True):
