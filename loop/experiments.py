@@ -37,6 +37,9 @@ from storage.models import Arm, AuditEvent, BanditDecision, Creative, DailyMetri
 
 log = logging.getLogger("creative_loop.experiments")
 
+# Arm states in which its ad set no longer spends (an eliminated arm keeps its state for the record).
+STOPPED = ("paused", "eliminated")
+
 # Image-guard events (issue 4), past-tense like those in loop.events.
 BRAND_CHECK_FAILED = "BrandCheckFailed"
 FIDELITY_CHECK_FAILED = "FidelityCheckFailed"
@@ -115,7 +118,7 @@ def abandon(
             exp.id,
         )
         for a in live:
-            a.status = "paused"
+            a.status = "eliminated" if a.status == "eliminated" else "paused"
             session.add(a)
     ledger = Ledger(session)
     for res in ledger.open_reservations(plan.id, "credit", prefix=f"credit:{exp.id}:"):
@@ -643,7 +646,7 @@ def on_decided(rt: Runtime, session: Session, plan: CampaignPlan, exp: Experimen
     """Stop the test, then render the winner at the pro tier (same seed, same recipe)."""
     arms = _arms(session, exp)
     live = [a for a in arms if a.platform_ad_id]
-    if live and any(a.status != "paused" for a in live):
+    if live and any(a.status not in STOPPED for a in live):
         rt.perform(
             session,
             PauseAds(
@@ -655,7 +658,7 @@ def on_decided(rt: Runtime, session: Session, plan: CampaignPlan, exp: Experimen
             exp.id,
         )
         for a in live:
-            a.status = "paused"
+            a.status = "eliminated" if a.status == "eliminated" else "paused"
             session.add(a)
         rt.commit(session)
     winner = session.get(Creative, exp.winner_creative_id)
