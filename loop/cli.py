@@ -141,6 +141,13 @@ def _simulate_compare(
         )
 
 
+def _fatigue_line(f: dict[str, Any]) -> str:
+    """``hero: day 23 (onset 20)``, ``hero: not detected (onset 55)`` or ``evergreen: day 40 (no onset: false alarm)``."""
+    onset = f"(onset {f['true_onset_day']})" if f["true_onset_day"] is not None else "(no onset: false alarm)"
+    seen = f"day {f['detected_day']}" if f["detected_day"] is not None else "not detected"
+    return f"{f['creative']}: {seen} {onset}"
+
+
 def _print_summary(result: dict[str, Any]) -> None:
     table = Table(
         title=f"simulation: {result['scenario']} · {result['policy']} · {result['tiering']} · {result['days']} days"
@@ -156,14 +163,7 @@ def _print_summary(result: dict[str, Any]) -> None:
     ):
         table.add_column(col)
     for c in result["campaigns"]:
-        fat = (
-            ", ".join(
-                f"{f['creative']}: day {f['detected_day']} "
-                + (f"(onset {f['true_onset_day']})" if f["true_onset_day"] is not None else "(no onset: false alarm)")
-                for f in c["fatigue"]
-            )
-            or "none"
-        )
+        fat = ", ".join(_fatigue_line(f) for f in c["fatigue"]) or "none"
         exps = ", ".join(e["state"] for e in c["experiments"]) or "none"
         winners = ", ".join(
             f"{e['winner']} (ctr {e['winner_true_ctr']:.4f} vs best {e['best_true_ctr']:.4f})"
