@@ -92,3 +92,22 @@ def test_relative_expected_loss_ends_a_test_of_practically_equal_arms():
     assert d.winner == 1 and d.reason.startswith("expected_loss") and "of its rate" in d.reason
     # Close but not yet equal enough: 1 % is not reached with a tenth of the data.
     assert ThompsonSampling(relative_loss_threshold=0.01).decide(c // 10, n // 10).winner is None
+
+
+def test_effective_counts_match_the_variance_of_an_over_dispersed_rate():
+    from policies.objectives import effective_counts
+
+    s, n, d, tau2 = np.array([400.0, 40.0]), np.array([20_000.0, 2_000.0]), np.array([10, 10]), 0.0064
+    se, ne = effective_counts(s, n, d, tau2)
+    np.testing.assert_allclose(se / ne, s / n)  # the rate is unchanged
+    p = s / n
+    target = p * (1 - p) / n + p * p * tau2 / d
+    np.testing.assert_allclose(p * (1 - p) / ne, target, rtol=1e-12)  # same variance as the over-dispersed estimate
+    assert ne[0] < n[0] and ne[0] / n[0] < ne[1] / n[1]  # large samples lose more: day noise does not average out
+    np.testing.assert_array_equal(effective_counts(s, n, d, 0.0)[1], n)
+    # simulated check: day-level lognormal noise on a 2 % CTR, 10 days x 2,000 impressions
+    rng = np.random.default_rng(5)
+    daily = rng.binomial(2000, 0.02 * np.exp(rng.normal(0, 0.08, size=(20_000, 10))))
+    est = daily.sum(axis=1) / 20_000
+    se1, ne1 = effective_counts(np.array([400.0]), np.array([20_000.0]), np.array([10]), 0.0064)
+    assert abs(est.var() / (0.02 * 0.98 / ne1[0]) - 1) < 0.05
