@@ -139,7 +139,7 @@ def _score_campaign(session: Session, platform: SimulatedAdPlatform, campaign_id
     fatigue, false_alarms = [], 0
     main_ads = [a for a in platform.ads.values() if a.campaign == campaign_id and a.adset_id.startswith("main:")]
     for ad in main_ads:
-        onset = ad.fatigue_start
+        onset = platform.oracle_onset(ad.ad_id)
         detected = detected_by_ad.get(ad.ad_id)
         if onset is None and detected is None:
             continue

@@ -1,7 +1,7 @@
 """experiment test plan
 
 Revision ID: 0008
-Revises: 0002
+Revises: 0007
 Create Date: 2026-11-30 14:30:00
 """
 
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 
 revision = '0008'
-down_revision = '0002'
+down_revision = '0007'
 branch_labels = None
 depends_on = None
 
