@@ -30,10 +30,11 @@ from policies import brand, fidelity
 from policies.bandit import get_policy
 from policies.budget import affordable_daily_budget, reservation_for, split_budget
 from policies.errors import CapExceeded, GenerationError
+from policies.objectives import effective_counts
 from policies.planning import ExperimentPlan, plan_experiment
 from storage.imagecheck import ImageRejected, load_image
 from storage.ledger import Ledger
-from storage.models import Arm, AuditEvent, BanditDecision, Creative, DailyMetric, Experiment, utcnow
+from storage.models import Arm, AuditEvent, BanditDecision, Creative, DailyMetric, Experiment, FatigueNoise, utcnow
 
 log = logging.getLogger("creative_loop.experiments")
 
@@ -244,6 +245,7 @@ def plan_test(session: Session, plan: CampaignPlan, exp: Experiment, budget_left
         power=s.plan_power,
         confidence=s.prob_best_target,
         overspend=s.overspend,
+        extra_variance=campaign_extra_variance(session, plan.id, exp.detected_on or date.max),
     )
 
 
@@ -474,11 +476,38 @@ def arm_counts(session: Session, arms: list[Arm], until: date) -> tuple[np.ndarr
     return clicks, imps
 
 
+def arm_days(session: Session, arms: list[Arm], until: date) -> np.ndarray:
+    """Days with delivery per arm before ``until``."""
+    ids = [a.creative_id for a in arms]
+    days = np.zeros(len(arms))
+    for m in session.exec(
+        select(DailyMetric).where(
+            col(DailyMetric.creative_id).in_(ids), DailyMetric.day < until, DailyMetric.impressions > 0
+        )
+    ).all():
+        days[ids.index(m.creative_id)] += 1
+    return days
+
+
+def campaign_extra_variance(session: Session, campaign_id: str, before: date) -> float:
+    """The latest day-level over-dispersion (τ²) the fatigue test stored for the campaign, 0 without one."""
+    row = session.exec(
+        select(FatigueNoise)
+        .where(FatigueNoise.campaign_id == campaign_id, FatigueNoise.day < before)
+        .order_by(col(FatigueNoise.day).desc())
+    ).first()
+    return float(row.extra_variance) if row is not None else 0.0
+
+
 def on_testing(rt: Runtime, session: Session, plan: CampaignPlan, exp: Experiment, today: date) -> None:
     """Decide if the data allows, else split tomorrow's test budget by the bandit."""
     s = plan.settings
     arms = _arms(session, exp)
-    clicks, imps = arm_counts(session, arms, today)
+    raw_clicks, raw_imps = arm_counts(session, arms, today)
+    # Day-level noise beyond binomial (the fatigue test's estimate for the campaign) makes a day's
+    # clicks worth less evidence: the bandit sees the binomial sample with the same variance.
+    tau2 = campaign_extra_variance(session, plan.id, today)
+    clicks, imps = effective_counts(raw_clicks, raw_imps, arm_days(session, arms, today), tau2)
     seed = stable_seed(exp.seed, today.isoformat())
     rng = np.random.default_rng(seed)
     policy = loop_policy(exp.policy, s)
@@ -531,8 +560,8 @@ def on_testing(rt: Runtime, session: Session, plan: CampaignPlan, exp: Experimen
             day=today,
             seed=seed,
             policy=exp.policy,
-            clicks=[int(c) for c in clicks],
-            impressions=[int(n) for n in imps],
+            clicks=[int(c) for c in raw_clicks],
+            impressions=[int(n) for n in raw_imps],
             weights=[float(w) for w in weights],
             prob_best=[float(p) for p in decision.prob_best],
             budgets_minor=budgets,
@@ -540,8 +569,9 @@ def on_testing(rt: Runtime, session: Session, plan: CampaignPlan, exp: Experimen
         )
         session.add(decision_row)
         events.record(
-            session, events.ALLOCATION_SET, plan.id, exp.id, day=today.isoformat(), budgets=budgets, seed=seed
-        )
+            session, events.ALLOCATION_SET, plan.id, exp.id, day=today.isoformat(), budgets=budgets, seed=seed,
+            extra_variance=tau2,
+        )  # fmt: skip
         rt.commit(session)  # money reserved and decision stored before the platform hears of it
     budgets = list(decision_row.budgets_minor)
     result = rt.perform(

@@ -9,6 +9,7 @@ from sqlmodel import col, select
 from loop.app import build_runtime, open_engine
 from loop.config import Config
 from policies.errors import NotFound
+from policies.planning import ExperimentPlan
 from storage.db import session as open_session
 from storage.ledger import ACCOUNTS, AccountSummary, Ledger
 from storage.models import AuditEvent, Campaign, Creative, DailyMetric, Experiment, TickRun
@@ -58,6 +59,7 @@ def status_rows(cfg: Config) -> dict[str, Any]:
                     "detected": e.detected_on.isoformat() if e.detected_on else "",
                     "winner": e.winner_creative_id,
                     "reason": e.reason,
+                    "plan": ExperimentPlan.from_dict(e.plan).summary() if e.plan else "",
                 }
                 for e in exps
             ],

@@ -53,6 +53,11 @@ class ExperimentPlan:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ExperimentPlan:
+        """The plan as stored on an experiment (:meth:`to_dict`)."""
+        return cls(**data)
+
     def summary(self) -> str:
         """One line a person can read: ``3 arms x 31,000 imps (15% lift, 80% power), 9 days, 640.00``."""
         if not self.can_test:
