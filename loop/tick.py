@@ -290,9 +290,24 @@ def sync_campaign(session: Session, plan: CampaignPlan) -> Campaign:
     campaign.currency = plan.currency
     campaign.test_spend_cap_minor = plan.test_spend_cap
     campaign.credit_cap_minor = plan.credit_cap
+    campaign.cap_period = plan.cap_period
     session.add(campaign)
+    sync_account_cap(session, plan)
     session.flush()
     return campaign
+
+
+def sync_account_cap(session: Session, plan: CampaignPlan) -> None:
+    """Store the account-wide monthly cap, writing only when it changed (every campaign's tick calls this)."""
+    from storage.models import AccountCap
+
+    row = session.get(AccountCap, "account")
+    if row is None:
+        row = AccountCap(id="account")
+    elif (row.monthly_cap_minor, row.currency) == (plan.account_monthly_cap, plan.currency):
+        return
+    row.monthly_cap_minor, row.currency, row.updated_at = plan.account_monthly_cap, plan.currency, utcnow()
+    session.add(row)
 
 
 def live_creative_id(campaign_id: str, ad_id: str) -> str:
@@ -408,7 +423,9 @@ def reconcile(session: Session, campaign_id: str, today: date) -> None:
     A reservation ``test:<experiment>:<day>:<days>`` covers the budgets set on
     ``day`` for ``days`` days. It is settled with the spend of its arms on the
     days it really governed (until the next allocation replaced it) once those
-    days are in the past.
+    days are in the past.  A window that crossed a cap period's boundary was
+    reserved in parts, ``…:<days>/<first day>+<n>`` (``Ledger.reserve_window``):
+    each part is settled with the spend of its own days.
     """
     ledger = Ledger(session)
     open_res = ledger.open_reservations(campaign_id, "test", prefix="test:")
@@ -418,13 +435,23 @@ def reconcile(session: Session, campaign_id: str, today: date) -> None:
 
     for res in open_res:
         exp_id, day_s, span_s = res.key.split(":", 1)[1].rsplit(":", 2)
-        start, span = date.fromisoformat(day_s), int(span_s)
+        decided = date.fromisoformat(day_s)
+        span_s, _, part = span_s.partition("/")
+        start, end = decided, decided + timedelta(days=int(span_s))  # end exclusive
+        if part:
+            first_s, _, n_s = part.partition("+")
+            start = date.fromisoformat(first_s)
+            end = start + timedelta(days=int(n_s))
         next_day = session.exec(
             select(BanditDecision.day)
-            .where(BanditDecision.experiment_id == exp_id, BanditDecision.day > start)
+            .where(BanditDecision.experiment_id == exp_id, BanditDecision.day > decided)
             .order_by(BanditDecision.day)
         ).first()
-        end = min(start + timedelta(days=span), next_day or date.max)  # exclusive
+        end = min(end, next_day or date.max)
+        if end <= start:
+            # A later allocation replaced the budgets before this part's first day: nothing spent under it.
+            ledger.settle(res.key, None, note=f"replaced on {next_day} before {start}")
+            continue
         if end > today:
             continue  # some governed day has not happened yet
         arm_ids = session.exec(select(Arm.creative_id).where(Arm.experiment_id == exp_id)).all()
