@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 
 from loop.app import build_runtime, open_engine
-from loop.config import Config
+from loop.budget_wait import waiting_note
+from loop.config import Config, to_major
+from loop.tick import END_STATES
 from policies.errors import NotFound
 from storage.db import session as open_session
-from storage.ledger import ACCOUNTS, AccountSummary, Ledger
-from storage.models import AuditEvent, Campaign, Creative, DailyMetric, Experiment, TickRun
+from storage.ledger import ACCOUNT_ROW, ACCOUNTS, AccountSummary, Ledger
+from storage.models import AccountCap, AuditEvent, Campaign, Creative, DailyMetric, Experiment, TickRun
 
 
 def status_rows(cfg: Config) -> dict[str, Any]:
@@ -54,7 +56,9 @@ def status_rows(cfg: Config) -> dict[str, Any]:
                 {
                     "id": e.id,
                     "campaign": e.campaign_id,
-                    "state": e.state + (f" ({e.waiting_for})" if e.waiting_for else ""),
+                    "state": e.state
+                    + (f" ({e.waiting_for})" if e.waiting_for else "")
+                    + (f" ({waiting_note(e)})" if e.waiting_until and e.state not in END_STATES else ""),
                     "detected": e.detected_on.isoformat() if e.detected_on else "",
                     "winner": e.winner_creative_id,
                     "reason": e.reason,
@@ -67,11 +71,48 @@ def status_rows(cfg: Config) -> dict[str, Any]:
         }
 
 
+SPEND_COLUMNS = ("campaign", "account", "period", "period_start", "cap", "spent", "reserved", "left", "currency")
+
+
 def spend_rows(cfg: Config) -> list[AccountSummary]:
     engine = open_engine(cfg.database_url)
     with open_session(engine) as s:
-        ledger = Ledger(s)
-        return [ledger.summary(c.id, a) for c in s.exec(select(Campaign).order_by(Campaign.id)).all() for a in ACCOUNTS]
+        return period_rows(s)
+
+
+def period_rows(session: Session) -> list[AccountSummary]:
+    """Every capped account in every period that has money in it (and the current one), oldest first.
+
+    A lifetime cap is one row; the account-wide monthly cap, when set, adds a
+    row per month across all campaigns.
+    """
+    ledger = Ledger(session)
+    campaigns = session.exec(select(Campaign).order_by(Campaign.id)).all()
+    rows = [p for c in campaigns for a in ACCOUNTS for p in ledger.periods(c.id, a)]
+    return rows + ledger.account_periods()
+
+
+def spend_table(cfg: Config) -> list[dict[str, Any]]:
+    """:func:`period_rows` as plain values in currency units (the ``spend`` table and its CSV)."""
+    engine = open_engine(cfg.database_url)
+    with open_session(engine) as s:
+        currency = {c.id: c.currency for c in s.exec(select(Campaign)).all()}
+        cap = s.get(AccountCap, ACCOUNT_ROW)
+        rows = period_rows(s)
+    return [
+        {
+            "campaign": r.campaign_id,
+            "account": r.account,
+            "period": r.label,
+            "period_start": r.start.isoformat() if r.start else "",
+            "cap": to_major(r.cap),
+            "spent": to_major(r.spent),
+            "reserved": to_major(r.reserved),
+            "left": to_major(r.left),
+            "currency": currency.get(r.campaign_id) or (cap.currency if cap else ""),
+        }
+        for r in rows
+    ]
 
 
 def decide_approval(cfg: Config, experiment_id: str, approve: bool, actor: str, reason: str = "") -> Experiment:
