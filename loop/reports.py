@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
+from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from loop.app import build_runtime, open_engine
@@ -16,9 +19,17 @@ from storage.ledger import ACCOUNT_ROW, ACCOUNTS, AccountSummary, Ledger
 from storage.models import AccountCap, AuditEvent, Campaign, Creative, DailyMetric, Experiment, TickRun
 
 
-def status_rows(cfg: Config) -> dict[str, Any]:
+@contextmanager
+def _engine(cfg: Config) -> Iterator[Engine]:
     engine = open_engine(cfg.database_url)
-    with open_session(engine) as s:
+    try:
+        yield engine
+    finally:
+        engine.dispose()  # a report's connections close with it (the dashboard and tests call these too)
+
+
+def status_rows(cfg: Config) -> dict[str, Any]:
+    with _engine(cfg) as engine, open_session(engine) as s:
         exps = s.exec(select(Experiment).order_by(col(Experiment.created_at).desc())).all()
         creatives = s.exec(
             select(Creative).where(col(Creative.role).in_(("live", "pro")), col(Creative.platform_ad_id).is_not(None))
@@ -75,8 +86,7 @@ SPEND_COLUMNS = ("campaign", "account", "period", "period_start", "cap", "spent"
 
 
 def spend_rows(cfg: Config) -> list[AccountSummary]:
-    engine = open_engine(cfg.database_url)
-    with open_session(engine) as s:
+    with _engine(cfg) as engine, open_session(engine) as s:
         return period_rows(s)
 
 
@@ -94,8 +104,7 @@ def period_rows(session: Session) -> list[AccountSummary]:
 
 def spend_table(cfg: Config) -> list[dict[str, Any]]:
     """:func:`period_rows` as plain values in currency units (the ``spend`` table and its CSV)."""
-    engine = open_engine(cfg.database_url)
-    with open_session(engine) as s:
+    with _engine(cfg) as engine, open_session(engine) as s:
         currency = {c.id: c.currency for c in s.exec(select(Campaign)).all()}
         cap = s.get(AccountCap, ACCOUNT_ROW)
         rows = period_rows(s)

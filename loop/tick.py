@@ -58,6 +58,8 @@ END_STATES = ("scaled", "abandoned")
 LEARNING_DAYS = 2
 # A creative whose experiment was abandoned may be tried again after this long.
 RETRY_AFTER_ABANDON = timedelta(days=7)
+# A test-spend day not reported this long after its window is booked at its reservation.
+REPORT_GRACE = timedelta(days=2)
 # After an outage, ingest at most this far back in one tick.
 MAX_CATCH_UP = timedelta(days=90)
 
@@ -426,6 +428,12 @@ def reconcile(session: Session, campaign_id: str, today: date) -> None:
     days are in the past.  A window that crossed a cap period's boundary was
     reserved in parts, ``…:<days>/<first day>+<n>`` (``Ledger.reserve_window``):
     each part is settled with the spend of its own days.
+
+    A day counts as reported once the platform reported any ad of the
+    campaign for it (an arm without a row that day did not deliver).  A day
+    still unreported ``REPORT_GRACE`` after the window is booked at what the
+    reservation held for it, the worst case: money reported later than that
+    can then never take a period past its cap.
     """
     ledger = Ledger(session)
     open_res = ledger.open_reservations(campaign_id, "test", prefix="test:")
@@ -460,14 +468,23 @@ def reconcile(session: Session, campaign_id: str, today: date) -> None:
                 col(DailyMetric.creative_id).in_(arm_ids), DailyMetric.day >= start, DailyMetric.day < end
             )
         ).all()
-        reported_days = {m.day for m in spent}
+        reported = session.exec(
+            select(DailyMetric.day)
+            .join(Creative, col(Creative.id) == DailyMetric.creative_id)
+            .where(Creative.campaign_id == campaign_id, DailyMetric.day >= start, DailyMetric.day < end)
+            .distinct()
+        ).all()
+        missing = (end - start).days - len(set(reported))
         last_day = end - timedelta(days=1)
-        # Wait for the last governed day to be reported, but not forever: a day
-        # with no delivery produces no row at all.
-        if last_day not in reported_days and today - last_day < timedelta(days=2):
+        if missing and today - last_day < REPORT_GRACE:
             continue
         actual = sum(m.spend_minor for m in spent)
-        ledger.settle(res.key, actual, note=f"spend {start}..{last_day}")
+        note = f"spend {start}..{last_day}"
+        if missing:
+            reserved_days = int(part.partition("+")[2]) if part else int(span_s)
+            actual += res.amount_minor // reserved_days * missing
+            note += f"; {missing} day(s) never reported, booked at the reservation"
+        ledger.settle(res.key, actual, note=note)
         events.record(
             session, events.SPEND_RECONCILED, campaign_id, exp_id,
             key=res.key, reserved=res.amount_minor, actual=actual,
