@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from loop.config import Config, load_config, to_major
+from loop.config import Config, load_config
 from policies.errors import ConfigError, CreativeLoopError, NotFound
 
 app = typer.Typer(
@@ -237,16 +237,42 @@ def status(config: ConfigOpt = None) -> None:
 
 
 @app.command()
-def spend(config: ConfigOpt = None) -> None:
-    """The money ledger per campaign: cap, spent, reserved, left."""
-    from loop.reports import spend_rows
+def spend(
+    config: ConfigOpt = None,
+    csv_path: Annotated[
+        Path | None, typer.Option("--csv", help="Also write the rows to this CSV file ('-': standard output).")
+    ] = None,
+) -> None:
+    """The money ledger per campaign and cap period: period start, cap, spent, reserved, left."""
+    from loop.reports import SPEND_COLUMNS, spend_table
 
     cfg = _config(config)
-    table = Table(title="ledger (currency units)")
-    for col in ("campaign", "account", "cap", "spent", "reserved", "left"):
-        table.add_column(col, justify="right" if col not in ("campaign", "account") else "left")
-    for s in spend_rows(cfg):
-        table.add_row(s.campaign_id, s.account, *(f"{to_major(v):.2f}" for v in (s.cap, s.spent, s.reserved, s.left)))
+    rows = spend_table(cfg)
+    if csv_path is not None:
+        import csv
+        import io
+
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=SPEND_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        for r in rows:
+            # A leading =, +, - or @ would be a formula in a spreadsheet.
+            writer.writerow({k: "'" + v if isinstance(v, str) and v[:1] in "=+-@" else v for k, v in r.items()})
+        if str(csv_path) == "-":
+            sys.stdout.write(buf.getvalue())
+            return
+        try:
+            csv_path.write_text(buf.getvalue())
+        except OSError as exc:
+            raise ConfigError(str(csv_path), "--csv", exc.strerror or str(exc)) from None
+    table = Table(title="ledger (currency units, by cap period)")
+    for col in ("campaign", "account", "period", "start", "cap", "spent", "reserved", "left"):
+        table.add_column(col, justify="left" if col in ("campaign", "account", "period", "start") else "right")
+    for r in rows:
+        table.add_row(
+            r["campaign"], r["account"], r["period"], r["period_start"],
+            *(f"{r[k]:.2f}" for k in ("cap", "spent", "reserved", "left")),
+        )  # fmt: skip
     console.print(table)
 
 

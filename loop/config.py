@@ -102,6 +102,8 @@ class CampaignSettings(PolicySettings):
     test_daily_budget: float | None = Field(None, gt=0)
     fast_credit_cost: float | None = Field(None, ge=0)
     pro_credit_cost: float | None = Field(None, ge=0)
+    # The period both caps hold for; periods follow the platform's calendar day.
+    cap_period: Literal["month", "week", "lifetime"] = "month"
     currency: str = Field("USD", pattern=r"^[A-Z]{3}$")
     # Platform ids (ignored by the simulated platform).
     account_id: str = ""
@@ -173,6 +175,14 @@ class LoopSettings(_Frozen):
         if backend not in ("sqlite", "postgresql"):
             raise ValueError(f"unsupported database {backend!r} (sqlite or postgresql)")
         return value
+
+
+class BudgetSettings(_Frozen):
+    """Finance caps above the campaigns' own."""
+
+    # Test spend and generation credits of every campaign together, per calendar month
+    # (the platform's day); None: no account-wide cap.
+    account_monthly_cap: float | None = Field(None, ge=0)
 
 
 class SimulatedSettings(_Frozen):
@@ -284,6 +294,7 @@ class GeminiSettings(_Frozen):
 class ConfigModel(_Frozen):
     loop: LoopSettings = LoopSettings()
     defaults: PolicySettings = PolicySettings()
+    budget: BudgetSettings = BudgetSettings()
     simulated: SimulatedSettings = SimulatedSettings()
     meta: MetaSettings = MetaSettings()
     web: WebSettings = WebSettings()

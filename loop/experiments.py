@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 from datetime import date, timedelta
 from typing import Any
 
@@ -23,12 +24,12 @@ from sqlmodel import Session, col, select
 from connectors.ads.base import LaunchTestArm, PauseAds, ScaleWinner, SetBudgets
 from connectors.images.base import Brief, Rendered
 from connectors.images.procedural import stable_seed
-from loop import events
+from loop import budget_wait, events
 from loop.plans import CampaignPlan
 from loop.tick import Runtime, series
 from policies import brand, fidelity
 from policies.bandit import get_policy
-from policies.budget import affordable_daily_budget, reservation_for, split_budget
+from policies.budget import reservation_for, split_budget
 from policies.errors import CapExceeded, GenerationError
 from policies.objectives import effective_counts
 from policies.planning import ExperimentPlan, plan_experiment
@@ -124,6 +125,7 @@ def abandon(
     ledger = Ledger(session)
     for res in ledger.open_reservations(plan.id, "credit", prefix=f"credit:{exp.id}:"):
         ledger.settle(res.key, None, note=f"abandoned: {reason}")
+    exp.waiting_since = exp.waiting_until = None  # an ended experiment waits for nothing
     events.record(session, events.EXPERIMENT_ABANDONED, plan.id, exp.id, actor=actor, reason=reason)
     _move(rt, session, exp, "abandoned", reason)
 
@@ -267,6 +269,12 @@ def parent_rate_and_cpm(session: Session, exp: Experiment) -> tuple[float, float
     return float(min(max(rate, 1e-6), 0.5)), float(cpm)
 
 
+def _two_arm_spend(test_plan: ExperimentPlan, plan: CampaignPlan) -> int:
+    """Money (minor units, reservations included) a two-arm test of ``test_plan``'s sample needs."""
+    spend = math.ceil(2 * test_plan.per_arm_impressions * test_plan.cpm_minor / 1000)
+    return spend + reservation_for(plan.test_daily_budget, 1, plan.settings.overspend) - plan.test_daily_budget
+
+
 def _to_launch(session: Session, exp: Experiment, variants: list[Creative]) -> list[Creative]:
     """The drafts the plan has room for, on-brand ones first; the others stay untested in the gallery."""
     k = int(exp.plan.get("arms", len(variants))) if exp.plan else len(variants)
@@ -291,41 +299,58 @@ def on_detected(rt: Runtime, session: Session, plan: CampaignPlan, exp: Experime
     ledger = Ledger(session)
     per_variant = plan.pro_credit_cost if rt.tiering == "pro-only" else plan.fast_credit_cost
     needs_pro = rt.tiering == "tiered" and plan.settings.reserve_pro_credit
-    state = ledger.state(plan.id, "credit")
-    room = state.left - (
-        plan.pro_credit_cost if needs_pro and not ledger.find(f"credit:{exp.id}:pro", "reserve") else 0
-    )
-    test_left = ledger.state(plan.id, "test").left
+    # Caps per period (loop.budget_wait): the money is spent today, so today's periods hold it.
+    credit_left = ledger.room(plan.id, "credit", today)
+    pro_cost = plan.pro_credit_cost if needs_pro and not ledger.find(f"credit:{exp.id}:pro", "reserve") else 0
+    room = credit_left - pro_cost
+    test_left = ledger.room(plan.id, "test", today)
     min_test = reservation_for(2 * max(1, round(plan.settings.min_arm_daily_budget * 100)), 1, plan.settings.overspend)
     if test_left < min_test:
         # Generating variants that can never be tested would waste credits.
+        if budget_wait.wait(rt, session, plan, exp, "test", today,
+                            budget_wait.blocking(ledger, plan, "test", today, min_test)):  # fmt: skip
+            return
         events.record(session, events.CAP_REACHED, plan.id, exp.id, account="test", left=test_left)
         abandon(rt, session, plan, exp, "test spend cap: no budget left to test variants")
         return
     test_plan = plan_test(session, plan, exp, test_left)
     if not test_plan.can_test:
-        # Money that cannot conclude a test is not spent on one; the reason says what it could resolve.
+        # Money that cannot conclude a test is not spent on one. When a whole period's cap could
+        # fund the test, wait for the next period; otherwise the reason says what it could resolve.
+        needed = _two_arm_spend(test_plan, plan)
+        if plan_test(session, plan, exp, plan.test_spend_cap).can_test and budget_wait.wait(
+            rt, session, plan, exp, "test", today, budget_wait.blocking(ledger, plan, "test", today, needed)
+        ):
+            return
         events.record(session, events.TEST_PLANNED, plan.id, exp.id, **test_plan.to_dict())
         abandon(rt, session, plan, exp, test_plan.reason)
         return
     wanted = plan.settings.variants
     fit = wanted if per_variant == 0 else min(wanted, max(0, room) // per_variant)
     if fit < 2:
-        events.record(session, events.CAP_REACHED, plan.id, exp.id, account="credit", left=state.left)
+        if budget_wait.wait(rt, session, plan, exp, "credit", today,
+                            budget_wait.blocking(ledger, plan, "credit", today, pro_cost + 2 * per_variant)):  # fmt: skip
+            return
+        events.record(session, events.CAP_REACHED, plan.id, exp.id, account="credit", left=credit_left)
         abandon(rt, session, plan, exp, f"credit cap: room for {fit} variant(s), need at least 2")
         return
     if getattr(rt, "hold_exploration", False):
         # Backpressure (loop.executors): the generation queue is full; stay detected, try the next tick.
         log.info("experiment %s: exploration held, the generation queue is full", exp.id)
         return
+    budget_wait.resume(session, plan, exp, today)
     if not exp.plan:
         exp.plan = test_plan.to_dict()
         events.record(session, events.TEST_PLANNED, plan.id, exp.id, **exp.plan)
         log.info("experiment %s: test plan: %s", exp.id, test_plan.summary())
     if needs_pro:
-        ledger.reserve(plan.id, "credit", f"credit:{exp.id}:pro", plan.pro_credit_cost, exp.id, "pro", "pro render")
+        ledger.reserve(
+            plan.id, "credit", f"credit:{exp.id}:pro", plan.pro_credit_cost, exp.id, "pro", "pro render", day=today
+        )
     for i in range(1, fit + 1):
-        ledger.reserve(plan.id, "credit", f"credit:{exp.id}:v{i}", per_variant, exp.id, "fast", f"variant v{i}")
+        ledger.reserve(
+            plan.id, "credit", f"credit:{exp.id}:v{i}", per_variant, exp.id, "fast", f"variant v{i}", day=today
+        )
     _move(rt, session, exp, "exploring")
 
 
@@ -515,7 +540,8 @@ def on_testing(rt: Runtime, session: Session, plan: CampaignPlan, exp: Experimen
         select(BanditDecision).where(BanditDecision.experiment_id == exp.id, BanditDecision.day == today)
     ).first()
     if decision_row is None:
-        check_delivery_of_last_split(session, plan, exp, arms, today)
+        if exp.waiting_since is None:  # the last split is checked once, not on every day of a budget wait
+            check_delivery_of_last_split(session, plan, exp, arms, today)
         active = np.array([a.status != "eliminated" for a in arms])
         out = policy.eliminate(clicks, imps, rng, active=active)
         if out.any():
@@ -532,7 +558,7 @@ def on_testing(rt: Runtime, session: Session, plan: CampaignPlan, exp: Experimen
         if decision.winner is not None:
             _declare(rt, session, plan, exp, arms, int(decision.winner), today, decision.reason, decision.prob_best)
             return
-        days_tested = (today - (exp.testing_started_on or today)).days
+        days_tested = (today - (exp.testing_started_on or today)).days - budget_wait.waited_test_days(exp, today)
         if days_tested >= s.max_test_days:
             _end_best_so_far(
                 rt, session, plan, exp, arms, clicks, imps, today, f"no winner after {days_tested} test days"
@@ -541,19 +567,23 @@ def on_testing(rt: Runtime, session: Session, plan: CampaignPlan, exp: Experimen
         ledger = Ledger(session)
         window = s.commitment_days
         min_arm = round(s.min_arm_daily_budget * 100)
-        budget = affordable_daily_budget(ledger.state(plan.id, "test"), plan.test_daily_budget, window, s.overspend)
+        budget, blockers = budget_wait.affordable_test_budget(ledger, plan, today, 2 * max(1, min_arm))
         if budget < 2 * max(1, min_arm):
+            # A period cap: pause the arms and wait for the next period; a lifetime cap: the best arm so far.
+            if budget_wait.wait_while_testing(rt, session, plan, exp, arms, today, blockers):
+                return
             events.record(
-                session, events.CAP_REACHED, plan.id, exp.id, account="test", left=ledger.state(plan.id, "test").left
+                session, events.CAP_REACHED, plan.id, exp.id, account="test", left=ledger.room(plan.id, "test", today)
             )
             _end_best_so_far(rt, session, plan, exp, arms, clicks, imps, today, "test spend cap reached")
             return
+        budget_wait.resume(session, plan, exp, today)
         weights = policy.allocate(clicks, imps, rng, active=active)
         budgets = split_budget(budget, [float(w) for w in weights], minimum=min_arm)
         total = sum(budgets)
-        ledger.reserve(
-            plan.id, "test", f"test:{exp.id}:{today.isoformat()}:{window}",
-            reservation_for(total, window, s.overspend), exp.id, note=f"budgets {budgets} x {window} day(s)",
+        ledger.reserve_window(
+            plan.id, "test", f"test:{exp.id}:{today.isoformat()}:{window}", reservation_for(total, 1, s.overspend),
+            today, window, exp.id, note=f"budgets {budgets} x {window} day(s)",
         )  # fmt: skip
         decision_row = BanditDecision(
             experiment_id=exp.id,
@@ -700,15 +730,19 @@ def on_decided(rt: Runtime, session: Session, plan: CampaignPlan, exp: Experimen
         exp.pro_creative_id = winner.id  # tested at the pro tier already
     elif exp.pro_creative_id is None:
         try:
-            ledger.reserve(plan.id, "credit", key, plan.pro_credit_cost, exp.id, "pro", "pro render")
+            ledger.reserve(plan.id, "credit", key, plan.pro_credit_cost, exp.id, "pro", "pro render", day=today)
         except CapExceeded:
+            if budget_wait.wait(rt, session, plan, exp, "credit", today,
+                                budget_wait.blocking(ledger, plan, "credit", today, plan.pro_credit_cost)):  # fmt: skip
+                return
             abandon(rt, session, plan, exp, "credit cap: no room for the pro render")
             return
+        budget_wait.resume(session, plan, exp, today)
         rt.commit(session)
         if rt.dry_run:
             rt.plan_lines.append(f"render pro of {winner.id}")
             return
-        chosen, faithful = _render_pro(rt, session, plan, exp, winner, parent)
+        chosen, faithful = _render_pro(rt, session, plan, exp, winner, parent, today)
         if chosen is None:
             return  # the first render failed: abandoned
         exp.pro_creative_id = chosen.id
@@ -740,8 +774,9 @@ def _pro_strengths(rt: Runtime, plan: CampaignPlan) -> list[float | None]:
 
 
 def _render_pro(
-    rt: Runtime, session: Session, plan: CampaignPlan, exp: Experiment, winner: Creative, parent: Creative
-) -> tuple[Creative | None, bool]:
+    rt: Runtime, session: Session, plan: CampaignPlan, exp: Experiment, winner: Creative, parent: Creative,
+    today: date | None = None,
+) -> tuple[Creative | None, bool]:  # fmt: skip
     """Render the winner at the pro tier until one keeps its composition (fidelity guard).
 
     Attempt 0 uses the reservation ``credit:{exp}:pro``; each retry reserves
@@ -761,9 +796,11 @@ def _render_pro(
         if creative is None:
             if attempt > 0:
                 try:
-                    ledger.reserve(plan.id, "credit", key, plan.pro_credit_cost, exp.id, "pro", f"pro retry {attempt}")
-                except CapExceeded:
-                    events.record(session, events.CAP_REACHED, plan.id, exp.id, account="credit", left=ledger.state(plan.id, "credit").left)  # fmt: skip
+                    ledger.reserve(
+                        plan.id, "credit", key, plan.pro_credit_cost, exp.id, "pro", f"pro retry {attempt}", day=today
+                    )
+                except CapExceeded as exc:
+                    events.record(session, events.CAP_REACHED, plan.id, exp.id, account="credit", left=exc.left)
                     break
                 rt.commit(session)
             recipe = dict(draft.recipe) if strength is None else {**draft.recipe, "pro_strength": strength}

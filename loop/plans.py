@@ -2,6 +2,8 @@
 
 A plan merges the config's ``[defaults]`` and ``[[campaigns]]`` entry with,
 on the simulated platform, the scenario's campaign (budgets, caps, costs).
+A config's caps hold per ``cap_period`` (default month); a scenario's caps
+hold per run (lifetime), as the simulator has always counted them.
 """
 
 from __future__ import annotations
@@ -23,6 +25,13 @@ class CampaignPlan:
     fast_credit_cost: int
     pro_credit_cost: int
     settings: CampaignSettings
+    # The account-wide cap across campaigns (test spend + credits per calendar month); None: none.
+    account_monthly_cap: int | None = None
+
+    @property
+    def cap_period(self) -> str:
+        """month | week | lifetime: the period the campaign's caps hold for."""
+        return self.settings.cap_period
 
 
 def _required(cfg: Config, settings: CampaignSettings, key: str) -> float:
@@ -42,7 +51,13 @@ def plan_from_settings(cfg: Config, settings: CampaignSettings) -> CampaignPlan:
         fast_credit_cost=to_minor(_required(cfg, settings, "fast_credit_cost")),
         pro_credit_cost=to_minor(_required(cfg, settings, "pro_credit_cost")),
         settings=settings,
+        account_monthly_cap=_account_cap(cfg),
     )
+
+
+def _account_cap(cfg: Config) -> int | None:
+    cap = cfg.model.budget.account_monthly_cap
+    return None if cap is None else to_minor(cap)
 
 
 def plan_from_scenario(cfg: Config, spec: CampaignSpec, **overrides: object) -> CampaignPlan:
@@ -54,18 +69,29 @@ def plan_from_scenario(cfg: Config, spec: CampaignSpec, **overrides: object) -> 
         for key in ("test_spend_cap", "credit_cap", "test_daily_budget", "fast_credit_cost", "pro_credit_cost")
         if key not in explicit
     }
-    data = {**settings.model_dump(), **money, "currency": spec.currency, **overrides}
+    # The scenario's caps are per run (lifetime); caps or a period set in the config's entry
+    # are the config's, which hold per cap_period (default month).
+    period = {} if explicit & {"cap_period", "test_spend_cap", "credit_cap"} else {"cap_period": "lifetime"}
+    data = {**settings.model_dump(), **money, "currency": spec.currency, **period, **overrides}
     return plan_from_settings(cfg, CampaignSettings.model_validate(data))
 
 
 def campaign_plans(cfg: Config, scenario: Scenario | None = None, **overrides: object) -> list[CampaignPlan]:
     if scenario is not None:
-        return [plan_from_scenario(cfg, spec, **overrides) for spec in scenario.campaigns]
-    if not cfg.model.campaigns:
+        plans = [plan_from_scenario(cfg, spec, **overrides) for spec in scenario.campaigns]
+    elif not cfg.model.campaigns:
         raise ConfigError(str(cfg.path), "campaigns", "no [[campaigns]] configured")
-    return [
-        plan_from_settings(
-            cfg, CampaignSettings.model_validate({**cfg.campaign_settings(c.id).model_dump(), **overrides})
-        )
-        for c in cfg.model.campaigns
-    ]
+    else:
+        plans = [
+            plan_from_settings(
+                cfg, CampaignSettings.model_validate({**cfg.campaign_settings(c.id).model_dump(), **overrides})
+            )
+            for c in cfg.model.campaigns
+        ]
+    currencies = sorted({p.currency for p in plans})
+    if cfg.model.budget.account_monthly_cap is not None and len(currencies) > 1:
+        raise ConfigError(
+            str(cfg.path), "budget.account_monthly_cap",
+            f"campaigns spend in several currencies ({', '.join(currencies)}): one cap cannot add them up",
+        )  # fmt: skip
+    return plans

@@ -2,22 +2,35 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
-from sqlmodel import col, select
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
 
 from loop.app import build_runtime, open_engine
-from loop.config import Config
+from loop.budget_wait import waiting_note
+from loop.config import Config, to_major
+from loop.tick import END_STATES
 from policies.errors import NotFound
 from policies.planning import ExperimentPlan
 from storage.db import session as open_session
-from storage.ledger import ACCOUNTS, AccountSummary, Ledger
-from storage.models import AuditEvent, Campaign, Creative, DailyMetric, Experiment, TickRun
+from storage.ledger import ACCOUNT_ROW, ACCOUNTS, AccountSummary, Ledger
+from storage.models import AccountCap, AuditEvent, Campaign, Creative, DailyMetric, Experiment, TickRun
+
+
+@contextmanager
+def _engine(cfg: Config) -> Iterator[Engine]:
+    engine = open_engine(cfg.database_url)
+    try:
+        yield engine
+    finally:
+        engine.dispose()  # a report's connections close with it (the dashboard and tests call these too)
 
 
 def status_rows(cfg: Config) -> dict[str, Any]:
-    engine = open_engine(cfg.database_url)
-    with open_session(engine) as s:
+    with _engine(cfg) as engine, open_session(engine) as s:
         exps = s.exec(select(Experiment).order_by(col(Experiment.created_at).desc())).all()
         creatives = s.exec(
             select(Creative).where(col(Creative.role).in_(("live", "pro")), col(Creative.platform_ad_id).is_not(None))
@@ -55,7 +68,9 @@ def status_rows(cfg: Config) -> dict[str, Any]:
                 {
                     "id": e.id,
                     "campaign": e.campaign_id,
-                    "state": e.state + (f" ({e.waiting_for})" if e.waiting_for else ""),
+                    "state": e.state
+                    + (f" ({e.waiting_for})" if e.waiting_for else "")
+                    + (f" ({waiting_note(e)})" if e.waiting_until and e.state not in END_STATES else ""),
                     "detected": e.detected_on.isoformat() if e.detected_on else "",
                     "winner": e.winner_creative_id,
                     "reason": e.reason,
@@ -69,11 +84,46 @@ def status_rows(cfg: Config) -> dict[str, Any]:
         }
 
 
+SPEND_COLUMNS = ("campaign", "account", "period", "period_start", "cap", "spent", "reserved", "left", "currency")
+
+
 def spend_rows(cfg: Config) -> list[AccountSummary]:
-    engine = open_engine(cfg.database_url)
-    with open_session(engine) as s:
-        ledger = Ledger(s)
-        return [ledger.summary(c.id, a) for c in s.exec(select(Campaign).order_by(Campaign.id)).all() for a in ACCOUNTS]
+    with _engine(cfg) as engine, open_session(engine) as s:
+        return period_rows(s)
+
+
+def period_rows(session: Session) -> list[AccountSummary]:
+    """Every capped account in every period that has money in it (and the current one), oldest first.
+
+    A lifetime cap is one row; the account-wide monthly cap, when set, adds a
+    row per month across all campaigns.
+    """
+    ledger = Ledger(session)
+    campaigns = session.exec(select(Campaign).order_by(Campaign.id)).all()
+    rows = [p for c in campaigns for a in ACCOUNTS for p in ledger.periods(c.id, a)]
+    return rows + ledger.account_periods()
+
+
+def spend_table(cfg: Config) -> list[dict[str, Any]]:
+    """:func:`period_rows` as plain values in currency units (the ``spend`` table and its CSV)."""
+    with _engine(cfg) as engine, open_session(engine) as s:
+        currency = {c.id: c.currency for c in s.exec(select(Campaign)).all()}
+        cap = s.get(AccountCap, ACCOUNT_ROW)
+        rows = period_rows(s)
+    return [
+        {
+            "campaign": r.campaign_id,
+            "account": r.account,
+            "period": r.label,
+            "period_start": r.start.isoformat() if r.start else "",
+            "cap": to_major(r.cap),
+            "spent": to_major(r.spent),
+            "reserved": to_major(r.reserved),
+            "left": to_major(r.left),
+            "currency": currency.get(r.campaign_id) or (cap.currency if cap else ""),
+        }
+        for r in rows
+    ]
 
 
 def decide_approval(cfg: Config, experiment_id: str, approve: bool, actor: str, reason: str = "") -> Experiment:

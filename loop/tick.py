@@ -58,6 +58,8 @@ END_STATES = ("scaled", "abandoned")
 LEARNING_DAYS = 2
 # A creative whose experiment was abandoned may be tried again after this long.
 RETRY_AFTER_ABANDON = timedelta(days=7)
+# A test-spend day not reported this long after its window is booked at its reservation.
+REPORT_GRACE = timedelta(days=2)
 # After an outage, ingest at most this far back in one tick.
 MAX_CATCH_UP = timedelta(days=90)
 
@@ -294,9 +296,24 @@ def sync_campaign(session: Session, plan: CampaignPlan) -> Campaign:
     campaign.currency = plan.currency
     campaign.test_spend_cap_minor = plan.test_spend_cap
     campaign.credit_cap_minor = plan.credit_cap
+    campaign.cap_period = plan.cap_period
     session.add(campaign)
+    sync_account_cap(session, plan)
     session.flush()
     return campaign
+
+
+def sync_account_cap(session: Session, plan: CampaignPlan) -> None:
+    """Store the account-wide monthly cap, writing only when it changed (every campaign's tick calls this)."""
+    from storage.models import AccountCap
+
+    row = session.get(AccountCap, "account")
+    if row is None:
+        row = AccountCap(id="account")
+    elif (row.monthly_cap_minor, row.currency) == (plan.account_monthly_cap, plan.currency):
+        return
+    row.monthly_cap_minor, row.currency, row.updated_at = plan.account_monthly_cap, plan.currency, utcnow()
+    session.add(row)
 
 
 def live_creative_id(campaign_id: str, ad_id: str) -> str:
@@ -412,7 +429,15 @@ def reconcile(session: Session, campaign_id: str, today: date) -> None:
     A reservation ``test:<experiment>:<day>:<days>`` covers the budgets set on
     ``day`` for ``days`` days. It is settled with the spend of its arms on the
     days it really governed (until the next allocation replaced it) once those
-    days are in the past.
+    days are in the past.  A window that crossed a cap period's boundary was
+    reserved in parts, ``…:<days>/<first day>+<n>`` (``Ledger.reserve_window``):
+    each part is settled with the spend of its own days.
+
+    A day counts as reported once the platform reported any ad of the
+    campaign for it (an arm without a row that day did not deliver).  A day
+    still unreported ``REPORT_GRACE`` after the window is booked at what the
+    reservation held for it, the worst case: money reported later than that
+    can then never take a period past its cap.
     """
     ledger = Ledger(session)
     open_res = ledger.open_reservations(campaign_id, "test", prefix="test:")
@@ -422,13 +447,23 @@ def reconcile(session: Session, campaign_id: str, today: date) -> None:
 
     for res in open_res:
         exp_id, day_s, span_s = res.key.split(":", 1)[1].rsplit(":", 2)
-        start, span = date.fromisoformat(day_s), int(span_s)
+        decided = date.fromisoformat(day_s)
+        span_s, _, part = span_s.partition("/")
+        start, end = decided, decided + timedelta(days=int(span_s))  # end exclusive
+        if part:
+            first_s, _, n_s = part.partition("+")
+            start = date.fromisoformat(first_s)
+            end = start + timedelta(days=int(n_s))
         next_day = session.exec(
             select(BanditDecision.day)
-            .where(BanditDecision.experiment_id == exp_id, BanditDecision.day > start)
+            .where(BanditDecision.experiment_id == exp_id, BanditDecision.day > decided)
             .order_by(BanditDecision.day)
         ).first()
-        end = min(start + timedelta(days=span), next_day or date.max)  # exclusive
+        end = min(end, next_day or date.max)
+        if end <= start:
+            # A later allocation replaced the budgets before this part's first day: nothing spent under it.
+            ledger.settle(res.key, None, note=f"replaced on {next_day} before {start}")
+            continue
         if end > today:
             continue  # some governed day has not happened yet
         arm_ids = session.exec(select(Arm.creative_id).where(Arm.experiment_id == exp_id)).all()
@@ -437,14 +472,23 @@ def reconcile(session: Session, campaign_id: str, today: date) -> None:
                 col(DailyMetric.creative_id).in_(arm_ids), DailyMetric.day >= start, DailyMetric.day < end
             )
         ).all()
-        reported_days = {m.day for m in spent}
+        reported = session.exec(
+            select(DailyMetric.day)
+            .join(Creative, col(Creative.id) == DailyMetric.creative_id)
+            .where(Creative.campaign_id == campaign_id, DailyMetric.day >= start, DailyMetric.day < end)
+            .distinct()
+        ).all()
+        missing = (end - start).days - len(set(reported))
         last_day = end - timedelta(days=1)
-        # Wait for the last governed day to be reported, but not forever: a day
-        # with no delivery produces no row at all.
-        if last_day not in reported_days and today - last_day < timedelta(days=2):
+        if missing and today - last_day < REPORT_GRACE:
             continue
         actual = sum(m.spend_minor for m in spent)
-        ledger.settle(res.key, actual, note=f"spend {start}..{last_day}")
+        note = f"spend {start}..{last_day}"
+        if missing:
+            reserved_days = int(part.partition("+")[2]) if part else int(span_s)
+            actual += res.amount_minor // reserved_days * missing
+            note += f"; {missing} day(s) never reported, booked at the reservation"
+        ledger.settle(res.key, actual, note=note)
         events.record(
             session, events.SPEND_RECONCILED, campaign_id, exp_id,
             key=res.key, reserved=res.amount_minor, actual=actual,

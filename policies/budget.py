@@ -16,7 +16,9 @@ moment.  All amounts are integer minor units (cents).
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import date, timedelta
 
 DEFAULT_OVERSPEND = 1.25
 
@@ -91,3 +93,81 @@ def split_budget(total: int, weights: list[float] | tuple[float, ...], minimum: 
             return shares
         # Pause the weakest arm that cannot reach the minimum, re-split the rest.
         active.remove(min(low, key=lambda i: weights[i]))
+
+
+# -- caps per period --------------------------------------------------------------
+# A cap may hold per calendar month, per ISO week (Monday first) or over the
+# campaign's life.  Periods follow the ad platform's calendar day (the day a
+# tick runs for), never the wall clock, so a simulation and a replay agree.
+CAP_PERIODS = ("month", "week", "lifetime")
+
+
+def _check_period(period: str) -> None:
+    if period not in CAP_PERIODS:
+        raise ValueError(f"period: expected one of {', '.join(CAP_PERIODS)}, got {period!r}")
+
+
+def period_start(day: date, period: str) -> date | None:
+    """The first day of the period that holds ``day``; None for ``lifetime`` (no start)."""
+    _check_period(period)
+    if period == "month":
+        return day.replace(day=1)
+    if period == "week":
+        return day - timedelta(days=day.weekday())
+    return None
+
+
+def period_end(day: date, period: str) -> date | None:
+    """The first day of the period after the one that holds ``day`` (exclusive end); None for ``lifetime``."""
+    start = period_start(day, period)
+    if start is None:
+        return None
+    if period == "week":
+        return start + timedelta(days=7)
+    return date(start.year + start.month // 12, start.month % 12 + 1, 1)
+
+
+def period_label(start: date | None, period: str) -> str:
+    """How reports name a period: ``2026-01``, ``2026-W03``, ``lifetime``."""
+    _check_period(period)
+    if start is None or period == "lifetime":
+        return "lifetime"
+    if period == "month":
+        return start.strftime("%Y-%m")
+    year, week, _ = start.isocalendar()
+    return f"{year}-W{week:02d}"
+
+
+def split_window(start: date, days: int, periods: Iterable[str]) -> list[tuple[date, int]]:
+    """Cut ``days`` days from ``start`` at every boundary of every period in ``periods``.
+
+    Returns consecutive ``(first_day, days)`` parts that cover the window
+    exactly; each part lies inside one period of each kind.  A reservation
+    is made part by part, so that each part is held against the caps of the
+    periods in which its money will be spent.
+    """
+    if days < 1:
+        raise ValueError(f"days: expected >= 1, got {days}")
+    kinds = list(periods)
+    for period in kinds:
+        _check_period(period)
+    parts: list[tuple[date, int]] = []
+    day, end = start, start + timedelta(days=days)
+    while day < end:
+        cut = min([e for e in (period_end(day, p) for p in kinds) if e is not None] + [end])
+        parts.append((day, (cut - day).days))
+        day = cut
+    return parts
+
+
+def affordable_across(caps: Iterable[tuple[CapState, int]], wanted: int, overspend: float = DEFAULT_OVERSPEND) -> int:
+    """The largest daily budget ``<= wanted`` that fits every cap a window touches.
+
+    ``caps`` holds each cap state with the number of the window's days that
+    fall in its period: a daily budget ``B`` then needs
+    ``reservation_for(B, days)`` of that cap.  With no caps, ``wanted``.
+    """
+    budget = wanted
+    for state, days in caps:
+        budget = min(budget, affordable_daily_budget(state, wanted, days, overspend))
+    return budget

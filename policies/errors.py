@@ -79,13 +79,15 @@ class PlatformError(ConnectorError):
 class CapExceeded(CreativeLoopError):
     """A reservation would take a campaign past one of its finance caps."""
 
-    def __init__(self, campaign: str, account: str, needed: int, left: int) -> None:
+    def __init__(self, campaign: str, account: str, needed: int, left: int, period: str = "") -> None:
+        where = f"{account} cap ({period})" if period else f"{account} cap"
         super().__init__(
-            f"campaign {campaign!r}: {account} cap: needs {needed} minor units, {left} left",
+            f"campaign {campaign!r}: {where}: needs {needed} minor units, {left} left",
             campaign=campaign,
             account=account,
         )
         self.campaign, self.account, self.needed, self.left = campaign, account, needed, left
+        self.period = period  # "2026-01", "2026-W03"; empty for a lifetime cap
 
 
 class GenerationError(CreativeLoopError):

@@ -5,33 +5,61 @@ Two accounts per campaign are capped: ``test`` (ad spend on test ad sets) and
 committed, and it refuses (``CapExceeded``) a reservation that does not fit
 under the cap given what is spent and reserved already.  Every entry has a
 deterministic key, so repeating a step after a crash never reserves twice.
+
+Caps hold per period (``Campaign.cap_period``: month, week or lifetime) and,
+optionally, account-wide per calendar month across every campaign and both
+accounts (:class:`~storage.models.AccountCap`).  Every entry carries the
+platform ``day`` its money belongs to: a reservation's first day, which its
+release and its actual repeat.  A period therefore holds exactly the entries
+dated inside it, and since an actual never exceeds its reservation (the
+platform honours its overspend bound), settling can never push a period past
+its cap, however late the report comes.  A reservation whose days cross a
+period boundary is made in parts, one per period (:meth:`reserve_window`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 
 from sqlalchemy import func
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
-from policies.budget import CapState
+from policies.budget import CapState, period_end, period_label, period_start, split_window
 from policies.errors import CapExceeded, NotFound
-from storage.models import Campaign, LedgerEntry
+from storage.models import AccountCap, Campaign, LedgerEntry, TickRun
 
 ACCOUNTS = ("test", "credit")
+ACCOUNT_ROW = "account"
+# How reports name the account-wide cap, in the campaign and account columns.
+ALL_CAMPAIGNS = "(all campaigns)"
+ALL_ACCOUNTS = "test+credit"
 
 
 @dataclass(frozen=True)
 class AccountSummary:
+    """One capped account in one period (``start``/``end`` are None for lifetime)."""
+
     campaign_id: str
     account: str
     cap: int
     spent: int
     reserved: int
+    period: str = "lifetime"
+    start: date | None = None
+    end: date | None = None  # exclusive: the first day of the next period
 
     @property
     def left(self) -> int:
         return max(0, self.cap - self.spent - self.reserved)
+
+    @property
+    def label(self) -> str:
+        return period_label(self.start, self.period)
+
+    @property
+    def state(self) -> CapState:
+        return CapState(self.cap, self.spent, self.reserved)
 
 
 class Ledger:
@@ -49,31 +77,144 @@ class Ledger:
             raise NotFound(f"unknown campaign {campaign_id!r}", campaign=campaign_id)
         return campaign
 
-    def state(self, campaign_id: str, account: str) -> CapState:
-        if account not in ACCOUNTS:
-            raise ValueError(f"account: expected one of {ACCOUNTS}, got {account!r}")
-        campaign = self._campaign(campaign_id)
-        cap = campaign.test_spend_cap_minor if account == "test" else campaign.credit_cap_minor
-        return CapState(cap=cap, **self._totals(campaign_id, account))
+    def account_cap(self, lock: bool = False) -> AccountCap | None:
+        """The account-wide monthly cap's row when a cap is set, else None."""
+        stmt = select(AccountCap).where(AccountCap.id == ACCOUNT_ROW)
+        if lock:
+            stmt = stmt.with_for_update()
+        row = self.session.exec(stmt).first()
+        return row if row is not None and row.monthly_cap_minor is not None else None
 
-    def _totals(self, campaign_id: str, account: str) -> dict[str, int]:
-        rows = self.session.exec(
-            select(LedgerEntry.kind, func.coalesce(func.sum(LedgerEntry.amount_minor), 0))
-            .where(LedgerEntry.campaign_id == campaign_id, LedgerEntry.account == account)
-            .group_by(LedgerEntry.kind)
-        ).all()
-        sums = {kind: int(total) for kind, total in rows}
+    def current_day(self) -> date:
+        """The platform's day as far as the database knows it, for reads made outside a tick.
+
+        The last tick's day, else the newest ledger entry's day, else the wall-clock date.
+        """
+        tick_day = self.session.exec(select(func.max(TickRun.day)).where(col(TickRun.dry_run).is_(False))).one()
+        entry_day = self.session.exec(select(func.max(LedgerEntry.day))).one()
+        known = [d for d in (tick_day, entry_day) if d is not None]
+        return max(known) if known else date.today()
+
+    # -- sums ---------------------------------------------------------------------------
+    def _totals(
+        self, campaign_id: str | None, account: str | None, start: date | None, end: date | None
+    ) -> dict[str, int]:
+        stmt = select(LedgerEntry.kind, func.coalesce(func.sum(LedgerEntry.amount_minor), 0))
+        if campaign_id is not None:
+            stmt = stmt.where(LedgerEntry.campaign_id == campaign_id)
+        if account is not None:
+            stmt = stmt.where(LedgerEntry.account == account)
+        if start is not None:
+            stmt = stmt.where(col(LedgerEntry.day) >= start)
+        if end is not None:
+            stmt = stmt.where(col(LedgerEntry.day) < end)
+        sums = {kind: int(total) for kind, total in self.session.exec(stmt.group_by(LedgerEntry.kind)).all()}
         return {
             "spent": sums.get("actual", 0),
             "reserved": max(0, sums.get("reserve", 0) - sums.get("release", 0)),
         }
 
-    def summary(self, campaign_id: str, account: str) -> AccountSummary:
-        s = self.state(campaign_id, account)
-        return AccountSummary(campaign_id, account, s.cap, s.spent, s.reserved)
+    def _campaign_period(self, campaign: Campaign, account: str, day: date) -> AccountSummary:
+        period = campaign.cap_period
+        start, end = period_start(day, period), period_end(day, period)
+        cap = campaign.test_spend_cap_minor if account == "test" else campaign.credit_cap_minor
+        return AccountSummary(campaign.id, account, cap, **self._totals(campaign.id, account, start, end),
+                              period=period, start=start, end=end)  # fmt: skip
 
+    def _account_period(self, row: AccountCap, day: date) -> AccountSummary:
+        start, end = period_start(day, "month"), period_end(day, "month")
+        return AccountSummary(ALL_CAMPAIGNS, ALL_ACCOUNTS, int(row.monthly_cap_minor or 0),
+                              **self._totals(None, None, start, end), period="month", start=start, end=end)  # fmt: skip
+
+    # -- where an account stands ----------------------------------------------------------
+    def state(self, campaign_id: str, account: str, day: date | None = None) -> CapState:
+        """The campaign's own cap in the period holding ``day`` (default :meth:`current_day`)."""
+        return self.summary(campaign_id, account, day).state
+
+    def summary(self, campaign_id: str, account: str, day: date | None = None) -> AccountSummary:
+        if account not in ACCOUNTS:
+            raise ValueError(f"account: expected one of {ACCOUNTS}, got {account!r}")
+        campaign = self._campaign(campaign_id)
+        return self._campaign_period(campaign, account, day or self.current_day())
+
+    def caps(self, campaign_id: str, account: str, day: date) -> list[AccountSummary]:
+        """Every cap that money of ``account`` spent on ``day`` counts against: the campaign's, the account's."""
+        out = [self.summary(campaign_id, account, day)]
+        row = self.account_cap()
+        if row is not None:
+            out.append(self._account_period(row, day))
+        return out
+
+    def room(self, campaign_id: str, account: str, day: date) -> int:
+        """What can still be reserved for money spent on ``day`` under every cap."""
+        return min(c.left for c in self.caps(campaign_id, account, day))
+
+    def window_caps(self, campaign_id: str, account: str, start: date, days: int) -> list[tuple[AccountSummary, int]]:
+        """The caps a window of ``days`` days from ``start`` touches, each with the window's days in its period."""
+        seen: dict[tuple[str, date | None], tuple[AccountSummary, int]] = {}
+        for first, n in self._parts(campaign_id, start, days):
+            for cap in self.caps(campaign_id, account, first):
+                key = (cap.campaign_id, cap.start)
+                seen[key] = (cap, seen[key][1] + n) if key in seen else (cap, n)
+        return list(seen.values())
+
+    def _parts(self, campaign_id: str, start: date, days: int) -> list[tuple[date, int]]:
+        periods = [self._campaign(campaign_id).cap_period]
+        if self.account_cap() is not None:
+            periods.append("month")
+        return split_window(start, days, periods)
+
+    def account_summary(self, day: date | None = None) -> AccountSummary | None:
+        row = self.account_cap()
+        return None if row is None else self._account_period(row, day or self.current_day())
+
+    # -- periods for reports -------------------------------------------------------------
+    def periods(self, campaign_id: str, account: str, day: date | None = None) -> list[AccountSummary]:
+        """The campaign's account in every period that has entries, and the current one, oldest first."""
+        campaign = self._campaign(campaign_id)
+        days = self.session.exec(
+            select(LedgerEntry.day)
+            .where(LedgerEntry.campaign_id == campaign_id, LedgerEntry.account == account)
+            .distinct()
+        ).all()
+        return self._by_period([d for d in days if d is not None], day, campaign.cap_period,
+                               lambda d: self._campaign_period(campaign, account, d))  # fmt: skip
+
+    def account_periods(self, day: date | None = None) -> list[AccountSummary]:
+        """The account-wide cap in every month that has entries, and the current one; empty without a cap."""
+        row = self.account_cap()
+        if row is None:
+            return []
+        days = self.session.exec(select(LedgerEntry.day).distinct()).all()
+        return self._by_period([d for d in days if d is not None], day, "month",
+                               lambda d: self._account_period(row, d))  # fmt: skip
+
+    def _by_period(self, days, day, period, make):  # type: ignore[no-untyped-def]
+        firsts: dict[date | None, date] = {}
+        for d in [*days, day or self.current_day()]:
+            firsts.setdefault(period_start(d, period), d)
+        return [make(d) for _, d in sorted(firsts.items(), key=lambda kv: kv[0] or date.min)]
+
+    # -- entries -------------------------------------------------------------------------
     def find(self, key: str, kind: str) -> LedgerEntry | None:
         return self.session.exec(select(LedgerEntry).where(LedgerEntry.key == key, LedgerEntry.kind == kind)).first()
+
+    def _lock(self, campaign_id: str) -> None:
+        # Campaign row first, then the account row: every writer takes them in this order.
+        self._campaign(campaign_id, lock=True)
+        self.account_cap(lock=True)
+
+    def _refuse_unless_fits(self, campaign_id: str, account: str, wanted: dict[date, int]) -> None:
+        """Raise CapExceeded unless the amounts (by first day) fit every cap together."""
+        need: dict[tuple[str, date | None], tuple[AccountSummary, int]] = {}
+        for day, amount in wanted.items():
+            for cap in self.caps(campaign_id, account, day):
+                key = (cap.campaign_id, cap.start)
+                need[key] = (cap, need[key][1] + amount) if key in need else (cap, amount)
+        for cap, amount in need.values():
+            if not cap.state.fits(amount):
+                scope = account if cap.campaign_id == campaign_id else "account-wide"
+                raise CapExceeded(campaign_id, scope, amount, cap.left, "" if cap.period == "lifetime" else cap.label)
 
     def reserve(
         self,
@@ -84,23 +225,66 @@ class Ledger:
         experiment_id: str | None = None,
         tier: str | None = None,
         note: str = "",
+        day: date | None = None,
     ) -> LedgerEntry:
-        """Reserve ``amount`` under ``key``; idempotent; raises CapExceeded if it does not fit."""
+        """Reserve ``amount`` under ``key`` for money spent on ``day``; idempotent; CapExceeded if it does not fit.
+
+        ``day`` is the platform day (default :meth:`current_day`); the
+        reservation counts against the caps of the periods holding it.
+        """
         if amount < 0:
             raise ValueError(f"amount: expected >= 0, got {amount}")
         existing = self.find(key, "reserve")
         if existing is not None:
             return existing
-        self._campaign(campaign_id, lock=True)
-        state = self.state(campaign_id, account)
-        if not state.fits(amount):
-            raise CapExceeded(campaign_id, account, amount, state.left)
+        day = day or self.current_day()
+        self._lock(campaign_id)
+        self._refuse_unless_fits(campaign_id, account, {day: amount})
+        return self._add(campaign_id, account, "reserve", key, amount, day, experiment_id, tier, note)
+
+    def reserve_window(
+        self,
+        campaign_id: str,
+        account: str,
+        key: str,
+        per_day: int,
+        start: date,
+        days: int,
+        experiment_id: str | None = None,
+        note: str = "",
+    ) -> list[LedgerEntry]:
+        """Reserve ``per_day`` for each of ``days`` days from ``start``, a part per period.
+
+        A window inside one period is one entry under ``key``.  A window that
+        crosses a period boundary (of the campaign's cap or of the
+        account-wide month) becomes one entry per part, keyed
+        ``{key}/{first day}+{days}``, each held against the caps of its own
+        period; all parts fit or none is made (CapExceeded).  Idempotent.
+        """
+        if per_day < 0:
+            raise ValueError(f"per_day: expected >= 0, got {per_day}")
+        parts = self._parts(campaign_id, start, days)
+        keys = [key] if len(parts) == 1 else [f"{key}/{first.isoformat()}+{n}" for first, n in parts]
+        found = [self.find(k, "reserve") for k in keys]
+        if all(e is not None for e in found):
+            return [e for e in found if e is not None]
+        self._lock(campaign_id)
+        self._refuse_unless_fits(campaign_id, account, {first: per_day * n for first, n in parts})
+        made = []
+        for entry, k, (first, n) in zip(found, keys, parts, strict=True):
+            if entry is None:
+                entry = self._add(campaign_id, account, "reserve", k, per_day * n, first, experiment_id, None, note)
+            made.append(entry)
+        return made
+
+    def _add(self, campaign_id, account, kind, key, amount, day, experiment_id, tier, note) -> LedgerEntry:  # type: ignore[no-untyped-def]
         entry = LedgerEntry(
             campaign_id=campaign_id,
             account=account,
-            kind="reserve",
+            kind=kind,
             key=key,
             amount_minor=amount,
+            day=day,
             experiment_id=experiment_id,
             tier=tier,
             note=note,
@@ -113,36 +297,18 @@ class Ledger:
         return self.find(key, "reserve") is not None and self.find(key, "release") is None
 
     def settle(self, key: str, actual: int | None, note: str = "") -> None:
-        """Close the reservation ``key``: record ``actual`` spend (None: nothing spent) and release it."""
-        reservation = self.find(key, "reserve")
-        if reservation is None:
+        """Close the reservation ``key``: record ``actual`` spend (None: nothing spent) and release it.
+
+        Both entries carry the reservation's day: the money is booked to the
+        period that held it in reserve, whenever the report arrives.
+        """
+        r = self.find(key, "reserve")
+        if r is None:
             raise NotFound(f"no reservation with key {key!r}", key=key)
         if actual is not None and actual > 0 and self.find(key, "actual") is None:
-            self.session.add(
-                LedgerEntry(
-                    campaign_id=reservation.campaign_id,
-                    account=reservation.account,
-                    kind="actual",
-                    key=key,
-                    amount_minor=actual,
-                    experiment_id=reservation.experiment_id,
-                    tier=reservation.tier,
-                    note=note,
-                )
-            )
+            self._add(r.campaign_id, r.account, "actual", key, actual, r.day, r.experiment_id, r.tier, note)
         if self.find(key, "release") is None:
-            self.session.add(
-                LedgerEntry(
-                    campaign_id=reservation.campaign_id,
-                    account=reservation.account,
-                    kind="release",
-                    key=key,
-                    amount_minor=reservation.amount_minor,
-                    experiment_id=reservation.experiment_id,
-                    tier=reservation.tier,
-                    note=note,
-                )
-            )
+            self._add(r.campaign_id, r.account, "release", key, r.amount_minor, r.day, r.experiment_id, r.tier, note)
         self.session.flush()
 
     def open_reservations(self, campaign_id: str, account: str, prefix: str = "") -> list[LedgerEntry]:

@@ -23,6 +23,9 @@ class Campaign(SQLModel, table=True):
     currency: str = Field(default="USD", max_length=3)
     test_spend_cap_minor: int = 0
     credit_cap_minor: int = 0
+    # month | week | lifetime: the period both caps hold for (policies.budget.CAP_PERIODS).
+    # A row made without a plan keeps the old meaning (over the campaign's life).
+    cap_period: str = Field(default="lifetime", max_length=10)
     # Set when the platform refused our credentials: the campaign's actions stop
     # until an operator fixes the token (no retry storm).
     halted_reason: str | None = None
@@ -88,6 +91,11 @@ class Experiment(SQLModel, table=True):
     waiting_for: str | None = None  # while awaiting_approval: "drafts" | "pro"
     approved_stage: str | None = None  # the last stage a person approved: "drafts" | "pro"
     tiering: str = "tiered"  # tiered | pro-only
+    # A period cap is used: the experiment waits (never abandoned) and is retried every tick;
+    # ``waiting_until`` is the first day of the next period, when the cap has room again.
+    waiting_until: date | None = None
+    waiting_since: date | None = None  # the platform day the current wait began
+    waited_days: int = 0  # days spent waiting for budget while testing (they do not count as test days)
     verdict: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
     # The test plan made before launch (policies.planning.ExperimentPlan.to_dict()); empty before it.
     plan: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
@@ -159,10 +167,26 @@ class LedgerEntry(SQLModel, table=True):
     kind: str = Field(max_length=10)  # reserve | release | actual
     key: str = Field(max_length=250)
     amount_minor: int
+    # The platform day the money belongs to: a reservation's first day (its release and its
+    # actual carry the same day), so a cap period holds exactly the entries dated inside it.
+    day: date | None = Field(default=None, index=True)
     experiment_id: str | None = Field(default=None, index=True)
     tier: str | None = Field(default=None, max_length=10)
     note: str = ""
     created_at: datetime = Field(default_factory=utcnow)
+
+
+class AccountCap(SQLModel, table=True):
+    """The account-wide cap across every campaign (one row, ``id = "account"``).
+
+    ``monthly_cap_minor`` holds test spend and generation credits of all
+    campaigns together per calendar month; None means no such cap.
+    """
+
+    id: str = Field(default="account", primary_key=True, max_length=20)
+    monthly_cap_minor: int | None = None
+    currency: str = Field(default="USD", max_length=3)
+    updated_at: datetime = Field(default_factory=utcnow)
 
 
 class PlatformMutation(SQLModel, table=True):

@@ -51,9 +51,10 @@ def make_runtime(
     approval: str = "none",
     tiering: str = "tiered",
     state_path=None,
+    config_path: Path | None = None,
     **settings,
 ):  # type: ignore[no-untyped-def]
-    """A Runtime over the simulated platform with the procedural generator."""
+    """A Runtime over the simulated platform with the procedural generator (config: the example's by default)."""
     from connectors.ads.scenario import load_scenario
     from connectors.ads.simulated import SimulatedAdPlatform
     from connectors.images.procedural import ProceduralGenerator
@@ -63,7 +64,7 @@ def make_runtime(
     from loop.tick import Runtime
     from storage.images import ImageStore
 
-    cfg = load_config(Path(__file__).resolve().parents[1] / "config.example.toml")
+    cfg = load_config(config_path or Path(__file__).resolve().parents[1] / "config.example.toml")
     scenario = load_scenario(scenario_path)
     platform = SimulatedAdPlatform(scenario, state_path=state_path)
     return Runtime(

@@ -20,6 +20,7 @@ from loop import events
 from loop.config import to_major
 from loop.tick import END_STATES, OPEN_STATES, fatigue_verdicts, series
 from policies.bandit import get_policy
+from policies.budget import period_label, period_start
 from storage.counters import read_all
 from storage.ledger import ACCOUNTS, AccountSummary, Ledger
 from storage.models import (
@@ -66,6 +67,7 @@ class Bar:
     spent_pct: float
     reserved_pct: float
     level: str  # ok | warn | full
+    period: str = ""  # the cap's period ("2026-01", "2026-W03"); empty for a lifetime cap
 
     @classmethod
     def of(cls, s: AccountSummary) -> Bar:
@@ -83,6 +85,7 @@ class Bar:
             round(spent_pct, 1),
             round(reserved_pct, 1),
             level,
+            "" if s.period == "lifetime" else s.label,
         )
 
 
@@ -385,11 +388,17 @@ def recent_decisions(session: Session, limit: int = 20) -> list[AuditEvent]:
 
 
 # -- ledger -------------------------------------------------------------------------------
-LEDGER_COLUMNS = ("campaign", "month", "account", "cap", "reserved", "released", "spent", "open", "currency")
+LEDGER_COLUMNS = (
+    "campaign", "period", "period_start", "account", "cap", "reserved", "released", "spent", "open", "left", "currency",
+)  # fmt: skip
 
 
 def ledger_view(session: Session, campaign: str | None = None) -> list[dict[str, Any]]:
-    """Per campaign: totals against caps, a row per month and account, credits by tier, cost per winner."""
+    """Per campaign: caps now, a row per cap period and account, credits by tier, cost per winner.
+
+    An entry belongs to the period of its platform day (``LedgerEntry.day``),
+    the same period whose cap it counted against.
+    """
     ledger = Ledger(session)
     stmt = select(Campaign).order_by(Campaign.id)
     if campaign:
@@ -401,11 +410,13 @@ def ledger_view(session: Session, campaign: str | None = None) -> list[dict[str,
             .where(LedgerEntry.campaign_id == camp.id)
             .order_by(LedgerEntry.created_at, LedgerEntry.id)
         ).all()
-        months: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: {"reserve": 0, "release": 0, "actual": 0})
+        periods: dict[tuple[date | None, str], dict[str, int]] = defaultdict(
+            lambda: {"reserve": 0, "release": 0, "actual": 0}
+        )
         tiers: dict[str, dict[str, int]] = defaultdict(lambda: {"count": 0, "spent": 0})
         for e in entries:
-            month = (as_utc(e.created_at) or datetime.now(UTC)).strftime("%Y-%m")
-            months[(month, e.account)][e.kind] += e.amount_minor
+            day = e.day or (as_utc(e.created_at) or datetime.now(UTC)).date()
+            periods[(period_start(day, camp.cap_period), e.account)][e.kind] += e.amount_minor
             if e.account == "credit" and e.kind == "actual":
                 tiers[e.tier or "?"]["count"] += 1
                 tiers[e.tier or "?"]["spent"] += e.amount_minor
@@ -419,16 +430,18 @@ def ledger_view(session: Session, campaign: str | None = None) -> list[dict[str,
         rows = [
             {
                 "campaign": camp.id,
-                "month": month,
+                "period": period_label(start, camp.cap_period),
+                "period_start": start.isoformat() if start else "",
                 "account": account,
                 "cap": to_major(summaries[account].cap),
                 "reserved": to_major(k["reserve"]),
                 "released": to_major(k["release"]),
                 "spent": to_major(k["actual"]),
                 "open": to_major(max(0, k["reserve"] - k["release"])),
+                "left": to_major(max(0, summaries[account].cap - k["actual"] - max(0, k["reserve"] - k["release"]))),
                 "currency": camp.currency,
             }
-            for (month, account), k in sorted(months.items())
+            for (start, account), k in sorted(periods.items(), key=lambda kv: (kv[0][0] or date.min, kv[0][1]))
         ]
         out.append(
             {
