@@ -247,7 +247,6 @@ def plan_test(session: Session, plan: CampaignPlan, exp: Experiment, budget_left
         power=s.plan_power,
         confidence=s.prob_best_target,
         overspend=s.overspend,
-        extra_variance=campaign_extra_variance(session, plan.id, exp.detected_on or date.max),
     )
 
 
@@ -271,8 +270,9 @@ def parent_rate_and_cpm(session: Session, exp: Experiment) -> tuple[float, float
 
 def _two_arm_spend(test_plan: ExperimentPlan, plan: CampaignPlan) -> int:
     """Money (minor units, reservations included) a two-arm test of ``test_plan``'s sample needs."""
-    spend = math.ceil(2 * test_plan.per_arm_impressions * test_plan.cpm_minor / 1000)
-    return spend + reservation_for(plan.test_daily_budget, 1, plan.settings.overspend) - plan.test_daily_budget
+    # As policies.planning counts money: whole days, the first one reserved with the overspend.
+    days = math.ceil(2 * test_plan.per_arm_impressions * test_plan.cpm_minor / 1000 / max(1, plan.test_daily_budget))
+    return reservation_for(plan.test_daily_budget, 1, plan.settings.overspend) + (days - 1) * plan.test_daily_budget
 
 
 def _to_launch(session: Session, exp: Experiment, variants: list[Creative]) -> list[Creative]:

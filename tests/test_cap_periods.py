@@ -551,7 +551,7 @@ approval = "none"
 [[campaigns]]
 id = "shop"
 cap_period = "month"
-test_spend_cap = 250.0
+test_spend_cap = 450.0
 credit_cap = 10.0
 """
 
@@ -611,9 +611,9 @@ def test_a_used_monthly_cap_waits_for_next_month_and_the_loop_refreshes_again(
             assert e.state == "scaled" and e.decided_on is not None and e.decided_on >= date(2026, 2, 1), e
             resumed = s.exec(select(AuditEvent).where(
                 AuditEvent.experiment_id == exp_id, AuditEvent.name == "BudgetResumed")).all()  # fmt: skip
-            assert [date.fromisoformat(r.data["since"]) + timedelta(days=r.data["waited_days"]) for r in resumed][
-                0
-            ] == date(2026, 2, 1)
+            # in February, as soon as the new month's money is not held by the campaign's other running test
+            resumed_on = [date.fromisoformat(r.data["since"]) + timedelta(days=r.data["waited_days"]) for r in resumed]
+            assert date(2026, 2, 1) <= resumed_on[0] <= date(2026, 2, 7), resumed_on
             waiting = s.exec(select(AuditEvent).where(
                 AuditEvent.experiment_id == exp_id, AuditEvent.name == "BudgetWaiting")).all()  # fmt: skip
             assert waiting[0].data["period_end"] == "2026-02-01" and waiting[0].data["caps"][0]["period"] == "2026-01"
@@ -629,15 +629,15 @@ def test_a_used_monthly_cap_waits_for_next_month_and_the_loop_refreshes_again(
         assert not [e for e in exps.values() if e.state == "abandoned"]
         # 6. every month held its caps, and together they spent more than one month's cap
         ledger = Ledger(s)
-        for account, cap in (("test", 25_000), ("credit", 1_000)):
+        for account, cap in (("test", 45_000), ("credit", 1_000)):
             months = ledger.periods("shop", account)
             assert len(months) >= 3 and all(m.period == "month" and m.cap == cap for m in months)
             assert all(m.spent + m.reserved <= m.cap for m in months), months
         test_months = ledger.periods("shop", "test")
-        assert sum(m.spent for m in test_months) > 2 * 25_000
+        assert sum(m.spent for m in test_months) > 2 * 45_000
         # the money really spent on test arms, by the platform's day, stays under each month's cap
         arm_ids = [a.creative_id for a in s.exec(select(Arm)).all()]
         by_month: dict[date | None, int] = defaultdict(int)
         for m in s.exec(select(DailyMetric).where(DailyMetric.creative_id.in_(arm_ids))).all():  # type: ignore[attr-defined]
             by_month[period_start(m.day, "month")] += m.spend_minor
-        assert all(v <= 25_000 for v in by_month.values()), by_month
+        assert all(v <= 45_000 for v in by_month.values()), by_month
