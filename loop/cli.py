@@ -135,6 +135,8 @@ def _simulate_compare(
         write_report(result, report)
     if not quiet:
         console.print(rich_table(result))
+        for line in result.paired_lines():
+            console.print(line, markup=False, highlight=False)
         console.print(
             f"{runs} run(s) x {len(names)} policies in {result.elapsed_s:.0f} s "
             f"({result.cpu_s:.0f} s CPU over {result.workers} process(es))"
