@@ -189,17 +189,29 @@ class UsageGate:
 
 
 class MeteredAdapter(HTTPAdapter):
-    """A ``requests`` transport: gate, count and read usage headers on every request."""
+    """A ``requests`` transport: gate, count and read usage headers on every request.
+
+    It also remembers, per thread, the method, status and content type of the
+    last answer: the SDK reads an HTML error page as a success and then fails
+    to parse it, and the error should still say "HTTP 502 text/html".
+    """
 
     def __init__(self, gate: UsageGate, on_call: Callable[[str], None] | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.gate = gate
         self.on_call = on_call
+        self._local = threading.local()
+
+    def last_response(self) -> tuple[str, int, str] | None:
+        return getattr(self._local, "last", None)
 
     def send(self, request, *args, **kwargs):  # type: ignore[no-untyped-def, override]
         self.gate.before_send()
         if self.on_call:
             self.on_call(request.method or "GET")
+        self._local.last = None
         response = super().send(request, *args, **kwargs)
+        ctype = str(response.headers.get("content-type", "")).split(";")[0].strip()
+        self._local.last = (request.method or "GET", response.status_code, ctype)
         self.gate.observe(parse_usage(response.headers))
         return response
