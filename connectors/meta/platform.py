@@ -417,6 +417,8 @@ class MetaAdPlatform(AdPlatform):
         if isinstance(err, RateLimited) and not err.context.get("gate"):
             self._count("meta_throttled", code=str(err.context.get("code", "")))
             self.gate.throttled(err.retry_after)
+            if err.retry_after is None:  # no estimate from Meta: the gate's pause is the wait
+                err.retry_after = self.gate.delay() or None
 
     def _boundary(self, what: str, campaign: str | None = None, key: str | None = None):  # type: ignore[no-untyped-def]
         return boundary(

@@ -66,6 +66,11 @@ TOKEN = "EAAB-test-token-0123456789"
 APP_SECRET = "fake-app-secret"
 
 
+def _path_matches(pattern: str, path: str) -> bool:
+    """``pattern`` occurs in ``path``; a trailing ``$`` anchors it at the end ("act_111/ads$" is not ".../adsets")."""
+    return path.endswith(pattern[:-1]) if pattern.endswith("$") else pattern in path
+
+
 @dataclass
 class Fault:
     """Answer matching requests with an error, ``times`` times (None: forever)."""
@@ -74,7 +79,7 @@ class Fault:
     subcode: int | None = None
     status: int = 400
     method: str | None = None
-    path: str = ""  # substring of the path after the version, e.g. "act_111/insights"
+    path: str = ""  # substring of the path after the version, e.g. "act_111/insights" ("...$": ends there)
     times: int | None = 1
     transient: bool | None = None
     html: bool = False  # an HTML error page instead of a JSON error
@@ -84,7 +89,7 @@ class Fault:
     user_msg: str | None = None  # error_user_msg
 
     def matches(self, method: str, path: str) -> bool:
-        return (self.method is None or self.method == method) and self.path in path and self.times != 0
+        return (self.method is None or self.method == method) and _path_matches(self.path, path) and self.times != 0
 
 
 @dataclass
@@ -97,14 +102,14 @@ class LateCommit:
     to reads only ``visible_after`` seconds later on the server's clock.
     """
 
-    path: str  # substring of the path after the version, e.g. "act_111/adcreatives"
+    path: str  # substring of the path after the version, e.g. "act_111/adcreatives" ("...$": ends there)
     method: str = "POST"
     respond_after: float | None = 1.0
     visible_after: float = 3.0
     times: int | None = 1
 
     def matches(self, method: str, path: str) -> bool:
-        return self.method == method and self.path in path and self.times != 0
+        return self.method == method and _path_matches(self.path, path) and self.times != 0
 
 
 @dataclass
