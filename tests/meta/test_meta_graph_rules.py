@@ -139,7 +139,7 @@ def test_a_5xx_on_a_create_is_settled_and_an_unambiguous_refusal_is_not(
         before = len(graph.seen)
         p.apply(arm(ids))
         created = next(i for i, x in enumerate(graph.seen[before:]) if x.method == "POST" and x.path == "act_111/ads")
-        assert edge_reads(graph, before + created) == ["%s/ads" % ids["test"]]  # only the late-copy sweep, after
+        assert edge_reads(graph, before + created) == [f"{ids['test']}/ads"]  # only the late-copy sweep, after
     finally:
         p.close()
     assert len(graph.named("ad", KEY)) == 1
