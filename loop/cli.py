@@ -34,11 +34,11 @@ err_console = Console(stderr=True)
 
 
 def say(line: str, *, err: bool = False) -> None:
-    """Print one line exactly as given: never read as Rich markup ("[meta]" stays) nor highlighted.
+    """Print one line exactly as given: never read as Rich markup ("[meta]" stays), highlighted or wrapped.
 
     Every line that carries text from outside (errors, ad names, reasons) goes through here.
     """
-    (err_console if err else console).print(line, markup=False, highlight=False, emoji=False)
+    (err_console if err else console).print(line, markup=False, highlight=False, emoji=False, soft_wrap=True)
 
 
 def literal(text: object) -> Text:
@@ -249,7 +249,7 @@ def status(config: ConfigOpt = None) -> None:
         live.add_row(*map(literal, (r["campaign"], r["creative"], r["ad"], r["status"], r["days"], r["ctr"])))
     console.print(live)
     for flag in rows["flags"]:
-        console.print(Text.assemble(("flag", "yellow"), f": {flag}"), highlight=False)
+        console.print(Text.assemble(("flag", "yellow"), f": {flag}"), highlight=False, soft_wrap=True)
     say(f"last tick: {rows['last_tick'] or 'never'}")
 
 

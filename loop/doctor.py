@@ -144,7 +144,7 @@ def doctor(
     for c in checks:
         mark = {True: ("ok  ", "green"), False: ("FAIL", "red"), None: ("skip", "yellow")}[c.ok]
         # The details quote errors and config keys ("[meta].access_token_env"): never read as markup.
-        console.print(Text.assemble(mark, f" {c.name.ljust(width)}  {c.detail}"), highlight=False)
+        console.print(Text.assemble(mark, f" {c.name.ljust(width)}  {c.detail}"), highlight=False, soft_wrap=True)
         if c.fix and c.ok is False:
             say(f"      {''.ljust(width)}  fix: {c.fix}")
     failed = [c.name for c in checks if c.ok is False]
