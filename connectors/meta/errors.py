@@ -8,7 +8,8 @@
      └── anything else (100, 10, 200-299,
          368, ...)                         ->  PlatformError(code)  (not retried; recorded on the mutation)
     requests.RequestException              ->  TransientError       (connection refused, timeout, ...)
-    TypeError / ValueError from the SDK    ->  TransientError       (a non-JSON body such as an HTML 502)
+    TypeError / ValueError /
+    AttributeError from the SDK            ->  TransientError       (a non-JSON body such as an HTML 502)
     other FacebookError                    ->  PlatformError        (the SDK refused the call locally)
 
 A message carries everything Meta said: ``(#code/subcode) message``, then
@@ -142,7 +143,8 @@ def boundary(
     """Translate whatever the SDK raises inside the block into our tree.
 
     Keep the block to SDK calls and the iteration of their cursors: a
-    ``TypeError``/``ValueError`` inside it is taken for an unparseable response.
+    ``TypeError``/``ValueError``/``AttributeError`` inside it is taken for an
+    unparseable response.
     ``last_response`` gives the method, HTTP status and content type of the
     last answer (the transport records them), so that such an error can say
     what came back.
@@ -170,8 +172,9 @@ def boundary(
         if on_error:
             on_error(err)
         raise err from exc
-    except (TypeError, ValueError) as exc:
-        # The SDK takes a non-JSON error page (an HTML 502) for a success and fails parsing it.
+    except (TypeError, ValueError, AttributeError) as exc:
+        # The SDK takes a non-JSON error page (an HTML 502) for a success and fails parsing it
+        # (a batch answered with HTML fails as AttributeError: it walks the page's characters).
         seen = last_response() if last_response else None
         method, status, ctype = seen if seen else ("POST", 0, "")
         answer = f"HTTP {status}{' ' + ctype if ctype else ''}, " if status else ""
@@ -185,6 +188,19 @@ def boundary(
             on_error(err)
         raise err from exc
     except FacebookError as exc:
+        seen = last_response() if last_response else None
+        if seen is not None and (seen[1] >= 500 or "json" not in seen[2] and "javascript" not in seen[2]):
+            # The SDK built an object from an error page (a cursor over an HTML 502): not a refusal.
+            method, status, ctype = seen
+            sent = method != "GET"
+            err = TransientError(
+                f"Meta {what}: unreadable response (HTTP {status} {ctype or 'no type'}, {type(exc).__name__})"
+                + ("; the request may have been carried out" if sent else ""),
+                campaign=campaign, key=key, http_status=status or None, ambiguous=True if sent else None,
+            )  # fmt: skip
+            if on_error:
+                on_error(err)
+            raise err from exc
         err = PlatformError(f"Meta {what}: {redact(str(exc))}", campaign=campaign, key=key)
         if on_error:
             on_error(err)

@@ -421,6 +421,7 @@ class MetaAdPlatform(AdPlatform):
                 err.retry_after = self.gate.delay() or None
 
     def _boundary(self, what: str, campaign: str | None = None, key: str | None = None):  # type: ignore[no-untyped-def]
+        self.adapter.forget()
         return boundary(
             what, campaign=campaign, key=key, on_error=self._on_error, last_response=self.adapter.last_response
         )
@@ -1171,6 +1172,7 @@ class MetaAdPlatform(AdPlatform):
         if len(chosen) == 1:  # a batch of one is still one request: send it plainly
             op = chosen[0]
             kind = "ad set" if op.cls is AdSet else "ad"
+            self.adapter.forget()
             try:
                 with boundary(f"update {kind} {op.node_id}", campaign=m.campaign, key=m.key,
                               last_response=self.adapter.last_response):  # fmt: skip
@@ -1209,6 +1211,7 @@ class MetaAdPlatform(AdPlatform):
             )
         self._count("meta_batch_items", float(len(chosen)))
         for attempt in range(1, 4):
+            self.adapter.forget()
             try:
                 with boundary(what, campaign=m.campaign, key=m.key, last_response=self.adapter.last_response):
                     batch = batch.execute()

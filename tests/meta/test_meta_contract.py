@@ -460,6 +460,21 @@ def test_usage_headers_slow_down_then_pause(graph: FakeGraph, ids: dict[str, Any
     p.close()
 
 
+def test_a_throttled_answer_s_usage_does_not_outlive_the_pause(
+    graph: FakeGraph, platform: MetaAdPlatform, clock: FakeClock
+) -> None:
+    """100 % on a throttling error pauses; answers without usage headers afterwards are not slowed by it."""
+    usage = {"act_111": [{"type": "ads_management", "call_count": 100, "estimated_time_to_regain_access": 0}]}
+    graph.faults.append(Fault(code=17, path="/ads$", headers={BUC: json.dumps(usage)}))
+    with pytest.raises(RateLimited) as err:
+        platform.list_ads("lead-gen")
+    assert err.value.retry_after == pytest.approx(60)  # no estimate from Meta: the gate's pause
+    clock.now += 61
+    platform.list_ads("lead-gen")
+    platform.list_ads("lead-gen")
+    assert clock.sleeps == []
+
+
 def test_usage_parsing() -> None:
     headers = {
         "x-business-use-case-usage": json.dumps(
@@ -510,6 +525,15 @@ def test_budgets_go_out_in_an_order_that_never_leaves_an_ad_active_in_a_paused_a
     for x in (a, b):
         ad, adset = graph.objects[x["ad_id"]], graph.objects[x["adset_id"]]
         assert not (ad["status"] == "ACTIVE" and adset["status"] != "ACTIVE")
+
+
+def test_html_502_on_a_paged_read_is_transient(graph: FakeGraph, platform: MetaAdPlatform) -> None:
+    """The SDK builds a cursor page from the HTML and fails on it: still an unreadable answer, retried."""
+    graph.deliver(D0)
+    graph.faults.append(Fault(status=502, html=True, method="GET", path="act_111/insights"))
+    with pytest.raises(TransientError, match=r"unreadable response \(HTTP 502 text/html"):
+        platform.insights("lead-gen", D0, D0)
+    assert len(platform.insights("lead-gen", D0, D0)) == 2
 
 
 def test_html_502_on_a_mutation_is_transient(graph: FakeGraph, platform: MetaAdPlatform, ids: dict[str, Any]) -> None:
