@@ -297,13 +297,13 @@ def test_late_commits_and_lost_answers_leave_no_duplicate(engine: Any, tmp_path:
             assert len(names) == len(set(names)), (type_, Tally(names).most_common(2))
 
 
-def test_api_counts_go_through_the_tick_with_the_loop_s_engine(sqlite_engine: Any, tmp_path: Path, caplog: Any) -> None:
+def test_api_counts_go_through_the_tick_with_the_loop_s_engine(engine: Any, tmp_path: Path, caplog: Any) -> None:
     """The platform gets the loop's engine (as `loop.app` wires it) and still never writes during a tick:
     the counts are stored by the tick's session, all of them, with no lock wait."""
     from storage.counters import read_all
 
     with FakeGraph(seed=11) as graph:
-        world = World(sqlite_engine, tmp_path, graph, options={"counter_engine": sqlite_engine})
+        world = World(engine, tmp_path, graph, options={"counter_engine": engine})
         caplog.set_level(logging.WARNING)
         try:
             world.history(ONSET)
@@ -312,7 +312,7 @@ def test_api_counts_go_through_the_tick_with_the_loop_s_engine(sqlite_engine: An
             calls = world.platform.count("meta_api_calls")
         finally:
             world.close()
-        with open_session(sqlite_engine) as s:
+        with open_session(engine) as s:
             stored = {(c.name, c.labels): c.value for c in read_all(s)}
     assert (
         sum(v for (n, _), v in stored.items() if n == "meta_api_calls")
