@@ -151,9 +151,9 @@ def boundary(
     """
     try:
         yield
-    except ConnectorError as err:  # already ours (e.g. the usage gate in the transport)
+    except ConnectorError as ours:  # already ours (e.g. the usage gate in the transport)
         if on_error:
-            on_error(err)
+            on_error(ours)
         raise
     except FacebookRequestError as exc:
         err = translate_request_error(exc, what=what, campaign=campaign, key=key)

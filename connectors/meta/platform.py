@@ -74,7 +74,7 @@ import logging
 import threading
 import time
 import warnings
-from collections import Counter
+from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
@@ -262,8 +262,8 @@ class MetaAdPlatform(AdPlatform):
         self.options = options
         self.clock = clock
         self.sleep = sleep
-        self.counts: Counter[tuple[str, tuple[tuple[str, str], ...]]] = Counter()
-        self._unflushed: Counter[tuple[str, tuple[tuple[str, str], ...]]] = Counter()
+        self.counts: defaultdict[tuple[str, tuple[tuple[str, str], ...]], float] = defaultdict(float)
+        self._unflushed: defaultdict[tuple[str, tuple[tuple[str, str], ...]], float] = defaultdict(float)
         self._lock = threading.Lock()
         self.counter_engine = counter_engine  # only for close(): the tick stores counts itself
         self.gate = gate or UsageGate(clock=clock, sleep=sleep)
@@ -378,7 +378,7 @@ class MetaAdPlatform(AdPlatform):
 
     def drain_counters(self) -> list[tuple[str, dict[str, str], float]]:
         with self._lock:
-            pending, self._unflushed = self._unflushed, Counter()
+            pending, self._unflushed = self._unflushed, defaultdict(float)
         return [(name, dict(labels), amount) for (name, labels), amount in sorted(pending.items())]
 
     def restore_counters(self, counts: list[tuple[str, dict[str, str], float]]) -> None:
