@@ -50,7 +50,13 @@ creating.  Should two objects with the key name exist afterwards (a late
 commit after all), the one in use is kept, the other archived (ads and ad
 sets) or deleted (creatives, which cannot be archived), with a warning, a
 ``meta_duplicates_archived`` count and an ``archived`` entry on the
-mutation's objects and result.
+mutation's objects and result.  Late copies are looked for at the end of the
+mutation and at every later ``SetBudgets``/``PauseAds`` of the campaign in
+the same process (for ``SETTLE_HORIZON``); every ``SetBudgets`` also archives
+a second ad of one key in an arm's ad set, whatever process made it.  A late
+ad set or creative that shows up only after its process has ended stays
+(paused and without an ad, or unused): the limit of keeping that watch in
+memory.
 
 Safety: the SDK objects all get ``api=`` (no ``set_default_api``), the
 session is built here (no ``FacebookAdsApi.init``, so no crash reporter), and
