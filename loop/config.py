@@ -45,7 +45,7 @@ class PolicySettings(_Frozen):
     burn_in_clicks: float = Field(10.0, ge=0.0, le=1e6)
     arm_floor: float = Field(0.02, ge=0.0, lt=0.5)
     eliminate_below: float = Field(0.05, ge=0.0, le=0.2)
-    max_expected_loss: float = Field(0.005, ge=0.0, le=0.5)
+    max_expected_loss: float = Field(0.01, ge=0.0, le=0.5)
     plan_lift: float = Field(0.2, gt=0.0, le=5.0)
     plan_power: float = Field(0.8, gt=0.0, lt=1.0)
     max_test_days: int = Field(21, ge=1)
