@@ -195,11 +195,13 @@ def default_threshold(expected_clicks, delta: float = 0.15) -> np.ndarray:
     """Calibrated ``h`` for ``expected_clicks`` per day (after over-dispersion)."""
     lam = np.log(np.clip(np.asarray(expected_clicks, dtype=float), LAMBDAS[0], LAMBDAS[-1]))
     loglam = np.log(LAMBDAS)
-    rows = np.array([np.interp(lam, loglam, THRESHOLDS[d]) for d in DELTAS])
     d = float(np.clip(delta, DELTAS[0], DELTAS[-1]))
     j = int(np.clip(np.searchsorted(DELTAS, d) - 1, 0, len(DELTAS) - 2))
     frac = (d - DELTAS[j]) / (DELTAS[j + 1] - DELTAS[j])
-    return (1.0 - frac) * rows[j] + frac * rows[j + 1]
+    # Only the two rows of the table around delta are needed.
+    lo = np.interp(lam, loglam, THRESHOLDS[DELTAS[j]])
+    hi = np.interp(lam, loglam, THRESHOLDS[DELTAS[j + 1]])
+    return (1.0 - frac) * lo + frac * hi
 
 
 def _gaussian_cusum_threshold(k: np.ndarray, arl: float = 1.0 / TARGET_FALSE_ALARM_RATE) -> np.ndarray:
@@ -490,8 +492,9 @@ def _noise_from_sums(sums, k, fixed, prior_tau2, prior_df):
     ok = (k >= 2) & (tot_c > 0) & (tot_c < tot_n)
     if not ok.any():
         return (np.ones(7) if fixed is None else fixed), prior_tau2, 0.0
-    C, N, CC, CN, NN, k = C[ok], N[ok], CC[ok], CN[ok], NN[ok], k[ok]
-    tot_c = tot_c[ok]
+    if not ok.all():
+        C, N, CC, CN, NN, k = C[ok], N[ok], CC[ok], CN[ok], NN[ok], k[ok]
+        tot_c = tot_c[ok]
     nu = float((k - 1).sum())
     seen = N.sum(axis=0) > 0
 
