@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from sqlmodel import select
 
-from loop.tick import _estimate_campaign_noise, campaign_noise, detect
+from loop.tick import _estimate_campaign_noise, campaign_noise, detect, stored_noise
 from storage.db import session as open_session
 from storage.models import Campaign, Creative, DailyMetric, Experiment, FatigueNoise
 
@@ -64,6 +64,12 @@ def test_the_noise_model_is_stored_per_day_and_replayed(engine):
         now = _estimate_campaign_noise(s, "shop", START, START + timedelta(days=31))
         assert longer.extra_variance[30] == pytest.approx(now.extra_variance[30])
         assert longer.df[30] == now.df[30] > first.df[-1]  # the newcomer's baseline days count from now on
+        s.commit()
+        # What the dashboard reads (never writes): the stored model, or nothing if a day was never tested.
+        seen = stored_noise(s, "shop", START, START + timedelta(days=31))
+        assert seen is not None and np.array_equal(seen.extra_variance, longer.extra_variance)
+        assert np.array_equal(seen.seasonality, longer.seasonality)
+        assert stored_noise(s, "shop", START, START + timedelta(days=32)) is None
 
 
 def test_a_rejection_outside_a_tick_is_dated_by_the_next_tick(sqlite_engine):
