@@ -18,7 +18,7 @@ from sqlmodel import Session, col, select
 
 from loop import events
 from loop.config import to_major
-from loop.tick import END_STATES, OPEN_STATES, fatigue_verdicts, series
+from loop.tick import END_STATES, OPEN_STATES, fatigue_verdicts, series, stored_noise
 from policies.bandit import get_policy
 from policies.budget import period_label, period_start
 from storage.counters import read_all
@@ -135,7 +135,11 @@ def fatigue_view(session: Session, creative: Creative) -> dict[str, Any]:
         return view
     if len(days) >= 2:
         try:
-            verdict = fatigue_verdicts(imps[None], clicks[None], days[0])[0]  # as the loop runs it
+            # As the loop runs it: with the noise model it stored for these days, if it tested them all.
+            noise = stored_noise(session, creative.campaign_id, days[0], days[-1] + timedelta(days=1))
+            if noise is not None and len(noise.df) != len(days):
+                noise = None  # a gap in the series: the stored calendar does not line up
+            verdict = fatigue_verdicts(imps[None], clicks[None], days[0], noise)[0]
         except ValueError as exc:
             view["reason"] = f"the detector refused this series: {exc}"
             return view
