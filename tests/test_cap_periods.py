@@ -641,3 +641,51 @@ def test_a_used_monthly_cap_waits_for_next_month_and_the_loop_refreshes_again(
         for m in s.exec(select(DailyMetric).where(DailyMetric.creative_id.in_(arm_ids))).all():  # type: ignore[attr-defined]
             by_month[period_start(m.day, "month")] += m.spend_minor
         assert all(v <= 25_000 for v in by_month.values()), by_month
+
+
+def _run(engine, tmp_path: Path, scenario: str, config: str, days: int):  # type: ignore[no-untyped-def]
+    from loop_helpers import run_days
+
+    (tmp_path / "scenario.toml").write_text(scenario)
+    (tmp_path / "config.toml").write_text(config)
+    rt = make_runtime(engine, tmp_path, tmp_path / "scenario.toml", config_path=tmp_path / "config.toml")
+    run_days(rt, days)
+    return rt
+
+
+def test_a_decided_winner_waits_for_next_months_credits_for_its_pro_render(sqlite_engine, tmp_path):
+    config = CAP_CONFIG.replace("test_spend_cap = 250.0", "test_spend_cap = 2000.0").replace(
+        "credit_cap = 10.0", "credit_cap = 1.30\nreserve_pro_credit = false"
+    )
+    _run(sqlite_engine, tmp_path, CAP_SCENARIO, config, 34)
+    with open_session(sqlite_engine) as s:
+        waits = s.exec(select(AuditEvent).where(AuditEvent.name == "BudgetWaiting")).all()
+        credit_waits = [w for w in waits if w.data["account"] == "credit" and w.data["state"] == "decided"]
+        assert credit_waits and credit_waits[0].data["period_end"] == "2026-02-01"
+        exp = s.get(Experiment, credit_waits[0].experiment_id)
+        assert exp.decided_on.month == 1 and exp.state == "scaled" and exp.waiting_until is None
+        pro = s.exec(select(LedgerEntry).where(LedgerEntry.key == f"credit:{exp.id}:pro",
+                                               LedgerEntry.kind == "actual")).one()  # fmt: skip
+        assert pro.day == date(2026, 2, 1)  # rendered, and paid, from February's credits
+        ledger = Ledger(s)
+        assert all(m.spent + m.reserved <= 130 for m in ledger.periods("shop", "credit"))
+
+
+LIFETIME_AND_TINY = CAP_SCENARIO.replace("test_spend_cap = 10000.0", "test_spend_cap = 100.0") + CAP_SCENARIO[
+    CAP_SCENARIO.index("[[campaigns]]") :
+].replace('id = "shop"', 'id = "tiny"').replace('id = "hero"', 'id = "t-hero"').replace(
+    'id = "second"', 'id = "t-second"'
+)
+
+
+def test_a_lifetime_cap_or_a_cap_below_the_need_still_ends_the_experiment(sqlite_engine, tmp_path):
+    # "shop" keeps the scenario's per-run cap (lifetime); "tiny"'s monthly credits can never pay a pro render
+    config = "[loop]\napproval = 'none'\n[[campaigns]]\nid = 'tiny'\ncap_period = 'month'\ncredit_cap = 0.50\n"
+    _run(sqlite_engine, tmp_path, LIFETIME_AND_TINY, config, 24)
+    with open_session(sqlite_engine) as s:
+        assert s.exec(select(AuditEvent).where(AuditEvent.name == "BudgetWaiting")).all() == []
+        shop = s.exec(select(Experiment).where(Experiment.campaign_id == "shop")).all()
+        assert any("test spend cap reached: best arm so far" in e.reason for e in shop), [e.reason for e in shop]
+        tiny = s.exec(select(Experiment).where(Experiment.campaign_id == "tiny")).all()
+        assert tiny and all(e.state == "abandoned" and "credit cap" in e.reason for e in tiny)
+        assert s.get(Campaign, "shop").cap_period == "lifetime" and s.get(Campaign, "tiny").cap_period == "month"
