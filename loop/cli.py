@@ -141,6 +141,13 @@ def _simulate_compare(
         )
 
 
+def _fatigue_line(f: dict[str, Any]) -> str:
+    """``hero: day 23 (onset 20)``, ``hero: not detected (onset 55)`` or ``evergreen: day 40 (no onset: false alarm)``."""
+    onset = f"(onset {f['true_onset_day']})" if f["true_onset_day"] is not None else "(no onset: false alarm)"
+    seen = f"day {f['detected_day']}" if f["detected_day"] is not None else "not detected"
+    return f"{f['creative']}: {seen} {onset}"
+
+
 def _print_summary(result: dict[str, Any]) -> None:
     table = Table(
         title=f"simulation: {result['scenario']} · {result['policy']} · {result['tiering']} · {result['days']} days"
@@ -156,14 +163,7 @@ def _print_summary(result: dict[str, Any]) -> None:
     ):
         table.add_column(col)
     for c in result["campaigns"]:
-        fat = (
-            ", ".join(
-                f"{f['creative']}: day {f['detected_day']} "
-                + (f"(onset {f['true_onset_day']})" if f["true_onset_day"] is not None else "(no onset: false alarm)")
-                for f in c["fatigue"]
-            )
-            or "none"
-        )
+        fat = ", ".join(_fatigue_line(f) for f in c["fatigue"]) or "none"
         exps = ", ".join(e["state"] for e in c["experiments"]) or "none"
         winners = ", ".join(
             f"{e['winner']} (ctr {e['winner_true_ctr']:.4f} vs best {e['best_true_ctr']:.4f})"
@@ -220,10 +220,10 @@ def status(config: ConfigOpt = None) -> None:
     cfg = _config(config)
     rows = status_rows(cfg)
     table = Table(title="experiments")
-    for col in ("id", "campaign", "state", "detected", "winner", "reason"):
+    for col in ("id", "campaign", "state", "detected", "winner", "reason", "test plan"):
         table.add_column(col)
     for r in rows["experiments"]:
-        table.add_row(r["id"], r["campaign"], r["state"], r["detected"], r["winner"] or "", r["reason"])
+        table.add_row(r["id"], r["campaign"], r["state"], r["detected"], r["winner"] or "", r["reason"], r["plan"])
     console.print(table)
     live = Table(title="live creatives")
     for col in ("campaign", "creative", "ad", "status", "days", "ctr (7d)"):

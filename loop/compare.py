@@ -93,6 +93,9 @@ class RunSummary:
     detections: dict[str, int | None]  # "campaign/creative" -> detected_day
     allocation: dict[str, Any] | None = None  # a representative experiment's split, day by day
     cpu_s: float = 0.0  # CPU time the run took in its process
+    endings: dict[str, int] | None = None  # experiments by how they ended (loop.simulate.ending)
+    simple_regret: list[float] | None = None  # per decided experiment: (best true CTR − winner's) / best
+    clicks_recovered: float = 0.0  # clicks the scaled winners earned over their fatigued parents
 
 
 @dataclass
@@ -120,6 +123,13 @@ class PolicyRow:
     test_spend: float
     credit_spend: float
     clicks: float
+    confident_decisions: int = 0  # tests ended by P(best) or expected loss
+    best_so_far_decisions: int = 0  # tests ended by the budget or the time limit, on the best arm so far
+    abandoned: int = 0  # experiments that never decided (plan, caps, rejected)
+    confident_share: float | None = None  # confident / (confident + best so far)
+    spend_per_decided_winner: float | None = None  # test spend / confident decisions
+    simple_regret_pct: float | None = None  # mean CTR the chosen winner gives up against the best arm, in %
+    net_clicks_per_spend: float | None = None  # (clicks recovered − regret clicks) per currency unit of test spend
 
 
 @dataclass
@@ -234,12 +244,17 @@ def _summarize_run(
     confident: list[tuple[int, bool]] = []
     allocation: dict[str, Any] | None = None
     n_exps = 0
+    endings: dict[str, int] = {}
+    simple: list[float] = []
     for camp in result["campaigns"]:
         for e in camp["experiments"]:
             n_exps += 1
+            endings[e["ended"]] = endings.get(e["ended"], 0) + 1
             if e["winner"] is not None and e["best_true_ctr"] is not None:
                 winners += 1
                 winners_best += e["winner_true_ctr"] == e["best_true_ctr"]
+                if e["winner_true_ctr"] is not None and e["best_true_ctr"] > 0:
+                    simple.append((e["best_true_ctr"] - e["winner_true_ctr"]) / e["best_true_ctr"])
     exps = session.exec(select(Experiment).order_by(col(Experiment.campaign_id), col(Experiment.created_at))).all()
     for exp in exps:
         arms = session.exec(select(Arm).where(Arm.experiment_id == exp.id).order_by(col(Arm.position))).all()
@@ -295,6 +310,9 @@ def _summarize_run(
         false_alarms=int(sum(c["false_alarms"] for c in result["campaigns"])),
         detections=detections,
         allocation=allocation,
+        endings=endings,
+        simple_regret=simple,
+        clicks_recovered=float(sum(c["clicks_recovered"] for c in result["campaigns"])),
     )
 
 
@@ -426,6 +444,11 @@ def summarize(runs: Sequence[RunSummary], baseline: Sequence[RunSummary] | None 
     delays = [d for s in runs for d in s.detection_delays]
     experiments = sum(s.experiments for s in runs)
     winners = sum(s.winners for s in runs)
+    ended = {k: sum((s.endings or {}).get(k, 0) for s in runs) for k in ("confident", "best_so_far", "abandoned")}
+    decided = ended["confident"] + ended["best_so_far"]
+    simple = [x for s in runs for x in (s.simple_regret or [])]
+    spend = float(sum(s.test_spend for s in runs))
+    net = float(sum(s.clicks_recovered - s.regret_clicks for s in runs))
     return PolicyRow(
         policy=runs[0].policy,
         runs=len(runs),
@@ -448,6 +471,13 @@ def summarize(runs: Sequence[RunSummary], baseline: Sequence[RunSummary] | None 
         test_spend=float(np.mean([s.test_spend for s in runs])),
         credit_spend=float(np.mean([s.credit_spend for s in runs])),
         clicks=float(np.mean([s.clicks for s in runs])),
+        confident_decisions=ended["confident"],
+        best_so_far_decisions=ended["best_so_far"],
+        abandoned=ended["abandoned"],
+        confident_share=ended["confident"] / decided if decided else None,
+        spend_per_decided_winner=spend / ended["confident"] if ended["confident"] else None,
+        simple_regret_pct=100.0 * float(np.mean(simple)) if simple else None,
+        net_clicks_per_spend=net / spend if spend > 0 else None,
     )
 
 
@@ -458,10 +488,11 @@ COLUMNS = (
     "regret clicks (mean ± s.e.)",
     "% of uniform",
     "wasted test imps",
-    "test imps to P(best)≥0.95",
-    "reached",
-    "truly best",
+    "confident decisions",
+    "spend / decided winner",
     "winner = best",
+    "simple regret",
+    "net clicks / spend",
     "detect delay mean / median",
     "false alarms / run",
     "test spend",
@@ -479,10 +510,12 @@ def table_rows(comparison: Comparison) -> list[list[str]]:
                 f"{r.regret_mean:,.1f} ± {r.regret_se:,.1f}",
                 _fmt(r.regret_pct_of_uniform, "{:.1f}%"),
                 f"{r.wasted_impressions:,.0f}",
-                _fmt(r.imps_to_confident_mean, "{:,.0f}"),
-                f"{r.confident_experiments}/{r.experiments}",
-                _fmt(r.confident_truly_best, "{:.0%}"),
+                f"{r.confident_decisions}/{r.confident_decisions + r.best_so_far_decisions} "
+                f"({_fmt(r.confident_share, '{:.0%}')})",
+                _fmt(r.spend_per_decided_winner, "{:,.2f}"),
                 _fmt(r.winners_truly_best, "{:.0%}"),
+                _fmt(r.simple_regret_pct, "{:.1f}%"),
+                _fmt(r.net_clicks_per_spend, "{:,.2f}"),
                 f"{_fmt(r.delay_mean, '{:.1f}')} / {_fmt(r.delay_median, '{:.0f}')} d",
                 f"{r.false_alarms_per_run:.2f}",
                 f"{r.test_spend:,.2f}",

@@ -28,6 +28,8 @@ SPEND_RECONCILED = "SpendReconciled"
 MUTATION_FAILED = "MutationFailed"
 CAMPAIGN_HALTED = "CampaignHalted"
 CAMPAIGN_RESUMED = "CampaignResumed"
+TEST_PLANNED = "TestPlanned"
+ARMS_ELIMINATED = "ArmsEliminated"
 
 
 def record(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 from datetime import date, timedelta
 from typing import Any
 
@@ -30,11 +31,16 @@ from policies import brand, fidelity
 from policies.bandit import get_policy
 from policies.budget import reservation_for, split_budget
 from policies.errors import CapExceeded, GenerationError
+from policies.objectives import effective_counts
+from policies.planning import ExperimentPlan, plan_experiment
 from storage.imagecheck import ImageRejected, load_image
 from storage.ledger import Ledger
-from storage.models import Arm, AuditEvent, BanditDecision, Creative, DailyMetric, Experiment, utcnow
+from storage.models import Arm, AuditEvent, BanditDecision, Creative, DailyMetric, Experiment, FatigueNoise, utcnow
 
 log = logging.getLogger("creative_loop.experiments")
+
+# Arm states in which its ad set no longer spends (an eliminated arm keeps its state for the record).
+STOPPED = ("paused", "eliminated")
 
 # Image-guard events (issue 4), past-tense like those in loop.events.
 BRAND_CHECK_FAILED = "BrandCheckFailed"
@@ -114,7 +120,7 @@ def abandon(
             exp.id,
         )
         for a in live:
-            a.status = "paused"
+            a.status = "eliminated" if a.status == "eliminated" else "paused"
             session.add(a)
     ledger = Ledger(session)
     for res in ledger.open_reservations(plan.id, "credit", prefix=f"credit:{exp.id}:"):
@@ -226,6 +232,66 @@ def _png(rt: Runtime, digest: str | None) -> bytes:
     return rt.images.get_bytes(digest or "")
 
 
+def plan_test(session: Session, plan: CampaignPlan, exp: Experiment, budget_left: int) -> ExperimentPlan:
+    """The experiment's test plan from the parent's CTR and CPM, the daily test budget and the money left."""
+    s = plan.settings
+    parent_rate, cpm = parent_rate_and_cpm(session, exp)
+    return plan_experiment(
+        baseline_rate=parent_rate,
+        cpm_minor=cpm,
+        daily_budget_minor=plan.test_daily_budget,
+        budget_left_minor=max(0, budget_left),
+        max_days=s.max_test_days,
+        max_arms=s.variants,
+        lift=s.plan_lift,
+        power=s.plan_power,
+        confidence=s.prob_best_target,
+        overspend=s.overspend,
+    )
+
+
+# Without history, plan with a typical CTR and CPM (minor units) rather than refuse.
+FALLBACK_RATE, FALLBACK_CPM = 0.01, 1000.0
+
+
+def parent_rate_and_cpm(session: Session, exp: Experiment) -> tuple[float, float]:
+    """The parent's CTR before fatigue (the detector's baseline) and its CPM, from what the platform reported."""
+    rows = session.exec(
+        select(DailyMetric).where(DailyMetric.creative_id == exp.parent_creative_id).order_by(col(DailyMetric.day))
+    ).all()
+    imps = sum(r.impressions for r in rows)
+    spend = sum(r.spend_minor for r in rows)
+    rate = exp.verdict.get("baseline_ctr") if exp.verdict else None
+    if not rate or not 0 < float(rate) < 1:
+        rate = sum(r.clicks for r in rows) / imps if imps else FALLBACK_RATE
+    cpm = spend * 1000.0 / imps if imps and spend else FALLBACK_CPM
+    return float(min(max(rate, 1e-6), 0.5)), float(cpm)
+
+
+def _two_arm_spend(test_plan: ExperimentPlan, plan: CampaignPlan) -> int:
+    """Money (minor units, reservations included) a two-arm test of ``test_plan``'s sample needs."""
+    # As policies.planning counts money: whole days, the first one reserved with the overspend.
+    days = math.ceil(2 * test_plan.per_arm_impressions * test_plan.cpm_minor / 1000 / max(1, plan.test_daily_budget))
+    return reservation_for(plan.test_daily_budget, 1, plan.settings.overspend) + (days - 1) * plan.test_daily_budget
+
+
+def _to_launch(session: Session, exp: Experiment, variants: list[Creative]) -> list[Creative]:
+    """The drafts the plan has room for, on-brand ones first; the others stay untested in the gallery."""
+    k = int(exp.plan.get("arms", len(variants))) if exp.plan else len(variants)
+    launched = {a.creative_id for a in _arms(session, exp)}
+
+    def rank(v: Creative) -> tuple[int, int]:
+        off_brand = bool(v.flags.get("brand")) and not v.flags["brand"].get("ok", True)
+        return (0 if v.id in launched else 1, 1 if off_brand else 0)
+
+    chosen = sorted(variants, key=rank)[: max(2, k)]
+    for v in variants:
+        if v not in chosen and v.status == "candidate":
+            v.status = "untested"
+            session.add(v)
+    return [v for v in variants if v in chosen]
+
+
 # -- states --------------------------------------------------------------------
 def on_detected(rt: Runtime, session: Session, plan: CampaignPlan, exp: Experiment, today: date) -> None:
     """Reserve generation credits (the pro render's first), then explore."""
@@ -247,6 +313,18 @@ def on_detected(rt: Runtime, session: Session, plan: CampaignPlan, exp: Experime
         events.record(session, events.CAP_REACHED, plan.id, exp.id, account="test", left=test_left)
         abandon(rt, session, plan, exp, "test spend cap: no budget left to test variants")
         return
+    test_plan = plan_test(session, plan, exp, test_left)
+    if not test_plan.can_test:
+        # Money that cannot conclude a test is not spent on one. When a whole period's cap could
+        # fund the test, wait for the next period; otherwise the reason says what it could resolve.
+        needed = _two_arm_spend(test_plan, plan)
+        if plan_test(session, plan, exp, plan.test_spend_cap).can_test and budget_wait.wait(
+            rt, session, plan, exp, "test", today, budget_wait.blocking(ledger, plan, "test", today, needed), needed
+        ):
+            return
+        events.record(session, events.TEST_PLANNED, plan.id, exp.id, **test_plan.to_dict())
+        abandon(rt, session, plan, exp, test_plan.reason)
+        return
     wanted = plan.settings.variants
     fit = wanted if per_variant == 0 else min(wanted, max(0, room) // per_variant)
     if fit < 2:
@@ -262,6 +340,10 @@ def on_detected(rt: Runtime, session: Session, plan: CampaignPlan, exp: Experime
         log.info("experiment %s: exploration held, the generation queue is full", exp.id)
         return
     budget_wait.resume(session, plan, exp, today)
+    if not exp.plan:
+        exp.plan = test_plan.to_dict()
+        events.record(session, events.TEST_PLANNED, plan.id, exp.id, **exp.plan)
+        log.info("experiment %s: test plan: %s", exp.id, test_plan.summary())
     if needs_pro:
         ledger.reserve(
             plan.id, "credit", f"credit:{exp.id}:pro", plan.pro_credit_cost, exp.id, "pro", "pro render", day=today
@@ -352,7 +434,8 @@ def on_exploring(rt: Runtime, session: Session, plan: CampaignPlan, exp: Experim
     if len(variants) < 2:
         abandon(rt, session, plan, exp, f"only {len(variants)} variant(s) could be generated")
         return
-    # Launch each variant as its own paused test ad set + ad.
+    variants = _to_launch(session, exp, variants)
+    # Launch each chosen variant as its own paused test ad set + ad.
     for pos, v in enumerate(variants):
         arm = session.exec(select(Arm).where(Arm.experiment_id == exp.id, Arm.creative_id == v.id)).first()
         if arm is None:
@@ -419,27 +502,60 @@ def arm_counts(session: Session, arms: list[Arm], until: date) -> tuple[np.ndarr
     return clicks, imps
 
 
+def arm_days(session: Session, arms: list[Arm], until: date) -> np.ndarray:
+    """Days with delivery per arm before ``until``."""
+    ids = [a.creative_id for a in arms]
+    days = np.zeros(len(arms))
+    for m in session.exec(
+        select(DailyMetric).where(
+            col(DailyMetric.creative_id).in_(ids), DailyMetric.day < until, DailyMetric.impressions > 0
+        )
+    ).all():
+        days[ids.index(m.creative_id)] += 1
+    return days
+
+
+def campaign_extra_variance(session: Session, campaign_id: str, before: date) -> float:
+    """The latest day-level over-dispersion (τ²) the fatigue test stored for the campaign, 0 without one."""
+    row = session.exec(
+        select(FatigueNoise)
+        .where(FatigueNoise.campaign_id == campaign_id, FatigueNoise.day < before)
+        .order_by(col(FatigueNoise.day).desc())
+    ).first()
+    return float(row.extra_variance) if row is not None else 0.0
+
+
 def on_testing(rt: Runtime, session: Session, plan: CampaignPlan, exp: Experiment, today: date) -> None:
     """Decide if the data allows, else split tomorrow's test budget by the bandit."""
     s = plan.settings
     arms = _arms(session, exp)
-    clicks, imps = arm_counts(session, arms, today)
+    raw_clicks, raw_imps = arm_counts(session, arms, today)
+    # Day-level noise beyond binomial (the fatigue test's estimate for the campaign) makes a day's
+    # clicks worth less evidence: the bandit sees the binomial sample with the same variance.
+    tau2 = campaign_extra_variance(session, plan.id, today)
+    clicks, imps = effective_counts(raw_clicks, raw_imps, arm_days(session, arms, today), tau2)
     seed = stable_seed(exp.seed, today.isoformat())
     rng = np.random.default_rng(seed)
-    policy = get_policy(
-        exp.policy,
-        floor=s.arm_floor,
-        burn_in_impressions=s.burn_in_impressions,
-        target=s.prob_best_target,
-        min_impressions=s.min_impressions_per_arm,
-    )
+    policy = loop_policy(exp.policy, s)
     decision_row = session.exec(
         select(BanditDecision).where(BanditDecision.experiment_id == exp.id, BanditDecision.day == today)
     ).first()
     if decision_row is None:
         if exp.waiting_since is None:  # the last split is checked once, not on every day of a budget wait
             check_delivery_of_last_split(session, plan, exp, arms, today)
-        decision = policy.decide(clicks, imps, rng)
+        active = np.array([a.status != "eliminated" for a in arms])
+        out = policy.eliminate(clicks, imps, rng, active=active)
+        if out.any():
+            for i in np.flatnonzero(out):
+                arms[i].status = "eliminated"
+                session.add(arms[i])
+            events.record(
+                session, events.ARMS_ELIMINATED, plan.id, exp.id, day=today.isoformat(),
+                arms=[arms[i].creative_id for i in np.flatnonzero(out)],
+                prob_best=[float(p) for p in policy.prob_best(clicks, imps, rng, active=active)],
+            )  # fmt: skip
+            active &= ~out
+        decision = policy.decide(clicks, imps, rng, active=active)
         if decision.winner is not None:
             _declare(rt, session, plan, exp, arms, int(decision.winner), today, decision.reason, decision.prob_best)
             return
@@ -465,7 +581,7 @@ def on_testing(rt: Runtime, session: Session, plan: CampaignPlan, exp: Experimen
             _end_best_so_far(rt, session, plan, exp, arms, clicks, imps, today, "test spend cap reached")
             return
         budget_wait.resume(session, plan, exp, today)
-        weights = policy.allocate(clicks, imps, rng)
+        weights = policy.allocate(clicks, imps, rng, active=active)
         budgets = split_budget(budget, [float(w) for w in weights], minimum=min_arm)
         total = sum(budgets)
         ledger.reserve_window(
@@ -477,8 +593,8 @@ def on_testing(rt: Runtime, session: Session, plan: CampaignPlan, exp: Experimen
             day=today,
             seed=seed,
             policy=exp.policy,
-            clicks=[int(c) for c in clicks],
-            impressions=[int(n) for n in imps],
+            clicks=[int(c) for c in raw_clicks],
+            impressions=[int(n) for n in raw_imps],
             weights=[float(w) for w in weights],
             prob_best=[float(p) for p in decision.prob_best],
             budgets_minor=budgets,
@@ -486,8 +602,9 @@ def on_testing(rt: Runtime, session: Session, plan: CampaignPlan, exp: Experimen
         )
         session.add(decision_row)
         events.record(
-            session, events.ALLOCATION_SET, plan.id, exp.id, day=today.isoformat(), budgets=budgets, seed=seed
-        )
+            session, events.ALLOCATION_SET, plan.id, exp.id, day=today.isoformat(), budgets=budgets, seed=seed,
+            extra_variance=tau2,
+        )  # fmt: skip
         rt.commit(session)  # money reserved and decision stored before the platform hears of it
     budgets = list(decision_row.budgets_minor)
     result = rt.perform(
@@ -503,9 +620,25 @@ def on_testing(rt: Runtime, session: Session, plan: CampaignPlan, exp: Experimen
     paused = set(result.get("below_minimum", ()))  # the platform paused arms under its minimum budget
     for a, b in zip(arms, budgets, strict=True):
         live = b > 0 and a.platform_adset_id not in paused
-        a.daily_budget_minor, a.status = b, ("live" if live else "paused")
+        a.daily_budget_minor = b
+        if a.status != "eliminated":
+            a.status = "live" if live else "paused"
         session.add(a)
     rt.commit(session)
+
+
+def loop_policy(name: str, s: Any) -> Any:
+    """The allocation policy as the loop runs it, from a campaign's settings (also used by compare)."""
+    return get_policy(
+        name,
+        floor=s.arm_floor,
+        burn_in_impressions=s.burn_in_impressions,
+        burn_in_clicks=s.burn_in_clicks,
+        target=s.prob_best_target,
+        min_impressions=s.min_impressions_per_arm,
+        eliminate_below=s.eliminate_below or None,
+        relative_loss_threshold=s.max_expected_loss or None,
+    )
 
 
 # Normal pacing noise of a platform's delivery against a budget (coefficient of
@@ -556,8 +689,9 @@ def _end_best_so_far(rt, session, plan, exp, arms, clicks, imps, today, why) -> 
         abandon(rt, session, plan, exp, f"{why}; no test data")
         return
     policy = get_policy(exp.policy)
-    best = int(policy.best_so_far(clicks, imps))
-    prob = policy.prob_best(clicks, imps, np.random.default_rng(exp.seed))
+    active = np.array([a.status != "eliminated" for a in arms])
+    best = int(policy.best_so_far(clicks, imps, active=active))
+    prob = policy.prob_best(clicks, imps, np.random.default_rng(exp.seed), active=active)
     _declare(rt, session, plan, exp, arms, best, today, f"{why}: best arm so far", prob)
 
 
@@ -575,7 +709,7 @@ def on_decided(rt: Runtime, session: Session, plan: CampaignPlan, exp: Experimen
     """Stop the test, then render the winner at the pro tier (same seed, same recipe)."""
     arms = _arms(session, exp)
     live = [a for a in arms if a.platform_ad_id]
-    if live and any(a.status != "paused" for a in live):
+    if live and any(a.status not in STOPPED for a in live):
         rt.perform(
             session,
             PauseAds(
@@ -587,7 +721,7 @@ def on_decided(rt: Runtime, session: Session, plan: CampaignPlan, exp: Experimen
             exp.id,
         )
         for a in live:
-            a.status = "paused"
+            a.status = "eliminated" if a.status == "eliminated" else "paused"
             session.add(a)
         rt.commit(session)
     winner = session.get(Creative, exp.winner_creative_id)

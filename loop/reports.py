@@ -14,6 +14,7 @@ from loop.budget_wait import waiting_note
 from loop.config import Config, to_major
 from loop.tick import END_STATES
 from policies.errors import NotFound
+from policies.planning import ExperimentPlan
 from storage.db import session as open_session
 from storage.ledger import ACCOUNT_ROW, ACCOUNTS, AccountSummary, Ledger
 from storage.models import AccountCap, AuditEvent, Campaign, Creative, DailyMetric, Experiment, TickRun
@@ -73,6 +74,7 @@ def status_rows(cfg: Config) -> dict[str, Any]:
                     "detected": e.detected_on.isoformat() if e.detected_on else "",
                     "winner": e.winner_creative_id,
                     "reason": e.reason,
+                    "plan": ExperimentPlan.from_dict(e.plan).summary() if e.plan else "",
                 }
                 for e in exps
             ],

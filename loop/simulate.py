@@ -27,6 +27,7 @@ from sqlmodel import Session, select
 from connectors.ads.scenario import Scenario
 from connectors.ads.simulated import SimulatedAdPlatform
 from connectors.images.base import ImageGenerator
+from loop import events
 from loop.app import make_generators, open_engine
 from loop.config import Config, to_major
 from loop.plans import campaign_plans
@@ -34,7 +35,7 @@ from loop.tick import Runtime, tick
 from storage.db import session as open_session
 from storage.images import ImageStore
 from storage.ledger import Ledger
-from storage.models import Arm, Creative, DailyMetric, Experiment
+from storage.models import Arm, AuditEvent, Creative, DailyMetric, Experiment
 from storage.safenames import safe_component
 
 TIERINGS = ("tiered", "pro-only")
@@ -140,7 +141,7 @@ def _score_campaign(session: Session, platform: SimulatedAdPlatform, campaign_id
     fatigue, false_alarms = [], 0
     main_ads = [a for a in platform.ads.values() if a.campaign == campaign_id and a.adset_id.startswith("main:")]
     for ad in main_ads:
-        onset = ad.fatigue_start
+        onset = platform.oracle_onset(ad.ad_id)
         detected = detected_by_ad.get(ad.ad_id)
         if onset is None and detected is None:
             continue
@@ -187,6 +188,8 @@ def _score_campaign(session: Session, platform: SimulatedAdPlatform, campaign_id
                 "credit_spend": to_major(ledger.spent(campaign_id, "credit", exp.id)),
                 "state": exp.state,
                 "reason": exp.reason,
+                "arms": len(arms),
+                "ended": ending(session, exp),
             }
         )
     imps = clicks = 0
@@ -210,6 +213,20 @@ def _score_campaign(session: Session, platform: SimulatedAdPlatform, campaign_id
         "clicks_recovered": round(recovered, 1),
         "cost_per_winning_asset": to_major(round(total_cost / winners)) if winners else None,
     }
+
+
+# How a test ended, from its stored reason (loop.experiments and policies.bandit word them).
+CONFIDENT_PREFIXES = ("prob_best:", "expected_loss:")
+
+
+def ending(session: Session, exp: Experiment) -> str:
+    """``confident`` (P(best) or expected loss), ``best_so_far`` (budget or time ran out), ``abandoned`` or ``open``."""
+    declared = session.exec(
+        select(AuditEvent).where(AuditEvent.experiment_id == exp.id, AuditEvent.name == events.WINNER_DECLARED)
+    ).first()
+    if declared is not None:
+        return "confident" if str(declared.data.get("reason", "")).startswith(CONFIDENT_PREFIXES) else "best_so_far"
+    return "abandoned" if exp.state == "abandoned" else "open"
 
 
 def export_gallery(rt: Runtime, out_dir: str | Path) -> list[Path]:

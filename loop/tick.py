@@ -265,6 +265,10 @@ def _tick_campaign(rt: Runtime, session: Session, plan: CampaignPlan, today: dat
             moves = advance(rt, session, plan, exp, today)
             for move in moves:
                 log.info("%s", move)
+            if exp.state == "abandoned" and exp.abandoned_on is None:
+                exp.abandoned_on = today  # the platform's day: the retry cool-down counts from it
+                session.add(exp)
+                rt.commit(session)
         report.transitions.extend(moves)
     rt.step("advance")
 
@@ -491,15 +495,95 @@ def reconcile(session: Session, campaign_id: str, today: date) -> None:
         )  # fmt: skip
 
 
-def fatigue_verdicts(imps: np.ndarray, clicks: np.ndarray, first_day: date) -> list[fatigue.Verdict]:
+def learning_days(imps: np.ndarray) -> np.ndarray:
+    """A new ad's first delivery days (the platform's learning phase, novelty), per row."""
+    seen = np.cumsum(imps > 0, axis=1)
+    return (imps > 0) & (seen <= LEARNING_DAYS)
+
+
+def fatigue_verdicts(
+    imps: np.ndarray, clicks: np.ndarray, first_day: date, noise: fatigue.NoiseModel | None = None
+) -> list[fatigue.Verdict]:
     """The fatigue test as the loop runs it, rows = creatives on a calendar from ``first_day``.
 
-    A new ad's first days (the platform's learning phase, novelty) are marked
-    as confounders, so they never form its baseline.
+    A new ad's first days are marked as confounders, so they never form its
+    baseline.  ``noise`` is the campaign's stored noise model for each day of
+    the calendar (:func:`campaign_noise`); without it the detector estimates
+    one from these rows alone.
     """
-    seen = np.cumsum(imps > 0, axis=1)
-    learning = (imps > 0) & (seen <= LEARNING_DAYS)
-    return fatigue.detect_many(imps, clicks, start_weekday=first_day.weekday(), confounders=learning)
+    kw: dict[str, Any] = {}
+    if noise is not None:
+        kw = {"extra_variance": noise.extra_variance, "seasonality": noise.seasonality}
+    return fatigue.detect_many(imps, clicks, start_weekday=first_day.weekday(), confounders=learning_days(imps), **kw)
+
+
+def campaign_noise(session: Session, campaign_id: str, first: date, today: date) -> fatigue.NoiseModel:
+    """The fatigue test's noise model for each day of ``[first, today)``, stored once per day.
+
+    Over-dispersion and weekday factors are estimated from the baseline
+    windows of every creative the campaign has run in its main ad set (the
+    portfolio, paused ones included: their baselines still tell how noisy the
+    account is), day ``d``'s from the days before ``d``
+    (:func:`policies.fatigue.estimate_noise`).  A day's model is stored the
+    first time it is needed and read back ever after, so old days are
+    re-tested exactly as they were even when creatives come and go or late
+    rows revise the history: verdicts stay prefix-consistent.
+    """
+    from storage.models import FatigueNoise
+
+    width = (today - first).days
+    stored = {
+        r.day: r
+        for r in session.exec(
+            select(FatigueNoise).where(
+                FatigueNoise.campaign_id == campaign_id, FatigueNoise.day >= first, FatigueNoise.day < today
+            )
+        ).all()
+    }
+    tau2 = np.zeros(width)
+    factors = np.ones((width, 7))
+    df = np.zeros(width)
+    missing = [j for j in range(width) if first + timedelta(days=j) not in stored]
+    if missing:
+        est = _estimate_campaign_noise(session, campaign_id, first, today)
+    for j in range(width):
+        day = first + timedelta(days=j)
+        row = stored.get(day)
+        if row is None:
+            row = FatigueNoise(
+                campaign_id=campaign_id,
+                day=day,
+                extra_variance=float(est.extra_variance[j]),
+                weekday_factors=[float(f) for f in est.seasonality[j]],
+                df=float(est.df[j]),
+            )
+            session.add(row)
+        tau2[j], factors[j], df[j] = row.extra_variance, row.weekday_factors, row.df
+    session.flush()
+    return fatigue.NoiseModel(tau2, factors, df)
+
+
+def _estimate_campaign_noise(session: Session, campaign_id: str, first: date, today: date) -> fatigue.NoiseModel:
+    width = (today - first).days
+    table = DailyMetric.__table__  # type: ignore[attr-defined]
+    portfolio = select(Creative.id).where(
+        Creative.campaign_id == campaign_id,
+        col(Creative.role).in_(("live", "pro")),
+        col(Creative.platform_ad_id).is_not(None),
+    )
+    data = session.execute(
+        select(table.c.creative_id, table.c.day, table.c.impressions, table.c.clicks).where(
+            table.c.creative_id.in_(portfolio), table.c.day >= first, table.c.day < today
+        )
+    ).all()
+    ids = sorted({cid for cid, *_ in data})
+    index = {cid: i for i, cid in enumerate(ids)}
+    imps = np.zeros((len(ids), width), dtype=np.int64)
+    clicks = np.zeros((len(ids), width), dtype=np.int64)
+    for cid, day, n, c in data:
+        imps[index[cid], (day - first).days] = n
+        clicks[index[cid], (day - first).days] = c
+    return fatigue.estimate_noise(imps, clicks, start_weekday=first.weekday(), confounders=learning_days(imps))
 
 
 def detect(session: Session, plan: CampaignPlan, today: date) -> list[Experiment]:
@@ -530,8 +614,13 @@ def detect(session: Session, plan: CampaignPlan, today: date) -> list[Experiment
         previous = latest.get(creative.id)
         if previous is None:
             candidates[creative.id] = None
-        elif previous.state == "abandoned" and today - previous.updated_at.date() >= RETRY_AFTER_ABANDON:
-            candidates[creative.id] = previous.updated_at.date()  # test only what came after
+            continue
+        if previous.state == "abandoned" and previous.abandoned_on is None:
+            # Abandoned outside a tick (a rejection): the first platform day the loop knows of it.
+            previous.abandoned_on = today
+            session.add(previous)
+        if previous.state == "abandoned" and today - previous.abandoned_on >= RETRY_AFTER_ABANDON:
+            candidates[creative.id] = previous.abandoned_on  # test only what came after
         # otherwise: cool-down, one fatigue is acted on once
     if not candidates:
         return []
@@ -543,7 +632,14 @@ def detect(session: Session, plan: CampaignPlan, today: date) -> list[Experiment
     ).all()
     if not data:
         return []
+    # One calendar for the candidates and the campaign's stored noise model.
     first = min(d for _, d, _, _ in data)
+    first_any = session.exec(
+        select(func.min(DailyMetric.day))
+        .join(Creative, col(Creative.id) == DailyMetric.creative_id)
+        .where(Creative.campaign_id == plan.id, col(Creative.role).in_(("live", "pro")))
+    ).one()
+    first = min(first, first_any or first)
     width = (today - first).days
     ids = list(candidates)
     index = {cid: i for i, cid in enumerate(ids)}
@@ -554,7 +650,7 @@ def detect(session: Session, plan: CampaignPlan, today: date) -> list[Experiment
         if since is None or day >= since:
             imps[index[cid], (day - first).days] = n
             clicks[index[cid], (day - first).days] = c
-    verdicts = fatigue_verdicts(imps, clicks, first)
+    verdicts = fatigue_verdicts(imps, clicks, first, campaign_noise(session, plan.id, first, today))
     by_id = {c.id: c for c in live}
     signals = {
         s.platform_ad_id: s

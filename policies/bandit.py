@@ -21,15 +21,28 @@ Always pass *delivered* counts, never the split that was requested.
 Common rules (all policies):
 
 - **burn-in**: while any arm of an experiment has fewer than
-  ``burn_in_impressions`` of exposure, the split is equal;
-- **floor**: every arm gets at least ``floor`` (the split is mixed with the
-  uniform one, ``w' = floor + (1 - K·floor)·w``, so rows still sum to 1; a
-  floor above ``1/K`` becomes ``1/K``);
+  ``burn_in_impressions`` of exposure, or fewer than ``burn_in_clicks``
+  *expected* successes (its exposure times the experiment's pooled rate, so
+  the burn-in means the same evidence at a 0.5 % and a 3 % CTR), the split is
+  equal;
+- **elimination** (``active=``): arms that are out of the test get nothing
+  and count for nothing; :meth:`AllocationPolicy.eliminate` names the arms to
+  take out: after burn-in, an arm whose P(best) is below
+  ``eliminate_below``, or whose ``elimination_level`` upper credible bound is
+  below the leader's lower one.  :class:`Uniform`, the classic A/B/n split,
+  never eliminates;
+- **floor**: every arm still in the test gets at least ``floor`` (the split
+  is mixed with the uniform one over the active arms, ``w' = floor + (1 -
+  K·floor)·w``, so rows still sum to 1; a floor above ``1/K`` becomes
+  ``1/K``): the floor protects contenders, not eliminated arms;
 - **stopping** (:meth:`AllocationPolicy.decide`): a winner is declared when
   the leader's P(best) >= ``target``, or, if ``loss_threshold`` is set, when
   the expected loss of choosing the leader (in objective units, e.g. CTR) is
-  below it — in both cases only once the leader *and the runner-up* each
-  have at least ``min_impressions`` of exposure (the runner-up is the arm
+  below it, or if ``relative_loss_threshold`` is set, when that loss is
+  below this share of the leader's posterior mean (a 1 % threshold ends a
+  test whose remaining arms are practically equal) — in each case only once
+  the leader *and the runner-up* each have at least ``min_impressions`` of
+  exposure (the runner-up is the arm
   that could still overturn the decision; the others are clearly behind).
   ``decide(..., budget_exhausted=True)`` ends an undecided experiment with
   the best arm so far and says so in ``reason`` and ``budget_exhausted``.
@@ -148,6 +161,10 @@ class AllocationPolicy(ABC):
         target: float = 0.95,
         min_impressions: float = 2000,
         loss_threshold: float | None = None,
+        relative_loss_threshold: float | None = None,
+        burn_in_clicks: float = 0.0,
+        eliminate_below: float | None = None,
+        elimination_level: float = 0.99,
         objective: str = "ctr",
     ) -> None:
         self.prior_alpha = _check_prior("prior_alpha", prior_alpha)
@@ -157,6 +174,12 @@ class AllocationPolicy(ABC):
         self.target = _check_number("target", target, lo=0.5, hi=1.0)
         self.min_impressions = _check_number("min_impressions", min_impressions, lo=0.0)
         self.loss_threshold = _check_number("loss_threshold", loss_threshold, lo=0.0, lo_open=True, allow_none=True)
+        self.relative_loss_threshold = _check_number(
+            "relative_loss_threshold", relative_loss_threshold, lo=0.0, hi=1.0, lo_open=True, allow_none=True
+        )
+        self.burn_in_clicks = _check_number("burn_in_clicks", burn_in_clicks, lo=0.0)
+        self.eliminate_below = _check_number("eliminate_below", eliminate_below, lo=0.0, hi=0.5, allow_none=True)
+        self.elimination_level = _check_number("elimination_level", elimination_level, lo=0.5, hi=1.0, lo_open=True)
         self.objective = _obj.check_objective(objective)
         self.family = _obj.family(objective)
 
@@ -209,23 +232,58 @@ class AllocationPolicy(ABC):
     def _combine_days(self, dc, di):
         return dc.sum(axis=1), di.sum(axis=1)
 
-    def _posterior(self, s, x):
+    def _posterior(self, s, x, prior=None):
+        pa, pb = prior if prior is not None else (self.prior_alpha, self.prior_beta)
         try:
-            a = np.broadcast_to(self.prior_alpha, s.shape) + s
-            b = np.broadcast_to(self.prior_beta, s.shape)
+            a = np.broadcast_to(pa, s.shape) + s
+            b = np.broadcast_to(pb, s.shape)
         except ValueError:
             raise ValueError(
                 f"prior_alpha, prior_beta: expected shapes broadcastable to {s.shape}, "
-                f"got {self.prior_alpha.shape} and {self.prior_beta.shape}"
+                f"got {np.shape(pa)} and {np.shape(pb)}"
             ) from None
         b = b + (x - s if self.family == "beta" else x)
         return a, b
 
+    def _prior_for(self, rows: np.ndarray, idx: np.ndarray, n_rows: int):
+        """The priors restricted to experiments ``rows`` and arms ``idx`` (priors may be per arm or per cell)."""
+
+        def narrow(prior: np.ndarray) -> np.ndarray:
+            if prior.ndim == 0:
+                return prior
+            p2 = prior[None] if prior.ndim == 1 else prior
+            if p2.shape[0] == n_rows and n_rows > 1:
+                p2 = p2[rows]
+            return p2[:, idx] if p2.shape[1] > 1 else p2
+
+        return narrow(self.prior_alpha), narrow(self.prior_beta)
+
     # -- probabilities -----------------------------------------------------------
 
-    def _summary(self, s, x, rng, draws):
-        """(prob_best, expected_loss, method, error) for 2-D successes/exposure."""
-        a, b = self._posterior(s, x)
+    def _summary(self, s, x, rng, draws, active=None):
+        """(prob_best, expected_loss, method, error) for 2-D successes/exposure.
+
+        ``active`` (a boolean mask like ``s``) leaves arms out of the contest:
+        their P(best) is 0 and their loss is measured against the best active arm.
+        """
+        if active is None or active.all():
+            a, b = self._posterior(s, x)
+            return self._summary_ab(a, b, rng, draws)
+        prob, loss = np.zeros(s.shape), np.zeros(s.shape)
+        error, method = np.zeros(s.shape[0]), "integration"
+        mean = posterior_moments(self.family, *self._posterior(s, x))[0]
+        for row in range(s.shape[0]):
+            idx = np.flatnonzero(active[row])
+            prior = self._prior_for(np.array([row]), idx, s.shape[0])
+            a, b = self._posterior(s[row, idx][None], x[row, idx][None], prior)
+            p, lo, m, e = self._summary_ab(a, b, rng, draws)
+            prob[row, idx], loss[row, idx], error[row] = p[0], lo[0], e[0]
+            method = m if m != "integration" else method
+            out = ~active[row]
+            loss[row, out] = np.maximum(np.max(mean[row, idx] + lo[0]) - mean[row, out], 0.0)
+        return prob, loss, method, error
+
+    def _summary_ab(self, a, b, rng, draws):
         res = integrate_prob_best(self.family, a, b, tol=PROB_BEST_TOL)
         prob, e_max = res.prob_best.copy(), res.expected_max.copy()
         error = res.error.copy()
@@ -241,66 +299,130 @@ class AllocationPolicy(ABC):
         loss = np.maximum(e_max[:, None] - mean, 0.0)
         return prob, loss, method, error
 
-    def prob_best(self, clicks, impressions, rng=None, draws=10_000, **daily) -> np.ndarray:
-        """P(each arm has the highest rate), same shape as ``clicks``."""
+    def _active(self, active, shape):
+        """The validated mask of arms still in the test (all of them when ``None``)."""
+        if active is None:
+            return None
+        m = np.asarray(active, dtype=bool)
+        m2 = np.broadcast_to(m if m.ndim == 2 else m[None], shape) if m.shape[-1:] == shape[-1:] else None
+        if m2 is None or m.ndim > 2:
+            raise ValueError(f"active: expected a boolean mask shaped like the counts {shape}, got {m.shape}")
+        if not m2.any(axis=1).all():
+            raise ValueError("active: expected at least one active arm per experiment, got none")
+        return np.array(m2)
+
+    def prob_best(self, clicks, impressions, rng=None, draws=10_000, *, active=None, **daily) -> np.ndarray:
+        """P(each arm has the highest rate), same shape as ``clicks``; 0 for inactive arms."""
         _check_rng(rng, allow_none=True)
         s, x, _, was_1d = self._counts(clicks, impressions, **daily)
-        prob = self._summary(s, x, rng, draws)[0]
+        prob = self._summary(s, x, rng, draws, self._active(active, s.shape))[0]
         return prob[0] if was_1d else prob
 
-    def expected_loss(self, clicks, impressions, rng=None, draws=10_000, **daily) -> np.ndarray:
-        """E[max_j θ_j − θ_i]: the rate given up by choosing arm i, same shape as ``clicks``."""
+    def expected_loss(self, clicks, impressions, rng=None, draws=10_000, *, active=None, **daily) -> np.ndarray:
+        """E[max_j θ_j − θ_i] over the active arms j: the rate given up by choosing arm i."""
         _check_rng(rng, allow_none=True)
         s, x, _, was_1d = self._counts(clicks, impressions, **daily)
-        loss = self._summary(s, x, rng, draws)[1]
+        loss = self._summary(s, x, rng, draws, self._active(active, s.shape))[1]
         return loss[0] if was_1d else loss
 
     # -- allocation ----------------------------------------------------------------
+
+    #: Whether :meth:`eliminate` may take arms out (a classic A/B/n split never does).
+    eliminates: bool = True
 
     @abstractmethod
     def _weights(self, s, x, a, b, rng) -> np.ndarray:
         """Split before burn-in and floor, rows summing to 1, shape of ``s``."""
 
-    def allocate(self, clicks, impressions, rng, **daily) -> np.ndarray:
-        """Share of the next batch per arm; rows sum to 1 and respect the floor."""
+    def _burning_in(self, s, raw, on) -> np.ndarray:
+        """Per experiment: is any active arm still short of the burn-in (exposure or expected successes)?"""
+        short = np.any(on & (raw < self.burn_in_impressions), axis=1)
+        if self.burn_in_clicks > 0:
+            pooled = s.sum(axis=1, keepdims=True) / np.maximum(raw.sum(axis=1, keepdims=True), 1e-12)
+            short |= np.any(on & (raw * pooled < self.burn_in_clicks), axis=1) | (s.sum(axis=1) == 0)
+        return short
+
+    def allocate(self, clicks, impressions, rng, *, active=None, **daily) -> np.ndarray:
+        """Share of the next batch per arm; rows sum to 1, active arms respect the floor, others get 0."""
         _check_rng(rng, allow_none=False)
         s, x, raw, was_1d = self._counts(clicks, impressions, **daily)
-        k = s.shape[1]
-        weights = np.full(s.shape, 1.0 / k)
-        active = ~np.any(raw < self.burn_in_impressions, axis=1)
-        if active.any() and k > 1:
-            a, b = self._posterior(s, x)
-            w = self._weights(s[active], x[active], a[active], b[active], rng)
+        mask = self._active(active, s.shape)
+        on = np.ones(s.shape, dtype=bool) if mask is None else mask
+        k = on.sum(axis=1, keepdims=True).astype(float)
+        weights = on / k
+        busy = ~self._burning_in(s, raw, on) & (k[:, 0] > 1)
+        for rows in _groups(on, busy):
+            sub = on[rows[0]]
+            ss, xx = s[np.ix_(rows, sub)], x[np.ix_(rows, sub)]
+            a, b = self._posterior(ss, xx, self._prior_for(rows, np.flatnonzero(sub), s.shape[0]))
+            w = self._weights(ss, xx, a, b, rng)
             w = np.clip(w, 0.0, None)
-            weights[active] = w / w.sum(axis=1, keepdims=True)
-        floor = min(self.floor, 1.0 / k)
-        weights = floor + (1.0 - k * floor) * weights
+            weights[np.ix_(rows, sub)] = w / w.sum(axis=1, keepdims=True)
+        floor = np.minimum(self.floor, 1.0 / k)
+        weights = np.where(on, floor + (1.0 - k * floor) * weights, 0.0)
         weights /= weights.sum(axis=1, keepdims=True)
         return weights[0] if was_1d else weights
 
+    def eliminate(self, clicks, impressions, rng=None, *, active=None, **daily) -> np.ndarray:
+        """Arms to take out of the test now (a boolean mask like ``clicks``; already inactive arms stay out).
+
+        Nothing is eliminated during burn-in, when ``eliminate_below`` is ``None``,
+        for a policy that never eliminates, or below two active arms.
+        """
+        _check_rng(rng, allow_none=True)
+        s, x, raw, was_1d = self._counts(clicks, impressions, **daily)
+        mask = self._active(active, s.shape)
+        on = np.ones(s.shape, dtype=bool) if mask is None else mask
+        out = np.zeros(s.shape, dtype=bool)
+        if self.eliminates and self.eliminate_below is not None:
+            prob = self._summary(s, x, rng, 10_000, None if mask is None else on)[0]
+            a, b = self._posterior(s, x)
+            lo, hi = _credible_bounds(self.family, a, b, self.elimination_level)
+            leader = np.argmax(np.where(on, prob, -1.0), axis=1)
+            leader_lo = lo[np.arange(s.shape[0]), leader][:, None]
+            out = on & ((prob < self.eliminate_below) | (hi < leader_lo))
+            out[np.arange(s.shape[0]), leader] = False
+            ready = ~self._burning_in(s, raw, on) & (on.sum(axis=1) > 1)
+            out &= ready[:, None]
+            # Never leave fewer than two arms (a test of one arm decides nothing): the strongest of
+            # the arms to go stays in.
+            for row in np.flatnonzero((on & ~out).sum(axis=1) < 2):
+                spare = np.flatnonzero(out[row])
+                need = 2 - int((on[row] & ~out[row]).sum())
+                out[row, spare[np.argsort(-prob[row, spare], kind="stable")[:need]]] = False
+        return out[0] if was_1d else out
+
     # -- stopping ----------------------------------------------------------------------
 
-    def best_so_far(self, clicks, impressions, **daily) -> int:
-        """Arm with the highest posterior mean (ties: lowest index), one experiment."""
+    def best_so_far(self, clicks, impressions, *, active=None, **daily) -> int:
+        """Arm with the highest posterior mean among the active ones (ties: lowest index), one experiment."""
         s, x, _, was_1d = self._counts(clicks, impressions, **daily)
         if not was_1d:
             raise ValueError(f"clicks: expected shape (arms,) for one experiment, got {s.shape}")
+        mask = self._active(active, s.shape)
         a, b = self._posterior(s, x)
-        return int(np.argmax(posterior_moments(self.family, a, b)[0][0]))
+        mean = posterior_moments(self.family, a, b)[0][0]
+        if mask is not None:
+            mean = np.where(mask[0], mean, -np.inf)
+        return int(np.argmax(mean))
 
-    def decide(self, clicks, impressions, rng=None, *, budget_exhausted: bool = False, **daily) -> Decision:
+    def decide(
+        self, clicks, impressions, rng=None, *, budget_exhausted: bool = False, active=None, **daily
+    ) -> Decision:
         """Winner of one experiment, or ``None`` with the reason it is undecided."""
         _check_rng(rng, allow_none=True)
         s, x, raw, was_1d = self._counts(clicks, impressions, **daily)
         if not was_1d:
             raise ValueError(f"clicks: expected shape (arms,) for one experiment, got {s.shape}")
-        prob, loss, method, error = self._summary(s, x, rng, 10_000)
+        mask = self._active(active, s.shape)
+        on = np.ones(s.shape[1], dtype=bool) if mask is None else mask[0]
+        prob, loss, method, error = self._summary(s, x, rng, 10_000, mask)
         prob, loss, raw = prob[0], loss[0], raw[0]
         a, b = self._posterior(s, x)
         mean = posterior_moments(self.family, a, b)[0][0]
-        order = np.lexsort((-mean, -prob))  # P(best) first, posterior mean breaks ties
-        leader = int(order[0])
-        runner = int(order[1]) if order.size > 1 else None
+        order = [int(i) for i in np.lexsort((-mean, -prob)) if on[i]]  # P(best) first, posterior mean breaks ties
+        leader = order[0]
+        runner = order[1] if len(order) > 1 else None
         checked = [leader] if runner is None else [leader, runner]
         short = [i for i in checked if raw[i] < self.min_impressions]
         unit = {"ctr": "impressions", "conversion_rate": "clicks", "cpa": "spend"}[self.objective]
@@ -321,15 +443,40 @@ class AllocationPolicy(ABC):
                 f"< {self.loss_threshold:.3g} (P(best)={prob[leader]:.4f})"
             )
             return Decision(winner=leader, reason=reason, **common)
+        rel = self.relative_loss_threshold
+        if not short and rel is not None and mean[leader] > 0 and loss[leader] < rel * mean[leader]:
+            reason = (
+                f"expected_loss: arm {leader} loses {loss[leader] / mean[leader]:.2%} of its rate in expectation "
+                f"< {rel:.2%} (P(best)={prob[leader]:.4f})"
+            )
+            return Decision(winner=leader, reason=reason, **common)
         if short:
             why = "; ".join(f"arm {i} has {raw[i]:g} < {self.min_impressions:g} {unit}" for i in short)
         else:
             why = f"best P(best)={prob[leader]:.4f} (arm {leader}) < {self.target}"
         if budget_exhausted:
-            best = int(np.argmax(mean))
+            best = int(np.argmax(np.where(on, mean, -np.inf)))
             reason = f"budget exhausted: best so far is arm {best}, not confident ({why})"
             return Decision(winner=best, reason=reason, budget_exhausted=True, **common)
         return Decision(winner=None, reason=f"undecided: {why}", **common)
+
+
+def _groups(on: np.ndarray, rows_wanted: np.ndarray) -> list[np.ndarray]:
+    """Rows of ``rows_wanted`` grouped by identical active-arm masks (vectorised per group)."""
+    groups: dict[bytes, list[int]] = {}
+    for r in np.flatnonzero(rows_wanted):
+        groups.setdefault(on[r].tobytes(), []).append(int(r))
+    return [np.array(g) for g in groups.values()]
+
+
+def _credible_bounds(family: str, a: np.ndarray, b: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
+    """Equal-tailed ``level`` credible interval of each arm's rate."""
+    from scipy import stats
+
+    tail = (1.0 - level) / 2.0
+    if family == "beta":
+        return stats.beta.ppf(tail, a, b), stats.beta.ppf(1.0 - tail, a, b)
+    return stats.gamma.ppf(tail, a, scale=1.0 / b), stats.gamma.ppf(1.0 - tail, a, scale=1.0 / b)
 
 
 class ThompsonSampling(AllocationPolicy):
@@ -344,7 +491,7 @@ class ThompsonSampling(AllocationPolicy):
     name = "thompson"
 
     def _weights(self, s, x, a, b, rng):
-        return self._summary(s, x, rng, 10_000)[0]
+        return self._summary_ab(a, b, rng, 10_000)[0]
 
 
 class TopTwoThompson(ThompsonSampling):
@@ -395,9 +542,10 @@ class DiscountedThompson(ThompsonSampling):
 
 
 class Uniform(AllocationPolicy):
-    """A classic A/B/n split: equal shares whatever the data."""
+    """A classic A/B/n split: equal shares whatever the data, and no arm eliminated."""
 
     name = "uniform"
+    eliminates = False
 
     def _weights(self, s, x, a, b, rng):
         return np.full(s.shape, 1.0 / s.shape[1])

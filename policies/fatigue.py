@@ -49,13 +49,19 @@ Real daily CTRs vary more than binomial noise.  Model: the day's true CTR is
 ``p·(1 + ε)`` with ``Var ε = τ²``, so ``Var c = n p (1 − p)·φ`` with
 ``φ = 1 + n p τ² / (1 − p)``.  Dividing the LLR by ``φ`` is the
 quasi-likelihood correction, and the threshold is looked up at ``λ / φ``.
-``overdispersion=`` takes a fixed ``φ``, ``extra_variance=`` a fixed ``τ²``
-(``φ`` then follows each day's volume) and ``overdispersion="auto"``
-estimates ``τ²`` across all the rows given (the portfolio, in
-:func:`detect_many`) from their baseline windows (:func:`estimate_extra_variance`).
-Because "auto" looks at every row given, a creative's verdict can then move
-with its neighbours' data; for strict prefix consistency store the
-portfolio's ``τ²`` once and pass it as ``extra_variance=``.
+By default (``overdispersion="auto"``) ``τ²`` is estimated day by day
+across all the rows given (the portfolio, in :func:`detect_many`) from their
+baseline windows and shrunk towards a prior of 8 % (:func:`estimate_noise`):
+real accounts' daily CTRs vary 5–15 % beyond binomial noise, and a pure
+binomial test on such data raises an order of magnitude more false alarms
+than it promises.  On a portfolio the data soon outweigh the prior (binomial
+data give ``τ² ≈ 0``); a lone series leans on it.  ``overdispersion=`` takes a
+fixed ``φ`` (``1.0``: binomial, the pre-issue-11 default), ``extra_variance=``
+a fixed ``τ²`` or one per day (``φ`` then follows each day's volume).  Day
+``t``'s estimate uses only days before ``t``, so a prefix of the calendar gets
+the same verdicts as the whole; rows added or removed move the estimate, so a
+caller whose portfolio changes (the loop) stores the per-day model and
+passes it back (``extra_variance=``, ``seasonality=``).
 
 Other signals (optional; the earliest one to fire is reported)
 --------------------------------------------------------------
@@ -71,10 +77,13 @@ Other signals (optional; the earliest one to fire is reported)
 
 Seasonality and confounders
 ---------------------------
-``seasonality=`` gives 7 multiplicative day-of-week CTR factors (or ``"auto"``:
-estimated across the rows' baseline windows) and ``start_weekday=`` the
-weekday (0 = Monday) of day 0; the expected CTR of each day is scaled by its
-factor, so a weekend dip is not a drop.  ``confounders=`` flags days to
+``seasonality=`` gives 7 multiplicative day-of-week CTR factors (Monday
+first), or one row of 7 per day (the factors in force on that day), or
+``None`` (no weekly cycle); the default ``"auto"`` estimates them day by day
+across the rows' baseline windows, shrunk towards "no cycle" (James–Stein)
+so that a few rows' noise is not taken for a cycle.  ``start_weekday=`` is
+the weekday (0 = Monday) of day 0; the expected CTR of each day is scaled by
+its factor, so a weekend dip is not a drop.  ``confounders=`` flags days to
 ignore (a budget change, an ad set in learning): they are never tested nor
 part of a baseline, and with ``confounder_policy="rebaseline"`` (default) the
 baseline and the CUSUM restart after them, since a budget change often moves
@@ -113,10 +122,19 @@ __all__ = [
     "detect",
     "detect_many",
     "estimate_extra_variance",
+    "estimate_noise",
     "estimate_overdispersion",
+    "NoiseModel",
 ]
 
 SIGNALS = ("ctr", "cpa", "frequency")
+# The noise that ``overdispersion="auto"`` assumes until the data say otherwise
+# (empirical Bayes, see :func:`estimate_noise`): real accounts' daily CTRs vary
+# 5-15 % beyond binomial noise, and a prior worth PRIOR_DF residual baseline
+# days keeps a lone creative's two weeks from passing for binomial.
+PRIOR_OVERDISPERSION = 0.08  # sd of a day's log-CTR noise
+PRIOR_DF = 20.0
+_PRIOR_TAU2 = float(np.expm1(PRIOR_OVERDISPERSION**2))
 # The table is calibrated below the target so that fresh simulations, and
 # volumes between the table's grid points, still stay within it.
 CALIBRATION_SAFETY = 0.8
@@ -346,26 +364,174 @@ def _extra_variance(n, c, m) -> float:
     return max(0.0, float(excess / scale)) if scale > 0 else 0.0
 
 
-def _seasonal_factors(seasonality, n, c, usable, weekday, baseline_days):
+@dataclass(frozen=True)
+class NoiseModel:
+    """The noise a CUSUM allows for on each day of a calendar (see :func:`estimate_noise`).
+
+    ``extra_variance[t]`` is ``τ²`` and ``seasonality[t]`` the 7 weekday CTR
+    factors (Monday first, mean 1) in force on day ``t``; ``df[t]`` is the
+    number of residual baseline days behind that day's estimate (0: the prior
+    alone).  Both arrays can be passed back to :func:`detect_many`
+    (``extra_variance=``, ``seasonality=``), e.g. after storing them.
+    """
+
+    extra_variance: np.ndarray
+    seasonality: np.ndarray
+    df: np.ndarray
+
+
+def estimate_noise(
+    impressions_2d,
+    clicks_2d,
+    *,
+    start_weekday=0,
+    confounders=None,
+    baseline_days: int = BASELINE_DAYS,
+    seasonality="auto",
+    prior_overdispersion: float = PRIOR_OVERDISPERSION,
+    prior_df: float = PRIOR_DF,
+) -> NoiseModel:
+    """The portfolio's noise model day by day, each day's from the baseline days before it.
+
+    Rows are creatives on a common calendar (``start_weekday`` = weekday of
+    day 0, one int or one per row); only each row's first ``baseline_days``
+    usable days (impressions, not a confounder) are used, since later days may
+    already be fatiguing.  For day ``t``:
+
+    - weekday factors ``F_w`` = clicks on weekday ``w`` / clicks expected from
+      each row's own CTR, shrunk towards 1 (James-Stein, each factor's
+      sampling variance from its expected clicks and ``τ²``), so that a few
+      rows' noise is not mistaken for a weekly cycle;
+    - ``τ²``, the relative variance of the daily CTR beyond binomial noise
+      around ``row CTR × F``, by the method of moments, then shrunk towards
+      the prior ``prior_overdispersion²`` with a weight of ``prior_df``
+      residual days (empirical Bayes: a handful of baseline days cannot tell
+      "binomial" from "15 % over-dispersed", and the cost of assuming too
+      little noise is false alarms).
+
+    Only days ``< t`` enter day ``t``'s estimate, so a prefix of the calendar
+    has the same model as the whole (prefix consistency).  ``seasonality``
+    may instead fix the factors (7, or ``(days, 7)``); ``None`` means none.
+    """
+    n, c = _counts_2d(impressions_2d, clicks_2d)
+    rows, days = n.shape
+    prm = _params({"baseline_days": baseline_days, "min_baseline_days": 1})
+    confounded = np.zeros((rows, days), dtype=bool)
+    if confounders is not None:
+        confounded = _as_2d("confounders", confounders, (rows, days), dtype=bool)
+    weekday = _weekdays(start_weekday, rows, days)
+    fixed = _fixed_factors(seasonality, days)
+    tau0 = _fraction("prior_overdispersion", prior_overdispersion, hi=2.0)
+    if isinstance(prior_df, bool) or not isinstance(prior_df, (int, float)) or not prior_df >= 0:
+        raise ValueError(f"prior_df: expected a number >= 0, got {prior_df!r}")
+    base = _baseline_mask((n > 0) & ~confounded, prm.baseline_days)
+    return _running_noise(n, c, base, weekday, fixed, True, float(np.expm1(tau0 * tau0)), float(prior_df))
+
+
+def _weekdays(start_weekday, rows, days):
+    sw = np.asarray(start_weekday)
+    if sw.dtype.kind not in "iu" or np.any(sw < 0) or np.any(sw > 6) or sw.shape not in ((), (rows,)):
+        raise ValueError(f"start_weekday: expected an integer 0..6 (Monday=0) or one per row, got {start_weekday!r}")
+    return (np.broadcast_to(sw, (rows,))[:, None] + np.arange(days)) % 7
+
+
+def _fixed_factors(seasonality, days):
+    """``None`` for "auto", else the ``(days, 7)`` factors in force each day (mean 1)."""
     if seasonality is None:
-        return np.ones_like(n)
+        return np.ones((days, 7))
     if isinstance(seasonality, str):
         if seasonality != "auto":
             raise ValueError(f"seasonality: expected 7 factors or 'auto', got {seasonality!r}")
-        base = _baseline_mask(usable, baseline_days)
-        tot_c = np.where(base, c, 0).sum(axis=1, keepdims=True)
-        tot_n = np.where(base, n, 0).sum(axis=1, keepdims=True)
-        p = tot_c / np.maximum(tot_n, 1.0)
-        num = np.bincount(weekday[base], weights=c[base], minlength=7)
-        den = np.bincount(weekday[base], weights=(n * p)[base], minlength=7)
-        factors = np.where(den > 0, num / np.where(den > 0, den, 1.0), 1.0)
-        factors = np.where(factors > 0, factors, 1.0)
+        return None
+    factors = np.asarray(seasonality, dtype=float)
+    if factors.shape not in ((7,), (days, 7)) or np.any(~np.isfinite(factors)) or np.any(factors <= 0):
+        raise ValueError(
+            f"seasonality: expected 7 positive factors (Monday first) or one row of 7 per day, got {seasonality!r}"
+        )
+    factors = np.broadcast_to(factors, (days, 7))
+    return factors / factors.mean(axis=1, keepdims=True)
+
+
+def _running_noise(n, c, base, weekday, fixed, want_tau2, prior_tau2, prior_df) -> NoiseModel:
+    """:func:`estimate_noise` on checked arrays: per-row, per-weekday sums of the baseline days so far."""
+    rows, days = n.shape
+    ar = np.arange(rows)
+    sums = np.zeros((5, rows, 7))  # clicks, impressions, clicks², clicks x impressions, impressions²
+    k = np.zeros(rows)
+    tau2 = np.full(days, prior_tau2 if want_tau2 else 0.0)
+    season = np.ones((days, 7)) if fixed is None else np.array(fixed, dtype=float)
+    df = np.zeros(days)
+    changed = False
+    for t in range(days):
+        same_factors = fixed is None or t == 0 or np.array_equal(fixed[t], fixed[t - 1])
+        if t > 0 and not changed and same_factors:
+            tau2[t], season[t], df[t] = tau2[t - 1], season[t - 1], df[t - 1]
+        elif k.max(initial=0.0) >= 2:
+            f, t2, nu = _noise_from_sums(sums, k, None if fixed is None else fixed[t], prior_tau2, prior_df)
+            season[t] = f
+            if want_tau2:
+                tau2[t] = t2
+            df[t] = nu
+        b = base[:, t]
+        changed = bool(b.any())
+        if changed:
+            r, w = ar[b], weekday[b, t]
+            ct, nt = c[b, t], n[b, t]
+            for i, v in enumerate((ct, nt, ct * ct, ct * nt, nt * nt)):
+                sums[i, r, w] += v
+            k[b] += 1
+    return NoiseModel(tau2, season, df)
+
+
+def _noise_from_sums(sums, k, fixed, prior_tau2, prior_df):
+    C, N, CC, CN, NN = sums
+    tot_c, tot_n = C.sum(axis=1), N.sum(axis=1)
+    ok = (k >= 2) & (tot_c > 0) & (tot_c < tot_n)
+    if not ok.any():
+        return (np.ones(7) if fixed is None else fixed), prior_tau2, 0.0
+    C, N, CC, CN, NN, k = C[ok], N[ok], CC[ok], CN[ok], NN[ok], k[ok]
+    tot_c = tot_c[ok]
+    nu = float((k - 1).sum())
+    seen = N.sum(axis=0) > 0
+
+    def tau2_hat(f):
+        p = tot_c / (N @ f)
+        resid = CC.sum(axis=1) - 2 * p * (CN @ f) + p * p * (NN @ (f * f))
+        binvar = p * (N @ f) - p * p * (N @ (f * f))
+        scale = (p * p * (NN @ (f * f))).sum()
+        # p comes from the same days (k / (k - 1)); estimated factors use up weekdays - 1 more.
+        lost = (seen.sum() - 1) if fixed is None else 0
+        resid_ss = (k / (k - 1) * resid).sum() * nu / max(nu - lost, 1.0)
+        return (resid_ss - binvar.sum()) / scale if scale > 0 else 0.0
+
+    if fixed is None:
+        f = np.ones(7)
+        for _ in range(2):
+            p = tot_c / (N @ f)
+            expected = (N * p[:, None]).sum(axis=0)
+            f = np.where(expected > 0, C.sum(axis=0) / np.where(expected > 0, expected, 1.0), 1.0)
+            f = np.where(f > 0, f, 1.0)
+        # James-Stein towards "no weekly cycle": each log factor's sampling variance is
+        # that of its click count, binomial plus the extra variance.
+        t2 = max(tau2_hat(f), 0.0)
+        p = tot_c / (N @ f)
+        expected = (N * p[:, None]).sum(axis=0)
+        sq = (NN * (p * p)[:, None]).sum(axis=0)
+        var = np.where(seen, (expected + t2 * sq) / np.where(seen, expected, 1.0) ** 2, np.inf)
+        logf = np.log(f)
+        kk = int(seen.sum())
+        if kk > 3:
+            dev = np.where(seen, logf - logf[seen].mean(), 0.0)
+            spread = float((dev[seen] ** 2).sum())
+            shrink = np.minimum(1.0, (kk - 3) * var / spread) if spread > 0 else np.ones(7)
+            f = np.exp(np.where(seen, (1.0 - shrink) * dev, 0.0))
+        else:
+            f = np.ones(7)
+        f = f / f.mean()
     else:
-        factors = np.asarray(seasonality, dtype=float)
-        if factors.shape != (7,) or np.any(~np.isfinite(factors)) or np.any(factors <= 0):
-            raise ValueError(f"seasonality: expected 7 positive factors (Monday first), got {seasonality!r}")
-    factors = factors / factors.mean()
-    return factors[weekday]
+        f = fixed
+    blended = (prior_df * prior_tau2 + nu * tau2_hat(f)) / (prior_df + nu)
+    return f, max(0.0, float(blended)), nu
 
 
 # -- the CUSUM core ---------------------------------------------------------------------
@@ -434,7 +600,7 @@ def cusum_paths(
             pt = p0 * ft
             llr = _bernoulli_llr(ct, nt, pt, drop)
             if phi_tau2 is not None:
-                phi = 1.0 + nt * pt * phi_tau2 / np.maximum(1.0 - pt, 1e-12)
+                phi = 1.0 + nt * pt * phi_tau2[:, t] / np.maximum(1.0 - pt, 1e-12)
             else:
                 phi = phi_const[:, t] if phi_const is not None else np.ones(rows)
         else:
@@ -458,6 +624,58 @@ def _first_crossing(S, tested, h):
     any_ = over.any(axis=1)
     day = np.where(any_, over.argmax(axis=1), -1)
     return day
+
+
+def _extra_variance_arg(tau2, rows, days):
+    scalar = isinstance(tau2, (int, float, np.integer, np.floating)) and not isinstance(tau2, bool)
+    if scalar:
+        if not (np.isfinite(tau2) and tau2 >= 0):
+            raise ValueError(f"extra_variance: expected a number >= 0, got {tau2!r}")
+        return np.full((rows, days), float(tau2))
+    if not isinstance(tau2, (list, tuple, np.ndarray)):
+        raise ValueError(f"extra_variance: expected a number >= 0, got {tau2!r}")
+    arr = np.asarray(tau2, dtype=float)
+    if arr.shape not in ((days,), (1, days), (rows, days)):
+        raise ValueError(f"extra_variance: expected a number or shape ({days},) or ({rows}, {days}), got {arr.shape}")
+    if np.any(~np.isfinite(arr)) or np.any(arr < 0):
+        raise ValueError("extra_variance: expected values >= 0, got a negative or nan")
+    return np.broadcast_to(arr, (rows, days))
+
+
+def _noise_model(signals, n, c, usable, weekday, prm):
+    """``(factors (rows, days), τ² (rows, days) or None, φ (rows, days) or None)`` for detect_many."""
+    rows, days = n.shape
+    od = signals.get("overdispersion")
+    tau2 = signals.get("extra_variance")
+    if od is not None and tau2 is not None:
+        raise ValueError("overdispersion, extra_variance: expected at most one, got both")
+    if od is None and tau2 is None:
+        od = "auto"
+    fixed = _fixed_factors(signals.get("seasonality", "auto"), days)
+    phi_const = None
+    if isinstance(od, str):
+        if od != "auto":
+            raise ValueError(f"overdispersion: expected a number >= 1 or 'auto', got {od!r}")
+    elif od is not None:
+        phi = np.asarray(od, dtype=float)
+        if np.any(~np.isfinite(phi)) or np.any(phi < 1.0) or phi.ndim > 2:
+            raise ValueError(f"overdispersion: expected a number >= 1 or 'auto', got {od!r}")
+        phi_const = np.broadcast_to(phi.reshape(-1, 1) if phi.ndim == 1 else phi, (rows, days)).astype(float)
+    if tau2 is not None:
+        tau2 = _extra_variance_arg(tau2, rows, days)
+    if fixed is None or od == "auto":
+        base = _baseline_mask(usable, prm.baseline_days)
+        # τ² for the factors' shrinkage: the given one if any, else the prior's.
+        known = None if tau2 is None else float(np.mean(tau2))
+        model = _running_noise(
+            n, c, base, weekday, fixed, od == "auto", known if known is not None else _PRIOR_TAU2, PRIOR_DF
+        )
+        if od == "auto":
+            tau2 = np.broadcast_to(model.extra_variance, (rows, days))
+        season = model.seasonality
+    else:
+        season = fixed
+    return season[np.arange(days), weekday], tau2, phi_const
 
 
 # -- public API -------------------------------------------------------------------------
@@ -497,11 +715,7 @@ def detect_many(impressions_2d, clicks_2d, **signals) -> list[Verdict]:
     confounded = np.zeros(shape, dtype=bool)
     if signals.get("confounders") is not None:
         confounded = _as_2d("confounders", signals["confounders"], shape, dtype=bool)
-    start_weekday = signals.get("start_weekday", 0)
-    sw = np.asarray(start_weekday)
-    if sw.dtype.kind not in "iu" or np.any(sw < 0) or np.any(sw > 6) or sw.shape not in ((), (rows,)):
-        raise ValueError(f"start_weekday: expected an integer 0..6 (Monday=0) or one per row, got {start_weekday!r}")
-    weekday = (np.broadcast_to(sw, (rows,))[:, None] + np.arange(days)) % 7
+    weekday = _weekdays(signals.get("start_weekday", 0), rows, days)
 
     # 2. usable days, resets after confounders
     usable = (n > 0) & ~confounded & (np.arange(days) >= prm.start)
@@ -509,31 +723,8 @@ def detect_many(impressions_2d, clicks_2d, **signals) -> list[Verdict]:
     if prm.confounder_policy == "rebaseline" and days > 1:
         reset[:, 1:] = confounded[:, :-1] & ~confounded[:, 1:]
 
-    # 3. seasonality and over-dispersion
-    factors = _seasonal_factors(signals.get("seasonality"), n, c, usable, weekday, prm.baseline_days)
-    od = signals.get("overdispersion")
-    tau2 = signals.get("extra_variance")
-    phi_const = None
-    if od is not None and tau2 is not None:
-        raise ValueError("overdispersion, extra_variance: expected at most one, got both")
-    if isinstance(od, str):
-        if od != "auto":
-            raise ValueError(f"overdispersion: expected a number >= 1 or 'auto', got {od!r}")
-        base = _baseline_mask(usable, prm.baseline_days)
-        tau2 = _extra_variance(n * factors, c, base)
-    elif od is not None:
-        phi = np.asarray(od, dtype=float)
-        if np.any(~np.isfinite(phi)) or np.any(phi < 1.0):
-            raise ValueError(f"overdispersion: expected a number >= 1 or 'auto', got {od!r}")
-        phi_const = np.broadcast_to(phi.reshape(-1, 1) if phi.ndim == 1 else phi, shape).astype(float)
-    if tau2 is not None:
-        if (
-            isinstance(tau2, bool)
-            or not isinstance(tau2, (int, float, np.integer, np.floating))
-            or not (np.isfinite(tau2) and tau2 >= 0)
-        ):
-            raise ValueError(f"extra_variance: expected a number >= 0, got {tau2!r}")
-        tau2 = float(tau2)
+    # 3. the noise model: weekday factors and over-dispersion (estimated by default)
+    factors, tau2, phi_const = _noise_model(signals, n, c, usable, weekday, prm)
 
     # 4. the CTR signal
     S, tested, p0, lam, phi = cusum_paths(

@@ -21,13 +21,18 @@ by the fraction of conversions already reported (``delay_cdf``).
 
 :func:`prior_from_parent` turns the parent creative's history into a
 shrunk prior for its variants.
+
+Real daily rates vary more than binomial noise (a day's audience, placement
+and auction differ): :func:`effective_counts` shrinks each arm's counts to the
+binomial sample with the same variance of its estimated rate, so that a
+Beta posterior is not more certain than the data allow.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["OBJECTIVES", "counts", "family", "mature", "prior_from_parent"]
+__all__ = ["OBJECTIVES", "counts", "effective_counts", "family", "mature", "prior_from_parent"]
 
 OBJECTIVES = ("ctr", "conversion_rate", "cpa")
 
@@ -149,3 +154,30 @@ def prior_from_parent(
     # Gamma(k, k / rate) has relative sd 1 / sqrt(k).
     k = float(np.clip(1.0 / relative_sd**2, 1.0, successes + 0.5))
     return k, k / rate
+
+
+def effective_counts(
+    successes: np.ndarray, exposure: np.ndarray, days: np.ndarray, extra_variance: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Counts shrunk to the binomial sample with the same variance, under day-level over-dispersion.
+
+    With ``extra_variance`` τ² (variance of a day's log rate beyond binomial
+    noise) and an arm seen on ``days`` days, its rate estimate has variance
+    ``p(1−p)/n + p²τ²/days``; the binomial sample with that variance is
+    ``n_eff = n / (1 + n·p·τ²/((1−p)·days))``.  Successes and exposure are both
+    scaled by ``n_eff/n``, so the rate is unchanged and only the certainty drops.
+    Arrays are shaped ``(arms,)`` or ``(experiments, arms)``; τ² = 0 returns the counts.
+    """
+    s = np.asarray(successes, dtype=float)
+    n = np.asarray(exposure, dtype=float)
+    d = np.maximum(np.asarray(days, dtype=float), 1.0)
+    if not (np.isfinite(extra_variance) and extra_variance >= 0):
+        raise ValueError(f"extra_variance: expected a finite number >= 0, got {extra_variance!r}")
+    if s.shape != n.shape or np.broadcast_shapes(d.shape, n.shape) != n.shape:
+        raise ValueError(f"successes, exposure, days: expected equal shapes, got {s.shape}, {n.shape}, {d.shape}")
+    if extra_variance == 0:
+        return s, n
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p = np.clip(np.where(n > 0, s / np.where(n > 0, n, 1.0), 0.0), 1e-6, 0.5)
+    factor = 1.0 / (1.0 + n * p * extra_variance / ((1.0 - p) * d))
+    return s * factor, n * factor

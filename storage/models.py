@@ -97,6 +97,11 @@ class Experiment(SQLModel, table=True):
     waiting_since: date | None = None  # the platform day the current wait began
     waited_days: int = 0  # days spent waiting for budget while testing (they do not count as test days)
     verdict: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+    # The test plan made before launch (policies.planning.ExperimentPlan.to_dict()); empty before it.
+    plan: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+    # The platform's day (not the wall clock) on which the loop saw it abandoned:
+    # the retry-after-abandon cool-down counts from it, also in a simulation.
+    abandoned_on: date | None = None
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
 
@@ -111,7 +116,7 @@ class Arm(SQLModel, table=True):
     platform_adset_id: str | None = None
     platform_ad_id: str | None = None
     daily_budget_minor: int = 0
-    status: str = Field(default="pending", max_length=20)  # pending | live | paused
+    status: str = Field(default="pending", max_length=20)  # pending | live | paused | eliminated
 
 
 class BanditDecision(SQLModel, table=True):
@@ -129,6 +134,25 @@ class BanditDecision(SQLModel, table=True):
     budgets_minor: list[int] = Field(default_factory=list, sa_column=Column(JSON))
     winner: int | None = None
     note: str = ""
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class FatigueNoise(SQLModel, table=True):
+    """The noise the fatigue test allowed for on one day of a campaign (``policies.fatigue.NoiseModel``).
+
+    Estimated from the baseline windows of the campaign's creatives before that
+    day and stored the first time the day is tested, so that a later tick,
+    with more creatives or revised rows, re-tests old days exactly as before.
+    """
+
+    __table_args__ = (UniqueConstraint("campaign_id", "day"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    campaign_id: str = Field(foreign_key="campaign.id", index=True)
+    day: date
+    extra_variance: float = 0.0  # τ²: relative variance of the daily CTR beyond binomial noise
+    weekday_factors: list[float] = Field(default_factory=list, sa_column=Column(JSON))  # Monday first
+    df: float = 0.0  # residual baseline days behind the estimate (0: the prior alone)
     created_at: datetime = Field(default_factory=utcnow)
 
 

@@ -183,7 +183,7 @@ def test_compare_rejects_bad_arguments(cfg: Config, scenario: Scenario) -> None:
 
 def test_cli_compare_writes_json_and_report_over_processes(scenario_path: Path, tmp_path: Path, capsys) -> None:
     out, report = tmp_path / "cmp.json", tmp_path / "cmp.html"
-    argv = ["simulate", "--config", str(BUNDLED_CONFIG), "--scenario", str(scenario_path), "--days", "12"]
+    argv = ["simulate", "--config", str(BUNDLED_CONFIG), "--scenario", str(scenario_path), "--days", "16"]
     argv += ["--compare", "uniform,thompson", "--runs", "2", "--json", str(out), "--report", str(report)]
     assert main(argv) == 0
     printed = capsys.readouterr().out

@@ -26,6 +26,12 @@ class CreativeSpec(_Frozen):
     ctr: float = Field(gt=0, lt=1)
     fatigue_onset_day: int | None = Field(None, ge=0)
     fatigue_decay_per_day: float = Field(0.04, ge=0, lt=1)
+    # Wear-out: fatigue that follows how often the audience has seen the ad.
+    # Past this cumulative frequency (impressions since the ad's first day /
+    # the campaign's audience_size) the CTR decays by wearout_decay per unit
+    # of frequency, on top of any onset-day decay.
+    wearout_frequency: float | None = Field(None, gt=0)
+    wearout_decay: float = Field(0.10, ge=0, lt=1)
     headline: str = ""
 
 
@@ -39,6 +45,7 @@ class CampaignSpec(_Frozen):
     pro_credit_cost: float = Field(ge=0)
     credit_cap: float = Field(ge=0)
     currency: str = Field("USD", pattern=r"^[A-Z]{3}$")
+    audience_size: int | None = Field(None, gt=0)  # people the main ad set reaches (for wear-out)
     creatives: tuple[CreativeSpec, ...] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -46,13 +53,55 @@ class CampaignSpec(_Frozen):
         ids = [c.id for c in self.creatives]
         if len(set(ids)) != len(ids):
             raise ValueError(f"creative ids must be unique, got {ids}")
+        wearing = [c.id for c in self.creatives if c.wearout_frequency is not None]
+        if wearing and self.audience_size is None:
+            raise ValueError(f"audience_size is needed for wearout_frequency (creatives {wearing})")
         return self
+
+
+WEEKDAY_FACTORS = (1.02, 1.03, 1.03, 1.01, 0.98, 0.95, 0.96)
+
+
+class RealismModel(_Frozen):
+    """``[realism]``: the day-to-day noise of a real ad account (DESIGN.md).
+
+    A key left out takes the value below (realistic); 0 (or seven 1.0
+    weekday factors) turns that effect off.  Without the table the simulator
+    behaves as before: binomial clicks from a CTR that only fatigue moves.
+    """
+
+    ctr_overdispersion: float = Field(0.08, ge=0, le=1)  # sd of a day's log-CTR noise (per ad and day)
+    weekday_factors: tuple[float, float, float, float, float, float, float] = WEEKDAY_FACTORS  # Monday first
+    impression_noise: float = Field(0.15, ge=0, le=1)  # sd of a day's log impressions (main ad set)
+    novelty_days: int = Field(2, ge=0, le=60)  # a new ad's first delivery days ...
+    novelty_lift: float = Field(0.15, ge=0, le=5)  # ... run this much above its CTR
+    min_daily_budget: float = Field(1.0, ge=0)  # the platform's minimum daily budget of an ad set
+    underdelivery_below: float = Field(5.0, ge=1)  # budgets under this many minimums under-deliver ...
+    underdelivery_at_minimum: float = Field(0.6, gt=0, le=1)  # ... spending this share of budget at the minimum
+
+    @model_validator(mode="after")
+    def _positive_factors(self) -> RealismModel:
+        if any(not (0 < f < 10) for f in self.weekday_factors):
+            raise ValueError(f"weekday_factors must be 7 numbers in (0, 10), got {list(self.weekday_factors)}")
+        return self
+
+    def delivered_share(self, budget_minor: int) -> float:
+        """Share of a daily budget an ad set spends (before pacing noise): 1 well above the minimum."""
+        lo = self.min_daily_budget * 100.0
+        if lo <= 0 or budget_minor <= 0:
+            return 1.0
+        hi = self.underdelivery_below * lo
+        if budget_minor >= hi or hi <= lo:
+            return 1.0
+        frac = max(0.0, (budget_minor - lo) / (hi - lo))
+        return self.underdelivery_at_minimum + (1.0 - self.underdelivery_at_minimum) * frac
 
 
 class Scenario(_Frozen):
     seed: int = 0
     days: int = Field(60, gt=0, le=3650)
     variants: VariantModel = VariantModel()
+    realism: RealismModel | None = None
     campaigns: tuple[CampaignSpec, ...] = Field(min_length=1)
 
     @model_validator(mode="after")

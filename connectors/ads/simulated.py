@@ -7,6 +7,16 @@ overspend on a day; daily clicks are binomial draws from each ad's *true* CTR,
 which the loop never sees.  The simulator also keeps the truth (``oracle_*``
 methods) so that results can be scored.
 
+A scenario's ``[realism]`` table (``connectors.ads.scenario.RealismModel``)
+adds what makes real accounts hard to read: the day's CTR times a
+log-normal draw per ad and day (over-dispersion), a weekday cycle, noisy
+daily impressions, a novelty lift in an ad's first delivery days, budgets
+under the platform minimum refused and budgets near it under-delivered.
+Every such draw comes from its own stream per (purpose, object, day), so
+turning realism on never shifts the draws of the streams that existed
+before it.  Fatigue follows an onset day and/or cumulative frequency
+(``wearout_frequency``), with or without ``[realism]``.
+
 The platform's state (ads, ad sets, its random stream, the virtual day) can be
 saved to and loaded from a JSON file, like an external system that outlives
 the daemon.
@@ -59,6 +69,9 @@ class SimAd:
     image_sha: str | None = None
     lineage: dict[str, Any] = field(default_factory=dict)
     created_day: int = 0
+    wearout_frequency: float | None = None  # cumulative frequency at which wear-out starts
+    wearout_decay: float = 0.0  # multiplicative CTR decay per unit of frequency beyond it
+    first_day: int | None = None  # first day with impressions (novelty, wear-out count from it)
 
 
 @dataclass
@@ -102,6 +115,7 @@ class SimulatedAdPlatform(AdPlatform):
         self._by_day: dict[tuple[str, int], dict[str, InsightRow]] = {}
         self.calls = 0
         self._seq = 0
+        self._audience = {c.id: c.audience_size for c in scenario.campaigns}
         for camp in scenario.campaigns:
             main = f"main:{camp.id}"
             self.adsets[main] = SimAdSet(main, f"{camp.id} main", camp.id, 0, 10**9, "ACTIVE")
@@ -116,6 +130,8 @@ class SimulatedAdPlatform(AdPlatform):
                     headline=cre.headline or cre.id.replace("-", " ").title(),
                     fatigue_start=cre.fatigue_onset_day,
                     decay=cre.fatigue_decay_per_day,
+                    wearout_frequency=cre.wearout_frequency,
+                    wearout_decay=cre.wearout_decay,
                 )
         if self.state_path and self.state_path.exists():
             self._load()
@@ -129,14 +145,53 @@ class SimulatedAdPlatform(AdPlatform):
 
     # -- truth (never shown to the loop) --------------------------------------
     def oracle_ctr(self, ad_id: str, day: int) -> float:
+        """The ad's expected CTR on ``day``: base x fatigue (onset, wear-out) x weekday x novelty.
+
+        The day's over-dispersion draw is noise around it, not part of it.
+        """
         ad = self.ads[ad_id]
         ctr = ad.base_ctr
         if ad.fatigue_start is not None and day > ad.fatigue_start:
             ctr *= (1.0 - ad.decay) ** (day - ad.fatigue_start)
+        if ad.wearout_frequency is not None:
+            excess = self.oracle_frequency(ad_id, day) - ad.wearout_frequency
+            if excess > 0:
+                ctr *= (1.0 - ad.wearout_decay) ** excess
+        realism = self.scenario.realism
+        if realism is not None:
+            ctr *= realism.weekday_factors[(self.start + timedelta(days=day)).weekday()]
+            first = ad.first_day if ad.first_day is not None else day
+            if 0 <= day - first < realism.novelty_days:
+                ctr *= 1.0 + realism.novelty_lift
         return ctr
 
+    def oracle_frequency(self, ad_id: str, day: int) -> float:
+        """Cumulative frequency before ``day``: the ad's impressions so far per person of its audience."""
+        ad = self.ads[ad_id]
+        audience = self._audience.get(ad.campaign)
+        if not audience or ad.first_day is None:
+            return 0.0
+        seen = sum(r.impressions for k in range(ad.first_day, day) if (r := self.rows.get((ad_id, k))) is not None)
+        return seen / audience
+
     def oracle_onset(self, ad_id: str) -> int | None:
-        return self.ads[ad_id].fatigue_start
+        """The first day the ad's CTR is below its base for fatigue: onset day or wear-out, whichever is first."""
+        ad = self.ads[ad_id]
+        worn = self._wearout_day(ad)
+        days = [d for d in (ad.fatigue_start, worn) if d is not None]
+        return min(days) if days else None
+
+    def _wearout_day(self, ad: SimAd) -> int | None:
+        audience = self._audience.get(ad.campaign)
+        if ad.wearout_frequency is None or not audience or ad.first_day is None:
+            return None
+        seen = 0
+        for d in range(ad.first_day, self.day):
+            row = self.rows.get((ad.ad_id, d))
+            seen += row.impressions if row is not None else 0
+            if seen / audience > ad.wearout_frequency:
+                return d + 1  # the next day is the first one delivered past the threshold
+        return None
 
     def _variant_ctr(self, campaign: str, parent_ad_id: str, lineage: dict[str, Any]) -> float:
         """A variant's true CTR: parent base CTR x exp(N(lift_mu, lift_sigma)), (x 1+pro_lift)."""
@@ -212,15 +267,21 @@ class SimulatedAdPlatform(AdPlatform):
         if isinstance(mutation, LaunchTestArm):
             result = self._launch(mutation, adset_only=self.faults.partial(2) is not None)
         elif isinstance(mutation, SetBudgets):
+            realism = self.scenario.realism
+            minimum = round(realism.min_daily_budget * 100) if realism is not None else 0
+            below: list[str] = []
             for adset_id, budget in mutation.budgets[: self.faults.partial(len(mutation.budgets))]:
                 adset = self._adset(adset_id)
+                if 0 < budget < minimum:
+                    below.append(adset_id)  # like Meta: refused, so the ad set sits the window out
+                    budget = 0
                 adset.daily_budget_minor = int(budget)
                 adset.end_day = self.day_index(mutation.end_day) if mutation.end_day else self.day
                 adset.status = "ACTIVE" if budget > 0 else "PAUSED"
                 for ad in self.ads.values():
                     if ad.adset_id == adset_id:
                         ad.status = adset.status
-            result = {}
+            result = {"below_minimum": below, "min_daily_budget": minimum} if realism is not None else {}
         elif isinstance(mutation, PauseAds):
             cut = self.faults.partial(len(mutation.ad_ids))
             for ad_id in mutation.ad_ids[:cut]:
@@ -282,10 +343,12 @@ class SimulatedAdPlatform(AdPlatform):
         if root_onset is not None:
             onset = self.day + root_onset
         ad_id = self._next_id("ad")
+        # Wear-out, like the parent's, counts the successor's own impressions.
         self.ads[ad_id] = SimAd(
             ad_id, m.key, m.campaign, parent.adset_id, "ACTIVE", ctr, m.headline,
             fatigue_start=onset, decay=parent.decay, image_sha=self._store_image(m.image),
             lineage=dict(m.lineage, parent=m.parent_ad_id), created_day=self.day,
+            wearout_frequency=parent.wearout_frequency, wearout_decay=parent.wearout_decay,
         )  # fmt: skip
         parent.status = "PAUSED"
         return {"ad_id": ad_id}
@@ -299,13 +362,18 @@ class SimulatedAdPlatform(AdPlatform):
     def run_day(self) -> None:
         """Deliver the current day for every campaign, then advance the clock."""
         d = self.day
+        realism = self.scenario.realism
         for camp in self.scenario.campaigns:
             cpm_minor = camp.cpm * 100.0
             main = [a for a in self.ads.values() if a.adset_id == f"main:{camp.id}" and a.status == "ACTIVE"]
             if main:
+                volume = camp.daily_impressions
+                if realism is not None and realism.impression_noise > 0:
+                    sd = realism.impression_noise
+                    volume = round(volume * math.exp(self._stream("impressions", camp.id, d).normal(-sd * sd / 2, sd)))
                 rng = self._stream("main", camp.id, d)
                 share = rng.dirichlet(np.full(len(main), 200.0))
-                imps = rng.multinomial(camp.daily_impressions, share)
+                imps = rng.multinomial(volume, share)
                 for ad, n in zip(main, imps, strict=True):
                     self._deliver(ad, d, int(n), round(int(n) * cpm_minor / 1000.0))
             for adset in self.adsets.values():
@@ -315,6 +383,9 @@ class SimulatedAdPlatform(AdPlatform):
                     continue
                 # Delivery noise, capped at the platform's daily overspend allowance.
                 factor = min(MAX_OVERSPEND, float(self._stream("delivery", adset.name, d).lognormal(0.0, 0.12)))
+                if realism is not None:
+                    # Near the platform minimum an ad set cannot win enough auctions to spend its budget.
+                    factor *= realism.delivered_share(adset.daily_budget_minor)
                 spend = math.floor(adset.daily_budget_minor * factor)
                 imps_total = int(spend * 1000 / cpm_minor)
                 ads = [a for a in self.ads.values() if a.adset_id == adset.adset_id and a.status == "ACTIVE"]
@@ -335,8 +406,15 @@ class SimulatedAdPlatform(AdPlatform):
         return np.random.default_rng([self.scenario.seed, stable_seed(*parts)])
 
     def _deliver(self, ad: SimAd, d: int, impressions: int, spend_minor: int) -> None:
+        if impressions and ad.first_day is None:
+            ad.first_day = d
         ctr = self.oracle_ctr(ad.ad_id, d)
-        clicks = int(self._stream("clicks", ad.name, d).binomial(impressions, ctr)) if impressions else 0
+        realism = self.scenario.realism
+        if realism is not None and realism.ctr_overdispersion > 0 and impressions:
+            # One draw for the whole ad-day (mean 1): the day is good or bad for every impression of it.
+            sd = realism.ctr_overdispersion
+            ctr = min(1.0, ctr * math.exp(self._stream("ctr-noise", ad.name, d).normal(-sd * sd / 2, sd)))
+        clicks = int(self._stream("clicks", ad.name, d).binomial(impressions, min(ctr, 1.0))) if impressions else 0
         row = InsightRow(ad.ad_id, self.start + timedelta(days=d), impressions, clicks, spend_minor)
         self.rows[(ad.ad_id, d)] = row
         self._by_day.setdefault((ad.campaign, d), {})[ad.ad_id] = row

@@ -74,13 +74,24 @@ def test_prefix_consistency_property(seed, volume, cut):
         assert not part.fatigued
 
 
-def test_detect_many_equals_detect_row_by_row():
+BINOMIAL = {"overdispersion": 1.0, "seasonality": None}  # main's default before issue 11
+
+
+@pytest.mark.parametrize(
+    "noise",
+    [BINOMIAL, {"extra_variance": 0.004, "seasonality": [1.05, 1.05, 1.0, 1.0, 1.0, 0.95, 0.95]}],
+    ids=["binomial", "given-noise"],
+)
+def test_detect_many_equals_detect_row_by_row(noise):
+    # With the noise model given, rows are independent. (By default detect_many
+    # estimates it across its rows, the portfolio, so a row's verdict can differ
+    # from detect() on that row alone: that pooling is the point.)
     rng = np.random.default_rng(9)
     n, c = decaying(rng, rows=6)
     c[3] = rng.binomial(20_000, 0.015, size=60)
-    many = detect_many(n, c)
+    many = detect_many(n, c, **noise)
     for r in range(6):
-        assert many[r] == detect(n[r], c[r])
+        assert many[r] == detect(n[r], c[r], **noise)
 
 
 def test_short_series_and_no_clicks_are_not_fatigued():
@@ -99,11 +110,12 @@ def test_day_of_week_seasonality_does_not_alarm():
     weekday = (2 + np.arange(days)) % 7
     n = np.full((200, days), 20_000)
     c = rng.binomial(n, 0.015 * factors[weekday] / factors.mean())
-    naive = sum(v.fatigued for v in detect_many(n, c, start_weekday=2))
+    naive = sum(v.fatigued for v in detect_many(n, c, start_weekday=2, **BINOMIAL))
     given_ = sum(v.fatigued for v in detect_many(n, c, start_weekday=2, seasonality=factors))
     auto = sum(v.fatigued for v in detect_many(n, c, start_weekday=2, seasonality="auto"))
+    default = sum(v.fatigued for v in detect_many(n, c, start_weekday=2))
     assert naive > 100
-    assert given_ <= 25 and auto <= 25
+    assert given_ <= 25 and auto <= 25 and default <= 25
 
 
 def test_confounders_are_ignored():
@@ -129,8 +141,10 @@ def test_overdispersion_reduces_false_alarms():
     n = np.full((400, 60), 20_000)
     p = 0.015 * np.exp(rng.normal(-0.005, 0.1, size=(400, 60)))
     c = rng.binomial(n, p)
-    plain = sum(v.fatigued for v in detect_many(n, c))
+    plain = sum(v.fatigued for v in detect_many(n, c, **BINOMIAL))
     auto = sum(v.fatigued for v in detect_many(n, c, overdispersion="auto"))
+    default = sum(v.fatigued for v in detect_many(n, c))
+    assert default <= 45
     tau2 = estimate_extra_variance(n, c)
     assert tau2 == pytest.approx(0.01, rel=0.3)
     assert estimate_overdispersion(n, c) == pytest.approx(1 + 300 * 0.01, rel=0.3)

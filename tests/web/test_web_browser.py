@@ -110,7 +110,11 @@ def test_approve_a_pro_render_in_a_real_browser(server: str, filled: Config, lea
             page.screenshot(path=str(ARTIFACTS / "web-experiment.png"), full_page=True)
             page.goto(f"{server}/gallery?campaign=lead-gen")
             page.screenshot(path=str(ARTIFACTS / "web-gallery.png"), full_page=True)
-            # Every image on the gallery loaded from the store.
+            # Every image on the gallery loaded from the store (thumbnails load lazily: ask for all of them).
+            page.evaluate(
+                "Promise.all(Array.from(document.images).map(i => { i.loading = 'eager';"
+                " return i.complete ? null : new Promise(r => { i.onload = i.onerror = r; }); }))"
+            )
             broken = page.evaluate("Array.from(document.images).filter(i => !i.complete || !i.naturalWidth).length")
             assert broken == 0
         finally:

@@ -1,7 +1,7 @@
 """caps per period: campaign.cap_period, ledgerentry.day, experiment budget waits, accountcap
 
 Revision ID: 0003
-Revises: 0002
+Revises: 0008
 Create Date: 2026-12-01 10:00:00.000000
 
 Existing campaigns keep lifetime caps until the next tick syncs their plan;
@@ -14,7 +14,7 @@ import sqlmodel
 from alembic import op
 
 revision = "0003"
-down_revision = "0002"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 

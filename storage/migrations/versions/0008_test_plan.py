@@ -1,0 +1,25 @@
+"""experiment test plan
+
+Revision ID: 0008
+Revises: 0007
+Create Date: 2026-11-30 14:30:00
+"""
+
+from alembic import op
+import sqlalchemy as sa
+
+
+revision = '0008'
+down_revision = '0007'
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table('experiment', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('plan', sa.JSON(), nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table('experiment', schema=None) as batch_op:
+        batch_op.drop_column('plan')

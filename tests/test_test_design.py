@@ -1,0 +1,86 @@
+"""Test design in the loop: the plan before launch, untested drafts, elimination, a cap too small to test."""
+
+from __future__ import annotations
+
+import numpy as np
+from sqlmodel import select
+
+from storage.db import session as open_session
+from storage.ledger import Ledger
+from storage.models import Arm, AuditEvent, BanditDecision, Creative, Experiment, PlatformMutation
+
+from loop_helpers import SMALL_SCENARIO, make_runtime, run_days
+
+
+def _hero(s):  # type: ignore[no-untyped-def]
+    return s.exec(select(Experiment).where(Experiment.parent_creative_id == "shop:hero")).one()
+
+
+def test_the_plan_launches_only_the_arms_the_money_resolves(engine, tmp_path, scenario_file):
+    rt = make_runtime(engine, tmp_path, scenario_file)
+    run_days(rt, 30)
+    with open_session(engine) as s:
+        exp = _hero(s)
+        plan = exp.plan
+        assert plan and 2 <= plan["arms"] < plan["wanted_arms"] == 6, plan
+        # 60.00 a day at a CPM of 8.00 is 7,500 impressions a day; the plan's spend fits the cap.
+        assert plan["daily_budget_minor"] == 6000 and plan["spend_minor"] <= 50_000
+        assert plan["impressions"] == int(plan["spend_minor"] * 1000 / plan["cpm_minor"])
+        assert abs(plan["cpm_minor"] - 800) < 1  # measured from the parent's reported spend
+        events = s.exec(select(AuditEvent).where(AuditEvent.experiment_id == exp.id)).all()
+        assert [e.data["arms"] for e in events if e.name == "TestPlanned"] == [plan["arms"]]
+        arms = s.exec(select(Arm).where(Arm.experiment_id == exp.id)).all()
+        assert len(arms) == plan["arms"]
+        drafts = s.exec(select(Creative).where(Creative.experiment_id == exp.id, Creative.role == "draft")).all()
+        untested = [d for d in drafts if d.status == "untested"]
+        assert len(drafts) == 6 and len(untested) == 6 - plan["arms"]
+        # untested drafts stay in the gallery (stored) and never reach the platform
+        assert all(d.image_hash and d.platform_ad_id is None for d in untested)
+        keys = {m.key for m in s.exec(select(PlatformMutation)).all()}
+        assert not any(f"cl:{exp.id}:{d.label}" in keys for d in untested)
+
+
+def test_a_cap_too_small_to_resolve_two_arms_spends_nothing(engine, tmp_path, scenario_file):
+    rt = make_runtime(engine, tmp_path, scenario_file, test_spend_cap=120.0)
+    run_days(rt, 25)
+    with open_session(engine) as s:
+        exp = _hero(s)
+        assert exp.state == "abandoned"
+        assert exp.reason.startswith("test plan:") and "2 needed" in exp.reason and "lift" in exp.reason
+        assert not s.exec(select(Creative).where(Creative.experiment_id == exp.id)).all()  # no credits spent
+        ledger = Ledger(s)
+        assert ledger.spent("shop", "test") == 0 and ledger.spent("shop", "credit") == 0
+
+
+WIDE = SMALL_SCENARIO.replace("lift_sigma = 0.3", "lift_sigma = 0.8").replace(
+    "test_spend_cap = 500.0", "test_spend_cap = 2500.0"
+)
+
+
+def test_losing_arms_are_eliminated_and_get_no_more_budget(engine, tmp_path):
+    path = tmp_path / "wide.toml"
+    path.write_text(WIDE)
+    rt = make_runtime(engine, tmp_path, path)
+    run_days(rt, 35)
+    with open_session(engine) as s:
+        exp = _hero(s)
+        arms = s.exec(select(Arm).where(Arm.experiment_id == exp.id).order_by(Arm.position)).all()
+        events = s.exec(
+            select(AuditEvent).where(AuditEvent.experiment_id == exp.id, AuditEvent.name == "ArmsEliminated")
+        ).all()
+        assert events, "a spread this wide eliminates at least one arm"
+        gone = {c for e in events for c in e.data["arms"]}
+        assert {a.creative_id for a in arms if a.status == "eliminated"} == gone
+        assert exp.winner_creative_id not in gone
+        first = min(e.data["day"] for e in events)
+        for d in s.exec(select(BanditDecision).where(BanditDecision.experiment_id == exp.id)).all():
+            if d.day.isoformat() > first:
+                out = [
+                    i for i, a in enumerate(arms) if a.creative_id in gone and a.creative_id in events[0].data["arms"]
+                ]
+                assert all(d.budgets_minor[i] == 0 and d.weights[i] == 0.0 for i in out)
+                assert np.isclose(sum(d.weights), 1.0)
+        # an eliminated arm's ad set is paused on the platform
+        for a in arms:
+            if a.status == "eliminated":
+                assert rt.platform.adsets[a.platform_adset_id].status == "PAUSED"
