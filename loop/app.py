@@ -40,7 +40,14 @@ def scenario_for(cfg: Config, path: str | Path | None = None) -> Scenario:
     return load_scenario(chosen)
 
 
-def make_platform(cfg: Config, scenario: Scenario | None = None) -> AdPlatform:
+def make_platform(cfg: Config, scenario: Scenario | None = None, engine: Engine | None = None) -> AdPlatform:
+    """The configured ad platform.
+
+    ``engine`` is the loop's own engine: a platform that counts its API calls
+    stores what a tick has not stored when it is closed.  The tick stores the
+    counts itself through its session (one writer), and without an engine
+    (``doctor``) nothing is written.
+    """
     if cfg.loop.platform == "simulated":
         scenario = scenario or scenario_for(cfg)
         if cfg.model.simulated.layout == "per-campaign":
@@ -59,7 +66,7 @@ def make_platform(cfg: Config, scenario: Scenario | None = None) -> AdPlatform:
             from connectors.meta import MetaAdPlatform  # type: ignore[import-not-found]
         except ImportError:
             raise ConfigError(str(cfg.path), "loop.platform", "the Meta connector is not installed") from None
-        return MetaAdPlatform.from_config(cfg)  # type: ignore[no-any-return]
+        return MetaAdPlatform.from_config(cfg, counter_engine=engine)  # type: ignore[no-any-return]
     raise ConfigError(str(cfg.path), "loop.platform", f"unknown platform {cfg.loop.platform!r}")
 
 
@@ -122,16 +129,17 @@ def build_runtime(
     tiering: str = "tiered",
 ) -> Runtime:
     scenario = None
+    engine = engine or open_engine(cfg.database_url)
     if platform is None:
         if cfg.loop.platform == "simulated":
             scenario = scenario_for(cfg)
-        platform = make_platform(cfg, scenario)
+        platform = make_platform(cfg, scenario, engine=engine)
     if plans is None:
         if isinstance(platform, SimulatedAdPlatform | ShardedSimulatedAdPlatform):
             scenario = platform.scenario
         plans = campaign_plans(cfg, scenario)
     return Runtime(
-        engine=engine or open_engine(cfg.database_url),
+        engine=engine,
         platform=platform,
         generators=make_generators(cfg),
         images=ImageStore(cfg.data_dir / "images"),

@@ -84,7 +84,10 @@ def run_one_tick(cfg: Config, dry_run: bool = False) -> TickReport:
     platform = rt.platform
     simulated = isinstance(platform, SimulatedAdPlatform | ShardedSimulatedAdPlatform)
     today = platform.today() if simulated else datetime.now(UTC).date()
-    report = tick(rt, today)
+    try:
+        report = tick(rt, today)
+    finally:
+        platform.close()  # the tick stored its API counts; this closes connections
     if simulated and not dry_run:
         platform.run_day()
     log.info(

@@ -161,7 +161,7 @@ class CeleryExecutor:
         self.engine = engine or open_engine(cfg.database_url)
         self.scenario = scenario_for(cfg) if cfg.loop.platform == "simulated" else None
         self.plans = campaign_plans(cfg, self.scenario)
-        self._make_platform = lambda: make_platform(cfg, self.scenario)
+        self._make_platform = lambda: make_platform(cfg, self.scenario, engine=self.engine)
 
     def days(self) -> dict[str, date]:
         """The day each campaign's next tick is for: its simulated day, else today (UTC)."""

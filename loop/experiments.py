@@ -180,7 +180,9 @@ def _source(rt: Runtime, session: Session, plan: CampaignPlan, parent: Creative)
     """The parent's live image, fetched once and kept in the image store."""
     if parent.image_hash and parent.image_hash in rt.images:
         return rt.images.open(parent.image_hash)
-    src = rt.call(lambda: rt.platform.source_creative(plan.id, parent.platform_ad_id or ""))
+    src = rt.call(
+        lambda: rt.platform.source_creative(plan.id, parent.platform_ad_id or ""), f"source creative of {parent.id}"
+    )
     # Truncated files, non-images, decompression bombs and odd modes stop here (ImageRejected).
     image = load_image(src.image, where=f"campaign {plan.id}: source image of ad {parent.platform_ad_id}")
     parent.image_hash = rt.images.put(image)

@@ -48,7 +48,7 @@ def status_rows(cfg: Config) -> dict[str, Any]:
                     "campaign": c.campaign_id,
                     "creative": c.label or c.id,
                     "ad": c.platform_ad_id or "",
-                    "status": c.status,
+                    "status": c.status + (f" ({c.flags['delivery']})" if (c.flags or {}).get("delivery") else ""),
                     "days": len(rows),
                     "ctr": ctr,
                 }

@@ -82,7 +82,7 @@ class WorkerResources:
         """A fresh platform object: on the simulated platform it reads the campaign's file anew."""
         from loop.app import make_platform
 
-        return make_platform(self.cfg, self.scenario)
+        return make_platform(self.cfg, self.scenario, engine=self.engine)
 
 
 @dataclass
@@ -233,7 +233,10 @@ def tick_campaign(task: Any, campaign: str, day: str, explore: bool = True) -> d
             hold_exploration=not explore,
         )
         rt.on_step = _kill_once
-        report = tick(rt, today)
+        try:
+            report = tick(rt, today)
+        finally:
+            platform.close()  # the tick stored its API counts; this closes connections
         out: dict[str, Any] = {
             "campaign": campaign,
             "day": day,

@@ -26,7 +26,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
-from starlette.routing import Mount, Route
+from starlette.routing import BaseRoute, Route
 
 from loop.config import Config
 from loop.web import queries
@@ -369,7 +369,7 @@ def create_app(
         Csrf(secrets.token_bytes(32)),
         default_actor or os.environ.get("CREATIVE_LOOP_USER") or os.environ.get("USER") or "web",
     )
-    routes = [
+    routes: list[BaseRoute] = [
         Route("/", dash.overview, methods=["GET"]),
         Route("/creatives/{creative_id:path}", dash.creative, methods=["GET"]),
         Route("/experiments/{experiment_id:path}", dash.experiment, methods=["GET"]),
@@ -387,7 +387,10 @@ def create_app(
     ]
     webhook = _meta_webhook(cfg, dash.engine)
     if webhook is not None:
-        routes.append(Mount(WEBHOOK_PREFIX, app=webhook))
+        from connectors.meta.webhook import webhook_routes
+
+        # Both /webhooks/meta and /webhooks/meta/ answer directly: Meta does not follow redirects.
+        routes += webhook_routes(WEBHOOK_PREFIX, webhook)
     app = Starlette(routes=routes)
     app.add_middleware(Guard, csrf=dash.csrf, token=token, loopback_only=is_loopback(host))
     app.state.dashboard = dash

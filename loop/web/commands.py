@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from loop.cli import ConfigOpt, _config, app, console
+from loop.cli import ConfigOpt, _config, app, say
 from policies.errors import ConfigError
 
 
@@ -43,7 +43,7 @@ def serve(
     port = port or cfg.model.web.port
     web_app = create_app(cfg, host=host)
     shown = f"[{host}]" if ":" in host else host
-    console.print(f"creative-loop dashboard on http://{shown}:{port}/  (Ctrl-C stops it)")
+    say(f"creative-loop dashboard on http://{shown}:{port}/  (Ctrl-C stops it)")
     uvicorn.run(web_app, host=host, port=port, log_level="warning", proxy_headers=False, server_header=False)
 
 
@@ -65,4 +65,4 @@ def report(
         path = write_report(engine, ImageStore(cfg.data_dir / "images"), out, campaign)
     finally:
         engine.dispose()
-    console.print(f"report: {path}")
+    say(f"report: {path}")
