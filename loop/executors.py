@@ -93,7 +93,8 @@ def exploration_demand(session: Session, plan: CampaignPlan, tiering: str = "tie
     per_variant = plan.pro_credit_cost if tiering == "pro-only" else plan.fast_credit_cost
     needs_pro = plan.pro_credit_cost if tiering == "tiered" and plan.settings.reserve_pro_credit else 0
     try:
-        left = Ledger(session).state(plan.id, "credit").left
+        ledger = Ledger(session)
+        left = ledger.room(plan.id, "credit", ledger.current_day())
     except CreativeLoopError:  # never ticked: no campaign row yet
         left = plan.credit_cap
     demand = 0

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -126,7 +126,9 @@ def _ad_label(session: Session, platform: SimulatedAdPlatform, ad_id: str) -> st
 
 def _score_campaign(session: Session, platform: SimulatedAdPlatform, campaign_id: str) -> dict[str, Any]:
     ledger = Ledger(session)
-    test, credit = ledger.summary(campaign_id, "test"), ledger.summary(campaign_id, "credit")
+    # Spend over the whole run (a config's cap may hold per month: the cap shown is one period's).
+    test = replace(ledger.summary(campaign_id, "test"), spent=ledger.spent(campaign_id, "test"))
+    credit = replace(ledger.summary(campaign_id, "credit"), spent=ledger.spent(campaign_id, "credit"))
     exps = session.exec(
         select(Experiment).where(Experiment.campaign_id == campaign_id).order_by(Experiment.created_at, Experiment.id)
     ).all()
