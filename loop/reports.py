@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+from datetime import UTC
 from typing import Any
 
-from sqlmodel import col, select
+from sqlalchemy import or_, update
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
 
+from loop import events
 from loop.app import build_runtime, open_engine
 from loop.config import Config
-from policies.errors import NotFound
+from policies.errors import CreativeLoopError, NotFound
 from storage.db import session as open_session
 from storage.ledger import ACCOUNTS, AccountSummary, Ledger
-from storage.models import AuditEvent, Campaign, Creative, DailyMetric, Experiment, TickRun
+from storage.models import AuditEvent, Campaign, Creative, DailyMetric, Experiment, TickRun, utcnow
 
 
 def status_rows(cfg: Config) -> dict[str, Any]:
@@ -74,15 +78,98 @@ def spend_rows(cfg: Config) -> list[AccountSummary]:
         return [ledger.summary(c.id, a) for c in s.exec(select(Campaign).order_by(Campaign.id)).all() for a in ACCOUNTS]
 
 
-def decide_approval(cfg: Config, experiment_id: str, approve: bool, actor: str, reason: str = "") -> Experiment:
+def _last_decision(s: Session, experiment_id: str, name: str) -> AuditEvent | None:
+    return s.exec(
+        select(AuditEvent)
+        .where(AuditEvent.experiment_id == experiment_id, AuditEvent.name == name)
+        .order_by(col(AuditEvent.at).desc(), col(AuditEvent.id).desc())
+    ).first()
+
+
+def _by(event: AuditEvent | None) -> str:
+    if event is None:
+        return ""
+    at = event.at if event.at.tzinfo else event.at.replace(tzinfo=UTC)
+    return f" by {event.actor} at {at.strftime('%Y-%m-%d %H:%M UTC')}"
+
+
+def refusal(s: Session, exp: Experiment, approve: bool) -> str | None:
+    """Why this decision cannot be taken on ``exp`` now, or None: each stage is decided once.
+
+    A second approval of the same stage is refused (the first one stands and
+    the next tick acts on it), and so is a rejection after an approval.
+    """
+    if exp.state in ("scaled", "abandoned"):
+        rejected = _last_decision(s, exp.id, events.REJECTED)
+        if rejected is not None:
+            return f"experiment {exp.id} was already rejected{_by(rejected)}"
+        return f"experiment {exp.id} already ended ({exp.state}{': ' + exp.reason if exp.reason else ''})"
+    pending = exp.state == "awaiting_approval" and exp.waiting_for is not None
+    if pending and exp.approved_stage == exp.waiting_for:
+        approved = _last_decision(s, exp.id, events.APPROVED)
+        what = "the pro render" if exp.waiting_for == "pro" else "the drafts"
+        if approve:
+            return f"experiment {exp.id}: {what} already approved{_by(approved)}; the next tick acts on it"
+        return f"experiment {exp.id}: {what} already approved{_by(approved)}; an approved stage cannot be rejected"
+    if approve and not pending:
+        return f"experiment {exp.id} is {exp.state}, not awaiting approval"
+    return None
+
+
+def decide_approval(
+    cfg: Config,
+    experiment_id: str,
+    approve: bool,
+    actor: str,
+    reason: str = "",
+    *,
+    engine: Engine | None = None,
+    require_waiting: bool = False,
+) -> Experiment:
+    """Approve or reject ``experiment_id`` once (CLI and dashboard alike).
+
+    A repeated or contradictory decision raises ``CreativeLoopError`` saying
+    what was decided, by whom and when.  The claim is one conditional UPDATE,
+    so two people clicking at the same moment record one decision, not two.
+    ``require_waiting``: refuse a rejection unless the experiment waits for a
+    person (the dashboard's approval queue; the CLI may stop any open one).
+    """
     from loop.experiments import approve as do_approve
     from loop.experiments import reject as do_reject
 
-    rt = build_runtime(cfg)
+    rt = build_runtime(cfg, engine=engine)
     with open_session(rt.engine) as s:
+        # 1. find it and say no to a decision already taken
         exp = s.get(Experiment, experiment_id)
         if exp is None:
             raise NotFound(f"no experiment {experiment_id!r} (see `creative-loop status`)", experiment=experiment_id)
+        why = refusal(s, exp, approve)
+        if why is None and require_waiting and exp.state != "awaiting_approval":
+            why = f"experiment {exp.id} is {exp.state}, not awaiting approval"
+        if why is not None:
+            raise CreativeLoopError(why, experiment=exp.id)
+        # 2. claim it: only one decision wins a race (the loser sees 0 rows and the reason)
+        table = Experiment.__table__  # type: ignore[attr-defined]
+        stmt = update(table).where(table.c.id == exp.id, table.c.state == exp.state)
+        if approve:
+            stmt = stmt.where(
+                table.c.waiting_for == exp.waiting_for,
+                or_(table.c.approved_stage.is_(None), table.c.approved_stage != exp.waiting_for),
+            ).values(approved_stage=exp.waiting_for)
+        else:
+            stmt = stmt.where(
+                or_(table.c.approved_stage.is_(None), table.c.waiting_for.is_(None),
+                    table.c.approved_stage != table.c.waiting_for)
+            ).values(updated_at=utcnow())  # fmt: skip
+        if s.connection().execute(stmt).rowcount != 1:
+            s.rollback()
+            fresh = s.get(Experiment, experiment_id, populate_existing=True)
+            assert fresh is not None
+            raise CreativeLoopError(
+                refusal(s, fresh, approve) or f"experiment {exp.id} changed while deciding; try again",
+                experiment=exp.id,
+            )
+        # 3. record it (the audit event and the state change commit together with the claim)
         if approve:
             do_approve(rt, s, exp, actor, reason)
         else:
