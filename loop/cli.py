@@ -67,7 +67,7 @@ def simulate(
 ) -> None:
     """Run the loop offline on the simulated platform and score it (or compare policies)."""
     from connectors.ads.scenario import load_scenario
-    from loop.simulate import TIERINGS, export_gallery, run_simulation
+    from loop.simulate import TIERINGS, export_gallery, run_simulation, write_dashboard_config
 
     cfg = _config(config)
     if tiering not in TIERINGS:
@@ -99,9 +99,11 @@ def simulate(
     target = json_out or out / "result.json"
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(run.result, indent=2) + "\n")
+    dashboard = write_dashboard_config(cfg, out, scenario)
     if not quiet:
         _print_summary(run.result)
         console.print(f"result: {target}   images: {out / 'gallery'}")
+        console.print(f"dashboard: {_program()} serve --config {_shown_path(dashboard)}", soft_wrap=True)
 
 
 def _simulate_compare(
@@ -233,7 +235,8 @@ def status(config: ConfigOpt = None) -> None:
     console.print(live)
     for flag in rows["flags"]:
         console.print(f"[yellow]flag[/]: {flag}")
-    console.print(f"last tick: {rows['last_tick'] or 'never'}")
+    day = f" (platform day {rows['last_tick_day']})" if rows.get("last_tick_day") else ""
+    console.print(f"last tick: {rows['last_tick'] or 'never'}{day}")
 
 
 @app.command()
@@ -274,6 +277,25 @@ def reject(
 
     exp = decide_approval(_config(config), experiment_id, approve=False, actor=_actor(), reason=reason)
     console.print(f"rejected {exp.id}: {exp.reason}")
+
+
+def _program() -> str:
+    """How this program was started, when that is a command a user can type again (else its name)."""
+    import shlex
+
+    called = Path(sys.argv[0]) if sys.argv and sys.argv[0] else None
+    if called is not None and called.name == "creative-loop" and called.exists():
+        return shlex.quote(str(called))
+    return "creative-loop"
+
+
+def _shown_path(path: Path) -> str:
+    import shlex
+
+    try:
+        return shlex.quote(str(path.resolve().relative_to(Path.cwd())))
+    except ValueError:
+        return shlex.quote(str(path))
 
 
 def _actor() -> str:

@@ -19,9 +19,13 @@ from storage.models import AuditEvent, Campaign, Creative, DailyMetric, Experime
 
 
 def status_rows(cfg: Config) -> dict[str, Any]:
+    from loop.web.queries import fatigue_view, names_of
+    from loop.web.status import experiment_status
+
     engine = open_engine(cfg.database_url)
     with open_session(engine) as s:
         exps = s.exec(select(Experiment).order_by(col(Experiment.created_at).desc())).all()
+        names = names_of(s, [e.winner_creative_id for e in exps] + [e.scaled_creative_id for e in exps])
         creatives = s.exec(
             select(Creative).where(col(Creative.role).in_(("live", "pro")), col(Creative.platform_ad_id).is_not(None))
         ).all()
@@ -38,7 +42,7 @@ def status_rows(cfg: Config) -> dict[str, Any]:
                     "campaign": c.campaign_id,
                     "creative": c.label or c.id,
                     "ad": c.platform_ad_id or "",
-                    "status": c.status,
+                    "status": fatigue_view(s, c)["status"].text,
                     "days": len(rows),
                     "ctr": ctr,
                 }
@@ -58,7 +62,7 @@ def status_rows(cfg: Config) -> dict[str, Any]:
                 {
                     "id": e.id,
                     "campaign": e.campaign_id,
-                    "state": e.state + (f" ({e.waiting_for})" if e.waiting_for else ""),
+                    "state": experiment_status(e, names).text,
                     "detected": e.detected_on.isoformat() if e.detected_on else "",
                     "winner": e.winner_creative_id,
                     "reason": e.reason,
@@ -68,6 +72,7 @@ def status_rows(cfg: Config) -> dict[str, Any]:
             "creatives": out_creatives,
             "flags": flags,
             "last_tick": last_tick.started_at.isoformat(timespec="seconds") if last_tick else None,
+            "last_tick_day": last_tick.day.isoformat() if last_tick and last_tick.day else None,
         }
 
 
