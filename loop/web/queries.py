@@ -604,15 +604,21 @@ def arm_cards(session: Session, exp: Experiment, *, seed_rng: bool = True) -> di
     return {"cards": cards, "clicks": clicks, "impressions": imps, "labels": [c["label"] for c in cards]}
 
 
-def test_end(session: Session, exp: Experiment, labels: Sequence[str]) -> str:
+_POLICY_REASONS = {"prob_best: ": "P(best) reached the target: ", "expected_loss: ": "expected loss small enough: "}
+
+
+def why_test_ended(session: Session, exp: Experiment, labels: Sequence[str]) -> str:
     """Why the test ended, as the loop recorded it when it declared the winner (arms named as on the cards)."""
     declared = session.exec(
         select(AuditEvent)
         .where(AuditEvent.experiment_id == exp.id, AuditEvent.name == events.WINNER_DECLARED)
         .order_by(col(AuditEvent.at).desc())
     ).first()
-    reason = (declared.data or {}).get("reason", "") if declared is not None else ""
-    return name_arms(str(reason), labels)
+    reason = str((declared.data or {}).get("reason", "")) if declared is not None else ""
+    for code, words in _POLICY_REASONS.items():
+        if reason.startswith(code):
+            reason = words + reason.removeprefix(code)
+    return name_arms(reason, labels)
 
 
 def evidence(cards: list[dict[str, Any]], target: float) -> dict[str, Any]:
@@ -667,7 +673,7 @@ def experiment_view(session: Session, exp: Experiment, target: float = DEFAULT_T
         "pro": session.get(Creative, exp.pro_creative_id) if exp.pro_creative_id else None,
         **arms,
         "evidence": evidence(arms["cards"], target),
-        "test_end": test_end(session, exp, labels) if exp.winner_creative_id else "",
+        "test_end": why_test_ended(session, exp, labels) if exp.winner_creative_id else "",
         "reason": name_arms(exp.reason, labels),
         "timeline": timeline(exp, evts, calendar),
         "events": [
@@ -825,7 +831,7 @@ def approvals(session: Session, targets: Mapping[str, float] | None = None) -> l
             winner=session.get(Creative, exp.winner_creative_id) if exp.winner_creative_id else None,
             cards=arms["cards"],
             labels=arms["labels"],
-            test_end=test_end(session, exp, arms["labels"]) if exp.winner_creative_id else "",
+            test_end=why_test_ended(session, exp, arms["labels"]) if exp.winner_creative_id else "",
             reason=name_arms(exp.reason, arms["labels"]),
             evidence=evidence(arms["cards"], target),
         )
