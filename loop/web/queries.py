@@ -614,7 +614,11 @@ def why_test_ended(session: Session, exp: Experiment, labels: Sequence[str]) -> 
         .where(AuditEvent.experiment_id == exp.id, AuditEvent.name == events.WINNER_DECLARED)
         .order_by(col(AuditEvent.at).desc())
     ).first()
-    reason = str((declared.data or {}).get("reason", "")) if declared is not None else ""
+    return humane(str((declared.data or {}).get("reason", "")) if declared is not None else "", labels)
+
+
+def humane(reason: str, labels: Sequence[str]) -> str:
+    """A policy's reason in words, its arms named as on their cards."""
     for code, words in _POLICY_REASONS.items():
         if reason.startswith(code):
             reason = words + reason.removeprefix(code)
@@ -674,7 +678,7 @@ def experiment_view(session: Session, exp: Experiment, target: float = DEFAULT_T
         **arms,
         "evidence": evidence(arms["cards"], target),
         "test_end": why_test_ended(session, exp, labels) if exp.winner_creative_id else "",
-        "reason": name_arms(exp.reason, labels),
+        "reason": humane(exp.reason, labels),
         "timeline": timeline(exp, evts, calendar),
         "events": [
             {"event": e, "day": calendar.day_of(e.at), "data": describe(e.data, currency, labels)} for e in evts
@@ -825,14 +829,16 @@ def approvals(session: Session, targets: Mapping[str, float] | None = None) -> l
             ).first()
         arms = arm_cards(session, exp)
         target = targets.get(exp.campaign_id, DEFAULT_TARGET)
+        asked_at = as_utc(asked.at) if asked else as_utc(exp.updated_at)
         item.update(
-            asked_at=as_utc(asked.at) if asked else as_utc(exp.updated_at),
+            asked_at=asked_at,
+            asked_day=PlatformCalendar.load(session, asked_at, asked_at).day_of(asked_at),
             approved=approved,
             winner=session.get(Creative, exp.winner_creative_id) if exp.winner_creative_id else None,
             cards=arms["cards"],
             labels=arms["labels"],
             test_end=why_test_ended(session, exp, arms["labels"]) if exp.winner_creative_id else "",
-            reason=name_arms(exp.reason, arms["labels"]),
+            reason=humane(exp.reason, arms["labels"]),
             evidence=evidence(arms["cards"], target),
         )
         out.append(item)

@@ -179,8 +179,8 @@ def test_days_are_the_platform_calendar_and_wall_clock_only_for_what_a_person_di
     scaled = states.experiments["scaled"]
     page = client.get(f"/experiments/{quote(scaled, safe='')}").text
     timeline = page[page.index('<ul class="timeline">') : page.index("</ul>")]
-    assert "detected <span class=\"small\">· Mar 12</span>" in timeline  # platform day 10 (2026-03-12)
-    assert "scaled <span class=\"small\">· Mar 16</span>" in timeline
+    assert 'detected <span class="small">· Mar 12</span>' in timeline  # platform day 10 (2026-03-12)
+    assert 'scaled <span class="small">· Mar 16</span>' in timeline
     assert "Nov 0" not in timeline  # not the wall clock the ticks ran at
     audit = client.get(f"/audit?experiment={quote(scaled, safe='')}").text
     approved = _row(audit, "data-event", "Approved")

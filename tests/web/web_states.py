@@ -93,7 +93,9 @@ def seed(engine: Engine, *, hostile: bool = False) -> States:
             )
 
     def event(name: str, exp: str | None, i: int, actor: str = "loop", **data: object) -> None:
-        rows.append(AuditEvent(name=name, campaign_id=CAMPAIGN, experiment_id=exp, actor=actor, at=moment(i), data=data))
+        rows.append(
+            AuditEvent(name=name, campaign_id=CAMPAIGN, experiment_id=exp, actor=actor, at=moment(i), data=data)
+        )
 
     rows.append(
         Campaign(
@@ -105,11 +107,17 @@ def seed(engine: Engine, *, hostile: bool = False) -> States:
         rows.append(TickRun(started_at=T0 + timedelta(hours=i), finished_at=T0 + timedelta(hours=i, minutes=30),
                             day=day(i), ok=True))  # fmt: skip
     # 1. live creatives the loop has not acted on: healthy, fatigued (no experiment yet), paused
-    steady = creative("healthy", f"{CAMPAIGN}:steady", "steady", role="live", platform_ad_id="ad-steady", status="active")
+    steady = creative(
+        "healthy", f"{CAMPAIGN}:steady", "steady", role="live", platform_ad_id="ad-steady", status="active"
+    )
     metrics(steady.id, 0, [100] * DAYS)
-    sliding = creative("fatigued", f"{CAMPAIGN}:sliding", "sliding", role="live", platform_ad_id="ad-sliding", status="active")
+    sliding = creative(
+        "fatigued", f"{CAMPAIGN}:sliding", "sliding", role="live", platform_ad_id="ad-sliding", status="active"
+    )
     metrics(sliding.id, 0, [150] * 20 + [150 - 5 * k for k in range(20)])
-    retired = creative("paused", f"{CAMPAIGN}:retired", "retired", role="live", platform_ad_id="ad-retired", status="paused")
+    retired = creative(
+        "paused", f"{CAMPAIGN}:retired", "retired", role="live", platform_ad_id="ad-retired", status="paused"
+    )
     metrics(retired.id, 0, [100] * 10)
 
     # 2. one experiment per state, each replacing its own live parent
@@ -198,7 +206,14 @@ def seed(engine: Engine, *, hostile: bool = False) -> States:
     event("CapReached", abandoned.id, 15, account="test", left=180)
     event("ExperimentAbandoned", abandoned.id, 15, reason=abandoned.reason)
     # a person's approval long ago: recorded outside any tick
-    event("Approved", scaled.id, -50, actor="web:" + (HOSTILE[4] if hostile else "maria"), stage="pro", note=label("on brand"))
+    event(
+        "Approved",
+        scaled.id,
+        -50,
+        actor="web:" + (HOSTILE[4] if hostile else "maria"),
+        stage="pro",
+        note=label("on brand"),
+    )
 
     # 5. money: 370.00 of the 400.00 test cap spent (an open reservation too), a little credit
     for k, (kind, amount) in enumerate([("reserve", 37_000), ("release", 37_000), ("actual", 36_950)]):
