@@ -93,7 +93,7 @@ class Dashboard:
         self.default_actor = default_actor
         self.env = make_env()
         self.charts = ChartCache()
-        self.verdicts = queries.VerdictCache()
+        self.reads = queries.ReadCache()
         self.reports = reports or ReportJobs.for_config(cfg, engine, clock)
         self._plans: dict[str, CampaignPlan] | None = None
 
@@ -146,7 +146,7 @@ class Dashboard:
     # -- pages ------------------------------------------------------------------------
     def overview(self, request: Request) -> Response:
         with open_session(self.engine) as s:
-            camps = queries.overview(s, self.plans, self.verdicts)
+            camps = queries.overview(s, self.plans, self.reads)
             waiting = queries.waiting_count(s)
             health = queries.health(s, self.clock(), schedule_interval(self.cfg))
             return self.render(
@@ -203,11 +203,16 @@ class Dashboard:
 
     def ledger(self, request: Request) -> Response:
         with open_session(self.engine) as s:
-            return self.render(request, "ledger.html", ledgers=queries.ledger_view(s, plans=self.plans), title="ledger")
+            return self.render(
+                request,
+                "ledger.html",
+                ledgers=queries.ledger_view(s, plans=self.plans, cache=self.reads),
+                title="ledger",
+            )
 
     def ledger_csv(self, request: Request) -> Response:
         with open_session(self.engine) as s:
-            views = queries.ledger_view(s, plans=self.plans)
+            views = queries.ledger_view(s, plans=self.plans, cache=self.reads)
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=queries.LEDGER_COLUMNS, lineterminator="\n")
         writer.writeheader()

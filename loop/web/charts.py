@@ -179,11 +179,18 @@ def fatigue_chart(
 
 
 def posteriors_chart(
-    clicks: Sequence[int], impressions: Sequence[int], labels: Sequence[str], positions: Sequence[int]
+    clicks: Sequence[int],
+    impressions: Sequence[int],
+    labels: Sequence[str],
+    positions: Sequence[int],
+    legend: bool = True,
 ) -> bytes:
-    """Every arm's CTR posterior, Beta(1 + clicks, 1 + impressions − clicks), on one axis: overlap is doubt."""
+    """Every arm's CTR posterior, Beta(1 + clicks, 1 + impressions − clicks), on one axis: overlap is doubt.
+
+    ``legend=False`` when the page shows the key itself (the dashboard's arm table, in the same colours).
+    """
     fig = Figure(figsize=(9.0, 2.6))
-    fig.subplots_adjust(left=0.03, right=0.84, bottom=0.17, top=0.88)
+    fig.subplots_adjust(left=0.03, right=0.84 if legend else 0.98, bottom=0.17, top=0.88)
     ax = fig.add_subplot()
     _style(ax)
     if len(clicks) == 0 or sum(impressions) == 0:
@@ -191,7 +198,7 @@ def posteriors_chart(
     else:
         c, n = np.asarray(clicks), np.asarray(impressions)
         x_max = posterior_x_max(c, n)
-        x = np.linspace(0.0, x_max, 400)
+        x = np.linspace(0.0, x_max, 200)
         handles = []
         for ci, ni, pos in zip(c, n, positions, strict=True):
             pdf = stats.beta.pdf(x, 1 + ci, 1 + ni - ci)
@@ -201,7 +208,8 @@ def posteriors_chart(
         ax.set_yticks([])
         ax.spines["left"].set_visible(False)
         ax.set_xlabel("CTR (%)", fontsize=FONT_SIZE)
-        _legend(ax, handles, labels, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+        if legend:
+            _legend(ax, handles, labels, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     _title(ax, "what each arm's CTR may be (posterior density)")
     return _svg(fig)
 
@@ -225,11 +233,15 @@ def posterior_chart(clicks: int, impressions: int, *, x_max: float, color: str =
 
 
 def allocation_chart(
-    days: Sequence[date], weights: Sequence[Sequence[float]], labels: Sequence[str], positions: Sequence[int] = ()
+    days: Sequence[date],
+    weights: Sequence[Sequence[float]],
+    labels: Sequence[str],
+    positions: Sequence[int] = (),
+    legend: bool = True,
 ) -> bytes:
-    """The bandit's share of the test budget per arm, day by day (stacked)."""
+    """The bandit's share of the test budget per arm, day by day (stacked); ``legend`` as in posteriors_chart."""
     fig = Figure(figsize=(9.0, 2.6))
-    fig.subplots_adjust(left=0.07, right=0.84, bottom=0.14, top=0.88)
+    fig.subplots_adjust(left=0.07, right=0.84 if legend else 0.98, bottom=0.14, top=0.88)
     ax = fig.add_subplot()
     _style(ax)
     if not days:
@@ -249,7 +261,8 @@ def allocation_chart(
         ax.set_xlim(-0.5, len(days) - 0.5)
         _date_ticks(ax, days)
         ax.set_ylabel("share of test budget (%)", fontsize=FONT_SIZE)
-        _legend(ax, handles, labels, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+        if legend:
+            _legend(ax, handles, labels, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     _title(ax, "allocation over time")
     return _svg(fig)
 

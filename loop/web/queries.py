@@ -357,30 +357,78 @@ def fatigue_view(session: Session, creative: Creative) -> dict[str, Any]:
     return view
 
 
-class VerdictCache:
-    """Detector readings per creative, keyed by what its series looks like (rows, last day, last update).
+class ReadCache:
+    """Results of reads over all the metric rows, keyed by the data they came from (LRU, thread-safe).
 
-    The overview shows a status for every live creative; the series only
-    change when a tick ingests, so a reading is computed once per change.
+    Metrics change only when a tick ingests, so the overview's aggregates and
+    the detector's readings are keyed by :func:`data_version` or by the shape
+    of a creative's series, and computed once per change.
     """
 
     def __init__(self, max_items: int = 20_000) -> None:
         self.max_items = max_items
-        self._items: OrderedDict[tuple[Any, ...], dict[str, Any]] = OrderedDict()
+        self._items: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, key: tuple[Any, ...]) -> dict[str, Any] | None:
+    def get(self, key: tuple[Any, ...]) -> Any:
         with self._lock:
             found = self._items.get(key)
             if found is not None:
                 self._items.move_to_end(key)
             return found
 
-    def put(self, key: tuple[Any, ...], value: dict[str, Any]) -> None:
+    def put(self, key: tuple[Any, ...], value: Any) -> None:
         with self._lock:
             self._items[key] = value
             while len(self._items) > self.max_items:
                 self._items.popitem(last=False)
+
+
+def data_version(session: Session) -> tuple[Any, ...]:
+    """Changes whenever metrics may have: a tick started or finished, or a metric row was added.
+
+    (Metrics are written only by a tick's ingest; a row written outside one is a new row.)
+    """
+    tick = session.execute(
+        select(TickRun.id, TickRun.finished_at).order_by(col(TickRun.id).desc()).limit(1)  # type: ignore[arg-type]
+    ).first()
+    last_metric = session.execute(select(func.max(DailyMetric.id))).scalar()
+    return (tuple(tick) if tick else None, last_metric)
+
+
+def _series_facts(
+    session: Session, live: Sequence[Any], by_campaign: Mapping[str, Sequence[Any]]
+) -> tuple[dict[str, tuple[int, date, datetime]], dict[str, tuple[int, int]]]:
+    """Per creative: (rows, last day, last update), and (impressions, clicks) over its campaign's last 7 days."""
+    table = DailyMetric.__table__  # type: ignore[attr-defined]
+    ids = [c.id for c in live]
+    shape: dict[str, tuple[int, date, datetime]] = {}
+    for i in range(0, len(ids), 500):
+        for cid, n, last, updated in session.execute(
+            select(table.c.creative_id, func.count(), func.max(table.c.day), func.max(table.c.updated_at))
+            .where(table.c.creative_id.in_(ids[i : i + 500]))
+            .group_by(table.c.creative_id)
+        ).all():
+            shape[cid] = (int(n), last, updated)
+    window: dict[str, date] = {}
+    for campaign_id, cs in by_campaign.items():
+        lasts = [shape[c.id][1] for c in cs if c.id in shape]
+        if lasts:
+            window[campaign_id] = max(lasts) - timedelta(days=6)
+    recent: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    if window:
+        earliest = min(window.values())
+        campaign_of = {c.id: c.campaign_id for c in live}
+        for i in range(0, len(ids), 500):
+            for cid, day, n, c in session.execute(
+                select(table.c.creative_id, table.c.day, table.c.impressions, table.c.clicks).where(
+                    table.c.creative_id.in_(ids[i : i + 500]), table.c.day >= earliest
+                )
+            ).all():
+                if day >= window[campaign_of[cid]]:
+                    recent[cid][0] += n
+                    recent[cid][1] += c
+    return shape, {k: (v[0], v[1]) for k, v in recent.items()}
 
 
 def _series_of(session: Session, creative_ids: Sequence[str]) -> dict[str, tuple[list[date], np.ndarray, np.ndarray]]:
@@ -404,64 +452,65 @@ def _series_of(session: Session, creative_ids: Sequence[str]) -> dict[str, tuple
     }
 
 
+_CREATIVE_COLUMNS = ("id", "campaign_id", "role", "label", "platform_ad_id", "status", "created_at")
+_EXPERIMENT_COLUMNS = (
+    "id", "campaign_id", "parent_creative_id", "state", "reason", "detected_on", "testing_started_on",
+    "decided_on", "winner_creative_id", "scaled_creative_id", "waiting_for", "approved_stage", "created_at",
+)  # fmt: skip
+
+
 def overview(
     session: Session,
     plans: Mapping[str, CampaignPlan] | None = None,
-    verdicts: VerdictCache | None = None,
+    cache: ReadCache | None = None,
+    campaign: str | None = None,
 ) -> list[dict[str, Any]]:
     """Every campaign: its live creatives with status and recent CTR, its experiments, its cap bars.
 
-    A handful of queries for all campaigns together (not a few per creative),
-    so a year of data for 50 campaigns stays well under a second.
+    A handful of queries for all campaigns together (not a few per creative).
+    With a ``cache`` (the dashboard's), what needs every metric row (the series
+    facts, the detector's readings) is computed once per change of the data,
+    i.e. once per tick, not once per page view.
     """
     plans = plans or {}
-    table = DailyMetric.__table__  # type: ignore[attr-defined]
-    camps = session.exec(select(Campaign).order_by(Campaign.id)).all()
-    # 1. live creatives and the shape of their series
-    live = session.exec(
-        select(Creative)
-        .where(col(Creative.role).in_(("live", "pro")), col(Creative.platform_ad_id).is_not(None))
-        .order_by(Creative.campaign_id, Creative.created_at, Creative.id)
-    ).all()
+    # Plain rows, not ORM objects: the status functions only read attributes, and a year of
+    # experiments is thousands of them (the identity map would cost more than the queries).
+    ctab, etab = Creative.__table__, Experiment.__table__  # type: ignore[attr-defined]
+    camps_stmt = select(Campaign).order_by(Campaign.id)
+    live_stmt = (
+        select(*(ctab.c[k] for k in _CREATIVE_COLUMNS))
+        .where(ctab.c.role.in_(("live", "pro")), ctab.c.platform_ad_id.is_not(None))
+        .order_by(ctab.c.campaign_id, ctab.c.created_at, ctab.c.id)
+    )
+    exps_stmt = select(*(etab.c[k] for k in _EXPERIMENT_COLUMNS)).order_by(etab.c.created_at.desc(), etab.c.id)
+    if campaign is not None:
+        camps_stmt = camps_stmt.where(Campaign.id == campaign)
+        live_stmt = live_stmt.where(ctab.c.campaign_id == campaign)
+        exps_stmt = exps_stmt.where(etab.c.campaign_id == campaign)
+    camps = session.exec(camps_stmt).all()
+    # 1. live creatives, and the facts of their series: rows, last day, last update, CTR of the
+    #    campaign's last 7 platform days (scans of the whole metric table: kept until the data changes)
+    live: list[Any] = list(session.execute(live_stmt).all())
     ids = [c.id for c in live]
-    shape: dict[str, tuple[int, date, datetime]] = {}
-    for i in range(0, len(ids), 500):
-        for cid, n, last, updated in session.execute(
-            select(table.c.creative_id, func.count(), func.max(table.c.day), func.max(table.c.updated_at))
-            .where(table.c.creative_id.in_(ids[i : i + 500]))
-            .group_by(table.c.creative_id)
-        ).all():
-            shape[cid] = (int(n), last, updated)
-    by_campaign: dict[str, list[Creative]] = defaultdict(list)
+    by_campaign: dict[str, list[Any]] = defaultdict(list)
     for c in live:
         by_campaign[c.campaign_id].append(c)
-    # 2. CTR over the campaign's last 7 platform days
-    window: dict[str, date] = {}
-    for cid_, cs in by_campaign.items():
-        lasts = [shape[c.id][1] for c in cs if c.id in shape]
-        if lasts:
-            window[cid_] = max(lasts) - timedelta(days=6)
-    recent: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-    if window:
-        earliest = min(window.values())
-        campaign_of = {c.id: c.campaign_id for c in live}
-        for i in range(0, len(ids), 500):
-            for cid, day, n, c in session.execute(
-                select(table.c.creative_id, table.c.day, table.c.impressions, table.c.clicks).where(
-                    table.c.creative_id.in_(ids[i : i + 500]), table.c.day >= earliest
-                )
-            ).all():
-                if day >= window[campaign_of[cid]]:
-                    recent[cid][0] += n
-                    recent[cid][1] += c
+    version = ("facts", campaign, data_version(session), len(ids))
+    facts = cache.get(version) if cache is not None else None
+    if facts is None:
+        facts = _series_facts(session, live, by_campaign)
+        if cache is not None:
+            cache.put(version, facts)
+    shape, recent = facts
     # 3. experiments, the newest per parent
-    exps = session.exec(select(Experiment).order_by(col(Experiment.created_at).desc(), Experiment.id)).all()
-    latest: dict[str, Experiment] = {}
-    exps_by_campaign: dict[str, list[Experiment]] = defaultdict(list)
+    exps: list[Any] = list(session.execute(exps_stmt).all())
+    latest: dict[str, Any] = {}
+    exps_by_campaign: dict[str, list[Any]] = defaultdict(list)
     for e in exps:
         latest.setdefault(e.parent_creative_id, e)
         exps_by_campaign[e.campaign_id].append(e)
-    names = names_of(session, [e.scaled_creative_id for e in exps] + [e.winner_creative_id for e in exps])
+    # Scaled creatives are live ones (named above); winners are named only where a status says them.
+    names = names_of(session, [e.winner_creative_id for e in exps if e.state in OPEN_STATES])
     names.update({c.id: c.label or c.id for c in live})
     # 4. the detector, for live creatives the loop has not acted on (cached per series shape)
     readings: dict[str, dict[str, Any]] = {}
@@ -469,25 +518,33 @@ def overview(
     for c in live:
         if c.id in latest or c.status != "active" or c.id not in shape:
             continue
-        key = (c.id, *shape[c.id])
-        found = verdicts.get(key) if verdicts is not None else None
+        key = ("verdict", c.id, *shape[c.id])
+        found = cache.get(key) if cache is not None else None
         if found is not None:
             readings[c.id] = found
         else:
             todo.append(c.id)
     for cid, (days, imps, clicks) in _series_of(session, todo).items():
         readings[cid] = live_verdict(days, imps, clicks)
-        if verdicts is not None:
-            verdicts.put((cid, *shape[cid]), readings[cid])
+        if cache is not None:
+            cache.put(("verdict", cid, *shape[cid]), readings[cid])
     # 5. one card per campaign
-    ledger = Ledger(session)
+    # Ledger entries are only ever added, and caps change only in a tick: the sums are exact per version.
+    last_entry = session.execute(select(func.max(LedgerEntry.id))).scalar()
+    key = ("caps", campaign, version[2], last_entry)
+    caps = cache.get(key) if cache is not None else None
+    if caps is None:
+        caps = Ledger(session).states(None if campaign is None else [campaign])
+        if cache is not None:
+            cache.put(key, caps)
     out = []
     for camp in camps:
-        creatives = []
+        creatives, others = [], []
         for c in by_campaign.get(camp.id, []):
             reading = readings.get(c.id, {"status": "too little data", "day": None})
             imps, clicks = recent.get(c.id, (0, 0))
-            creatives.append(
+            # Active ads in the table; paused or replaced ones in a line under it.
+            (creatives if c.status == "active" else others).append(
                 {
                     "creative": c,
                     "ctr": clicks / imps if imps else None,
@@ -498,15 +555,18 @@ def overview(
                 }
             )
         mine = exps_by_campaign.get(camp.id, [])
+        ended = [e for e in mine if e.state in END_STATES]
         plan = plans.get(camp.id)
         out.append(
             {
                 "campaign": camp,
                 "state": "halted" if camp.halted_reason else "active",
                 "creatives": creatives,
+                "paused": others,
                 "open": [(e, experiment_status(e, names)) for e in mine if e.state in OPEN_STATES],
-                "ended": [(e, experiment_status(e, names)) for e in mine if e.state in END_STATES],
-                "bars": [Bar.of(camp.id, camp.currency, a, ledger.state(camp.id, a), plan) for a in ACCOUNTS],
+                "ended": [(e, experiment_status(e, names)) for e in ended[:12]],
+                "ended_count": len(ended),
+                "bars": [Bar.of(camp.id, camp.currency, a, caps[(camp.id, a)], plan) for a in ACCOUNTS],
             }
         )
     return out
@@ -876,27 +936,38 @@ LEDGER_COLUMNS = ("campaign", "month", "account", "cap", "reserved", "released",
 
 
 def ledger_view(
-    session: Session, campaign: str | None = None, plans: Mapping[str, CampaignPlan] | None = None
+    session: Session,
+    campaign: str | None = None,
+    plans: Mapping[str, CampaignPlan] | None = None,
+    cache: ReadCache | None = None,
 ) -> list[dict[str, Any]]:
     """Per campaign: totals against caps, a row per platform month and account, credits by tier, cost per winner.
 
     Amounts are minor units. An entry's month is the platform day of the tick
     that wrote it; one written outside a tick (e.g. ``creative-loop fix``)
-    falls in the month of its wall-clock date.
+    falls in the month of its wall-clock date.  Entries are only ever added,
+    so with a ``cache`` the view is computed once per new entry or tick.
     """
-    plans = plans or {}
+    key = ("ledger", campaign, data_version(session), session.execute(select(func.max(LedgerEntry.id))).scalar())
+    found = cache.get(key) if cache is not None else None
+    if found is None:
+        found = _ledger_view(session, campaign, plans or {})
+        if cache is not None:
+            cache.put(key, found)
+    return found  # type: ignore[no-any-return]
+
+
+def _ledger_view(session: Session, campaign: str | None, plans: Mapping[str, CampaignPlan]) -> list[dict[str, Any]]:
     ledger = Ledger(session)
     stmt = select(Campaign).order_by(Campaign.id)
     if campaign:
         stmt = stmt.where(Campaign.id == campaign)
     camps = session.exec(stmt).all()
-    entries_stmt = select(
-        LedgerEntry.campaign_id, LedgerEntry.account, LedgerEntry.kind, LedgerEntry.amount_minor,
-        LedgerEntry.tier, LedgerEntry.created_at,
-    )  # fmt: skip
+    lt = LedgerEntry.__table__  # type: ignore[attr-defined]
+    entries_stmt = select(lt.c.campaign_id, lt.c.account, lt.c.kind, lt.c.amount_minor, lt.c.tier, lt.c.created_at)
     if campaign:
-        entries_stmt = entries_stmt.where(LedgerEntry.campaign_id == campaign)
-    entries = session.exec(entries_stmt).all()
+        entries_stmt = entries_stmt.where(lt.c.campaign_id == campaign)
+    entries = session.execute(entries_stmt).all()
     moments = [as_utc(e[5]) for e in entries]
     calendar = PlatformCalendar.load(session, min(moments, default=None), max(moments, default=None))  # type: ignore[type-var]
     per_campaign: dict[str, list[Any]] = defaultdict(list)
@@ -909,6 +980,7 @@ def ledger_view(
             .group_by(Experiment.campaign_id)
         ).all()
     )
+    caps = ledger.states([campaign] if campaign else None)
     out = []
     for camp in camps:
         months: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: {"reserve": 0, "release": 0, "actual": 0})
@@ -919,7 +991,7 @@ def ledger_view(
             if account == "credit" and kind == "actual":
                 tiers[tier or "?"]["count"] += 1
                 tiers[tier or "?"]["spent"] += amount_minor
-        states = {a: ledger.state(camp.id, a) for a in ACCOUNTS}
+        states = {a: caps[(camp.id, a)] for a in ACCOUNTS}
         winners = int(scaled.get(camp.id, 0))
         total = states["test"].spent + states["credit"].spent
         rows = [

@@ -111,10 +111,16 @@ def experiment_context(
         [c["impressions"] for c in view["cards"]],
         view["labels"],
         positions,
+        legend=False,  # the arm table above is the key, in the same colours
     )
     decisions = [row["d"] for row in view["decisions"]]
     view["allocation"] = cache.uri(
-        charts.allocation_chart, [d.day for d in decisions], [d.weights for d in decisions], view["labels"], positions
+        charts.allocation_chart,
+        [d.day for d in decisions],
+        [d.weights for d in decisions],
+        view["labels"],
+        positions,
+        legend=False,
     )
     return view
 
@@ -129,11 +135,9 @@ def report_context(
     """Everything the offline report shows, for one campaign or all."""
     cache = cache or charts.ChartCache()
     plans = plans or {}
-    camps = queries.overview(session, plans)
-    if campaign:
-        camps = [c for c in camps if c["campaign"].id == campaign]
-        if not camps:
-            raise NotFound(f"no campaign {campaign!r} in the database", campaign=campaign)
+    camps = queries.overview(session, plans, campaign=campaign)
+    if campaign and not camps:
+        raise NotFound(f"no campaign {campaign!r} in the database", campaign=campaign)
     sections = []
     for c in camps:
         cid = c["campaign"].id

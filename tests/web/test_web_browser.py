@@ -190,7 +190,7 @@ def test_hostile_labels_and_the_weak_evidence_warning_in_a_real_browser(hostile:
                 assert broken == 0, path
             page.goto(f"{base}/")
             for cid in states.creatives.values():  # every live creative's name shown as text, as written
-                assert page.locator(f'tr[data-creative="{cid}"] td.name a').inner_text() == states.labels[cid]
+                assert page.locator(f'[data-creative="{cid}"] a').first.inner_text() == states.labels[cid]
             assert page.locator(f"text={HOSTILE[4]}").count() > 0
             page.screenshot(path=str(ARTIFACTS / "web-hostile-overview.png"), full_page=True)
             page.goto(f"{base}/approvals")
