@@ -63,10 +63,13 @@ def _row(html: str, attr: str, value: str) -> str:
 
 
 def _status(html: str, attr: str, value: str) -> tuple[str, str, str]:
-    """(key, text, detail) of the status pill in that row."""
-    m = re.search(r'data-status="([^"]+)" title="([^"]*)">([^<]*)<', _row(html, attr, value))
+    """(key, text, detail) of the status pill in that row (the detail shown under it, or its tooltip)."""
+    row = _row(html, attr, value)
+    m = re.search(r'data-status="([^"]+)"(?: title="([^"]*)")?>([^<]*)<', row)
     assert m, value
-    return m.group(1), htmllib.unescape(m.group(3)), htmllib.unescape(m.group(2))
+    shown = re.search(r'<span class="why">([^<]*)</span>', row)
+    detail = m.group(2) if m.group(2) is not None else (shown.group(1) if shown else "")
+    return m.group(1), htmllib.unescape(m.group(3)), htmllib.unescape(detail)
 
 
 # -- statuses -------------------------------------------------------------------------------
