@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from loop.config import Config, load_config, to_major
+from loop.config import Config, load_config
 from policies.errors import ConfigError, CreativeLoopError, NotFound
 
 app = typer.Typer(
@@ -243,13 +243,14 @@ def status(config: ConfigOpt = None) -> None:
 def spend(config: ConfigOpt = None) -> None:
     """The money ledger per campaign: cap, spent, reserved, left."""
     from loop.reports import spend_rows
+    from loop.web.queries import money
 
     cfg = _config(config)
-    table = Table(title="ledger (currency units)")
+    table = Table(title="ledger")
     for col in ("campaign", "account", "cap", "spent", "reserved", "left"):
         table.add_column(col, justify="right" if col not in ("campaign", "account") else "left")
-    for s in spend_rows(cfg):
-        table.add_row(s.campaign_id, s.account, *(f"{to_major(v):.2f}" for v in (s.cap, s.spent, s.reserved, s.left)))
+    for s, currency in spend_rows(cfg):
+        table.add_row(s.campaign_id, s.account, *(money(v, currency) for v in (s.cap, s.spent, s.reserved, s.left)))
     console.print(table)
 
 

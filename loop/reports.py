@@ -76,11 +76,16 @@ def status_rows(cfg: Config) -> dict[str, Any]:
         }
 
 
-def spend_rows(cfg: Config) -> list[AccountSummary]:
+def spend_rows(cfg: Config) -> list[tuple[AccountSummary, str]]:
+    """Each campaign's accounts with the campaign's currency."""
     engine = open_engine(cfg.database_url)
     with open_session(engine) as s:
         ledger = Ledger(s)
-        return [ledger.summary(c.id, a) for c in s.exec(select(Campaign).order_by(Campaign.id)).all() for a in ACCOUNTS]
+        return [
+            (ledger.summary(c.id, a), c.currency)
+            for c in s.exec(select(Campaign).order_by(Campaign.id)).all()
+            for a in ACCOUNTS
+        ]
 
 
 def _last_decision(s: Session, experiment_id: str, name: str) -> AuditEvent | None:

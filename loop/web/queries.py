@@ -1042,6 +1042,21 @@ class AuditFilter:
     limit: int = 200
 
 
+def arm_labels(session: Session, experiment_ids: Iterable[str]) -> dict[str, list[str]]:
+    """Each experiment's arm names in arm order (as on their cards), to name arms in notes."""
+    wanted = sorted(experiment_ids)
+    out: dict[str, list[str]] = defaultdict(list)
+    for i in range(0, len(wanted), 500):
+        for exp_id, cid, label in session.execute(
+            select(Arm.experiment_id, Arm.creative_id, Creative.label)
+            .join(Creative, col(Creative.id) == Arm.creative_id)
+            .where(col(Arm.experiment_id).in_(wanted[i : i + 500]))
+            .order_by(Arm.experiment_id, Arm.position)
+        ).all():
+            out[exp_id].append(label or cid)
+    return out
+
+
 def audit_view(session: Session, f: AuditFilter) -> dict[str, Any]:
     stmt = select(AuditEvent)
     count = select(func.count()).select_from(AuditEvent)
@@ -1086,12 +1101,15 @@ def audit_view(session: Session, f: AuditFilter) -> dict[str, Any]:
     moments = [as_utc(r.at) for r in rows]
     calendar = PlatformCalendar.load(session, min(moments, default=None), max(moments, default=None))  # type: ignore[type-var]
     names = sorted(set(session.exec(select(AuditEvent.name).distinct()).all()))
+    labels = arm_labels(session, {r.experiment_id for r in rows if r.experiment_id})
     return {
         "events": [
             {
                 "event": r,
                 "day": calendar.day_of(r.at),
-                "data": describe(r.data, currencies.get(r.campaign_id or "", "")),
+                "data": describe(
+                    r.data, currencies.get(r.campaign_id or "", ""), labels.get(r.experiment_id or "", ())
+                ),
             }
             for r in rows
         ],

@@ -148,7 +148,9 @@ def report_context(
             .where(Creative.campaign_id == cid, col(Creative.role).in_(("live", "pro")))
             .order_by(Creative.created_at, Creative.id)
         ).all()
-        fatigue = [creative_context(session, cr, cache) for cr in creatives if cr.platform_ad_id]
+        # A chart for each ad live now; the paused and replaced ones are listed with their status.
+        live = [cr for cr in creatives if cr.platform_ad_id and cr.status == "active"]
+        fatigue = [creative_context(session, cr, cache) for cr in live]
         exps = session.exec(
             select(Experiment).where(Experiment.campaign_id == cid).order_by(Experiment.created_at, Experiment.id)
         ).all()
@@ -156,6 +158,7 @@ def report_context(
             {
                 "overview": c,
                 "fatigue": [f for f in fatigue if len(f["fatigue"]["days"]) > 0],
+                "paused": c["paused"],
                 "experiments": [experiment_context(session, e, cache, target) for e in exps],
                 "lineages": queries.all_lineages(session, cid),
                 "ledger": queries.ledger_view(session, cid, plans),
