@@ -222,10 +222,10 @@ def status(config: ConfigOpt = None) -> None:
     cfg = _config(config)
     rows = status_rows(cfg)
     table = Table(title="experiments")
-    for col in ("id", "campaign", "state", "detected", "winner", "reason"):
+    for col in ("id", "campaign", "state", "detected", "winner", "status", "reason"):
         table.add_column(col)
     for r in rows["experiments"]:
-        table.add_row(r["id"], r["campaign"], r["state"], r["detected"], r["winner"] or "", r["reason"])
+        table.add_row(r["id"], r["campaign"], r["state"], r["detected"], r["winner"] or "", r["status"], r["reason"])
     console.print(table)
     live = Table(title="live creatives")
     for col in ("campaign", "creative", "ad", "status", "days", "ctr (7d)"):

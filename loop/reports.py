@@ -62,7 +62,8 @@ def status_rows(cfg: Config) -> dict[str, Any]:
                 {
                     "id": e.id,
                     "campaign": e.campaign_id,
-                    "state": experiment_status(e, names).text,
+                    "state": e.state + (f" ({e.waiting_for})" if e.waiting_for else ""),
+                    "status": experiment_status(e, names).detail,
                     "detected": e.detected_on.isoformat() if e.detected_on else "",
                     "winner": e.winner_creative_id,
                     "reason": e.reason,
