@@ -362,3 +362,54 @@ def test_simultaneous_approvals_record_one(site: Config, engine: Engine, states:
         exp = s.get(Experiment, states.weak)
         assert exp is not None and exp.state == "awaiting_approval"
         assert not s.exec(select(AuditEvent).where(AuditEvent.name == "Rejected")).all()
+
+
+# -- cap bars --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("account", "used", "level"),
+    [
+        ("test", 5_000, "ok"),
+        ("test", 8_500, "warn"),  # 85 % used, a full day still fits
+        ("test", 10_000 - 260, "warn"),  # 97.4 %: a day at the two-arm minimum still fits (208 >= 200 a day)
+        ("test", 10_000 - 249, "full"),  # 97.5 %: it does not; the loop stops testing, finance sees red
+        ("test", 9_980, "full"),  # the 99.8 % that used to be amber
+        ("credit", 500, "ok"),
+        ("credit", 1_000 - 70, "warn"),  # room for an experiment, not for its six variants
+        ("credit", 1_000 - 63, "full"),  # not even the pro render and two variants (64)
+    ],
+)
+def test_a_cap_bar_is_red_when_what_is_left_cannot_fund_the_next_step(account: str, used: int, level: str) -> None:
+    from loop.web.queries import Bar
+    from policies.budget import CapState
+
+    from loop_helpers import plan_for
+
+    plan = plan_for("shop")  # test cap 100.00, 20.00 a day, min 1.00 an arm; credit cap 10.00, 0.02 fast, 0.60 pro
+    cap = plan.test_spend_cap if account == "test" else plan.credit_cap
+    bar = Bar.of("shop", "USD", account, CapState(cap=cap, spent=used), plan)
+    assert bar.level == level, bar.why
+    if level == "full":
+        assert "cannot fund" in bar.why and "USD" in bar.why
+    # Without a plan (a campaign gone from the config) only the share is known.
+    assert Bar.of("shop", "USD", account, CapState(cap=cap, spent=cap), None).level == "full"
+
+
+def test_the_overviews_grouped_ledger_sums_are_ledger_state(engine: Engine, states: States) -> None:
+    from storage.ledger import ACCOUNTS, Ledger
+    from storage.models import Campaign, LedgerEntry
+
+    with open_session(engine) as s:
+        s.add(Campaign(id="other", currency="EUR", test_spend_cap_minor=5_000, credit_cap_minor=700))
+        s.flush()
+        for key, kind, amount in (("t1", "reserve", 900), ("t1", "actual", 850), ("t1", "release", 900),
+                                  ("t2", "reserve", 400), ("c1", "reserve", 60)):  # fmt: skip
+            s.add(LedgerEntry(campaign_id="other", account="credit" if key == "c1" else "test", kind=kind, key=key,
+                              amount_minor=amount))  # fmt: skip
+        s.commit()
+        ledger = Ledger(s)
+        every = ledger.states()
+        assert set(every) == {(c, a) for c in (CAMPAIGN, "other") for a in ACCOUNTS}
+        for (campaign, account), state in every.items():
+            assert state == ledger.state(campaign, account), (campaign, account)
+        assert ledger.states(["other"]) == {k: v for k, v in every.items() if k[0] == "other"}
+        assert every[("other", "test")].spent == 850 and every[("other", "test")].reserved == 400
