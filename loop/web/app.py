@@ -261,17 +261,17 @@ class Dashboard:
             return refused
         assert form is not None
         campaign = str(form.get("campaign", "")).strip() or None
-        return self._queue_report(request, campaign)
-
-    def _queue_report(self, request: Request, campaign: str | None) -> Response:
-        if not self._campaign_exists(campaign):
+        if not await run_in_threadpool(self._campaign_exists, campaign):
             return self.error(request, 404, f"no campaign {campaign!r} in the database")
         job = self.reports.submit(campaign)
         return RedirectResponse(f"/reports?{urlencode({'queued': job.id})}", status_code=303)
 
     def report(self, request: Request) -> Response:
-        """The old link: a report is never rendered inside a request any more; it is queued."""
-        return self._queue_report(request, request.query_params.get("campaign") or None)
+        """The old link: to the Reports page, its campaign chosen (a GET queues nothing: that takes the form's POST)."""
+        campaign = request.query_params.get("campaign") or None
+        if not self._campaign_exists(campaign):
+            return self.error(request, 404, f"no campaign {campaign!r} in the database")
+        return RedirectResponse(f"/reports?{urlencode({'campaign': campaign or ''})}", status_code=303)
 
     def report_file(self, request: Request) -> Response:
         path = self.reports.path(request.path_params["name"])

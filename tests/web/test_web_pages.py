@@ -286,7 +286,12 @@ def test_templates_escape_what_the_platform_returned(client: TestClient, engine_
 
 
 def test_the_report_is_written_in_the_background_and_linked_when_done(client: TestClient) -> None:
-    r = client.get("/report.html?campaign=retarget", follow_redirects=False)  # the old link queues a job
+    r = client.get("/report.html?campaign=retarget", follow_redirects=False)  # the old link: the form, no job
+    assert r.status_code == 303 and r.headers["location"] == "/reports?campaign=retarget"
+    page = client.get(r.headers["location"]).text
+    assert '<option value="retarget" selected>' in page and "data-job=" not in page  # a GET queues nothing
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)  # type: ignore[union-attr]
+    r = client.post("/reports", data={"csrf_token": token, "campaign": "retarget"}, follow_redirects=False)
     assert r.status_code == 303 and r.headers["location"].startswith("/reports?queued=")
     job = r.headers["location"].split("=", 1)[1]
     deadline = time.monotonic() + 180
@@ -304,7 +309,8 @@ def test_the_report_is_written_in_the_background_and_linked_when_done(client: Te
     report = client.get(link)
     assert report.status_code == 200 and report.headers["content-type"].startswith("text/html")
     assert 'data-campaign="retarget"' in report.text and 'data-campaign="lead-gen"' not in report.text
-    # The same campaign asked again while nothing runs: a new job; an unknown campaign: 404, nothing queued.
+    # An unknown campaign: 404, nothing queued; only a file we wrote is served.
     assert client.get("/report.html?campaign=nope").status_code == 404
+    assert client.post("/reports", data={"csrf_token": token, "campaign": "nope"}).status_code == 404
     assert client.get("/reports/report-x-20260101-000000-00000000.html").status_code == 404
     assert client.get("/reports/..%2F..%2Floop.db").status_code == 404
