@@ -38,6 +38,7 @@ from loop.tick import END_STATES, OPEN_STATES, fatigue_verdicts, series, stored_
 from loop.web.status import Status, creative_status, experiment_status
 from policies.bandit import get_policy
 from policies.budget import CapState, affordable_daily_budget, period_label, period_start
+from policies.planning import ExperimentPlan
 from storage.counters import read_all
 from storage.ledger import ACCOUNTS, Ledger
 from storage.models import (
@@ -750,6 +751,7 @@ def experiment_view(session: Session, exp: Experiment, target: float = DEFAULT_T
     return {
         "experiment": exp,
         "status": experiment_status(exp, names),
+        "test_plan": ExperimentPlan.from_dict(exp.plan).summary() if exp.plan else "",
         "currency": currency,
         "detected": detection_day(exp),
         "parent": session.get(Creative, exp.parent_creative_id),
