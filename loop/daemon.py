@@ -3,6 +3,11 @@
 The schedule's job store lives in the same database as everything else, so
 ``run`` after a restart picks up the same job.  SIGTERM/SIGINT stop the
 scheduler gracefully: a tick in progress finishes first.
+
+A tick round holds the round lock and, campaign by campaign, the campaign's
+lock (``loop.locks``), so ``tick``, ``approve``, ``reject`` and the rest may
+run beside the daemon.  ``run`` started while the database is away waits
+for it, backing off, and so does a running daemon whose database goes away.
 """
 
 from __future__ import annotations
@@ -23,8 +28,10 @@ from connectors.ads.sharded import ShardedSimulatedAdPlatform
 from connectors.ads.simulated import SimulatedAdPlatform
 from loop.app import build_runtime, make_platform, open_engine, scenario_for
 from loop.config import Config, load_config
-from loop.locks import LockGuard, single_instance
-from loop.tick import TickReport, tick
+from loop.locks import LockGuard, round_lock, single_instance
+from loop.tick import TickReport, close_unfinished, tick
+from policies.errors import DatabaseUnavailable
+from storage.db import is_outage, unavailable
 
 log = logging.getLogger("creative_loop.daemon")
 JOB_ID = "creative-loop-tick"
@@ -83,10 +90,14 @@ def run_one_tick(cfg: Config, dry_run: bool = False) -> TickReport:
     rt.on_step = kill_hook(os.environ.get(KILL_AT_ENV, ""))
     platform = rt.platform
     simulated = isinstance(platform, SimulatedAdPlatform | ShardedSimulatedAdPlatform)
-    today = platform.today() if simulated else datetime.now(UTC).date()
-    report = tick(rt, today)
-    if simulated and not dry_run:
-        platform.run_day()
+    # One round at a time, whoever runs it: on the simulated platform a round is a day, read under the lock.
+    with round_lock(rt.engine):
+        if not dry_run and (closed := close_unfinished(rt.engine)):
+            log.warning("closed %d unfinished tick record(s) as failed (a tick process died)", closed)
+        today = platform.today() if simulated else datetime.now(UTC).date()
+        # The day's delivery is saved before the tick is recorded as done.
+        end_of_day = platform.run_day if simulated and not dry_run else None
+        report = tick(rt, today, end_of_day=end_of_day, one_record_per_day=True)
     log.info(
         "tick %s: %d detected, %d transitions, %d errors",
         today, len(report.detected), len(report.transitions), len(report.errors),
@@ -114,8 +125,53 @@ def scheduled_tick(config_path: str) -> None:
                 executor.close()
             return
         run_one_tick(cfg)
-    except Exception:
+    except Exception as exc:
+        if is_outage(exc):
+            why = exc if isinstance(exc, DatabaseUnavailable) else unavailable(_url(config_path), exc)
+            log.error("tick failed: %s; the next one resumes from the stored state", why)
+            return
         log.exception("tick failed; the next one resumes from the stored state")
+
+
+def _url(config_path: str) -> Any:
+    from sqlalchemy.engine import make_url
+
+    return make_url(load_config(config_path).database_url)
+
+
+def _scheduler_class() -> Any:
+    from apscheduler.schedulers.base import STATE_STOPPED
+    from apscheduler.schedulers.blocking import BlockingScheduler
+
+    class Scheduler(BlockingScheduler):
+        """A scheduler that submits nothing once it is shut down.
+
+        APScheduler's loop may wake up while a shutdown (SIGTERM) is under
+        way and hand a due job to the stopped executor, which logs "cannot
+        schedule new futures after shutdown".  Checking the state under the
+        locks that ``shutdown`` takes closes that window.
+        """
+
+        def _process_jobs(self) -> Any:
+            with self._executors_lock, self._jobstores_lock:
+                if self.state == STATE_STOPPED:
+                    return None
+                return super()._process_jobs()
+
+    return Scheduler
+
+
+def _open_with_backoff(cfg: Config, stopping: threading.Event) -> Engine | None:
+    """The database, migrated; while it is away, try again with backoff (None if stopped meanwhile)."""
+    backoff = 1.0
+    while not stopping.is_set():
+        try:
+            return open_engine(cfg.database_url)
+        except DatabaseUnavailable as exc:
+            log.error("%s; trying again in %.0f s", exc, backoff)
+        stopping.wait(backoff)
+        backoff = min(backoff * 2, 60.0)
+    return None
 
 
 def make_trigger(cfg: Config) -> Any:
@@ -129,26 +185,34 @@ def make_trigger(cfg: Config) -> Any:
 
 def run_daemon(cfg: Config) -> None:
     from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
-    from apscheduler.schedulers.blocking import BlockingScheduler
 
-    engine = open_engine(cfg.database_url)
-    with single_instance(engine, cfg.data_dir) as guard:
+    current: dict[str, Any] = {}
+    stopping = threading.Event()
+
+    def stop(signum: int, _frame: object) -> None:
+        stopping.set()
+        if not current.get("acting"):
+            # Waiting for the database or for another daemon: nothing to finish.
+            log.info("signal %s: stopping", signal.Signals(signum).name)
+            raise SystemExit(0)
+        log.info("signal %s: finishing the current tick, then stopping", signal.Signals(signum).name)
+        if "scheduler" in current:
+            # Not from this handler: it interrupts the scheduler's own loop, which would then
+            # go on with the executor shut under it. Another thread waits for the tick instead.
+            threading.Thread(target=_shutdown, args=(current["scheduler"],), name="shutdown", daemon=True).start()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    engine = _open_with_backoff(cfg, stopping)
+    if engine is None:
+        return
+    with single_instance(engine) as guard:
         _LOCK["guard"] = guard
-        current: dict[str, Any] = {}
-        stopping = threading.Event()
-
-        def stop(signum: int, _frame: object) -> None:
-            log.info("signal %s: finishing the current tick, then stopping", signal.Signals(signum).name)
-            stopping.set()
-            if "scheduler" in current:
-                with contextlib.suppress(Exception):
-                    current["scheduler"].shutdown(wait=True)
-
-        signal.signal(signal.SIGTERM, stop)
-        signal.signal(signal.SIGINT, stop)
+        current["acting"] = True
+        Scheduler = _scheduler_class()
         backoff = 1.0
         while not stopping.is_set():
-            scheduler = BlockingScheduler(
+            scheduler = Scheduler(
                 jobstores={"default": SQLAlchemyJobStore(engine=engine)},
                 job_defaults={"max_instances": 1, "coalesce": True, "misfire_grace_time": 3600},
                 timezone=cfg.loop.timezone,
@@ -162,6 +226,8 @@ def run_daemon(cfg: Config) -> None:
                 next_run_time=datetime.now(UTC),
             )
             current["scheduler"] = scheduler
+            if stopping.is_set():
+                break
             log.info("daemon started (%s)", cfg.loop.cron or f"every {cfg.loop.interval_minutes} min")
             started = time.monotonic()
             try:
@@ -180,6 +246,19 @@ def run_daemon(cfg: Config) -> None:
                 stopping.wait(backoff)
                 backoff = min(backoff * 2, 60.0)
         log.info("daemon stopped")
+
+
+def _shutdown(scheduler: Any) -> None:
+    from apscheduler.schedulers import SchedulerNotRunningError
+
+    for _ in range(300):
+        try:
+            scheduler.shutdown(wait=True)
+            return
+        except SchedulerNotRunningError:
+            time.sleep(0.1)  # the signal came while it was starting: it is on its way
+        except Exception:
+            return
 
 
 __all__ = ["run_one_tick", "run_daemon", "scheduled_tick", "date"]

@@ -8,7 +8,8 @@ from sqlmodel import col, select
 
 from loop.app import build_runtime, open_engine
 from loop.config import Config
-from policies.errors import NotFound
+from loop.tick import Runtime
+from policies.errors import CreativeLoopError, NotFound
 from storage.db import session as open_session
 from storage.ledger import ACCOUNTS, AccountSummary, Ledger
 from storage.models import AuditEvent, Campaign, Creative, DailyMetric, Experiment, TickRun
@@ -75,19 +76,38 @@ def spend_rows(cfg: Config) -> list[AccountSummary]:
 
 
 def decide_approval(cfg: Config, experiment_id: str, approve: bool, actor: str, reason: str = "") -> Experiment:
+    """``approve ID`` / ``reject ID``: see :func:`decide`."""
+    return decide(build_runtime(cfg), experiment_id, approve, actor, reason)
+
+
+def decide(
+    rt: Runtime, experiment_id: str, approve: bool, actor: str, reason: str = "", *, waiting_only: bool = False
+) -> Experiment:
+    """Approve or reject an experiment under its campaign's lock, on what is stored once the lock is held.
+
+    The daemon may be ticking the campaign meanwhile: the lock makes the two
+    take turns, and the experiment is read again after the wait, so the
+    decision applies to its newest state (and is refused if that state no
+    longer allows it).  ``waiting_only`` refuses a rejection of an experiment
+    that is not awaiting approval (the dashboard's rule).
+    """
     from loop.experiments import approve as do_approve
     from loop.experiments import reject as do_reject
+    from loop.locks import campaign_lock
 
-    rt = build_runtime(cfg)
     with open_session(rt.engine) as s:
         exp = s.get(Experiment, experiment_id)
         if exp is None:
             raise NotFound(f"no experiment {experiment_id!r} (see `creative-loop status`)", experiment=experiment_id)
-        if approve:
-            do_approve(rt, s, exp, actor, reason)
-        else:
-            plan = next((p for p in rt.plans if p.id == exp.campaign_id), None)
-            if plan is None:
-                raise NotFound(f"campaign {exp.campaign_id!r} is not in the config", campaign=exp.campaign_id)
-            do_reject(rt, s, plan, exp, actor, reason)
+        with campaign_lock(rt.engine, exp.campaign_id):
+            s.refresh(exp)
+            if waiting_only and exp.state != "awaiting_approval":
+                raise CreativeLoopError(f"experiment {exp.id} is {exp.state}, not awaiting approval", experiment=exp.id)
+            if approve:
+                do_approve(rt, s, exp, actor, reason)
+            else:
+                plan = next((p for p in rt.plans if p.id == exp.campaign_id), None)
+                if plan is None:
+                    raise NotFound(f"campaign {exp.campaign_id!r} is not in the config", campaign=exp.campaign_id)
+                do_reject(rt, s, plan, exp, actor, reason)
         return exp

@@ -264,23 +264,10 @@ class Dashboard:
 
     def _decide(self, experiment_id: str, approve: bool, actor: str, reason: str) -> None:
         from loop.app import build_runtime
-        from loop.experiments import approve as do_approve
-        from loop.experiments import reject as do_reject
+        from loop.reports import decide
 
-        with open_session(self.engine) as s:
-            exp = s.get(Experiment, experiment_id)
-            if exp is None:
-                raise NotFound(f"no experiment {experiment_id!r}", experiment=experiment_id)
-            if exp.state != "awaiting_approval":
-                raise CreativeLoopError(f"experiment {exp.id} is {exp.state}, not awaiting approval", experiment=exp.id)
-            rt = build_runtime(self.cfg, engine=self.engine)
-            if approve:
-                do_approve(rt, s, exp, actor, reason)
-                return
-            plan = next((p for p in rt.plans if p.id == exp.campaign_id), None)
-            if plan is None:
-                raise NotFound(f"campaign {exp.campaign_id!r} is not in the config", campaign=exp.campaign_id)
-            do_reject(rt, s, plan, exp, actor, reason)
+        # The same path as `approve`/`reject`: under the campaign's lock, on the experiment read again.
+        decide(build_runtime(self.cfg, engine=self.engine), experiment_id, approve, actor, reason, waiting_only=True)
 
     # -- login (only when a token is configured) ----------------------------------------
     async def login(self, request: Request) -> Response:
