@@ -86,8 +86,8 @@ def migrate(engine: Engine) -> None:
         raise unavailable(engine.url, exc) from exc
 
 
-def unavailable(url: URL, exc: BaseException) -> DatabaseUnavailable:
-    """One line for a database that cannot be used: where it is, what went wrong, what to check."""
+def unavailable(url: URL | None, exc: BaseException) -> DatabaseUnavailable:
+    """One line for a database that cannot be used: where it is (when known), what went wrong, what to check."""
     detail = str(getattr(exc, "orig", None) or exc).strip()
     lines = [part.strip() for part in detail.replace("\t", " ").splitlines() if part.strip()]
     reason = lines[0] if lines else type(exc).__name__
@@ -96,9 +96,12 @@ def unavailable(url: URL, exc: BaseException) -> DatabaseUnavailable:
         reason = reason.split("FATAL:", 1)[1].strip()
     elif " failed: " in reason:
         reason = reason.rsplit(" failed: ", 1)[1].strip()
-    if url.get_backend_name() == "sqlite":
+    low = reason.lower()
+    if url is None:
+        where = "database"
+        hint = "free some disk space" if "full" in low else "check that the database is running and reachable"
+    elif url.get_backend_name() == "sqlite":
         where = f"SQLite database {url.database}"
-        low = reason.lower()
         if "full" in low:
             hint = "free some disk space"
         elif "readonly" in low or "read-only" in low:
@@ -107,14 +110,15 @@ def unavailable(url: URL, exc: BaseException) -> DatabaseUnavailable:
             hint = "check that the file's folder exists and is writable and the file is a SQLite database"
     else:
         where = f"PostgreSQL at {url.host or 'localhost'}:{url.port or 5432}, database {url.database!r}"
-        low = reason.lower()
         if "does not exist" in low and "database" in low:
             hint = f"create it (createdb {url.database}) or fix loop.database / CREATIVE_LOOP_DATABASE"
         elif "password" in low or "role" in low or "authentication" in low:
             hint = "check the user and password in loop.database / CREATIVE_LOOP_DATABASE"
         else:
             hint = "check that the server is running and reachable, and loop.database / CREATIVE_LOOP_DATABASE"
-    return DatabaseUnavailable(f"cannot use the {where}: {reason} ({hint})", database=str(url.database))
+    return DatabaseUnavailable(
+        f"cannot use the {where}: {reason} ({hint})", database=str(url.database) if url is not None else None
+    )
 
 
 def is_outage(exc: BaseException) -> bool:
