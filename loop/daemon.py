@@ -26,9 +26,10 @@ from sqlalchemy.engine import Engine
 
 from connectors.ads.sharded import ShardedSimulatedAdPlatform
 from connectors.ads.simulated import SimulatedAdPlatform
-from loop.app import build_runtime, make_platform, open_engine, scenario_for
+from loop.app import build_runtime, make_generators, make_platform, open_engine, scenario_for
 from loop.config import Config, load_config
 from loop.locks import LockGuard, round_lock, single_instance
+from loop.plans import campaign_plans
 from loop.tick import TickReport, close_unfinished, tick
 from policies.errors import DatabaseUnavailable
 from storage.db import is_outage, unavailable
@@ -84,12 +85,17 @@ def run_one_tick(cfg: Config, dry_run: bool = False) -> TickReport:
             return executor.tick()
         finally:
             executor.close()
-    # The platform first: a bad config or a missing secret fails before the database is touched.
+    # The platform, the plans and the generators first: a bad config, scenario or missing secret
+    # fails before the database is touched.
     platform = make_platform(cfg, scenario_for(cfg) if cfg.loop.platform == "simulated" else None)
-    rt = build_runtime(cfg, engine=process_engine(cfg.database_url), platform=platform, dry_run=dry_run)
-    rt.on_step = kill_hook(os.environ.get(KILL_AT_ENV, ""))
-    platform = rt.platform
     simulated = isinstance(platform, SimulatedAdPlatform | ShardedSimulatedAdPlatform)
+    plans = campaign_plans(cfg, platform.scenario if simulated else None)
+    generators = make_generators(cfg)
+    rt = build_runtime(
+        cfg, engine=process_engine(cfg.database_url), platform=platform, plans=plans, generators=generators,
+        dry_run=dry_run,
+    )  # fmt: skip
+    rt.on_step = kill_hook(os.environ.get(KILL_AT_ENV, ""))
     # One round at a time, whoever runs it: on the simulated platform a round is a day, read under the lock.
     with round_lock(rt.engine):
         if not dry_run and (closed := close_unfinished(rt.engine)):

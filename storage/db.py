@@ -98,7 +98,7 @@ def unavailable(url: URL | None, exc: BaseException) -> DatabaseUnavailable:
         reason = reason.rsplit(" failed: ", 1)[1].strip()
     low = reason.lower()
     if url is None:
-        where = "database"
+        where = "the database"
         hint = "free some disk space" if "full" in low else "check that the database is running and reachable"
     elif url.get_backend_name() == "sqlite":
         where = f"SQLite database {url.database}"
@@ -111,13 +111,13 @@ def unavailable(url: URL | None, exc: BaseException) -> DatabaseUnavailable:
     else:
         where = f"PostgreSQL at {url.host or 'localhost'}:{url.port or 5432}, database {url.database!r}"
         if "does not exist" in low and "database" in low:
-            hint = f"create it (createdb {url.database}) or fix loop.database / CREATIVE_LOOP_DATABASE"
+            hint = f"create it with createdb {url.database}, or fix loop.database / CREATIVE_LOOP_DATABASE"
         elif "password" in low or "role" in low or "authentication" in low:
             hint = "check the user and password in loop.database / CREATIVE_LOOP_DATABASE"
         else:
             hint = "check that the server is running and reachable, and loop.database / CREATIVE_LOOP_DATABASE"
     return DatabaseUnavailable(
-        f"cannot use the {where}: {reason} ({hint})", database=str(url.database) if url is not None else None
+        f"cannot use {where}: {reason} ({hint})", database=str(url.database) if url is not None else None
     )
 
 

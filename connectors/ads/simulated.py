@@ -24,6 +24,7 @@ import json
 import math
 import os
 import tempfile
+import uuid
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import date, timedelta
@@ -108,7 +109,7 @@ class SimulatedAdPlatform(AdPlatform):
         self._by_day: dict[tuple[str, int], dict[str, InsightRow]] = {}
         self.calls = 0
         self._seq = 0
-        self._seen: tuple[int, int, int] | None = None  # the state file as this object last read or wrote it
+        self._seen: tuple[int, int, int, bytes] | None = None  # the state file as this object last read or wrote it
         for camp in scenario.campaigns:
             main = f"main:{camp.id}"
             self.adsets[main] = SimAdSet(main, f"{camp.id} main", camp.id, 0, 10**9, "ACTIVE")
@@ -362,13 +363,20 @@ class SimulatedAdPlatform(AdPlatform):
         self._by_day.setdefault((ad.campaign, d), {})[ad.ad_id] = row
 
     # -- persistence ---------------------------------------------------------
-    def _signature(self) -> tuple[int, int, int] | None:
+    def _signature(self) -> tuple[int, int, int, bytes] | None:
+        """Which save the state file holds: each save starts with a token of its own.
+
+        (Inode, time and size alone can repeat: a freed inode is reused, and
+        two saves within one clock tick may have the same time and length.)
+        """
         assert self.state_path is not None
         try:
-            st = os.stat(self.state_path)
+            with self.state_path.open("rb") as fh:
+                st = os.fstat(fh.fileno())
+                head = fh.read(64)
         except FileNotFoundError:
             return None
-        return (st.st_ino, st.st_mtime_ns, st.st_size)
+        return (st.st_ino, st.st_mtime_ns, st.st_size, head)
 
     def _sync(self) -> None:
         """Read the state file again if another process saved it since this object last read or wrote it."""
@@ -421,6 +429,7 @@ class SimulatedAdPlatform(AdPlatform):
             if not p.exists():
                 p.write_bytes(data)
         state = {
+            "saved": uuid.uuid4().hex,  # first: what _signature reads
             "day": self.day,
             "seq": self._seq,
             "rng": self.rng.bit_generator.state,

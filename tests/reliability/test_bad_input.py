@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import subprocess
@@ -11,7 +12,16 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
-from reliability_helpers import ROOT, make_runtime, run_days, snapshot, subprocess_env, write_config, write_scenario
+from reliability_helpers import (
+    ROOT,
+    SCENARIO,
+    make_runtime,
+    run_days,
+    snapshot,
+    subprocess_env,
+    write_config,
+    write_scenario,
+)
 from sqlmodel import select
 
 from connectors.ads.base import InsightRow, SourceCreative
@@ -366,3 +376,236 @@ def test_snapshot_helper_reads_the_state(sqlite_engine, tmp_path: Path) -> None:
     rt = make_runtime(sqlite_engine, tmp_path / "run", write_scenario(tmp_path))
     run_days(rt, 2)
     assert snapshot(sqlite_engine, tmp_path / "run" / "platform.json")["platform_day"] == 2
+
+
+# -- issue 15: every bad input the reliability probe found, through the real CLI --------------------------
+# One table; each case is a config (and perhaps a scenario) pointing at a database with history, a
+# command, and the one line it must give. Config and scenario cases run through the CLI's entry point
+# in this process (a subprocess per case costs seconds each); `run`, outages and anything that needs
+# its own environment run `python -m loop` in a subprocess. The database, on each backend, is shared
+# by the cases and must be byte-identical (SQLite) or row-identical (PostgreSQL) after every one.
+LONG = "x" * 5000
+
+
+def _scenario(old: str, new: str) -> str:
+    assert old in SCENARIO, old
+    return SCENARIO.replace(old, new)
+
+
+def _merge(base: str, extra: str) -> str:
+    """``base`` with ``extra``'s lines: a table both have gets them (they win over its keys; TOML allows
+    one of each table), anything else goes after ``base``."""
+
+    def tables(text: str, tag: str) -> tuple[dict[str, list[str]], list[str]]:
+        found: dict[str, list[str]] = {"": []}
+        order, current = [""], ""
+        for line in text.splitlines():
+            if line.startswith("["):
+                # An array of tables ([[campaigns]]) is a new entry every time: never merged.
+                current = f"{line}#{tag}{len(order)}" if line.startswith("[[") else line
+                found[current] = []
+                order.append(current)
+            elif line.strip():
+                found[current].append(line)
+        return found, order
+
+    have, order = tables(base, "b")
+    more, more_order = tables(extra, "e")
+    for header in more_order:
+        if header in have:
+            keys = {line.split("=")[0].strip() for line in more[header]}
+            have[header] = more[header] + [ln for ln in have[header] if ln.split("=")[0].strip() not in keys]
+        else:
+            have[header] = more[header]
+            order.append(header)
+    out: list[str] = []
+    for header in order:
+        out += ([header.split("#")[0]] if header else []) + have[header]
+    return "\n".join(out) + "\n"
+
+
+BAD_INPUTS = [
+    # id, config lines, scenario text (or None: the good one), command, exit code, expected in the line
+    ("test-spend-cap-1e308", '[[campaigns]]\nid = "shop"\ntest_spend_cap = 1e308\n', None, ["tick"], 2,
+     "campaigns[0].test_spend_cap: Input should be less than or equal to 20000000"),
+    ("test-spend-cap-inf", '[[campaigns]]\nid = "shop"\ntest_spend_cap = inf\n', None, ["tick"], 2,
+     "campaigns[0].test_spend_cap: Input should be a finite number"),
+    ("credit-cap-nan", '[defaults]\noverspend = nan\n', None, ["tick"], 2, "defaults.overspend: Input should be a finite number"),
+    ("scenario-cpm-inf", "", _scenario("cpm = 8.0", "cpm = inf"), ["tick"], 2,
+     "campaigns[0].cpm: Input should be a finite number"),
+    ("scenario-budget-over-cap", "", _scenario("test_daily_budget = 60.0", "test_daily_budget = 450.0"), ["tick"], 2,
+     "campaigns[shop]: test_daily_budget 450.0 x overspend 1.25 exceeds test_spend_cap 500.0"),
+    ("scenario-1e17-impressions", "", _scenario("daily_impressions = 30000", "daily_impressions = 100000000000000000"),
+     ["tick"], 2, "campaigns[0].daily_impressions: Input should be less than or equal to 1000000000"),
+    ("scenario-long-creative-id", "", _scenario('id = "steady"', f'id = "{"s" * 101}"'), ["tick"], 2,
+     "campaigns[0].creatives[1].id: String should have at most 100 characters"),
+    ("start-date-yesterday", '[simulated]\nstart_date = "yesterday"\n', None, ["tick"], 2,
+     "simulated.start_date: expected a date YYYY-MM-DD, got 'yesterday'"),
+    ("scenario-file-missing", '[simulated]\nscenario = "/nonexistent/scenario.toml"\n', None, ["tick"], 2,
+     "simulated.scenario: no scenario file '/nonexistent/scenario.toml'"),
+    ("interval-1e308", "[loop]\ninterval_minutes = 1e308\n", None, ["run"], 2,
+     "loop.interval_minutes: Input should be less than or equal to 527040"),
+    ("data-dir-too-long", f'[loop]\ndata_dir = "{"d" * 300}"\n', None, ["tick"], 2,
+     "loop.data_dir: path too long (300 characters"),
+    ("data-dir-a-file", '[loop]\ndata_dir = "{tmp}/a-file"\n', None, ["tick"], 2, "loop.data_dir: is a file, expected a folder"),
+    ("data-dir-read-only", '[loop]\ndata_dir = "{tmp}/read-only"\n', None, ["tick"], 2, "loop.data_dir: is not writable"),
+    ("campaign-id-5000-chars", f'[[campaigns]]\nid = "{LONG}"\n', None, ["tick"], 2,
+     "campaigns[0].id: String should have at most 64 characters"),
+    ("actor-5000-chars", "", None, ["approve", "shop:hero:2026-01-20"], 2,
+     "CREATIVE_LOOP_USER: expected a user name of at most 100 printable characters, got 5000"),
+    ("empty-default-config", None, None, ["status"], 2, "creative-loop.toml: the file is empty; add settings, or pass --config"),
+    ("database-folder-a-file", '[loop]\ndatabase = "sqlite:///{tmp}/a-file/db.sqlite"\n', None, ["status"], 2,
+     "loop.database: cannot create the database's folder {tmp}/a-file"),
+    ("postgres-down-tick", '[loop]\ndatabase = "postgresql+psycopg://postgres:hunter2@127.0.0.1:{closed}/test"\n', None,
+     ["tick"], 1, "cannot use PostgreSQL at 127.0.0.1:{closed}, database 'test': Connection refused (check that the server is running"),
+    ("postgres-down-status", '[loop]\ndatabase = "postgresql+psycopg://postgres:hunter2@127.0.0.1:{closed}/test"\n', None,
+     ["status"], 1, "cannot use PostgreSQL at 127.0.0.1:{closed}"),
+    ("postgres-down-spend", '[loop]\ndatabase = "postgresql+psycopg://postgres:hunter2@127.0.0.1:{closed}/test"\n', None,
+     ["spend"], 1, "cannot use PostgreSQL at 127.0.0.1:{closed}"),
+    ("postgres-database-missing", '[loop]\ndatabase = "{pg_server}/no_such_database_15"\n', None, ["status"], 1,
+     "database 'no_such_database_15': database \"no_such_database_15\" does not exist (create it with createdb"),
+    ("postgres-driver-missing", '[loop]\ndatabase = "postgresql+psycopg://postgres@127.0.0.1:{closed}/test"\n', None,
+     ["status"], 2, "loop.database: the PostgreSQL driver is not installed (psycopg missing): pip install 'creative-loop[postgres]'"),
+]  # fmt: skip
+SUBPROCESS = {"interval-1e308", "data-dir-read-only", "postgres-driver-missing", "actor-5000-chars"}
+NEEDS_SERVER = {"postgres-database-missing"}  # the other postgres-* cases need no server: they run once
+
+
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def history(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """A database with two days of history on each backend, written by `tick` with a good config."""
+    from loop.cli import main
+
+    from conftest import pg_url
+
+    folder = tmp_path_factory.mktemp(f"history-{request.param}")
+    with contextlib.ExitStack() as stack:
+        if request.param == "sqlite":
+            url = f"sqlite:///{folder / 'db.sqlite'}"
+        else:
+            base = pg_url(request.config)
+            if not base:
+                pytest.skip("PostgreSQL not selected (set CREATIVE_LOOP_TEST_PG or --pg)")
+            from reliability_helpers import pg_schema
+
+            url = stack.enter_context(pg_schema(base))
+        good = write_config(folder / "good", url, write_scenario(folder))
+        try:
+            for _ in range(2):
+                assert main(["tick", "--config", str(good)]) == 0
+        finally:
+            import loop.daemon
+
+            for engine in loop.daemon._ENGINES.values():
+                engine.dispose()
+            loop.daemon._ENGINES.clear()
+        yield url, folder
+
+
+def _database_image(url: str) -> object:
+    """What must not change: the SQLite file's bytes, or every row of every table."""
+    if url.startswith("sqlite"):
+        db = Path(url.removeprefix("sqlite:///"))
+        return {p.name: p.read_bytes() for p in db.parent.glob(db.name + "*") if p.is_file()}
+    from sqlalchemy import select as sa_select
+    from sqlmodel import SQLModel
+
+    from storage.db import make_engine
+
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            return {
+                t.name: sorted(map(repr, conn.execute(sa_select(t)).all())) for t in SQLModel.metadata.sorted_tables
+            }
+    finally:
+        engine.dispose()
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])  # nothing listens there once it is closed
+
+
+def _read_only_wrapper(folder: Path) -> list[str] | None:
+    """A command prefix that runs the CLI with ``folder`` read-only (None if this machine cannot)."""
+    import shutil
+
+    if os.geteuid() != 0:
+        folder.chmod(0o500)
+        return []
+    if shutil.which("unshare") is None:
+        return None
+    probe = subprocess.run(["unshare", "-m", "mount", "-t", "tmpfs", "none", str(folder)], capture_output=True)
+    if probe.returncode != 0:
+        return None
+    script = f'mount --bind "{folder}" "{folder}" && mount -o remount,bind,ro "{folder}" && exec "$@"'
+    return ["unshare", "-m", "sh", "-c", script, "sh"]
+
+
+@pytest.mark.parametrize(
+    ("case", "config", "scenario", "command", "code", "expected"), BAD_INPUTS, ids=[c[0] for c in BAD_INPUTS]
+)
+def test_every_bad_input_is_one_line_and_changes_nothing(
+    history, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+    case: str, config: str | None, scenario: str | None, command: list[str], code: int, expected: str,
+) -> None:  # type: ignore[no-untyped-def]  # fmt: skip
+    url, folder = history
+    if case in NEEDS_SERVER and url.startswith("sqlite"):
+        pytest.skip("needs the PostgreSQL server")
+    if case.startswith("postgres") and case not in NEEDS_SERVER and not url.startswith("sqlite"):
+        pytest.skip("needs no server: run once, beside the SQLite history")
+    values = {"tmp": str(tmp_path), "closed": str(_closed_port()), "pg_server": url.split("?", 1)[0].rsplit("/", 1)[0]}
+    (tmp_path / "a-file").write_text("not a folder")
+    (tmp_path / "read-only").mkdir()
+    scenario_path = write_scenario(tmp_path / "scen", scenario or SCENARIO)
+    cfg = write_config(tmp_path, url, scenario_path)
+    if config is not None:
+        cfg.write_text(_merge(cfg.read_text(), config.format(**values)))
+        args = [*command, "--config", str(cfg)]
+    else:
+        (tmp_path / "creative-loop.toml").write_text("")
+        args = list(command)
+    expected = expected.format(**values)
+    before = _database_image(url)
+    if case in SUBPROCESS:
+        env = subprocess_env()
+        prefix: list[str] = []
+        if case == "actor-5000-chars":
+            env["CREATIVE_LOOP_USER"] = LONG
+        if case == "postgres-driver-missing":
+            shadow = tmp_path / "no-psycopg" / "psycopg"
+            shadow.mkdir(parents=True)
+            (shadow / "__init__.py").write_text(
+                "raise ModuleNotFoundError(\"No module named 'psycopg'\", name='psycopg')\n"
+            )
+            env["PYTHONPATH"] = f"{shadow.parent}{os.pathsep}{env['PYTHONPATH']}"
+        if case == "data-dir-read-only":
+            wrapper = _read_only_wrapper(tmp_path / "read-only")
+            if wrapper is None:
+                pytest.skip("cannot make a folder read-only here (root without mount namespaces)")
+            prefix = wrapper
+        proc = subprocess.run(
+            [*prefix, sys.executable, "-m", "loop", *args], env=env, cwd=tmp_path, capture_output=True, text=True,
+            timeout=120,
+        )  # fmt: skip
+        got, err = proc.returncode, proc.stderr
+    else:
+        from loop.cli import main
+
+        monkeypatch.chdir(tmp_path)
+        monkeypatch.delenv("CREATIVE_LOOP_DATABASE", raising=False)
+        capsys.readouterr()
+        got = main(args)
+        err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert got == code, err
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert lines[0].startswith("creative-loop: ") and expected in lines[0], lines[0]
+    if config and "{" not in config.split("database")[0] and code == 2 and "campaigns" in expected:
+        assert str(cfg) in lines[0] or str(scenario_path) in lines[0], lines[0]
+    assert "hunter2" not in err and len(lines[0]) < 400, lines[0]
+    assert _database_image(url) == before, f"{case} changed the database"
