@@ -150,19 +150,32 @@ def _scheduler_class() -> Any:
     from apscheduler.schedulers.blocking import BlockingScheduler
 
     class Scheduler(BlockingScheduler):
-        """A scheduler that submits nothing once it is shut down.
+        """A scheduler that a signal stops from its own loop.
 
-        APScheduler's loop may wake up while a shutdown (SIGTERM) is under
-        way and hand a due job to the stopped executor, which logs "cannot
-        schedule new futures after shutdown".  Checking the state under the
-        locks that ``shutdown`` takes closes that window.
+        Shut down from a signal handler (or another thread), APScheduler's
+        loop may hand a due job to the stopped executor, which logs "cannot
+        schedule new futures after shutdown".  Here the handler only asks
+        (:meth:`request_stop`); the loop's own thread shuts down between two
+        rounds of submitting, waiting for the tick in progress.
         """
 
+        stop_requested = False
+
+        def request_stop(self) -> None:
+            self.stop_requested = True  # a plain assignment: safe inside a signal handler
+            # Wake the loop (it may sleep until the next tick, an hour away) from a thread of its own.
+            threading.Thread(target=self._wake, name="stop", daemon=True).start()
+
+        def _wake(self) -> None:
+            with contextlib.suppress(Exception):  # not started yet: start() wakes itself
+                self.wakeup()
+
         def _process_jobs(self) -> Any:
-            with self._executors_lock, self._jobstores_lock:
-                if self.state == STATE_STOPPED:
-                    return None
-                return super()._process_jobs()
+            if self.stop_requested:
+                if self.state != STATE_STOPPED:
+                    self.shutdown(wait=True)
+                return None
+            return super()._process_jobs()
 
     return Scheduler
 
@@ -203,9 +216,7 @@ def run_daemon(cfg: Config) -> None:
             raise SystemExit(0)
         log.info("signal %s: finishing the current tick, then stopping", signal.Signals(signum).name)
         if "scheduler" in current:
-            # Not from this handler: it interrupts the scheduler's own loop, which would then
-            # go on with the executor shut under it. Another thread waits for the tick instead.
-            threading.Thread(target=_shutdown, args=(current["scheduler"],), name="shutdown", daemon=True).start()
+            current["scheduler"].request_stop()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
@@ -233,7 +244,7 @@ def run_daemon(cfg: Config) -> None:
             )
             current["scheduler"] = scheduler
             if stopping.is_set():
-                break
+                break  # the signal came before the scheduler existed
             log.info("daemon started (%s)", cfg.loop.cron or f"every {cfg.loop.interval_minutes} min")
             started = time.monotonic()
             try:
@@ -252,19 +263,6 @@ def run_daemon(cfg: Config) -> None:
                 stopping.wait(backoff)
                 backoff = min(backoff * 2, 60.0)
         log.info("daemon stopped")
-
-
-def _shutdown(scheduler: Any) -> None:
-    from apscheduler.schedulers import SchedulerNotRunningError
-
-    for _ in range(300):
-        try:
-            scheduler.shutdown(wait=True)
-            return
-        except SchedulerNotRunningError:
-            time.sleep(0.1)  # the signal came while it was starting: it is on its way
-        except Exception:
-            return
 
 
 __all__ = ["run_one_tick", "run_daemon", "scheduled_tick", "date"]

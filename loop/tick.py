@@ -225,6 +225,7 @@ def tick(
                 except ConnectorError as exc:
                     log.error("the day's end failed: %s", exc)
                     report.errors.append(f"end of day {today}: {exc}")
+                rt.step("day-end")
             if rt.dry_run:
                 session.rollback()
             else:
