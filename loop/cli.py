@@ -103,7 +103,7 @@ def simulate(
         _print_summary(run.result)
         console.print(f"result: {target}   images: {out / 'gallery'}")
     for line in run.errors:
-        err_console.print(f"error: {line}", soft_wrap=True)
+        err_console.print(f"error: {line}", soft_wrap=True, markup=False, highlight=False)
     if run.errors:
         raise typer.Exit(1)  # a tick failed: the result is not the whole run
 
@@ -201,7 +201,7 @@ def tick_cmd(
         for line in report.plan:
             console.print(f"  would: {line}")
     for line in report.errors:
-        err_console.print(f"error: {line}")
+        err_console.print(f"error: {line}", soft_wrap=True, markup=False, highlight=False)  # one line each
     if report.errors:
         raise typer.Exit(1)
 

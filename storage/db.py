@@ -8,6 +8,7 @@ production store.  The schema is owned by Alembic (``storage/migrations``):
 from __future__ import annotations
 
 import errno
+import os
 from pathlib import Path
 
 from alembic import command
@@ -102,8 +103,8 @@ def unavailable(url: URL | None, exc: BaseException) -> DatabaseUnavailable:
         hint = "free some disk space" if "full" in low else "check that the database is running and reachable"
     elif url.get_backend_name() == "sqlite":
         where = f"SQLite database {url.database}"
-        if "full" in low:
-            hint = "free some disk space"
+        if "full" in low or _disk_full(Path(url.database or ".").parent):
+            hint = "its disk is full: free some space"
         elif "readonly" in low or "read-only" in low:
             hint = "check that the file and its folder are writable"
         else:
@@ -129,6 +130,15 @@ def is_outage(exc: BaseException) -> bool:
         return True
     name = type(getattr(exc, "orig", None)).__name__
     return isinstance(exc, DBAPIError) and name in ("OperationalError", "InterfaceError")
+
+
+def _disk_full(folder: Path) -> bool:
+    """Whether the file system holding ``folder`` has (next to) no room left: SQLite then says "disk I/O error"."""
+    try:
+        st = os.statvfs(folder)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < 64 * 1024
 
 
 def disk_full(exc: BaseException) -> bool:

@@ -609,3 +609,84 @@ def test_every_bad_input_is_one_line_and_changes_nothing(
         assert str(cfg) in lines[0] or str(scenario_path) in lines[0], lines[0]
     assert "hunter2" not in err and len(lines[0]) < 400, lines[0]
     assert _database_image(url) == before, f"{case} changed the database"
+
+
+def test_simulate_exits_1_when_a_tick_failed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before, every tick could report an error and `simulate` still exited 0 with a result."""
+    import loop.simulate
+    from loop.cli import main
+
+    class Refusing(SimulatedAdPlatform):
+        def insights(self, campaign, since, until):  # type: ignore[no-untyped-def]
+            if self.day == 3:
+                raise InvalidPayload("clicks (50) exceed impressions (10)", campaign)
+            return super().insights(campaign, since, until)
+
+    # Nothing in a valid scenario makes the simulator fail a tick any more: a platform that does stands in.
+    monkeypatch.setattr(loop.simulate, "SimulatedAdPlatform", Refusing)
+    scenario = write_scenario(tmp_path)
+    capsys.readouterr()
+    code = main(["simulate", "--scenario", str(scenario), "--out", str(tmp_path / "out"), "--quiet", "--days", "5"])
+    err = capsys.readouterr().err
+    assert code == 1, err
+    assert err.strip().splitlines() == ["error: day 3: shop: campaign shop: clicks (50) exceed impressions (10)"], err
+    assert (tmp_path / "out" / "result.json").exists()  # what ran is still scored
+
+
+def _namespaces() -> bool:
+    import shutil
+
+    if shutil.which("unshare") is None:
+        return False
+    probe = subprocess.run(["unshare", "-m", "sh", "-c", "mount -t tmpfs none /mnt"], capture_output=True)
+    return probe.returncode == 0
+
+
+@pytest.mark.skipif(not _namespaces(), reason="needs a private mount namespace (root, unshare) for a tiny tmpfs")
+@pytest.mark.parametrize("what", ["database", "data_dir"])
+def test_a_full_disk_is_one_line(history, tmp_path: Path, what: str) -> None:  # type: ignore[no-untyped-def]
+    """A real full file system: a 1 MiB tmpfs, filled up, in a mount namespace of the command's own.
+
+    ``database``: the SQLite database (and its data) on it, the write of the tick's record fails;
+    ``data_dir``: only the simulated platform's state on it, saving the day fails. One line, exit 1,
+    and the database as it was.
+    """
+    url, folder = history
+    if not url.startswith("sqlite"):
+        pytest.skip("the database on a tmpfs: SQLite")
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    good_db = Path(url.removeprefix("sqlite:///"))
+    on_disk = disk / "db.sqlite" if what == "database" else tmp_path / "db.sqlite"
+    cfg = write_config(tmp_path, f"sqlite:///{on_disk}", write_scenario(tmp_path / "scen"), log_format="json")
+    text = cfg.read_text().replace(f'"{tmp_path / "data"}"', f'"{disk / "data"}"')
+    cfg.write_text(text)
+    kept = tmp_path / "after"
+    kept.mkdir()
+    script = " && ".join(
+        [
+            f'mount -t tmpfs -o size=1m none "{disk}"',
+            f'cp "{good_db}" "{on_disk}"',
+            f'cp -r "{folder / "good" / "data"}" "{disk / "data"}"',
+            f'cp "{on_disk}" "{kept / "before.db"}"',
+            f'(dd if=/dev/zero of="{disk / "filler"}" bs=4k 2>/dev/null || true)',
+            f'("$@"; echo $? > "{kept / "code"}")',
+            f'cp "{on_disk}" "{kept / "after.db"}"',
+        ]
+    )
+    proc = subprocess.run(
+        ["unshare", "-m", "sh", "-c", script, "sh", sys.executable, "-m", "loop", "tick", "--config", str(cfg)],
+        env=subprocess_env(), cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    # The tick's own log lines (JSON here) may come first; the error is one line of its own.
+    lines = [ln for ln in proc.stderr.strip().splitlines() if not ln.startswith("{")]
+    assert (kept / "code").read_text().strip() == "1", proc.stderr
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    if what == "database":
+        assert lines[0].startswith(f"creative-loop: cannot use SQLite database {on_disk}: "), lines[0]
+        assert lines[0].endswith("(its disk is full: free some space)"), lines[0]
+    else:
+        assert lines[0].startswith("error: end of day ") and lines[0].endswith("No space left on device"), lines[0]
+    assert (kept / "after.db").read_bytes() == (kept / "before.db").read_bytes() or what == "data_dir"
