@@ -54,10 +54,11 @@ def make_engine(url: str, **kwargs: object) -> Engine:
         return engine
     try:
         return create_engine(url, pool_pre_ping=True, **kwargs)
-    except ModuleNotFoundError as exc:
+    except ImportError as exc:
         raise ConfigError(
             "loop.database", "",
-            f"the PostgreSQL driver is not installed ({exc.name} missing): pip install 'creative-loop[postgres]'",
+            f"the PostgreSQL driver is not installed ({exc.name or 'psycopg'} missing): "
+            "pip install 'creative-loop[postgres]'",
         ) from None  # fmt: skip
 
 
