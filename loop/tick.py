@@ -31,7 +31,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from connectors.ads.base import AdPlatform, Mutation
-from connectors.ads.payloads import check_rows
+from connectors.ads.payloads import AD_ID, InvalidPayload, check_rows
 from connectors.images.base import ImageGenerator
 from connectors.retry import RetrySettings, call_with_retry
 from loop import events
@@ -367,6 +367,9 @@ def sync_ads(session: Session, campaign_id: str, ads: list) -> None:  # type: ig
         if c.platform_ad_id
     }
     for ad in ads:
+        if not isinstance(ad.ad_id, str) or not AD_ID.match(ad.ad_id):
+            # Every id from outside is checked against what storage holds (platform_ad_id: 100).
+            raise InvalidPayload(f"ad_id: expected an id, got {str(ad.ad_id)[:60]!r}", campaign_id, "ads")
         status = "active" if ad.status == "ACTIVE" else "paused"
         creative = known.get(ad.ad_id)
         if creative is None and ad.name.startswith("cl:"):
@@ -376,7 +379,7 @@ def sync_ads(session: Session, campaign_id: str, ads: list) -> None:  # type: ig
                 id=live_creative_id(campaign_id, ad.ad_id),
                 campaign_id=campaign_id,
                 role="live",
-                label=ad.name,
+                label=ad.name[:40],  # storage keeps 40 characters of a label; ad names run to 400
                 platform_ad_id=ad.ad_id,
                 status=status,
                 headline=ad.headline,
