@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import io
 import json
 import math
 import os
 import tempfile
-import uuid
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import date, timedelta
@@ -429,7 +429,6 @@ class SimulatedAdPlatform(AdPlatform):
             if not p.exists():
                 p.write_bytes(data)
         state = {
-            "saved": uuid.uuid4().hex,  # first: what _signature reads
             "day": self.day,
             "seq": self._seq,
             "rng": self.rng.bit_generator.state,
@@ -440,8 +439,12 @@ class SimulatedAdPlatform(AdPlatform):
         }
         fd, tmp = tempfile.mkstemp(dir=self.state_path.parent, suffix=".part")
         try:
+            body = json.dumps(state)
+            # First in the file, what _signature reads: a digest of the state (a state, not a moment,
+            # so that equal states are equal files).
+            saved = hashlib.sha256(body.encode()).hexdigest()[:32]
             with os.fdopen(fd, "w") as fh:
-                json.dump(state, fh)
+                fh.write(f'{{"saved": "{saved}", {body[1:]}')
             os.replace(tmp, self.state_path)
         except BaseException:
             with contextlib.suppress(OSError):
