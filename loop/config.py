@@ -181,14 +181,6 @@ class LoopSettings(_Frozen):
             raise ValueError(f"unsupported database {backend!r} (sqlite or postgresql)")
         return value
 
-    @field_validator("data_dir")
-    @classmethod
-    def _usable_folder(cls, value: str) -> str:
-        problem = folder_problem(Path(value))
-        if problem:
-            raise ValueError(problem)
-        return value
-
 
 class SimulatedSettings(_Frozen):
     scenario: str = ""  # empty: the bundled example scenario
@@ -205,13 +197,6 @@ class SimulatedSettings(_Frozen):
             raise ValueError(f"expected a date YYYY-MM-DD, got {value!r}") from None
         if not date(2000, 1, 1) <= day <= date(2100, 1, 1):
             raise ValueError(f"expected a date between 2000 and 2100, got {value!r}")
-        return value
-
-    @field_validator("scenario")
-    @classmethod
-    def _scenario_file(cls, value: str) -> str:
-        if value and not Path(value).is_file():
-            raise ValueError(f"no scenario file {value!r}" + (" (a folder)" if Path(value).is_dir() else ""))
         return value
 
 
@@ -403,12 +388,14 @@ def folder_problem(folder: Path) -> str:
     return "" if writable else f"cannot be made: {existing} is not writable"
 
 
-def load_config(path: str | Path | None = None) -> Config:
+def load_config(path: str | Path | None = None, *, check_paths: bool = True) -> Config:
     """Load ``path``, or ``./creative-loop.toml``, or the bundled example.
 
     An empty ``./creative-loop.toml`` found by default is an error (a file
     truncated by mistake must not run on every default); naming it with
-    ``--config`` says the defaults are meant.
+    ``--config`` says the defaults are meant.  ``check_paths`` also checks
+    that ``loop.data_dir`` can be written and ``simulated.scenario`` exists
+    (``doctor`` checks them itself, to report them beside everything else).
     """
     explicit = path is not None
     if path is None:
@@ -430,4 +417,12 @@ def load_config(path: str | Path | None = None) -> Config:
             err = translate(path, CampaignSettings, exc)
             key = f"campaigns[{i}]" + (f".{err.key}" if err.key else "")
             raise ConfigError(str(path), key, err.problem) from None
+    if check_paths:
+        problem = folder_problem(Path(model.loop.data_dir))
+        if problem:
+            raise ConfigError(str(path), "loop.data_dir", problem)
+        scenario = model.simulated.scenario
+        if scenario and not Path(scenario).is_file():
+            kind = " (a folder)" if Path(scenario).is_dir() else ""
+            raise ConfigError(str(path), "simulated.scenario", f"no scenario file {scenario!r}{kind}")
     return Config(model, path)

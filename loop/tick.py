@@ -203,21 +203,21 @@ def tick(
             session.commit()
         try:
             for plan in rt.plans:
-                try:
-                    # One writer per campaign: the daemon, `tick`, `approve`, `reject`, `fix`, the dashboard.
-                    with log_context(campaign=plan.id), campaign_lock(rt.engine, plan.id):
-                        session.expire_all()  # read everything again now that nobody else writes it
+                # One writer per campaign: the daemon, `tick`, `approve`, `reject`, `fix`, the dashboard.
+                with log_context(campaign=plan.id), campaign_lock(rt.engine, plan.id):
+                    session.expire_all()  # read everything again now that nobody else writes it
+                    try:
                         _tick_campaign(rt, session, plan, today, report, advance)
-                except AuthExpired as exc:
-                    session.rollback()
-                    _halt(rt, session, plan.id, str(exc))
-                    report.errors.append(f"{plan.id}: {exc}")
-                except ConnectorError as exc:
-                    # One campaign's platform trouble must not stop the others;
-                    # every step is idempotent, so the next tick resumes here.
-                    session.rollback()
-                    log.warning("campaign %s: %s", plan.id, exc)
-                    report.errors.append(f"{plan.id}: {exc}")
+                    except AuthExpired as exc:
+                        session.rollback()
+                        _halt(rt, session, plan.id, str(exc))
+                        report.errors.append(f"{plan.id}: {exc}")
+                    except ConnectorError as exc:
+                        # One campaign's platform trouble must not stop the others;
+                        # every step is idempotent, so the next tick resumes here.
+                        session.rollback()
+                        log.warning("campaign %s: %s", plan.id, exc)
+                        report.errors.append(f"{plan.id}: {exc}")
             report.plan = list(rt.plan_lines)
             if end_of_day is not None and not rt.dry_run:
                 try:
