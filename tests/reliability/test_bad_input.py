@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
@@ -32,6 +34,16 @@ from storage.imagecheck import ImageRejected, load_image
 from storage.ledger import Ledger
 from storage.models import Creative, DailyMetric, Experiment
 from storage.safenames import UnsafePath, contained, safe_component
+
+
+@pytest.fixture(autouse=True)
+def _keep_logging() -> Iterator[None]:
+    """The CLI run in this process sets up logging on pytest's captured stream: put it back after each test."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -490,6 +502,8 @@ def history(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
 
             url = stack.enter_context(pg_schema(base))
         good = write_config(folder / "good", url, write_scenario(folder))
+        root = logging.getLogger()
+        handlers, level = root.handlers[:], root.level
         try:
             for _ in range(2):
                 assert main(["tick", "--config", str(good)]) == 0
@@ -499,6 +513,8 @@ def history(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
             for engine in loop.daemon._ENGINES.values():
                 engine.dispose()
             loop.daemon._ENGINES.clear()
+            root.handlers[:] = handlers
+            root.setLevel(level)
         yield url, folder
 
 
