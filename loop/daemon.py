@@ -88,8 +88,8 @@ def run_one_tick(cfg: Config, dry_run: bool = False) -> TickReport:
     # The platform, the plans and the generators first: a bad config, scenario or missing secret
     # fails before the database is touched.
     platform = make_platform(cfg, scenario_for(cfg) if cfg.loop.platform == "simulated" else None)
-    simulated = isinstance(platform, SimulatedAdPlatform | ShardedSimulatedAdPlatform)
-    plans = campaign_plans(cfg, platform.scenario if simulated else None)
+    sim = platform if isinstance(platform, SimulatedAdPlatform | ShardedSimulatedAdPlatform) else None
+    plans = campaign_plans(cfg, sim.scenario if sim is not None else None)
     generators = make_generators(cfg)
     rt = build_runtime(
         cfg, engine=process_engine(cfg.database_url), platform=platform, plans=plans, generators=generators,
@@ -100,9 +100,9 @@ def run_one_tick(cfg: Config, dry_run: bool = False) -> TickReport:
     with round_lock(rt.engine):
         if not dry_run and (closed := close_unfinished(rt.engine)):
             log.warning("closed %d unfinished tick record(s) as failed (a tick process died)", closed)
-        today = platform.today() if simulated else datetime.now(UTC).date()
+        today = sim.today() if sim is not None else datetime.now(UTC).date()
         # The day's delivery is saved before the tick is recorded as done.
-        end_of_day = platform.run_day if simulated and not dry_run else None
+        end_of_day = sim.run_day if sim is not None and not dry_run else None
         report = tick(rt, today, end_of_day=end_of_day, one_record_per_day=True)
     log.info(
         "tick %s: %d detected, %d transitions, %d errors",
