@@ -280,7 +280,7 @@ def dump_toml(data: dict[str, Any]) -> str:
     def table(path: list[str], body: dict[str, Any], header: str | None) -> None:
         if header is not None:
             lines.extend(["", header])
-        subtables = []
+        subtables: list[tuple[str, Any, bool]] = []
         for k, v in body.items():
             if isinstance(v, dict):
                 subtables.append((k, v, False))

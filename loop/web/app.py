@@ -28,6 +28,7 @@ from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
+from starlette.types import Scope
 
 from loop.config import Config
 from loop.plans import CampaignPlan
@@ -125,7 +126,7 @@ class Dashboard:
     def error(self, request: Request, status: int, message: str) -> HTMLResponse:
         return self.render(request, "error.html", status_code=status, status=status, message=message, title="error")
 
-    def server_error(self, scope: dict[str, Any], error_id: str) -> Response:
+    def server_error(self, scope: Scope, error_id: str) -> Response:
         """The page a 500 shows: no detail, the id under which the log has it (the Guard adds the headers)."""
         message = "Something went wrong on our side; nothing was changed by this page."
         html = self.env.get_template("error.html").render(

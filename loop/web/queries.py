@@ -77,6 +77,10 @@ def as_utc(moment: datetime | None) -> datetime | None:
     """SQLite hands back naive datetimes; everything we store is UTC."""
     if moment is None:
         return None
+    return _utc(moment)
+
+
+def _utc(moment: datetime) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
@@ -182,13 +186,13 @@ class PlatformCalendar:
     """
 
     def __init__(self, runs: Iterable[tuple[datetime, datetime | None, date]]) -> None:
-        ordered = sorted((as_utc(s), as_utc(f), d) for s, f, d in runs)  # type: ignore[type-var]
+        ordered: list[tuple[datetime, datetime | None, date]] = sorted((_utc(s), as_utc(f), d) for s, f, d in runs)
         self._starts = [s for s, _, _ in ordered]
         self._runs = ordered
 
     @classmethod
     def load(cls, session: Session, since: datetime | None = None, until: datetime | None = None) -> PlatformCalendar:
-        stmt = select(TickRun.started_at, TickRun.finished_at, TickRun.day).where(
+        stmt = select(col(TickRun.started_at), col(TickRun.finished_at), col(TickRun.day)).where(
             TickRun.dry_run == False,  # noqa: E712
             col(TickRun.day).is_not(None),
         )
@@ -196,12 +200,12 @@ class PlatformCalendar:
             stmt = stmt.where(TickRun.started_at >= since - timedelta(days=1))
         if until is not None:
             stmt = stmt.where(TickRun.started_at <= until)
-        return cls(session.exec(stmt).all())  # type: ignore[arg-type]
+        return cls((s, f, d) for s, f, d in session.exec(stmt).all() if s is not None and d is not None)
 
     def day_of(self, moment: datetime | None) -> date | None:
-        at = as_utc(moment)
-        if at is None:
+        if moment is None:
             return None
+        at = _utc(moment)
         i = bisect.bisect_right(self._starts, at) - 1
         if i < 0:
             return None
@@ -316,7 +320,7 @@ def latest_experiments(session: Session, creative_ids: Sequence[str]) -> dict[st
     for e in session.exec(
         select(Experiment)
         .where(col(Experiment.parent_creative_id).in_(list(creative_ids)))
-        .order_by(Experiment.created_at, Experiment.id)
+        .order_by(col(Experiment.created_at), col(Experiment.id))
     ).all():
         latest[e.parent_creative_id] = e
     return latest
@@ -560,15 +564,16 @@ def overview(
             cache.put(key, caps)
     out = []
     for camp in camps:
-        creatives, others = [], []
+        creatives: list[dict[str, Any]] = []
+        others: list[dict[str, Any]] = []
         for c in by_campaign.get(camp.id, []):
             reading = readings.get(c.id, {"status": "too little data", "day": None})
-            imps, clicks = recent.get(c.id, (0, 0))
+            shown, clicked = recent.get(c.id, (0, 0))
             # Active ads in the table; paused or replaced ones in a line under it.
             (creatives if c.status == "active" else others).append(
                 {
                     "creative": c,
-                    "ctr": clicks / imps if imps else None,
+                    "ctr": clicked / shown if shown else None,
                     "days": shape.get(c.id, (0,))[0],
                     "status": creative_status(
                         c, latest.get(c.id), reading["status"], names, fatigue_day=reading["day"]
@@ -655,7 +660,7 @@ def arm_cards(session: Session, exp: Experiment, *, seed_rng: bool = True) -> di
     from loop.experiments import arm_counts
     from loop.web.charts import ctr_interval
 
-    arms = list(session.exec(select(Arm).where(Arm.experiment_id == exp.id).order_by(Arm.position)).all())
+    arms = list(session.exec(select(Arm).where(Arm.experiment_id == exp.id).order_by(col(Arm.position))).all())
     clicks, imps = arm_counts(session, arms, date.max)
     prob = np.zeros(len(arms))
     if arms and imps.sum() > 0:
@@ -727,17 +732,19 @@ def experiment_view(session: Session, exp: Experiment, target: float = DEFAULT_T
     labels = arms["labels"]
     evts = list(
         session.exec(
-            select(AuditEvent).where(AuditEvent.experiment_id == exp.id).order_by(AuditEvent.at, AuditEvent.id)
+            select(AuditEvent)
+            .where(AuditEvent.experiment_id == exp.id)
+            .order_by(col(AuditEvent.at), col(AuditEvent.id))
         ).all()
     )
     decisions = list(
         session.exec(
-            select(BanditDecision).where(BanditDecision.experiment_id == exp.id).order_by(BanditDecision.day)
+            select(BanditDecision).where(BanditDecision.experiment_id == exp.id).order_by(col(BanditDecision.day))
         ).all()
     )
     mutations = list(
         session.exec(
-            select(PlatformMutation).where(PlatformMutation.experiment_id == exp.id).order_by(PlatformMutation.id)
+            select(PlatformMutation).where(PlatformMutation.experiment_id == exp.id).order_by(col(PlatformMutation.id))
         ).all()
     )
     campaign = session.get(Campaign, exp.campaign_id)
@@ -821,7 +828,7 @@ def flag_items(creative: Creative) -> list[tuple[str, str]]:
         known.append(("fidelity", f"{float(fidelity):.3f}"))
     elif fidelity is not None:
         known.append(("fidelity", _shown(fidelity)))
-    rest = []
+    rest: list[tuple[str, str]] = []
     for key, value in sorted(flags.items()):
         (known if key in KNOWN_FLAGS else rest).append((KNOWN_FLAGS.get(key, key), _shown(value)[:120]))
     return known + rest
@@ -835,7 +842,7 @@ def lineages(session: Session, exps: Sequence[Experiment]) -> list[dict[str, Any
         for c in session.exec(
             select(Creative)
             .where(col(Creative.experiment_id).in_(ids), Creative.role == "draft")
-            .order_by(Creative.created_at, Creative.id)
+            .order_by(col(Creative.created_at), col(Creative.id))
         ).all():
             drafts[c.experiment_id or ""].append(c)
     wanted = {x for e in exps for x in (e.parent_creative_id, e.pro_creative_id, e.scaled_creative_id) if x}
@@ -884,7 +891,9 @@ def gallery(
 
 def all_lineages(session: Session, campaign: str) -> list[dict[str, Any]]:
     exps = session.exec(
-        select(Experiment).where(Experiment.campaign_id == campaign).order_by(Experiment.created_at, Experiment.id)
+        select(Experiment)
+        .where(Experiment.campaign_id == campaign)
+        .order_by(col(Experiment.created_at), col(Experiment.id))
     ).all()
     return lineages(session, exps)
 
@@ -893,7 +902,9 @@ def approvals(session: Session, targets: Mapping[str, float] | None = None) -> l
     """What waits for a person, each with the evidence needed to decide."""
     targets = targets or {}
     waiting = session.exec(
-        select(Experiment).where(Experiment.state == "awaiting_approval").order_by(Experiment.updated_at, Experiment.id)
+        select(Experiment)
+        .where(Experiment.state == "awaiting_approval")
+        .order_by(col(Experiment.updated_at), col(Experiment.id))
     ).all()
     out = []
     for exp, item in zip(waiting, lineages(session, waiting), strict=True):
@@ -988,7 +999,7 @@ def _ledger_view(session: Session, campaign: str | None, plans: Mapping[str, Cam
         stmt = stmt.where(Campaign.id == campaign)
     camps = session.exec(stmt).all()
     lt = LedgerEntry.__table__  # type: ignore[attr-defined]
-    entries_stmt = select(
+    entries_stmt = select(  # type: ignore[call-overload]
         lt.c.campaign_id, lt.c.account, lt.c.kind, lt.c.amount_minor, lt.c.tier, lt.c.created_at, lt.c.day
     )
     if campaign:
@@ -1102,7 +1113,7 @@ def arm_labels(session: Session, experiment_ids: Iterable[str]) -> dict[str, lis
             select(Arm.experiment_id, Arm.creative_id, Creative.label)
             .join(Creative, col(Creative.id) == Arm.creative_id)
             .where(col(Arm.experiment_id).in_(wanted[i : i + 500]))
-            .order_by(Arm.experiment_id, Arm.position)
+            .order_by(col(Arm.experiment_id), col(Arm.position))
         ).all():
             out[exp_id].append(label or cid)
     return out
@@ -1245,7 +1256,7 @@ def metrics_text(session: Session) -> str:
     lines.append("# TYPE creative_loop_tick_duration_seconds summary")
     lines.append(f"creative_loop_tick_duration_seconds_sum {sum(durations)!r}")
     lines.append(f"creative_loop_tick_duration_seconds_count {len(durations)}")
-    last = max((as_utc(t.started_at) for t in ticks if t.started_at), default=None)
+    last = max((_utc(t.started_at) for t in ticks if t.started_at), default=None)
     family(
         "creative_loop_last_tick_timestamp_seconds", "gauge", "When the last tick started (Unix time).",
         [("", last.timestamp() if last else 0)],

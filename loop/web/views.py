@@ -146,13 +146,15 @@ def report_context(
         creatives = session.exec(
             select(Creative)
             .where(Creative.campaign_id == cid, col(Creative.role).in_(("live", "pro")))
-            .order_by(Creative.created_at, Creative.id)
+            .order_by(col(Creative.created_at), col(Creative.id))
         ).all()
         # A chart for each ad live now; the paused and replaced ones are listed with their status.
         live = [cr for cr in creatives if cr.platform_ad_id and cr.status == "active"]
         fatigue = [creative_context(session, cr, cache) for cr in live]
         exps = session.exec(
-            select(Experiment).where(Experiment.campaign_id == cid).order_by(Experiment.created_at, Experiment.id)
+            select(Experiment)
+            .where(Experiment.campaign_id == cid)
+            .order_by(col(Experiment.created_at), col(Experiment.id))
         ).all()
         sections.append(
             {
