@@ -441,6 +441,51 @@ def test_a_day_never_reported_is_booked_at_its_reservation_after_the_grace(engin
         assert "never reported" in ledger.find("test:e:2026-01-10:1", "actual").note
 
 
+# -- waiting ------------------------------------------------------------------------------------
+def test_waiting_is_for_period_caps_with_room_for_the_need_and_is_recorded_once(engine, tmp_path):
+    from loop import budget_wait
+    from loop.tick import Runtime
+
+    from loop_helpers import plan_for
+
+    rt = Runtime(engine=engine, platform=None, generators={}, images=None, plans=[])  # type: ignore[arg-type]
+    plan = plan_for("c")
+    day = date(2026, 3, 30)
+    with open_session(engine) as s:
+        _campaign(s, "c", cap=1_000, credit=4_000, period="week")
+        s.merge(AccountCap(id="account", monthly_cap_minor=5_000))
+        s.add(Creative(id="p", campaign_id="c", role="live"))
+        s.flush()
+        exp = Experiment(id="e", campaign_id="c", parent_creative_id="p", state="detected")
+        s.add(exp)
+        s.commit()
+        ledger = Ledger(s)
+        ledger.reserve("c", "test", "k", 900, day=day)
+        ledger.reserve("c", "credit", "k2", 3_500, day=day)  # the account has 600 left in March
+        s.commit()
+        # 200 more: the campaign's week (from Monday 30 March) is short; 1 000 more: the account's March too
+        blockers = budget_wait.blocking(ledger, plan, "test", day, 200)
+        assert [b.label for b in blockers] == ["2026-W14"]
+        assert budget_wait.wait(rt, s, plan, exp, "test", day, blockers, 200)
+        both = budget_wait.blocking(ledger, plan, "test", date(2026, 3, 31), 1_000)
+        assert [b.label for b in both] == ["2026-W14", "2026-03"]
+        assert budget_wait.wait(rt, s, plan, exp, "test", date(2026, 3, 31), both, 1_000)
+        assert exp.waiting_until == date(2026, 4, 6) and exp.waiting_since == day  # the later of 1 and 6 April
+        assert budget_wait.wait(rt, s, plan, exp, "test", date(2026, 4, 1), both, 1_000)  # a repeated tick
+        recorded = s.exec(select(AuditEvent).where(AuditEvent.name == "BudgetWaiting")).all()
+        assert [e.data["period_end"] for e in recorded] == ["2026-04-06"]  # the date did not change: one event
+        # a need larger than the cap itself, or a lifetime cap, cannot be waited for
+        assert not budget_wait.wait(rt, s, plan, exp, "test", day, blockers, 1_001)
+        s.get(Campaign, "c").cap_period = "lifetime"
+        s.commit()
+        assert not budget_wait.wait(
+            rt, s, plan, exp, "test", day, budget_wait.blocking(ledger, plan, "test", day, 200), 200
+        )
+        budget_wait.resume(s, plan, exp, date(2026, 4, 6))
+        assert (exp.waiting_until, exp.waiting_since, exp.waited_days) == (None, None, 0)  # not testing: no test days
+        assert budget_wait.waiting_note(exp) == ""
+
+
 # -- config, plans, spend ---------------------------------------------------------------------
 def test_config_caps_default_to_month_and_scenario_caps_stay_per_run(tmp_path, scenario_file):
     from connectors.ads.scenario import load_scenario
@@ -685,7 +730,11 @@ LIFETIME_AND_TINY = CAP_SCENARIO.replace("test_spend_cap = 10000.0", "test_spend
 
 def test_a_lifetime_cap_or_a_cap_below_the_need_still_ends_the_experiment(sqlite_engine, tmp_path):
     # "shop" keeps the scenario's per-run cap (lifetime); "tiny"'s monthly credits can never pay a pro render
-    config = "[loop]\napproval = 'none'\n[[campaigns]]\nid = 'tiny'\ncap_period = 'month'\ncredit_cap = 0.50\n"
+    # "shop"'s tests never stop on a small expected loss, so its money runs out mid-test
+    config = (
+        "[loop]\napproval = 'none'\n[[campaigns]]\nid = 'shop'\nmax_expected_loss = 0.0\n"
+        "[[campaigns]]\nid = 'tiny'\ncap_period = 'month'\ncredit_cap = 0.50\n"
+    )
     _run(sqlite_engine, tmp_path, LIFETIME_AND_TINY, config, 40)
     with open_session(sqlite_engine) as s:
         assert s.exec(select(AuditEvent).where(AuditEvent.name == "BudgetWaiting")).all() == []
