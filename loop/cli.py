@@ -82,7 +82,7 @@ def simulate(
 ) -> None:
     """Run the loop offline on the simulated platform and score it (or compare policies)."""
     from connectors.ads.scenario import load_scenario
-    from loop.simulate import TIERINGS, export_gallery, run_simulation
+    from loop.simulate import TIERINGS, export_gallery, run_simulation, write_dashboard_config
 
     cfg = _config(config)
     if tiering not in TIERINGS:
@@ -114,9 +114,11 @@ def simulate(
     target = json_out or out / "result.json"
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(run.result, indent=2) + "\n")
+    dashboard = write_dashboard_config(cfg, out, scenario)
     if not quiet:
         _print_summary(run.result)
         say(f"result: {target}   images: {out / 'gallery'}")
+        say(f"dashboard: {_program()} serve --config {_shown_path(dashboard)}")
 
 
 def _simulate_compare(
@@ -237,12 +239,22 @@ def status(config: ConfigOpt = None) -> None:
     cfg = _config(config)
     rows = status_rows(cfg)
     table = Table(title="experiments")
-    for col in ("id", "campaign", "state", "detected", "winner", "reason", "test plan"):
+    for col in ("id", "campaign", "state", "detected", "winner", "status", "reason", "test plan"):
         table.add_column(col)
     for r in rows["experiments"]:
         table.add_row(
             *map(
-                literal, (r["id"], r["campaign"], r["state"], r["detected"], r["winner"] or "", r["reason"], r["plan"])
+                literal,
+                (
+                    r["id"],
+                    r["campaign"],
+                    r["state"],
+                    r["detected"],
+                    r["winner"] or "",
+                    r["status"],
+                    r["reason"],
+                    r["plan"],
+                ),
             )
         )
     console.print(table)
@@ -254,7 +266,8 @@ def status(config: ConfigOpt = None) -> None:
     console.print(live)
     for flag in rows["flags"]:
         console.print(Text.assemble(("flag", "yellow"), f": {flag}"), highlight=False, soft_wrap=True)
-    say(f"last tick: {rows['last_tick'] or 'never'}")
+    day = f" (platform day {rows['last_tick_day']})" if rows.get("last_tick_day") else ""
+    say(f"last tick: {rows['last_tick'] or 'never'}{day}")
 
 
 @app.command()
@@ -292,7 +305,7 @@ def spend(
     for r in rows:
         table.add_row(
             literal(r["campaign"]), r["account"], r["period"], r["period_start"],
-            *(f"{r[k]:.2f}" for k in ("cap", "spent", "reserved", "left")),
+            *(literal(f"{r[k]:,.2f} {r['currency']}".strip()) for k in ("cap", "spent", "reserved", "left")),
         )  # fmt: skip
     console.print(table)
 
@@ -321,6 +334,25 @@ def reject(
 
     exp = decide_approval(_config(config), experiment_id, approve=False, actor=_actor(), reason=reason)
     say(f"rejected {exp.id}: {exp.reason}")
+
+
+def _program() -> str:
+    """How this program was started, when that is a command a user can type again (else its name)."""
+    import shlex
+
+    called = Path(sys.argv[0]) if sys.argv and sys.argv[0] else None
+    if called is not None and called.name == "creative-loop" and called.exists():
+        return shlex.quote(str(called))
+    return "creative-loop"
+
+
+def _shown_path(path: Path) -> str:
+    import shlex
+
+    try:
+        return shlex.quote(str(path.resolve().relative_to(Path.cwd())))
+    except ValueError:
+        return shlex.quote(str(path))
 
 
 def _actor() -> str:

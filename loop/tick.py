@@ -573,14 +573,7 @@ def campaign_noise(session: Session, campaign_id: str, first: date, today: date)
     from storage.models import FatigueNoise
 
     width = (today - first).days
-    stored = {
-        r.day: r
-        for r in session.exec(
-            select(FatigueNoise).where(
-                FatigueNoise.campaign_id == campaign_id, FatigueNoise.day >= first, FatigueNoise.day < today
-            )
-        ).all()
-    }
+    stored = _stored_noise(session, campaign_id, first, today)
     tau2 = np.zeros(width)
     factors = np.ones((width, 7))
     df = np.zeros(width)
@@ -602,6 +595,30 @@ def campaign_noise(session: Session, campaign_id: str, first: date, today: date)
         tau2[j], factors[j], df[j] = row.extra_variance, row.weekday_factors, row.df
     session.flush()
     return fatigue.NoiseModel(tau2, factors, df)
+
+
+def _stored_noise(session: Session, campaign_id: str, first: date, today: date) -> dict[date, Any]:
+    from storage.models import FatigueNoise
+
+    rows = session.exec(
+        select(FatigueNoise).where(
+            FatigueNoise.campaign_id == campaign_id, FatigueNoise.day >= first, FatigueNoise.day < today
+        )
+    ).all()
+    return {r.day: r for r in rows}
+
+
+def stored_noise(session: Session, campaign_id: str, first: date, today: date) -> fatigue.NoiseModel | None:
+    """The stored noise model of ``[first, today)`` if the loop has tested every one of those days (read-only)."""
+    stored = _stored_noise(session, campaign_id, first, today)
+    days = [first + timedelta(days=j) for j in range((today - first).days)]
+    if not days or any(d not in stored for d in days):
+        return None
+    return fatigue.NoiseModel(
+        np.array([stored[d].extra_variance for d in days]),
+        np.array([stored[d].weekday_factors for d in days], dtype=float),
+        np.array([stored[d].df for d in days]),
+    )
 
 
 def _estimate_campaign_noise(session: Session, campaign_id: str, first: date, today: date) -> fatigue.NoiseModel:

@@ -53,16 +53,23 @@ def report(
     campaign: Annotated[str | None, typer.Option(help="Only this campaign (default: all).")] = None,
     out: Annotated[Path, typer.Option(help="Where to write the HTML file.")] = Path("report.html"),
 ) -> None:
-    """Write one self-contained HTML report (charts and images embedded; works offline)."""
+    """Write one self-contained HTML report (charts and images embedded; works offline).
+
+    The dashboard's Reports page runs this same command in the background.
+    """
     _require_web("report")
+    import time
+
     from loop.app import open_engine
-    from loop.web.report import write_report
+    from loop.web.report import known_plans, write_report
     from storage.images import ImageStore
 
     cfg = _config(config)
     engine = open_engine(cfg.database_url)
+    t0 = time.perf_counter()
     try:
-        path = write_report(engine, ImageStore(cfg.data_dir / "images"), out, campaign)
+        path = write_report(engine, ImageStore(cfg.data_dir / "images"), out, campaign, plans=known_plans(cfg))
     finally:
         engine.dispose()
-    say(f"report: {path}")
+    size = path.stat().st_size
+    say(f"report: {path} ({size / 1024:,.0f} KiB, {time.perf_counter() - t0:.1f} s)")
