@@ -476,6 +476,7 @@ _CREATIVE_COLUMNS = ("id", "campaign_id", "role", "label", "platform_ad_id", "st
 _EXPERIMENT_COLUMNS = (
     "id", "campaign_id", "parent_creative_id", "state", "reason", "detected_on", "testing_started_on",
     "decided_on", "winner_creative_id", "scaled_creative_id", "waiting_for", "approved_stage", "created_at",
+    "waiting_until",  # experiment_status: "waiting for budget until ..." (caps per period)
 )  # fmt: skip
 
 
