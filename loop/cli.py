@@ -240,7 +240,7 @@ def status(config: ConfigOpt = None) -> None:
     rows = status_rows(cfg)
     table = Table(title="experiments")
     for col in ("id", "campaign", "state", "detected", "winner", "status", "reason", "test plan"):
-        table.add_column(col)
+        table.add_column(col, no_wrap=col in ("state", "detected"))
     for r in rows["experiments"]:
         table.add_row(
             *map(
