@@ -441,6 +441,116 @@ def test_a_day_never_reported_is_booked_at_its_reservation_after_the_grace(engin
         assert "never reported" in ledger.find("test:e:2026-01-10:1", "actual").note
 
 
+# -- waiting ------------------------------------------------------------------------------------
+def test_waiting_is_for_period_caps_with_room_for_the_need_and_is_recorded_once(engine, tmp_path):
+    from loop import budget_wait
+    from loop.tick import Runtime
+
+    from loop_helpers import plan_for
+
+    rt = Runtime(engine=engine, platform=None, generators={}, images=None, plans=[])  # type: ignore[arg-type]
+    plan = plan_for("c")
+    day = date(2026, 3, 30)
+    with open_session(engine) as s:
+        _campaign(s, "c", cap=1_000, credit=4_000, period="week")
+        s.merge(AccountCap(id="account", monthly_cap_minor=5_000))
+        s.add(Creative(id="p", campaign_id="c", role="live"))
+        s.flush()
+        exp = Experiment(id="e", campaign_id="c", parent_creative_id="p", state="detected")
+        s.add(exp)
+        s.commit()
+        ledger = Ledger(s)
+        ledger.reserve("c", "test", "k", 900, day=day)
+        ledger.reserve("c", "credit", "k2", 3_500, day=day)  # the account has 600 left in March
+        s.commit()
+        # 200 more: the campaign's week (from Monday 30 March) is short; 1 000 more: the account's March too
+        blockers = budget_wait.blocking(ledger, plan, "test", day, 200)
+        assert [b.label for b in blockers] == ["2026-W14"]
+        assert budget_wait.wait(rt, s, plan, exp, "test", day, blockers, 200)
+        both = budget_wait.blocking(ledger, plan, "test", date(2026, 3, 31), 1_000)
+        assert [b.label for b in both] == ["2026-W14", "2026-03"]
+        assert budget_wait.wait(rt, s, plan, exp, "test", date(2026, 3, 31), both, 1_000)
+        assert exp.waiting_until == date(2026, 4, 6) and exp.waiting_since == day  # the later of 1 and 6 April
+        assert budget_wait.wait(rt, s, plan, exp, "test", date(2026, 4, 1), both, 1_000)  # a repeated tick
+        recorded = s.exec(select(AuditEvent).where(AuditEvent.name == "BudgetWaiting")).all()
+        assert [e.data["period_end"] for e in recorded] == ["2026-04-06"]  # the date did not change: one event
+        # a need larger than the cap itself, or a lifetime cap, cannot be waited for
+        assert not budget_wait.wait(rt, s, plan, exp, "test", day, blockers, 1_001)
+        s.get(Campaign, "c").cap_period = "lifetime"
+        s.commit()
+        assert not budget_wait.wait(
+            rt, s, plan, exp, "test", day, budget_wait.blocking(ledger, plan, "test", day, 200), 200
+        )
+        budget_wait.resume(s, plan, exp, date(2026, 4, 6))
+        assert (exp.waiting_until, exp.waiting_since, exp.waited_days) == (None, None, 0)  # not testing: no test days
+        assert budget_wait.waiting_note(exp) == ""
+
+
+@pytest.mark.parametrize("period", ["month", "lifetime"])
+def test_a_running_test_pauses_for_a_used_period_cap_and_ends_for_a_used_lifetime_cap(
+    engine, tmp_path, scenario_file, period
+):
+    """on_testing with the campaign's cap used: a month pauses the arms and resumes on the 1st; a lifetime ends it."""
+    from connectors.ads.base import LaunchTestArm, SetBudgets
+    from connectors.ads.scenario import load_scenario
+    from connectors.ads.simulated import SimulatedAdPlatform
+    from connectors.retry import NO_WAIT
+    from loop.experiments import on_testing
+    from loop.tick import Runtime, sync_campaign
+    from storage.images import ImageStore
+
+    from loop_helpers import plan_for
+
+    plan = plan_for("shop", cap_period=period)
+    platform = SimulatedAdPlatform(load_scenario(scenario_file))
+    rt = Runtime(engine=engine, platform=platform, generators={}, images=ImageStore(tmp_path / "img"), plans=[plan],
+                 retry=NO_WAIT)  # fmt: skip
+    jan31, feb1 = date(2026, 1, 31), date(2026, 2, 1)
+    with open_session(engine) as s:
+        sync_campaign(s, plan)
+        s.add(Creative(id="shop:hero", campaign_id="shop", role="live", platform_ad_id="hero"))
+        s.flush()
+        exp = Experiment(id="x", campaign_id="shop", parent_creative_id="shop:hero", state="testing",
+                         testing_started_on=date(2026, 1, 20))  # fmt: skip
+        s.add(exp)
+        s.commit()
+        arms = []
+        for i in range(2):
+            s.add(Creative(id=f"x:v{i}", campaign_id="shop", role="draft", experiment_id="x", status="testing"))
+            s.flush()
+            got = rt.perform(
+                s, LaunchTestArm(key=f"cl:x:v{i}", campaign="shop", parent_ad_id="hero", image=b"png"), "x"
+            )
+            arms.append(Arm(experiment_id="x", creative_id=f"x:v{i}", position=i, status="live",
+                            platform_adset_id=got["adset_id"], platform_ad_id=got["ad_id"]))  # fmt: skip
+            s.add(DailyMetric(creative_id=f"x:v{i}", day=date(2026, 1, 30), impressions=800, clicks=12 + i))
+        s.add_all(arms)
+        s.commit()
+        adsets = tuple((a.platform_adset_id, 500) for a in arms)
+        rt.perform(s, SetBudgets(key="cl:x:budgets:2026-01-30", campaign="shop", budgets=adsets, end_day=jan31), "x")
+        ledger = Ledger(s)
+        ledger.reserve("shop", "test", "used", 10_000, day=date(2026, 1, 20))
+        ledger.settle("used", 10_000)  # the whole cap is spent (in January)
+        s.commit()
+
+        on_testing(rt, s, plan, exp, jan31)
+        names = [e.name for e in s.exec(select(AuditEvent).where(AuditEvent.experiment_id == "x")).all()]
+        if period == "lifetime":
+            assert exp.state == "decided" and exp.reason == "test spend cap reached: best arm so far"
+            assert "CapReached" in names and "BudgetWaiting" not in names
+            return
+        assert exp.state == "testing" and exp.waiting_until == feb1 and "BudgetWaiting" in names
+        assert all(a.status == "paused" for a in arms)
+        assert all(platform.adsets[a.platform_adset_id].status == "PAUSED" for a in arms)
+        assert s.exec(select(BanditDecision).where(BanditDecision.day == jan31)).first() is None  # no new split
+
+        on_testing(rt, s, plan, exp, feb1)  # February has its own cap
+        assert exp.state == "testing" and exp.waiting_until is None and exp.waited_days == 1
+        assert s.exec(select(BanditDecision).where(BanditDecision.day == feb1)).one().budgets_minor
+        assert any(platform.adsets[a.platform_adset_id].status == "ACTIVE" for a in arms)
+        assert ledger.state("shop", "test", feb1).reserved > 0 and ledger.state("shop", "test", jan31).left == 0
+
+
 # -- config, plans, spend ---------------------------------------------------------------------
 def test_config_caps_default_to_month_and_scenario_caps_stay_per_run(tmp_path, scenario_file):
     from connectors.ads.scenario import load_scenario
@@ -689,13 +799,10 @@ def test_a_lifetime_cap_or_a_cap_below_the_need_still_ends_the_experiment(sqlite
     _run(sqlite_engine, tmp_path, LIFETIME_AND_TINY, config, 40)
     with open_session(sqlite_engine) as s:
         assert s.exec(select(AuditEvent).where(AuditEvent.name == "BudgetWaiting")).all() == []
-        reasons = [e.reason for e in s.exec(select(Experiment).where(Experiment.campaign_id == "shop")).all()]
-        # A new test the money left cannot conclude is abandoned, not made to wait: the lifetime cap has no
-        # next period (the test plan says what the rest could resolve; an empty cap says so too).
-        ended = [r for r in reasons if r.startswith("test plan:") or r.startswith("test spend cap")]
-        assert ended, reasons
-        assert all(e.state in ("abandoned", "scaled", "testing", "decided", "rendering") for e in
-                   s.exec(select(Experiment).where(Experiment.campaign_id == "shop")).all())  # fmt: skip
+        shop = s.exec(select(Experiment).where(Experiment.campaign_id == "shop")).all()
+        # the lifetime cap has no next period: experiments end for want of money instead of waiting
+        assert all(e.waiting_until is None for e in shop)
+        assert any("test spend cap" in e.reason or e.reason.startswith("test plan:") for e in shop), shop
         tiny = s.exec(select(Experiment).where(Experiment.campaign_id == "tiny")).all()
         assert tiny and all(e.state == "abandoned" for e in tiny)
         assert any(e.reason == "credit cap: room for 0 variant(s), need at least 2" for e in tiny)
