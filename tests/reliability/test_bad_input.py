@@ -488,14 +488,12 @@ def history(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     """A database with two days of history on each backend, written by `tick` with a good config."""
     from loop.cli import main
 
-    from conftest import pg_url
-
     folder = tmp_path_factory.mktemp(f"history-{request.param}")
     with contextlib.ExitStack() as stack:
         if request.param == "sqlite":
             url = f"sqlite:///{folder / 'db.sqlite'}"
         else:
-            base = pg_url(request.config)
+            base = request.config.getoption("--pg") or os.environ.get("CREATIVE_LOOP_TEST_PG") or None
             if not base:
                 pytest.skip("PostgreSQL not selected (set CREATIVE_LOOP_TEST_PG or --pg)")
             from reliability_helpers import pg_schema
