@@ -16,7 +16,7 @@ def _testing_experiment(rt):  # type: ignore[no-untyped-def]
         run_days(rt, 1)
         with open_session(rt.engine) as s:
             exp = s.exec(select(Experiment).where(Experiment.state == "testing")).first()
-            if exp is not None and exp.testing_started_on and (rt.platform.today() - exp.testing_started_on).days >= 3:
+            if exp is not None and exp.testing_started_on and (rt.platform.today() - exp.testing_started_on).days >= 2:
                 return exp
     raise AssertionError("no experiment reached testing")
 
@@ -31,7 +31,8 @@ def test_ordinary_pacing_noise_is_not_flagged(sqlite_engine, tmp_path, scenario_
 def test_a_starved_arm_is_flagged_and_the_bandit_uses_delivered_counts(sqlite_engine, tmp_path, scenario_file):
     from dataclasses import replace
 
-    rt = make_runtime(sqlite_engine, tmp_path, scenario_file)
+    # A test that runs a few days (this is about delivery, not stopping): no early stop by expected loss.
+    rt = make_runtime(sqlite_engine, tmp_path, scenario_file, max_expected_loss=0.0)
     exp = _testing_experiment(rt)
     today = rt.platform.today()
     yesterday = rt.platform.day - 1

@@ -124,7 +124,7 @@ def test_a_decision_waits_for_the_lock_and_acts_on_what_is_stored_then(engine, t
     ticker.join(30)
     decider.join(30)
     assert len(outcome) == 1 and isinstance(outcome[0], CreativeLoopError), outcome
-    assert "is abandoned, not awaiting approval" in str(outcome[0])
+    assert "experiment e1 already ended (abandoned)" in str(outcome[0])  # refused on the state read under the lock
     with open_session(engine) as s:
         exp = s.get(Experiment, "e1")
         assert exp is not None and exp.state == "abandoned" and exp.approved_stage is None
