@@ -155,7 +155,7 @@ def plan_experiment(
     if days == 0:
         why = f"test plan: {budget_left_minor / 100:,.2f} left cannot fund one day at {daily_budget_minor / 100:,.2f}"
     else:
-        lift_txt = f"; two arms would resolve a {resolvable:.0%} lift" if resolvable is not None else ""
+        lift_txt = f"; two arms would resolve a {resolvable:.1%} lift" if resolvable is not None else ""
         why = (
             f"test plan: {impressions:,} affordable impressions ({days} day(s)) resolve {int(arms)} arm(s) at a "
             f"{lift:.0%} lift, {n:,} impressions each; 2 needed{lift_txt}"

@@ -31,7 +31,7 @@ CAMPAIGN = """
 id = "{id}"
 daily_impressions = 30000
 cpm = 8.0
-test_daily_budget = 60.0
+test_daily_budget = 80.0
 test_spend_cap = {cap}
 fast_credit_cost = 0.02
 pro_credit_cost = 0.60
@@ -53,7 +53,8 @@ ctr = 0.012
 def scenario_text(campaigns: int) -> str:
     parts = [SCENARIO]
     for i in range(campaigns):
-        parts.append(CAMPAIGN.format(id=f"c{i}", onset=4 + i % 3, cap=200.0 + 100 * (i % 2)))
+        # Test caps that fund a two-arm test plan within max_test_days.
+        parts.append(CAMPAIGN.format(id=f"c{i}", onset=4 + i % 3, cap=600.0 + 100 * (i % 2)))
     return "".join(parts)
 
 

@@ -30,7 +30,7 @@ SOCKET_WARNINGS = [
 pytestmark = [*SOCKET_WARNINGS, pytest.mark.celery, pytest.mark.postgres]
 
 CAMPAIGNS = 3
-DAYS = 12
+DAYS = 17  # the noisy-data fatigue defaults detect the day-4-6 onsets by day 13; scaled by day 16
 
 
 @pytest.fixture(scope="module")

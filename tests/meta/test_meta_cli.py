@@ -101,4 +101,5 @@ def test_status_lists_ads_that_do_not_deliver_with_their_reason(meta_config, cap
     out = capsys.readouterr().out
     row = next(x for x in out.splitlines() if ids["ads"][1] in x)
     assert "paused (DISAPPROVED)" in row
-    assert "active" in next(x for x in out.splitlines() if ids["ads"][0] in x)
+    live = next(x for x in out.splitlines() if ids["ads"][0] in x)  # delivering: the dashboard's status, not paused
+    assert "paused" not in live and "too little data" in live
