@@ -14,7 +14,7 @@ from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
 
 _DIGITS = re.compile(r"^[0-9]{1,20}$")
-_AD_ID = re.compile(r"^([0-9]{1,20})~([0-9]{1,20})$")
+_AD_ID = re.compile(r"^([0-9]{1,20})-([0-9]{1,20})$")
 
 # ISO 4217 minor units of the currencies Google Ads bills in that are not 2.
 ZERO_DECIMAL = frozenset(
@@ -52,11 +52,20 @@ def day(d: date) -> str:
     return string(d.isoformat())
 
 
+def ad_key(ad_group_id: int | str, ad_id: int | str) -> str:
+    """The loop's id of an ad group ad: ``<ad group id>-<ad id>``.
+
+    Google names it ``adGroupAds/<ad group id>~<ad id>``; the loop's ids travel through
+    names, keys and file paths that take no ``~``, so a dash joins the two numbers.
+    """
+    return f"{ad_group_id}-{ad_id}"
+
+
 def split_ad_id(ad_id: str) -> tuple[int, int]:
-    """The loop's ad id ``<ad group id>~<ad id>`` (an ad group ad's id) as two numbers."""
+    """The loop's ad id ``<ad group id>-<ad id>`` as two numbers."""
     m = _AD_ID.match(str(ad_id))
     if not m:
-        raise ValueError(f"ad id: expected '<ad group id>~<ad id>', got {ad_id!r}")
+        raise ValueError(f"ad id: expected '<ad group id>-<ad id>', got {ad_id!r}")
     return int(m.group(1)), int(m.group(2))
 
 
@@ -70,8 +79,8 @@ def resource(customer_id: str, collection: str, rid: int | str) -> str:
 
 
 def last_id(resource_name: str) -> str:
-    """The id at the end of a resource name (``customers/1/campaigns/5`` -> ``5``)."""
-    return resource_name.rsplit("/", 1)[-1]
+    """The id at the end of a resource name (``customers/1/campaigns/5`` -> ``5``; ``.../adGroupAds/4~5`` -> ``4-5``)."""
+    return resource_name.rsplit("/", 1)[-1].replace("~", "-")
 
 
 def currency_exponent(currency: str) -> int:

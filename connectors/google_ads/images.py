@@ -7,6 +7,9 @@ square (1:1, 300x300), portrait (4:5, 480x600) and tall portrait (9:16,
 into the slot nearest its own aspect ratio: it is centre-cropped to the slot's
 ratio when it is further off than 1 %, and scaled up to the slot's minimum
 when it is smaller (a cheap draft is 512 px wide; the pro render is larger).
+An ad needs a landscape or a square image: a portrait variant also goes in as
+a centre-cropped square of itself (:func:`ad_images`), so the arm still shows
+only the variant.
 """
 
 from __future__ import annotations
@@ -49,6 +52,31 @@ def nearest_slot(width: int, height: int) -> Slot:
 def fits(slot: Slot, width: int, height: int) -> bool:
     """Google's rule: ratio within 1 % of the slot's, and at least its minimum size."""
     return abs(width / height / slot.ratio - 1) <= TOLERANCE and width >= slot.min_width and height >= slot.min_height
+
+
+@dataclass(frozen=True)
+class Fitted:
+    data: bytes
+    slot: Slot
+    width: int
+    height: int
+
+
+REQUIRED = ("marketing_images", "square_marketing_images")  # an ad needs one of these
+
+
+def ad_images(data: bytes, *, campaign: str | None = None, key: str | None = None) -> list[Fitted]:
+    """The images an ad of this variant carries: it in its own slot, plus a square of it when that slot is a portrait one."""
+    first = Fitted(*fit_image(data, campaign=campaign, key=key))
+    if first.slot.field in REQUIRED:
+        return [first]
+    w, h = first.width, first.height
+    side = min(w, h)
+    with Image.open(io.BytesIO(first.data)) as img:
+        square = img.crop(((w - side) // 2, (h - side) // 2, (w - side) // 2 + side, (h - side) // 2 + side))
+        buf = io.BytesIO()
+        square.save(buf, format="PNG")
+    return [first, Fitted(*fit_image(buf.getvalue(), campaign=campaign, key=key))]
 
 
 def fit_image(data: bytes, *, campaign: str | None = None, key: str | None = None) -> tuple[bytes, Slot, int, int]:

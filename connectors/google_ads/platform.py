@@ -17,7 +17,7 @@ How the loop's mutations map onto Google Ads (see ``connectors/ads/base.py``):
     declaration, its location and language criteria), an ad group (the parent
     ad group's channel controls and audience criteria) and a Demand Gen image
     ad with the parent ad's copy, logo and URLs.  Everything is named with the
-    mutation key.  Result: ``{"adset_id": <campaign id>, "ad_id": "<ad group id>~<ad id>"}``.
+    mutation key.  Result: ``{"adset_id": <campaign id>, "ad_id": "<ad group id>-<ad id>"}``.
 ``SetBudgets``
     First checks that every id is a test campaign of this loop campaign (by
     name), then one ``Mutate`` with partial failure: a positive budget sets the
@@ -75,7 +75,7 @@ from connectors.ads.base import (
 )
 from connectors.google_ads import gaql
 from connectors.google_ads.errors import FailureDetail, boundary, build_error, classify, failure_details
-from connectors.google_ads.images import SLOT_BY_FIELD, SLOTS, fit_image
+from connectors.google_ads.images import SLOT_BY_FIELD, SLOTS, Fitted, ad_images
 from policies.errors import ConfigError, ConnectorError, NotFound, PlatformError
 
 log = logging.getLogger("creative_loop.google_ads")
@@ -171,7 +171,7 @@ class ParentAd:
     customer_id: str
     campaign_id: str
     ad_group_id: str
-    ad_id: str  # "<ad group id>~<ad id>"
+    ad_id: str  # "<ad group id>-<ad id>" (gaql.ad_key)
     status: str
     final_urls: tuple[str, ...]
     images: tuple[tuple[str, str], ...]  # (slot field, asset resource name)
@@ -529,7 +529,7 @@ class GoogleAdsPlatform(AdPlatform):
                 status = "ACTIVE" if _enum_name(r.ad_group_ad, "status") == "ENABLED" else "PAUSED"
                 out.append(
                     LiveAd(
-                        ad_id=f"{r.ad_group.id}~{ad.id}",
+                        ad_id=gaql.ad_key(r.ad_group.id, ad.id),
                         name=ad.name or (headlines[0] if headlines else f"ad {ad.id}"),
                         status=status,
                         headline=headlines[0] if headlines else "",
@@ -564,11 +564,11 @@ class GoogleAdsPlatform(AdPlatform):
                     "read conversions",
                     campaign,
                 ):
-                    k = (f"{r.ad_group.id}~{r.ad_group_ad.ad.id}", r.segments.date)
+                    k = (gaql.ad_key(r.ad_group.id, r.ad_group_ad.ad.id), r.segments.date)
                     conversions[k] = conversions.get(k, 0.0) + r.metrics.all_conversions
             out = []
             for r in rows:
-                ad_id = f"{r.ad_group.id}~{r.ad_group_ad.ad.id}"
+                ad_id = gaql.ad_key(r.ad_group.id, r.ad_group_ad.ad.id)
                 conv = conversions.get((ad_id, r.segments.date), 0.0) if conv_field == "" else r.metrics.conversions
                 out.append(
                     InsightRow(
@@ -609,7 +609,7 @@ class GoogleAdsPlatform(AdPlatform):
             for r in rows:
                 label = _enum_name(r.ad_group_ad_asset_view, "performance_label")
                 if label in LABEL_RANK:
-                    by_ad.setdefault(f"{r.ad_group.id}~{r.ad_group_ad.ad.id}", {})[r.ad_group_ad_asset_view.asset] = label  # fmt: skip
+                    by_ad.setdefault(gaql.ad_key(r.ad_group.id, r.ad_group_ad.ad.id), {})[r.ad_group_ad_asset_view.asset] = label  # fmt: skip
             return [
                 AdSignal(
                     ad_id=ad_id,
@@ -874,7 +874,7 @@ class GoogleAdsPlatform(AdPlatform):
         r = rows[0]
         return {
             "adset_id": str(r.campaign.id),
-            "ad_id": f"{r.ad_group.id}~{r.ad_group_ad.ad.id}",
+            "ad_id": gaql.ad_key(r.ad_group.id, r.ad_group_ad.ad.id),
             "budget": r.campaign.campaign_budget,
         }
 
@@ -889,7 +889,7 @@ class GoogleAdsPlatform(AdPlatform):
         )
         return [
             {
-                "ad_id": f"{r.ad_group.id}~{r.ad_group_ad.ad.id}",
+                "ad_id": gaql.ad_key(r.ad_group.id, r.ad_group_ad.ad.id),
                 "name": r.ad_group_ad.ad.name,
                 "status": _enum_name(r.ad_group_ad, "status"),
             }
@@ -908,8 +908,8 @@ class GoogleAdsPlatform(AdPlatform):
         asset.image_asset.data = image
         return op
 
-    def _ad_op(self, parent: ParentAd, ad_group: str, name: str, slot_field: str, asset: str, headline: str) -> Any:
-        """A Demand Gen image ad: the new image in its slot, the parent's copy, logos and URLs."""
+    def _ad_op(self, parent: ParentAd, ad_group: str, name: str, images: list[tuple[str, str]], headline: str) -> Any:
+        """A Demand Gen image ad: the new images in their slots (field, asset), the parent's copy, logos and URLs."""
         op = self._op()
         aga = op.ad_group_ad_operation.create
         aga.ad_group = ad_group
@@ -918,7 +918,8 @@ class GoogleAdsPlatform(AdPlatform):
         ad.name = name
         ad.final_urls.extend(parent.final_urls)
         dg = ad.demand_gen_multi_asset_ad
-        getattr(dg, slot_field).add(asset=asset)
+        for slot_field, asset in images:
+            getattr(dg, slot_field).add(asset=asset)
         for logo in parent.logos:
             dg.logo_images.add(asset=logo)
         headlines = list(dict.fromkeys([h for h in (headline, *parent.headlines) if h]))[:5]
@@ -932,6 +933,15 @@ class GoogleAdsPlatform(AdPlatform):
             dg.call_to_action_text = parent.call_to_action
         return op
 
+    def _image_ops(self, customer: str, fitted: list[Fitted], name: str) -> tuple[list[Any], list[tuple[str, str]]]:
+        """Asset operations (temporary ids -1, -11, ...) and the (slot field, asset) pairs an ad takes."""
+        ops, slots = [], []
+        for i, f in enumerate(fitted):
+            temp = gaql.resource(customer, "assets", -1 - 10 * i)
+            ops.append(self._asset_op(customer, temp, f.data, name if i == 0 else f"{name} ({f.slot.field_type})"))
+            slots.append((f.slot.field, temp))
+        return ops, slots
+
     def _launch(self, c: GoogleCampaign, m: LaunchTestArm) -> dict[str, Any]:
         # 1. adopt an arm made by an earlier attempt (the launch is atomic: its ad means all of it exists)
         found = self._find_arm(c, m)
@@ -940,13 +950,13 @@ class GoogleAdsPlatform(AdPlatform):
         acct = self._money(c)
         parent = self._parent(c, m.parent_ad_id, m.campaign)
         tpl = self._template(c, parent, m)
-        image, slot, width, height = fit_image(m.image, campaign=m.campaign, key=m.key)
-        # 2. one atomic request: asset, budget, campaign (+ criteria), ad group (+ criteria), ad
+        fitted = ad_images(m.image, campaign=m.campaign, key=m.key)
+        # 2. one atomic request: image asset(s), budget, campaign (+ criteria), ad group (+ criteria), ad
         cust = c.customer_id
-        t_asset, t_budget = gaql.resource(cust, "assets", -1), gaql.resource(cust, "campaignBudgets", -2)
+        t_budget = gaql.resource(cust, "campaignBudgets", -2)
         t_campaign, t_group = gaql.resource(cust, "campaigns", -3), gaql.resource(cust, "adGroups", -4)
         enums = self.client.enums
-        ops = [self._asset_op(cust, t_asset, image, m.key)]
+        ops, images = self._image_ops(cust, fitted, m.key)
         op = self._op()
         budget = op.campaign_budget_operation.create
         budget.resource_name = t_budget
@@ -996,7 +1006,7 @@ class GoogleAdsPlatform(AdPlatform):
             crit.negative = negative
             _set_leaf(crit, path, value)
             ops.append(op)
-        ops.append(self._ad_op(parent, t_group, m.key, slot.field, t_asset, m.headline))
+        ops.append(self._ad_op(parent, t_group, m.key, images, m.headline))
         try:
             response, _ = self._mutate(cust, ops, "launch test arm", m)
         except PlatformError as err:
@@ -1014,8 +1024,7 @@ class GoogleAdsPlatform(AdPlatform):
             "adset_id": gaql.last_id(campaign_rn),
             "ad_id": gaql.last_id(ad_rn),
             "budget": budget_rn,
-            "slot": slot.field_type,
-            "image_size": [width, height],
+            "images": [{"slot": f.slot.field_type, "size": [f.width, f.height]} for f in fitted],
         }
         if tpl.not_copied:
             out["not_copied"] = list(tpl.not_copied)
@@ -1128,17 +1137,13 @@ class GoogleAdsPlatform(AdPlatform):
             self._mutate(c.customer_id, [self._ad_status_op(c.customer_id, mine["ad_id"], "ENABLED"), pause_parent], "scale winner", m)  # fmt: skip
             return {"ad_id": mine["ad_id"]}
         # 2. one atomic request: the pro render, its ad in the parent's ad group, the parent paused
-        image, slot, _, _ = fit_image(m.image, campaign=m.campaign, key=m.key)
-        t_asset = gaql.resource(c.customer_id, "assets", -1)
+        fitted = ad_images(m.image, campaign=m.campaign, key=m.key)
         ad_group = gaql.resource(c.customer_id, "adGroups", gaql.ident(parent.ad_group_id))
-        ops = [
-            self._asset_op(c.customer_id, t_asset, image, m.key),
-            self._ad_op(parent, ad_group, m.key, slot.field, t_asset, m.headline),
-            pause_parent,
-        ]
+        ops, images = self._image_ops(c.customer_id, fitted, m.key)
+        ops += [self._ad_op(parent, ad_group, m.key, images, m.headline), pause_parent]
         response, _ = self._mutate(c.customer_id, ops, "scale winner", m)
         ad_rn = next(r.ad_group_ad_result.resource_name for r in response.mutate_operation_responses if r.HasField("ad_group_ad_result"))  # fmt: skip
-        return {"ad_id": gaql.last_id(ad_rn), "slot": slot.field_type}
+        return {"ad_id": gaql.last_id(ad_rn), "images": [f.slot.field_type for f in fitted]}
 
 
 def _enum_name(message: Any, field_name: str) -> str:

@@ -559,6 +559,10 @@ class FakeGoogleAds:
         with self.lock:
             return [s for s in self.seen if (method is None or s.method == method) and contains in s.text]
 
+    def ad_rn(self, ad_id: str) -> str:
+        """The ad group ad's resource name of a loop ad id (``<ad group>-<ad>``)."""
+        return f"customers/{self.customer_id}/adGroupAds/{ad_id.replace('-', '~')}"
+
     def set_metrics(self, aga: str, day: date, **values: Any) -> None:
         with self.lock:
             self.metrics[(aga, day.isoformat())] = {"conversions_by_action": {}, **values}
@@ -1204,7 +1208,7 @@ def seed_account(fake: FakeGoogleAds, ads: int = 2, image: bytes | None = None, 
             dg.business_name = "Acme"
             dg.call_to_action_text = "Sign up"
             rn = create("ad_group_ad", aga)
-            out["ads"].append(rn.rsplit("/", 1)[1])
+            out["ads"].append(rn.rsplit("/", 1)[1].replace("~", "-"))  # the loop's ad id
         fake.conversion_action = f"customers/{cust}/conversionActions/{CONVERSION_ACTION}"
     return out
 

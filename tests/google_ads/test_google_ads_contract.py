@@ -25,7 +25,7 @@ from google.api_core import exceptions as core
 
 from connectors.ads.base import LaunchTestArm, PauseAds, ScaleWinner, SetBudgets
 from connectors.google_ads import GoogleAdsPlatform, gaql
-from connectors.google_ads.images import fit_image
+from connectors.google_ads.images import ad_images, fit_image
 from connectors.retry import RetrySettings, call_with_retry
 from loop.logs import RedactingFilter
 from policies.errors import AuthExpired, NotFound, PlatformError, RateLimited, TransientError
@@ -48,7 +48,7 @@ def campaign_of(fake: FakeGoogleAds, campaign_id: str) -> Any:
 
 
 def ad_of(fake: FakeGoogleAds, ad_id: str) -> Any:
-    return fake.get(f"customers/{fake.customer_id}/adGroupAds/{ad_id}")
+    return fake.get(fake.ad_rn(ad_id))
 
 
 def enum(msg: Any, name: str) -> str:
@@ -127,7 +127,7 @@ def test_unknown_campaign_is_a_lookup_error(platform: GoogleAdsPlatform) -> None
 
 
 def test_insights_money_in_minor_units_and_late_attribution(fake: FakeGoogleAds, platform: GoogleAdsPlatform, ids: dict[str, Any]) -> None:  # fmt: skip
-    aga = f"customers/{fake.customer_id}/adGroupAds/{ids['ads'][0]}"
+    aga = fake.ad_rn(ids["ads"][0])
     fake.set_metrics(aga, D0, impressions=1000, clicks=25, cost_micros=2_505_000, conversions=2.5, all_conversions=3.0)
     fake.set_metrics(aga, D0 - timedelta(days=1), impressions=9, clicks=1, cost_micros=1)  # outside the range
     (row,) = platform.insights("lead-gen", D0, D0)
@@ -146,7 +146,7 @@ def test_insights_include_the_test_arms_and_count_the_configured_conversion_acti
         p.apply(SetBudgets(key="b", campaign="lead-gen", budgets=((r["adset_id"], 500),), end_day=D0 + timedelta(days=3)))  # fmt: skip
         for d in range(2):
             fake.deliver(D0 + timedelta(days=d))
-        aga = f"customers/{fake.customer_id}/adGroupAds/{ids['ads'][0]}"
+        aga = fake.ad_rn(ids["ads"][0])
         fake.metrics[(aga, D0.isoformat())]["conversions_by_action"][f"customers/{fake.customer_id}/conversionActions/9"] = 50.0  # fmt: skip
         rows = p.insights("lead-gen", D0, D0 + timedelta(days=1))
     finally:
@@ -163,7 +163,7 @@ def test_a_zero_decimal_currency_account() -> None:
     with FakeGoogleAds(currency="JPY") as fake:
         ids = seed_account(fake)
         p = make_platform(fake, ids, currency="JPY")
-        fake.set_metrics(f"customers/{fake.customer_id}/adGroupAds/{ids['ads'][0]}", D0, impressions=10, clicks=1, cost_micros=1_500_000_000)  # fmt: skip
+        fake.set_metrics(fake.ad_rn(ids["ads"][0]), D0, impressions=10, clicks=1, cost_micros=1_500_000_000)  # fmt: skip
         try:
             (row,) = p.insights("lead-gen", D0, D0)
         finally:
@@ -197,7 +197,7 @@ def test_streams_in_batches_and_a_stream_cut_half_way_is_transient(ids: dict[str
 
 
 def test_signals_report_each_ads_best_image_label(fake: FakeGoogleAds, platform: GoogleAdsPlatform, ids: dict[str, Any]) -> None:  # fmt: skip
-    a0, a1 = (f"customers/{fake.customer_id}/adGroupAds/{a}" for a in ids["ads"])
+    a0, a1 = (fake.ad_rn(a) for a in ids["ads"])
     assert platform.signals("lead-gen") == []  # PENDING says nothing
     fake.labels[(a0, ids["image"])] = "GOOD"
     fake.labels[(a1, ids["image"])] = "LEARNING"
@@ -268,7 +268,8 @@ def test_launch_creates_one_paused_demand_gen_campaign_per_arm_atomically(fake: 
     assert (list(ad.ad.final_urls), dg.business_name, dg.call_to_action_text) == (["https://example.com/offer"], "Acme", "Sign up")  # fmt: skip
     assert [i.asset for i in dg.logo_images] == [ids["logo"]]
     (image,) = dg.marketing_images  # 512x268 is 1.91:1: landscape, scaled up to Google's 600x314 minimum
-    assert fake.image_size[image.asset] == (600, 315) and result["slot"] == "MARKETING_IMAGE"
+    assert fake.image_size[image.asset] == (600, 315)
+    assert result["images"] == [{"slot": "MARKETING_IMAGE", "size": [600, 315]}]
     assert platform.find(m) == {k: result[k] for k in ("adset_id", "ad_id", "budget")}
     assert platform.apply(m)["ad_id"] == result["ad_id"]  # idempotent
     for kind in ("campaign", "campaign_budget", "ad_group", "ad_group_ad", "asset"):
@@ -373,7 +374,7 @@ def test_scale_winner_goes_live_in_the_parent_ad_group_and_pauses_the_parent(fak
     (mutate,) = fake.calls("Mutate")
     assert mutate.operations == 3 and not mutate.partial_failure  # asset, ad, parent paused: all or nothing
     ad = ad_of(fake, result["ad_id"])
-    assert result["ad_id"].split("~")[0] == ids["ad_group"] and ad.ad.name == m.key and enum(ad, "status") == "ENABLED"
+    assert result["ad_id"].split("-")[0] == ids["ad_group"] and ad.ad.name == m.key and enum(ad, "status") == "ENABLED"
     assert fake.image_size[ad.ad.demand_gen_multi_asset_ad.square_marketing_images[0].asset] == (1080, 1080)
     assert enum(ad_of(fake, ids["ads"][0]), "status") == "PAUSED"
     assert platform.find(m) == {"ad_id": result["ad_id"]} and platform.apply(m)["ad_id"] == result["ad_id"]
@@ -404,6 +405,18 @@ def test_images_are_fitted_to_a_slot() -> None:
     assert fit_image(same)[0] is same  # already fits: untouched
     with pytest.raises(PlatformError, match="not a readable image"):
         fit_image(b"<html>")
+    portrait = ad_images(png_bytes(3, (512, 640)))  # 4:5: an ad also needs a landscape or square image
+    assert [(f.slot.field, f.width, f.height) for f in portrait] == [
+        ("portrait_marketing_images", 512, 640), ("square_marketing_images", 512, 512),
+    ]  # fmt: skip
+
+
+def test_a_portrait_variant_launches_with_a_square_of_itself(fake: FakeGoogleAds, platform: GoogleAdsPlatform, ids: dict[str, Any]) -> None:  # fmt: skip
+    result = platform.apply(arm(ids, size=(512, 910)))
+    dg = ad_of(fake, result["ad_id"]).ad.demand_gen_multi_asset_ad
+    assert len(dg.tall_portrait_marketing_images) == len(dg.square_marketing_images) == 1
+    assert fake.image_size[dg.tall_portrait_marketing_images[0].asset] == (601, 1067)
+    assert fake.image_size[dg.square_marketing_images[0].asset] == (601, 601)
 
 
 # -- the fake's rules, through the real client -------------------------------------------------------
@@ -466,7 +479,7 @@ def test_the_fake_refuses_an_image_of_the_wrong_shape(fake: FakeGoogleAds, platf
     cust = fake.customer_id
     asset = platform._asset_op(cust, f"customers/{cust}/assets/-1", png_bytes(1, (640, 480)), "odd")
     parent = platform._parent(platform.campaigns["lead-gen"], ids["ads"][0], "lead-gen")
-    ad = platform._ad_op(parent, f"customers/{cust}/adGroups/{ids['ad_group']}", "odd", "marketing_images", f"customers/{cust}/assets/-1", "h")  # fmt: skip
+    ad = platform._ad_op(parent, f"customers/{cust}/adGroups/{ids['ad_group']}", "odd", [("marketing_images", f"customers/{cust}/assets/-1")], "h")  # fmt: skip
     with pytest.raises(GoogleAdsException) as err:
         _mutate(platform, [asset, ad])
     assert _codes(err.value) == ["image_error.ASPECT_RATIO_NOT_ALLOWED"]
