@@ -40,6 +40,12 @@ atomic request, so a crash leaves either nothing or the whole of it.  A
 ``DUPLICATE_CAMPAIGN_NAME`` answer (a lost response to an earlier attempt)
 is adopted too.  Budget and pause updates are idempotent and resent.
 
+Counting: every call (``google_ads_api_calls`` by method), row, operation,
+throttling error and token refresh is counted in ``self.counts``-style
+counters (read them with :meth:`GoogleAdsPlatform.count`) and added to
+``storage.counters`` when the platform is closed (``from_config`` passes the
+loop's database; ``loop`` closes the platform after each tick).
+
 Secrets: the developer token, the OAuth client and refresh token come in as
 arguments (``from_config`` reads them from the environment variables the
 config names) and are scrubbed from every error message.  The OAuth token is
@@ -230,6 +236,7 @@ class GoogleAdsPlatform(AdPlatform):
         self._secrets = tuple(s for s in secrets if s and len(s) >= 4)
         self._http = http
         self.counter_engine = counter_engine
+        self._owned_engine: Any = None  # an engine from_config made for the counters: disposed on close
         self._calls = _Calls()
         self._service: Any = None
         self._failure_cls = type(client.get_type("GoogleAdsFailure"))
@@ -308,11 +315,12 @@ class GoogleAdsPlatform(AdPlatform):
                 campaigns[s.id] = GoogleCampaign(s.id, customer, s.campaign_id, s.currency)
             except ValueError as exc:
                 raise ConfigError(str(cfg.path), f"campaigns[{i}]", str(exc)) from None
-        if counter_engine is None:
+        owned = counter_engine is None
+        if owned:
             from storage.db import make_engine
 
             counter_engine = make_engine(cfg.database_url)
-        return cls.connect(
+        platform = cls.connect(
             developer_token=secrets["developer_token"],
             client_id=secrets["client_id"],
             client_secret=secrets["client_secret"],
@@ -329,6 +337,8 @@ class GoogleAdsPlatform(AdPlatform):
             ),
             counter_engine=counter_engine,
         )
+        platform._owned_engine = counter_engine if owned else None
+        return platform
 
     def close(self) -> None:
         """Close the gRPC channel, the token and image HTTP sessions; store pending counters."""
@@ -342,6 +352,8 @@ class GoogleAdsPlatform(AdPlatform):
         if self._http is not None:
             self._http.close()
             self._http = None
+        if self._owned_engine is not None:
+            self._owned_engine.dispose()
 
     @property
     def service(self) -> Any:
@@ -382,15 +394,25 @@ class GoogleAdsPlatform(AdPlatform):
             increment(session, name, amount, platform="google_ads", **dict(labels))
 
     def _flush(self) -> None:
+        """Store the counts on ``counter_engine`` (at ``close``).
+
+        Not after every call: the tick holds a write transaction between its
+        commits (a dry run, all along), and on SQLite a second writer would wait
+        out the busy timeout.  Counts that cannot be stored stay for the next try.
+        """
         if self.counter_engine is None or not self._calls.unflushed:
             return
         from storage.db import session as open_session
 
+        with self._calls.lock:
+            pending = Counter(self._calls.unflushed)
         try:
             with open_session(self.counter_engine) as s:
                 self.flush_counters(s)
                 s.commit()
         except Exception as exc:  # counters are telemetry: never fail a tick over them
+            with self._calls.lock:
+                self._calls.unflushed.update(pending)
             log.warning("could not store Google Ads API counters: %s", exc)
 
     # -- the wire -----------------------------------------------------------------
@@ -511,78 +533,72 @@ class GoogleAdsPlatform(AdPlatform):
 
     # -- AdPlatform: reads ---------------------------------------------------------
     def list_ads(self, campaign: str) -> list[LiveAd]:
-        try:
-            c = self._campaign(campaign)
-            rows = self._search(
-                c.customer_id,
-                "SELECT ad_group.id, ad_group_ad.ad.id, ad_group_ad.ad.name, ad_group_ad.status, "
-                "ad_group_ad.ad.demand_gen_multi_asset_ad.headlines FROM ad_group_ad "
-                f"WHERE campaign.id = {gaql.ident(c.campaign_id)} AND ad_group_ad.status != 'REMOVED' "
-                "AND ad_group_ad.ad.type = 'DEMAND_GEN_MULTI_ASSET_AD'",
-                "list ads",
-                campaign,
-            )
-            out = []
-            for r in rows:
-                ad = r.ad_group_ad.ad
-                headlines = [h.text for h in ad.demand_gen_multi_asset_ad.headlines]
-                status = "ACTIVE" if _enum_name(r.ad_group_ad, "status") == "ENABLED" else "PAUSED"
-                out.append(
-                    LiveAd(
-                        ad_id=gaql.ad_key(r.ad_group.id, ad.id),
-                        name=ad.name or (headlines[0] if headlines else f"ad {ad.id}"),
-                        status=status,
-                        headline=headlines[0] if headlines else "",
-                    )
+        c = self._campaign(campaign)
+        rows = self._search(
+            c.customer_id,
+            "SELECT ad_group.id, ad_group_ad.ad.id, ad_group_ad.ad.name, ad_group_ad.status, "
+            "ad_group_ad.ad.demand_gen_multi_asset_ad.headlines FROM ad_group_ad "
+            f"WHERE campaign.id = {gaql.ident(c.campaign_id)} AND ad_group_ad.status != 'REMOVED' "
+            "AND ad_group_ad.ad.type = 'DEMAND_GEN_MULTI_ASSET_AD'",
+            "list ads",
+            campaign,
+        )
+        out = []
+        for r in rows:
+            ad = r.ad_group_ad.ad
+            headlines = [h.text for h in ad.demand_gen_multi_asset_ad.headlines]
+            status = "ACTIVE" if _enum_name(r.ad_group_ad, "status") == "ENABLED" else "PAUSED"
+            out.append(
+                LiveAd(
+                    ad_id=gaql.ad_key(r.ad_group.id, ad.id),
+                    name=ad.name or (headlines[0] if headlines else f"ad {ad.id}"),
+                    status=status,
+                    headline=headlines[0] if headlines else "",
                 )
-            return sorted(out, key=lambda a: a.ad_id)
-        finally:
-            self._flush()
+            )
+        return sorted(out, key=lambda a: a.ad_id)
 
     def insights(self, campaign: str, since: date, until: date) -> list[InsightRow]:
-        try:
-            c = self._campaign(campaign)
-            acct = self._money(c)
-            campaign_ids = [c.campaign_id, *self._test_campaigns(c)]
-            where = f"segments.date BETWEEN {gaql.day(since)} AND {gaql.day(until)} AND campaign.id IN {gaql.ids(campaign_ids)}"  # fmt: skip
-            conv_field = "" if self.options.conversion_action else ", metrics.conversions"
-            rows = self._search(
+        c = self._campaign(campaign)
+        acct = self._money(c)
+        campaign_ids = [c.campaign_id, *self._test_campaigns(c)]
+        where = f"segments.date BETWEEN {gaql.day(since)} AND {gaql.day(until)} AND campaign.id IN {gaql.ids(campaign_ids)}"  # fmt: skip
+        conv_field = "" if self.options.conversion_action else ", metrics.conversions"
+        rows = self._search(
+            c.customer_id,
+            "SELECT ad_group.id, ad_group_ad.ad.id, segments.date, metrics.impressions, metrics.clicks, "
+            f"metrics.cost_micros{conv_field} FROM ad_group_ad WHERE {where}",
+            "read metrics",
+            campaign,
+        )
+        conversions: dict[tuple[str, str], float] = {}
+        if self.options.conversion_action:
+            action = self._conversion_action(c)
+            for r in self._search(
                 c.customer_id,
-                "SELECT ad_group.id, ad_group_ad.ad.id, segments.date, metrics.impressions, metrics.clicks, "
-                f"metrics.cost_micros{conv_field} FROM ad_group_ad WHERE {where}",
-                "read metrics",
+                "SELECT ad_group.id, ad_group_ad.ad.id, segments.date, segments.conversion_action, "
+                f"metrics.all_conversions FROM ad_group_ad WHERE {where} "
+                f"AND segments.conversion_action = {gaql.string(action)}",
+                "read conversions",
                 campaign,
-            )
-            conversions: dict[tuple[str, str], float] = {}
-            if self.options.conversion_action:
-                action = self._conversion_action(c)
-                for r in self._search(
-                    c.customer_id,
-                    "SELECT ad_group.id, ad_group_ad.ad.id, segments.date, segments.conversion_action, "
-                    f"metrics.all_conversions FROM ad_group_ad WHERE {where} "
-                    f"AND segments.conversion_action = {gaql.string(action)}",
-                    "read conversions",
-                    campaign,
-                ):
-                    k = (gaql.ad_key(r.ad_group.id, r.ad_group_ad.ad.id), r.segments.date)
-                    conversions[k] = conversions.get(k, 0.0) + r.metrics.all_conversions
-            out = []
-            for r in rows:
-                ad_id = gaql.ad_key(r.ad_group.id, r.ad_group_ad.ad.id)
-                conv = conversions.get((ad_id, r.segments.date), 0.0) if conv_field == "" else r.metrics.conversions
-                out.append(
-                    InsightRow(
-                        ad_id=ad_id,
-                        day=date.fromisoformat(r.segments.date),
-                        impressions=int(r.metrics.impressions),
-                        clicks=int(r.metrics.clicks),
-                        spend_minor=gaql.micros_to_minor(r.metrics.cost_micros, acct.exponent),
-                        conversions=gaql.whole(conv),
-                    )
+            ):
+                k = (gaql.ad_key(r.ad_group.id, r.ad_group_ad.ad.id), r.segments.date)
+                conversions[k] = conversions.get(k, 0.0) + r.metrics.all_conversions
+        out = []
+        for r in rows:
+            ad_id = gaql.ad_key(r.ad_group.id, r.ad_group_ad.ad.id)
+            conv = conversions.get((ad_id, r.segments.date), 0.0) if conv_field == "" else r.metrics.conversions
+            out.append(
+                InsightRow(
+                    ad_id=ad_id,
+                    day=date.fromisoformat(r.segments.date),
+                    impressions=int(r.metrics.impressions),
+                    clicks=int(r.metrics.clicks),
+                    spend_minor=gaql.micros_to_minor(r.metrics.cost_micros, acct.exponent),
+                    conversions=gaql.whole(conv),
                 )
-            return out
-        finally:
-            self._flush()
+            )
+        return out
 
     def _conversion_action(self, c: GoogleCampaign) -> str:
         action = self.options.conversion_action
@@ -592,64 +608,58 @@ class GoogleAdsPlatform(AdPlatform):
 
     def signals(self, campaign: str) -> list[AdSignal]:
         """Each main ad's image performance label (the best of its images'), when Google has one."""
-        try:
-            c = self._campaign(campaign)
-            fields = ", ".join(f"'{s.field_type}'" for s in SLOTS)
-            rows = self._search(
-                c.customer_id,
-                "SELECT ad_group.id, ad_group_ad.ad.id, ad_group_ad_asset_view.asset, "
-                "ad_group_ad_asset_view.field_type, ad_group_ad_asset_view.performance_label "
-                f"FROM ad_group_ad_asset_view WHERE campaign.id = {gaql.ident(c.campaign_id)} "
-                f"AND ad_group_ad_asset_view.enabled = TRUE AND ad_group_ad_asset_view.field_type IN ({fields}) "
-                "AND ad_group_ad.status = 'ENABLED'",
-                "read asset performance labels",
-                campaign,
+        c = self._campaign(campaign)
+        fields = ", ".join(f"'{s.field_type}'" for s in SLOTS)
+        rows = self._search(
+            c.customer_id,
+            "SELECT ad_group.id, ad_group_ad.ad.id, ad_group_ad_asset_view.asset, "
+            "ad_group_ad_asset_view.field_type, ad_group_ad_asset_view.performance_label "
+            f"FROM ad_group_ad_asset_view WHERE campaign.id = {gaql.ident(c.campaign_id)} "
+            f"AND ad_group_ad_asset_view.enabled = TRUE AND ad_group_ad_asset_view.field_type IN ({fields}) "
+            "AND ad_group_ad.status = 'ENABLED'",
+            "read asset performance labels",
+            campaign,
+        )
+        by_ad: dict[str, dict[str, str]] = {}
+        for r in rows:
+            label = _enum_name(r.ad_group_ad_asset_view, "performance_label")
+            if label in LABEL_RANK:
+                by_ad.setdefault(gaql.ad_key(r.ad_group.id, r.ad_group_ad.ad.id), {})[r.ad_group_ad_asset_view.asset] = label  # fmt: skip
+        return [
+            AdSignal(
+                ad_id=ad_id,
+                name="asset_performance",
+                level=max(labels.values(), key=LABEL_RANK.__getitem__),
+                fatigued_after=FATIGUED_AFTER,
+                data={"assets": dict(sorted(labels.items()))},
             )
-            by_ad: dict[str, dict[str, str]] = {}
-            for r in rows:
-                label = _enum_name(r.ad_group_ad_asset_view, "performance_label")
-                if label in LABEL_RANK:
-                    by_ad.setdefault(gaql.ad_key(r.ad_group.id, r.ad_group_ad.ad.id), {})[r.ad_group_ad_asset_view.asset] = label  # fmt: skip
-            return [
-                AdSignal(
-                    ad_id=ad_id,
-                    name="asset_performance",
-                    level=max(labels.values(), key=LABEL_RANK.__getitem__),
-                    fatigued_after=FATIGUED_AFTER,
-                    data={"assets": dict(sorted(labels.items()))},
-                )
-                for ad_id, labels in sorted(by_ad.items())
-            ]
-        finally:
-            self._flush()
+            for ad_id, labels in sorted(by_ad.items())
+        ]
 
     def source_creative(self, campaign: str, ad_id: str) -> SourceCreative:
-        try:
-            c = self._campaign(campaign)
-            parent = self._parent(c, ad_id, campaign)
-            if not parent.images:
-                raise PlatformError(f"ad {ad_id} has no marketing image", campaign=campaign)
-            asset = parent.images[0][1]
-            rows = self._search(
-                c.customer_id,
-                "SELECT asset.resource_name, asset.image_asset.full_size.url, asset.image_asset.mime_type "
-                f"FROM asset WHERE asset.resource_name = {gaql.string(asset)}",
-                "read image asset",
-                campaign,
-            )
-            if not rows or not rows[0].asset.image_asset.full_size.url:
-                raise PlatformError(f"image asset {asset} has no URL", campaign=campaign)
-            image = self._download(rows[0].asset.image_asset.full_size.url, campaign)
-            return SourceCreative(
-                ad_id=ad_id,
-                image=image,
-                headline=parent.headlines[0] if parent.headlines else "",
-                message=parent.descriptions[0] if parent.descriptions else "",
-                link=parent.final_urls[0] if parent.final_urls else "",
-                call_to_action=parent.call_to_action or DEFAULT_CTA,
-            )
-        finally:
-            self._flush()
+        c = self._campaign(campaign)
+        parent = self._parent(c, ad_id, campaign)
+        if not parent.images:
+            raise PlatformError(f"ad {ad_id} has no marketing image", campaign=campaign)
+        asset = parent.images[0][1]
+        rows = self._search(
+            c.customer_id,
+            "SELECT asset.resource_name, asset.image_asset.full_size.url, asset.image_asset.mime_type "
+            f"FROM asset WHERE asset.resource_name = {gaql.string(asset)}",
+            "read image asset",
+            campaign,
+        )
+        if not rows or not rows[0].asset.image_asset.full_size.url:
+            raise PlatformError(f"image asset {asset} has no URL", campaign=campaign)
+        image = self._download(rows[0].asset.image_asset.full_size.url, campaign)
+        return SourceCreative(
+            ad_id=ad_id,
+            image=image,
+            headline=parent.headlines[0] if parent.headlines else "",
+            message=parent.descriptions[0] if parent.descriptions else "",
+            link=parent.final_urls[0] if parent.final_urls else "",
+            call_to_action=parent.call_to_action or DEFAULT_CTA,
+        )
 
     def _parent(self, c: GoogleCampaign, ad_id: str, campaign: str, *, fresh: bool = False) -> ParentAd:
         """The parent ad (read once, unless ``fresh``): it must be a Demand Gen image ad of the watched campaign."""
@@ -828,36 +838,30 @@ class GoogleAdsPlatform(AdPlatform):
 
     # -- AdPlatform: mutations ---------------------------------------------------------
     def find(self, mutation: Mutation) -> dict[str, Any] | None:
-        try:
-            c = self._campaign(mutation.campaign)
-            if isinstance(mutation, LaunchTestArm):
-                return self._find_arm(c, mutation)
-            if isinstance(mutation, ScaleWinner):
-                parent = self._parent(c, mutation.parent_ad_id, mutation.campaign)
-                ads = self._group_ads(c, parent.ad_group_id, mutation)
-                mine = [a for a in ads if a["name"] == mutation.key]
-                parent_status = next((a["status"] for a in ads if a["ad_id"] == mutation.parent_ad_id), "REMOVED")
-                if mine and mine[0]["status"] == "ENABLED" and parent_status != "ENABLED":
-                    return {"ad_id": mine[0]["ad_id"]}
-                return None
-            return None  # budget and pause updates are idempotent: resend them
-        finally:
-            self._flush()
+        c = self._campaign(mutation.campaign)
+        if isinstance(mutation, LaunchTestArm):
+            return self._find_arm(c, mutation)
+        if isinstance(mutation, ScaleWinner):
+            parent = self._parent(c, mutation.parent_ad_id, mutation.campaign)
+            ads = self._group_ads(c, parent.ad_group_id, mutation)
+            mine = [a for a in ads if a["name"] == mutation.key]
+            parent_status = next((a["status"] for a in ads if a["ad_id"] == mutation.parent_ad_id), "REMOVED")
+            if mine and mine[0]["status"] == "ENABLED" and parent_status != "ENABLED":
+                return {"ad_id": mine[0]["ad_id"]}
+            return None
+        return None  # budget and pause updates are idempotent: resend them
 
     def apply(self, mutation: Mutation) -> dict[str, Any]:
-        try:
-            c = self._campaign(mutation.campaign)
-            if isinstance(mutation, LaunchTestArm):
-                return self._launch(c, mutation)
-            if isinstance(mutation, SetBudgets):
-                return self._set_budgets(c, mutation)
-            if isinstance(mutation, PauseAds):
-                return self._pause(c, mutation)
-            if isinstance(mutation, ScaleWinner):
-                return self._scale(c, mutation)
-            raise PlatformError(f"unsupported mutation {mutation.kind}", campaign=mutation.campaign, key=mutation.key)
-        finally:
-            self._flush()
+        c = self._campaign(mutation.campaign)
+        if isinstance(mutation, LaunchTestArm):
+            return self._launch(c, mutation)
+        if isinstance(mutation, SetBudgets):
+            return self._set_budgets(c, mutation)
+        if isinstance(mutation, PauseAds):
+            return self._pause(c, mutation)
+        if isinstance(mutation, ScaleWinner):
+            return self._scale(c, mutation)
+        raise PlatformError(f"unsupported mutation {mutation.kind}", campaign=mutation.campaign, key=mutation.key)
 
     def _find_arm(self, c: GoogleCampaign, m: Mutation) -> dict[str, Any] | None:
         rows = self._search(
