@@ -113,7 +113,11 @@ class Runtime:
         if rec is not None and rec.status == "done":
             return dict(rec.result)
         if self.dry_run:
-            self.plan_lines.append(f"{mutation.kind} {mutation.key}")
+            # Every mutation in full (images by hash): what would be sent, to check before going live.
+            import json
+
+            detail = {k: v for k, v in mutation.payload().items() if k not in ("key", "campaign")}
+            self.plan_lines.append(f"{mutation.kind} {mutation.key} {json.dumps(detail, sort_keys=True, default=str)}")
             return {"adset_id": f"dry-run:{mutation.key}", "ad_id": f"dry-run:{mutation.key}"}
         if rec is None:
             rec = PlatformMutation(

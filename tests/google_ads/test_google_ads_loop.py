@@ -207,6 +207,31 @@ def test_dry_run_reads_for_real_and_mutates_nothing(sqlite_engine: Any, tmp_path
             assert s.exec(select(PlatformMutation)).first() is None
 
 
+def test_a_dry_run_during_a_test_prints_the_budgets_it_would_set(sqlite_engine: Any, tmp_path: Path) -> None:
+    with FakeGoogleAds(seed=11) as fake:
+        w = World(sqlite_engine, tmp_path, fake)
+        try:
+            w.history(ONSET)
+            w.rt.backfill_days = ONSET
+            for d in range(ONSET, ONSET + 20):  # until the arms run
+                tick(w.rt, START + timedelta(days=d))
+                w.rt.backfill_days = 7
+                with open_session(sqlite_engine) as s:
+                    if s.exec(select(Experiment.state)).first() == "testing":
+                        break
+                fake.deliver(START + timedelta(days=d))
+            fake.ctr = lambda ad, day: 0.012  # arms alike: no winner yet, the test goes on
+            fake.deliver(START + timedelta(days=d))
+            mutations = len(fake.calls("Mutate"))
+            w.rt.dry_run = True
+            report = tick(w.rt, START + timedelta(days=d + 1))
+        finally:
+            w.close()
+        (line,) = [p for p in report.plan if p.startswith("SetBudgets ")]
+        assert '"budgets": [[' in line and '"end_day": "' in line
+        assert len(fake.calls("Mutate")) == mutations  # read for real, sent nothing
+
+
 def test_an_authentication_error_halts_the_campaign_without_a_retry_storm(sqlite_engine: Any, tmp_path: Path) -> None:
     with FakeGoogleAds(seed=11) as fake:
         w = World(sqlite_engine, tmp_path, fake, retry=RetrySettings(attempts=5, backoff=0, max_backoff=0, jitter=0))
