@@ -132,7 +132,9 @@ def bench_ingest(ads: int, days: int, pg: str | None) -> list[tuple[str, str, st
                     ingest(s, "bench", rows)
                     s.commit()
                 secs = time.perf_counter() - t0
-                out.append((f"{name}: {label}", f"{len(rows):,} rows in {secs:.1f} s", f"{len(rows) / secs:,.0f} rows/s"))
+                out.append(
+                    (f"{name}: {label}", f"{len(rows):,} rows in {secs:.1f} s", f"{len(rows) / secs:,.0f} rows/s")
+                )
         finally:
             engine.dispose()
             if schema and pg:

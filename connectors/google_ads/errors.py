@@ -260,11 +260,11 @@ def boundary(
             on_error(err)
         raise
     except Exception as exc:
-        err = translate(
+        ours = translate(
             exc, what=what, failure_cls=failure_cls, version=version, campaign=campaign, key=key, scrub=scrub
         )
-        if err is None:
+        if ours is None:
             raise
         if on_error:
-            on_error(err)
-        raise err from exc
+            on_error(ours)
+        raise ours from exc

@@ -58,7 +58,7 @@ from __future__ import annotations
 import logging
 import threading
 import warnings
-from collections import Counter
+from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
@@ -201,10 +201,13 @@ class ArmTemplate:
     not_copied: tuple[str, ...] = ()
 
 
+_CounterKey = tuple[str, tuple[tuple[str, str], ...]]
+
+
 @dataclass
 class _Calls:
-    counts: Counter[tuple[str, tuple[tuple[str, str], ...]]] = field(default_factory=Counter)
-    unflushed: Counter[tuple[str, tuple[tuple[str, str], ...]]] = field(default_factory=Counter)
+    counts: defaultdict[_CounterKey, float] = field(default_factory=lambda: defaultdict(float))
+    unflushed: defaultdict[_CounterKey, float] = field(default_factory=lambda: defaultdict(float))
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -389,7 +392,7 @@ class GoogleAdsPlatform(AdPlatform):
         from storage.counters import increment
 
         with self._calls.lock:
-            pending, self._calls.unflushed = self._calls.unflushed, Counter()
+            pending, self._calls.unflushed = self._calls.unflushed, defaultdict(float)
         for (name, labels), amount in sorted(pending.items()):
             increment(session, name, amount, platform="google_ads", **dict(labels))
 
@@ -405,14 +408,15 @@ class GoogleAdsPlatform(AdPlatform):
         from storage.db import session as open_session
 
         with self._calls.lock:
-            pending = Counter(self._calls.unflushed)
+            pending = dict(self._calls.unflushed)
         try:
             with open_session(self.counter_engine) as s:
                 self.flush_counters(s)
                 s.commit()
         except Exception as exc:  # counters are telemetry: never fail a tick over them
             with self._calls.lock:
-                self._calls.unflushed.update(pending)
+                for k, v in pending.items():
+                    self._calls.unflushed[k] += v
             log.warning("could not store Google Ads API counters: %s", exc)
 
     # -- the wire -----------------------------------------------------------------

@@ -579,3 +579,14 @@ def test_gaql_literals_are_escaped() -> None:
         gaql.ids(["1", "2) OR (1=1"])
     assert (gaql.micros_to_minor(2_505_000, 2), gaql.micros_to_minor(2_504_999, 2), gaql.micros_to_minor(999, 0)) == (251, 250, 0)  # fmt: skip
     assert gaql.minor_to_micros(1234, 3) == 1_234_000 and gaql.currency_exponent("kwd") == 3
+
+
+def test_logs_redact_google_oauth_and_developer_token_forms() -> None:
+    from loop.logs import redact
+
+    text = redact(
+        f"refresh_token={REFRESH_TOKEN}&client_secret={CLIENT_SECRET} "
+        f'{{"refresh_token": "{REFRESH_TOKEN}"}} developer-token: {DEVELOPER_TOKEN} ("developer-token", "{DEVELOPER_TOKEN}")'
+    )
+    assert REFRESH_TOKEN not in text and CLIENT_SECRET not in text and DEVELOPER_TOKEN not in text
+    assert text.count("***") == 5
