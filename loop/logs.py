@@ -91,3 +91,5 @@ def configure(fmt: str = "text", level: int = logging.INFO) -> None:
     root.setLevel(level)
     # Migrations run on every start; their INFO lines are noise, not news.
     logging.getLogger("alembic").setLevel(max(level, logging.WARNING))
+    # google-ads logs every failed call at WARNING; the connector reports each one itself, translated.
+    logging.getLogger("google.ads.googleads.client").setLevel(max(level, logging.ERROR))
