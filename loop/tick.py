@@ -436,8 +436,8 @@ def record_signals(session: Session, campaign_id: str, signals: list, today: dat
         select(PlatformSignal.platform_ad_id, PlatformSignal.name, PlatformSignal.level)
         .where(
             PlatformSignal.campaign_id == campaign_id,
-            col(PlatformSignal.name).in_(names),
-            col(PlatformSignal.platform_ad_id).in_({s.ad_id for s in signals}),
+            col(PlatformSignal.name).in_(sorted(names)),
+            col(PlatformSignal.platform_ad_id).in_(sorted({s.ad_id for s in signals})),
         )
         .order_by(col(PlatformSignal.received_at), col(PlatformSignal.id))
     ).all():

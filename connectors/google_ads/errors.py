@@ -168,6 +168,9 @@ def build_error(
     ctx: dict[str, Any] = {"campaign": campaign, "key": key, "request_id": request_id}
     if first is not None:
         ctx["error"] = first.code
+    minimum = max((d.minimum_budget_micros or 0 for d in details), default=0)
+    if minimum:
+        ctx["minimum_budget_micros"] = minimum
     if cls is AuthExpired:
         return AuthExpired(
             f"{where} -- the credentials were rejected; put a fresh refresh token (or developer token) "

@@ -1023,7 +1023,13 @@ class GoogleAdsPlatform(AdPlatform):
                 found = self._find_arm(c, m)
                 if found:
                     return found
-            raise
+            minimum = int(err.context.get("minimum_budget_micros") or 0)
+            if minimum <= budget.amount_micros:
+                raise
+            # Google's per-day minimum is above ours: learn it and send the same request with it.
+            self._min_budget_micros[cust] = max(self._min_budget_micros.get(cust, 0), minimum)
+            budget.amount_micros = gaql.minor_to_micros(self._min_minor(c, acct), acct.exponent)
+            response, _ = self._mutate(cust, ops, "launch test arm", m)
         results = response.mutate_operation_responses
         campaign_rn = next(r.campaign_result.resource_name for r in results if r.HasField("campaign_result"))
         ad_rn = next(r.ad_group_ad_result.resource_name for r in results if r.HasField("ad_group_ad_result"))

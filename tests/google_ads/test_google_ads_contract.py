@@ -350,6 +350,18 @@ def test_an_arm_under_googles_own_minimum_is_paused_and_the_minimum_learned(ids:
         assert enum(campaign_of(fake, b["adset_id"]), "status") == "ENABLED"
 
 
+def test_a_launch_under_googles_minimum_learns_it_and_goes_through(ids: dict[str, Any]) -> None:
+    with FakeGoogleAds(min_daily_budget_micros=5_000_000) as fake:
+        ids = seed_account(fake)
+        p = make_platform(fake, ids)  # our floor: 1.00
+        try:
+            result = p.apply(arm(ids))
+        finally:
+            p.close()
+        assert fake.get(campaign_of(fake, result["adset_id"]).campaign_budget).amount_micros == 5_000_000
+        assert [s.partial_failure for s in fake.calls("Mutate")] == [False, False]  # refused whole, then sent again
+
+
 def test_budgets_are_never_set_on_a_campaign_that_is_not_an_arm(fake: FakeGoogleAds, platform: GoogleAdsPlatform, ids: dict[str, Any]) -> None:  # fmt: skip
     a = platform.apply(arm(ids))
     with pytest.raises(PlatformError, match="not test arms"):
