@@ -9,7 +9,9 @@ Run standalone, one thread, fixed seeds; prints tables, never fails on time::
 Sections: P(best) speed and accuracy; allocation and ingest throughput;
 regret (K = 10, 1M impressions, daily batches of 1k/20k/100k, spread and
 close cases, one-day reporting lag); fatigue detection (false alarms,
-delays, throughput) against ruptures.
+delays, throughput) against ruptures: the default call on a portfolio before
+and after issue 11 (binomial, over-dispersed with a weekly cycle), by
+portfolio size, and with explicit options.
 """
 
 from __future__ import annotations
@@ -335,18 +337,94 @@ def bench_regret(quick):
 # -- fatigue ------------------------------------------------------------------------------
 
 DAYS, ONSET = 60, 20
+# A weekly cycle of ±8 % around the mean, highest mid-week (issue 11).
+WEEKLY = 1.0 + 0.08 * np.cos(2 * np.pi * (np.arange(7) - 2) / 7)
+# The default call before issue 11: a binomial model without a weekly cycle.
+BEFORE = {"overdispersion": 1.0, "seasonality": None}
 
 
-def fatigue_series(rng, rows, volume, od, decaying):
+def fatigue_series(rng, rows, volume, od, decaying, weekly=False):
     t = np.arange(DAYS)
     p = np.full((rows, DAYS), 0.015)
     if decaying:
         p = p * np.where(t < ONSET, 1.0, 0.97 ** (t - ONSET + 1))
+    if weekly:
+        p = p * WEEKLY[t % 7]  # day 0 is a Monday, as detect_many's default start_weekday says
     if od:
         # daily CTR multiplied by a log-normal with coefficient of variation ~od
         p = p * np.exp(rng.normal(-0.5 * od * od, od, (rows, DAYS)))
     n = np.full((rows, DAYS), volume)
     return n, rng.binomial(n, np.clip(p, 0, 1))
+
+
+def fatigue_scores(stable, decaying, first=None):
+    """(false alarms per 1000 monitored ad-days, caught, median delay, p90 delay) of two verdict lists."""
+    first = fatigue.MIN_BASELINE_DAYS if first is None else first
+    alarms, days = monitored_days(stable, first)
+    delay = np.array([v.day - ONSET if v.fatigued and v.day >= ONSET else np.inf for v in decaying])
+    return 1000 * alarms / days, float(np.isfinite(delay).mean()), delay
+
+
+def _delay_cells(delay):
+    # A missed fatigue (never detected, or pre-empted by a false alarm) counts as never.
+    return tuple(f"{q:.0f}" if np.isfinite(q) else "never" for q in np.percentile(delay, [50, 90]))
+
+
+PORTFOLIO_CASES = (
+    ("binomial", 20_000, 0.0, False),
+    ("binomial", 5_000, 0.0, False),
+    ("over-dispersed 5 % + weekly ±8 %", 15_000, 0.05, True),
+    ("over-dispersed 10 % + weekly ±8 %", 15_000, 0.10, True),
+)
+
+
+def bench_fatigue_defaults(quick):
+    """Issue 11: the default call on a portfolio, before and after, next to ruptures."""
+    stable_rows = 4000 if quick else 20_000
+    decay_rows = 1000 if quick else 4000
+    rows = []
+    for name, volume, od, weekly in PORTFOLIO_CASES:
+        rng = np.random.default_rng(3000 + volume + int(od * 1000))
+        ns, cs = fatigue_series(rng, stable_rows, volume, od, False, weekly)
+        nd, cd = fatigue_series(rng, decay_rows, volume, od, True, weekly)
+        for label, kw in (("default call (after)", {}), ("default call before (binomial, no cycle)", BEFORE)):
+            fa, caught, delay = fatigue_scores(fatigue.detect_many(ns, cs, **kw), fatigue.detect_many(nd, cd, **kw))
+            rows.append((name, f"{volume:,}", label, f"{fa:.2f}", f"{caught:.1%}", *_delay_cells(delay)))
+        if ruptures is not None:
+            m = 40 if quick else 120
+            pen, fa, caught, delay, speed = ruptures_case(np.random.default_rng(77 + volume), volume, od, weekly, m)
+            if (volume, od) == (20_000, 0.0):
+                RUPTURES_SPEED.append((m, speed))
+            rows.append(
+                (
+                    name, f"{volume:,}", f"ruptures PELT, penalty {pen} ({m} series, {speed:,.0f} ad-days/s)",
+                    f"{fa:.2f}", f"{caught:.1%}", *_delay_cells(delay),
+                )
+            )  # fmt: skip
+    table(
+        f"Fatigue, the default call detect_many(impressions, clicks) on a portfolio: {stable_rows:,} stable and "
+        f"{decay_rows:,} fatiguing 60-day series per case (CTR 1.5%, -3%/day from day {ONSET})",
+        ["noise", "impr/day", "call", "false alarms / 1000 ad-days", "caught", "median delay", "p90 delay"],
+        rows,
+    )
+    # The estimate pools the rows given: fewer rows, a larger share of the 8 % prior.
+    rows = []
+    series = 1000 if quick else 4000
+    for name, volume, od, weekly in (PORTFOLIO_CASES[0], PORTFOLIO_CASES[3]):
+        rng = np.random.default_rng(4000 + volume + int(od * 1000))
+        ns, cs = fatigue_series(rng, series, volume, od, False, weekly)
+        nd, cd = fatigue_series(rng, series // 4, volume, od, True, weekly)
+        for size in (1, 2, 5, 20, 200):
+            vs = [v for i in range(0, series, size) for v in fatigue.detect_many(ns[i : i + size], cs[i : i + size])]
+            vd = [v for i in range(0, len(nd), size) for v in fatigue.detect_many(nd[i : i + size], cd[i : i + size])]
+            fa, caught, delay = fatigue_scores(vs, vd)
+            rows.append((name, f"{volume:,}", size, f"{fa:.2f}", f"{caught:.1%}", *_delay_cells(delay)))
+    table(
+        f"Fatigue, the default call by portfolio size ({series:,} stable, {series // 4:,} fatiguing series, "
+        "cut into portfolios of that many creatives)",
+        ["noise", "impr/day", "creatives per call", "false alarms / 1000 ad-days", "caught", "median delay", "p90"],
+        rows,
+    )
 
 
 def monitored_days(verdicts, first_tested):
@@ -422,7 +500,12 @@ def bench_fatigue(quick):
         ("detect_many (verdict objects included)", f"{n.shape[0]:,} x {DAYS}", f"{n.size / t:,.0f}"),
         ("CUSUM core only (cusum_paths)", f"{n.shape[0]:,} x {DAYS}", f"{n.size / t_core:,.0f}"),
     ]
-    if ruptures is not None:
+    if RUPTURES_SPEED:
+        m, speed = RUPTURES_SPEED[0]
+        thr_rows.append(
+            ("ruptures PELT, online by prefixes (binomial 20k case above)", f"{m} x {DAYS}", f"{speed:,.0f}")
+        )
+    elif ruptures is not None:
         thr_rows.extend(bench_ruptures(quick))
     table("Fatigue throughput (ad-days per second, one thread)", ["method", "series x days", "ad-days/s"], thr_rows)
 
@@ -483,6 +566,33 @@ def bench_ruptures(quick):
 
 
 RUPTURES_SUMMARY = ""
+RUPTURES_SPEED: list[tuple[int, float]] = []  # (series, ad-days/s) of the binomial 20k case, when it ran
+
+
+def ruptures_case(rng, volume, od, weekly, m):
+    """ruptures PELT online by prefixes on one case, its penalty searched to <= 1 false alarm / 1000 ad-days."""
+    n, c = fatigue_series(rng, m, volume, od, False, weekly)
+    std = (c / n - 0.015) / np.sqrt(0.015 * 0.985 / volume)
+    pen, fa = None, float("nan")
+    for pen in (6.0, 8.0, 10.0, 12.0, 15.0, 20.0, 30.0, 40.0, 60.0, 80.0, 120.0):
+        alarms, days = 0, 0
+        for r in range(m):
+            d = _ruptures_first_alarm(std[r], pen)
+            alarms += d is not None
+            days += (d if d is not None else DAYS - 1) - 7 + 1
+        fa = 1000 * alarms / days
+        if fa <= 1.0:
+            break
+    n2, c2 = fatigue_series(rng, m, volume, od, True, weekly)
+    std2 = (c2 / n2 - 0.015) / np.sqrt(0.015 * 0.985 / volume)
+    t = time.perf_counter()
+    delays = []
+    for r in range(m):
+        d = _ruptures_first_alarm(std2[r], pen)
+        delays.append(d - ONSET if d is not None and d >= ONSET else np.inf)
+    speed = m * DAYS / (time.perf_counter() - t)
+    delay = np.array(delays)
+    return pen, fa, float(np.isfinite(delay).mean()), delay, speed
 
 
 def calibrate(series):
@@ -517,6 +627,7 @@ def main(argv=None):
     if "regret" in sections:
         bench_regret(args.quick)
     if "fatigue" in sections:
+        bench_fatigue_defaults(args.quick)
         bench_fatigue(args.quick)
         if RUPTURES_SUMMARY:
             print("\n" + RUPTURES_SUMMARY)

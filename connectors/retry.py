@@ -4,10 +4,17 @@ A frozen :class:`RetrySettings` says how often and how patiently to retry;
 each backend says which of its exceptions are temporary (by raising our
 ``RateLimited``/``TransientError``, whose ``temporary`` flag is True).  A
 ``RateLimited`` error's ``retry_after`` wins over the computed backoff.
+
+Every retry logs one line (logger ``creative_loop.retry``): what is retried,
+why (the error's code/subcode or HTTP status, and its message), the wait and
+the attempt, e.g.::
+
+    retrying LaunchTestArm cl:e1:v2 in 2.0 s (attempt 2 of 5): TransientError, HTTP 502: Meta create ad: ...
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,6 +25,8 @@ import tenacity
 from policies.errors import ConnectorError, RateLimited
 
 T = TypeVar("T")
+
+log = logging.getLogger("creative_loop.retry")
 
 
 @dataclass(frozen=True)
@@ -42,13 +51,25 @@ def _is_temporary(exc: BaseException) -> bool:
     return isinstance(exc, ConnectorError) and exc.temporary
 
 
+def describe(exc: BaseException) -> str:
+    """Why a call failed, in one line: the class, Meta's code/subcode or the HTTP status, the message."""
+    ctx = getattr(exc, "context", {}) or {}
+    why = [type(exc).__name__]
+    if ctx.get("code") is not None:
+        why.append(f"code {ctx['code']}" + (f"/{ctx['subcode']}" if ctx.get("subcode") else ""))
+    elif ctx.get("http_status"):
+        why.append(f"HTTP {ctx['http_status']}")
+    return f"{', '.join(why)}: {exc}"
+
+
 def call_with_retry(
     fn: Callable[[], T],
     settings: RetrySettings = RetrySettings(),
     sleep: Callable[[float], None] = time.sleep,
     on_retry: Callable[[BaseException, float], None] | None = None,
+    what: str = "",
 ) -> T:
-    """Call ``fn``, retrying temporary connector errors per ``settings``."""
+    """Call ``fn``, retrying temporary connector errors per ``settings``; ``what`` names it in the log."""
     backoff = tenacity.wait_exponential(multiplier=settings.backoff, max=settings.max_backoff)
     jitter = tenacity.wait_random(0, settings.jitter)
 
@@ -59,8 +80,16 @@ def call_with_retry(
         return float(backoff(state) + jitter(state))
 
     def before_sleep(state: tenacity.RetryCallState) -> None:
-        if on_retry and state.outcome is not None:
-            on_retry(state.outcome.exception(), state.upcoming_sleep)  # type: ignore[arg-type]
+        if state.outcome is None:
+            return
+        exc = state.outcome.exception()
+        log.warning(
+            "retrying %s in %.1f s (attempt %d of %d): %s",
+            what or getattr(fn, "__qualname__", "call"), state.upcoming_sleep, state.attempt_number + 1,
+            settings.attempts, describe(exc) if exc is not None else "no error",
+        )  # fmt: skip
+        if on_retry:
+            on_retry(exc, state.upcoming_sleep)  # type: ignore[arg-type]
 
     retrying = tenacity.Retrying(
         stop=tenacity.stop_after_attempt(settings.attempts) | tenacity.stop_after_delay(settings.deadline),

@@ -40,7 +40,14 @@ def scenario_for(cfg: Config, path: str | Path | None = None) -> Scenario:
     return load_scenario(chosen)
 
 
-def make_platform(cfg: Config, scenario: Scenario | None = None) -> AdPlatform:
+def make_platform(cfg: Config, scenario: Scenario | None = None, engine: Engine | None = None) -> AdPlatform:
+    """The configured ad platform.
+
+    ``engine`` is the loop's own engine: a platform that counts its API calls
+    stores what a tick has not stored when it is closed.  The tick stores the
+    counts itself through its session (one writer), and without an engine
+    (``doctor``) nothing is written.
+    """
     if cfg.loop.platform == "simulated":
         scenario = scenario or scenario_for(cfg)
         if cfg.model.simulated.layout == "per-campaign":
@@ -56,14 +63,14 @@ def make_platform(cfg: Config, scenario: Scenario | None = None) -> AdPlatform:
         )
     names = cfg.platforms
     if len(names) == 1:
-        return _real_platform(cfg, names[0])
+        return _real_platform(cfg, names[0], engine)
     # Meta and Google Ads campaigns side by side: each campaign's calls go to its own platform.
     from connectors.ads.routing import RoutingAdPlatform
 
     built: dict[str, AdPlatform] = {}
     try:
         for name in names:
-            built[name] = _real_platform(cfg, name)
+            built[name] = _real_platform(cfg, name, engine)
     except BaseException:
         for platform in built.values():
             platform.close()
@@ -71,7 +78,7 @@ def make_platform(cfg: Config, scenario: Scenario | None = None) -> AdPlatform:
     return RoutingAdPlatform(built, {c.id: cfg.platform_of(c.id) for c in cfg.model.campaigns})
 
 
-def _real_platform(cfg: Config, name: str) -> AdPlatform:
+def _real_platform(cfg: Config, name: str, engine: Engine | None = None) -> AdPlatform:
     """One real platform for the campaigns configured on it (secrets from the environment)."""
     import importlib.util
 
@@ -80,7 +87,7 @@ def _real_platform(cfg: Config, name: str) -> AdPlatform:
             from connectors.meta import MetaAdPlatform  # type: ignore[import-not-found]
         except ImportError:
             raise ConfigError(str(cfg.path), "loop.platform", "the Meta connector is not installed") from None
-        return MetaAdPlatform.from_config(cfg)  # type: ignore[no-any-return]
+        return MetaAdPlatform.from_config(cfg, counter_engine=engine)  # type: ignore[no-any-return]
     if name == "google_ads":
         try:
             installed = importlib.util.find_spec("google.ads.googleads") is not None
@@ -92,7 +99,7 @@ def _real_platform(cfg: Config, name: str) -> AdPlatform:
             )
         from connectors.google_ads import GoogleAdsPlatform
 
-        return GoogleAdsPlatform.from_config(cfg)
+        return GoogleAdsPlatform.from_config(cfg, counter_engine=engine)
     raise ConfigError(str(cfg.path), "loop.platform", f"unknown platform {name!r}")
 
 
@@ -161,16 +168,17 @@ def build_runtime(
     tiering: str = "tiered",
 ) -> Runtime:
     scenario = None
+    engine = engine or open_engine(cfg.database_url)
     if platform is None:
         if cfg.loop.platform == "simulated":
             scenario = scenario_for(cfg)
-        platform = make_platform(cfg, scenario)
+        platform = make_platform(cfg, scenario, engine=engine)
     if plans is None:
         if isinstance(platform, SimulatedAdPlatform | ShardedSimulatedAdPlatform):
             scenario = platform.scenario
         plans = campaign_plans(cfg, scenario)
     return Runtime(
-        engine=engine or open_engine(cfg.database_url),
+        engine=engine,
         platform=platform,
         generators=make_generators(cfg),
         images=ImageStore(cfg.data_dir / "images"),

@@ -59,14 +59,16 @@ def affordable_test_budget(
 
 def wait(
     rt: Runtime, session: Session, plan: CampaignPlan, exp: Experiment, account: str, today: date,
-    blockers: list[AccountSummary],
+    blockers: list[AccountSummary], needed: int,
 ) -> bool:  # fmt: skip
-    """Make ``exp`` wait for the next period of every cap in ``blockers``; False when one is a lifetime cap.
+    """Make ``exp`` wait for the next period of every cap in ``blockers``; False when waiting cannot help.
 
-    Idempotent: a repeated tick of a wait records nothing new.
+    Waiting cannot help under a used lifetime cap, nor under a cap smaller
+    than ``needed`` itself (no period will ever hold it).  Idempotent: a
+    repeated tick of a wait records nothing new.
     """
     ends = [c.end for c in blockers]
-    if not ends or None in ends:
+    if not ends or None in ends or any(c.cap < needed for c in blockers):
         return False
     until = max(e for e in ends if e is not None)
     if exp.waiting_since is None:
@@ -87,10 +89,10 @@ def wait(
 
 def wait_while_testing(
     rt: Runtime, session: Session, plan: CampaignPlan, exp: Experiment, arms: list[Arm], today: date,
-    blockers: list[AccountSummary],
+    blockers: list[AccountSummary], needed: int,
 ) -> bool:  # fmt: skip
     """:func:`wait` for a running test: its live arms are paused until the budget is back."""
-    if not wait(rt, session, plan, exp, "test", today, blockers):
+    if not wait(rt, session, plan, exp, "test", today, blockers, needed):
         return False
     live = [a for a in arms if a.platform_adset_id and a.status == "live"]
     if live:

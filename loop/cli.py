@@ -18,6 +18,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from loop.config import Config, load_config
 from policies.errors import ConfigError, CreativeLoopError, NotFound
@@ -30,6 +31,20 @@ app = typer.Typer(
 )
 console = Console(width=None if Console().is_terminal else 160)
 err_console = Console(stderr=True)
+
+
+def say(line: str, *, err: bool = False) -> None:
+    """Print one line exactly as given: never read as Rich markup ("[meta]" stays), highlighted or wrapped.
+
+    Every line that carries text from outside (errors, ad names, reasons) goes through here.
+    """
+    (err_console if err else console).print(line, markup=False, highlight=False, emoji=False, soft_wrap=True)
+
+
+def literal(text: object) -> Text:
+    """A table cell shown exactly as given (a Rich ``Text`` is never parsed as markup)."""
+    return Text(str(text))
+
 
 ConfigOpt = Annotated[
     Path | None,
@@ -67,7 +82,7 @@ def simulate(
 ) -> None:
     """Run the loop offline on the simulated platform and score it (or compare policies)."""
     from connectors.ads.scenario import load_scenario
-    from loop.simulate import TIERINGS, export_gallery, run_simulation
+    from loop.simulate import TIERINGS, export_gallery, run_simulation, write_dashboard_config
 
     cfg = _config(config)
     if tiering not in TIERINGS:
@@ -99,9 +114,11 @@ def simulate(
     target = json_out or out / "result.json"
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(run.result, indent=2) + "\n")
+    dashboard = write_dashboard_config(cfg, out, scenario)
     if not quiet:
         _print_summary(run.result)
-        console.print(f"result: {target}   images: {out / 'gallery'}")
+        say(f"result: {target}   images: {out / 'gallery'}")
+        say(f"dashboard: {_program()} serve --config {_shown_path(dashboard)}")
 
 
 def _simulate_compare(
@@ -135,6 +152,8 @@ def _simulate_compare(
         write_report(result, report)
     if not quiet:
         console.print(rich_table(result))
+        for line in result.paired_lines():
+            console.print(line, markup=False, highlight=False)
         console.print(
             f"{runs} run(s) x {len(names)} policies in {result.elapsed_s:.0f} s "
             f"({result.cpu_s:.0f} s CPU over {result.workers} process(es))"
@@ -189,15 +208,15 @@ def tick_cmd(
     _setup_logging(cfg)
     report = run_one_tick(cfg, dry_run=dry_run)
     for line in report.detected:
-        console.print(f"fatigue detected: {line}")
+        say(f"fatigue detected: {line}")
     for line in report.transitions:
-        console.print(line)
+        say(line)
     if dry_run:
-        console.print(f"dry run: {len(report.plan)} planned change(s), nothing sent")
+        say(f"dry run: {len(report.plan)} planned change(s), nothing sent")
         for line in report.plan:
-            console.print(f"  would: {line}")
+            say(f"  would: {line}")
     for line in report.errors:
-        err_console.print(f"error: {line}")
+        say(f"error: {line}", err=True)
     if report.errors:
         raise typer.Exit(1)
 
@@ -220,20 +239,35 @@ def status(config: ConfigOpt = None) -> None:
     cfg = _config(config)
     rows = status_rows(cfg)
     table = Table(title="experiments")
-    for col in ("id", "campaign", "state", "detected", "winner", "reason", "test plan"):
+    for col in ("id", "campaign", "state", "detected", "winner", "status", "reason", "test plan"):
         table.add_column(col)
     for r in rows["experiments"]:
-        table.add_row(r["id"], r["campaign"], r["state"], r["detected"], r["winner"] or "", r["reason"], r["plan"])
+        table.add_row(
+            *map(
+                literal,
+                (
+                    r["id"],
+                    r["campaign"],
+                    r["state"],
+                    r["detected"],
+                    r["winner"] or "",
+                    r["status"],
+                    r["reason"],
+                    r["plan"],
+                ),
+            )
+        )
     console.print(table)
     live = Table(title="live creatives")
     for col in ("campaign", "creative", "ad", "status", "days", "ctr (7d)"):
         live.add_column(col)
     for r in rows["creatives"]:
-        live.add_row(r["campaign"], r["creative"], r["ad"], r["status"], str(r["days"]), r["ctr"])
+        live.add_row(*map(literal, (r["campaign"], r["creative"], r["ad"], r["status"], r["days"], r["ctr"])))
     console.print(live)
     for flag in rows["flags"]:
-        console.print(f"[yellow]flag[/]: {flag}")
-    console.print(f"last tick: {rows['last_tick'] or 'never'}")
+        console.print(Text.assemble(("flag", "yellow"), f": {flag}"), highlight=False, soft_wrap=True)
+    day = f" (platform day {rows['last_tick_day']})" if rows.get("last_tick_day") else ""
+    say(f"last tick: {rows['last_tick'] or 'never'}{day}")
 
 
 @app.command()
@@ -270,8 +304,8 @@ def spend(
         table.add_column(col, justify="left" if col in ("campaign", "account", "period", "start") else "right")
     for r in rows:
         table.add_row(
-            r["campaign"], r["account"], r["period"], r["period_start"],
-            *(f"{r[k]:.2f}" for k in ("cap", "spent", "reserved", "left")),
+            literal(r["campaign"]), r["account"], r["period"], r["period_start"],
+            *(literal(f"{r[k]:,.2f} {r['currency']}".strip()) for k in ("cap", "spent", "reserved", "left")),
         )  # fmt: skip
     console.print(table)
 
@@ -286,7 +320,7 @@ def approve(
     from loop.reports import decide_approval
 
     exp = decide_approval(_config(config), experiment_id, approve=True, actor=_actor(), reason=note)
-    console.print(f"approved {exp.id} ({exp.approved_stage}); the next tick acts on it")
+    say(f"approved {exp.id} ({exp.approved_stage}); the next tick acts on it")
 
 
 @app.command()
@@ -299,7 +333,26 @@ def reject(
     from loop.reports import decide_approval
 
     exp = decide_approval(_config(config), experiment_id, approve=False, actor=_actor(), reason=reason)
-    console.print(f"rejected {exp.id}: {exp.reason}")
+    say(f"rejected {exp.id}: {exp.reason}")
+
+
+def _program() -> str:
+    """How this program was started, when that is a command a user can type again (else its name)."""
+    import shlex
+
+    called = Path(sys.argv[0]) if sys.argv and sys.argv[0] else None
+    if called is not None and called.name == "creative-loop" and called.exists():
+        return shlex.quote(str(called))
+    return "creative-loop"
+
+
+def _shown_path(path: Path) -> str:
+    import shlex
+
+    try:
+        return shlex.quote(str(path.resolve().relative_to(Path.cwd())))
+    except ValueError:
+        return shlex.quote(str(path))
 
 
 def _actor() -> str:
@@ -314,7 +367,7 @@ def main(argv: list[str] | None = None) -> int:
         exc.show()
         return 2
     except click.exceptions.Abort:
-        err_console.print("aborted")
+        say("aborted", err=True)
         return 130
     except click.exceptions.Exit as exc:
         return exc.exit_code

@@ -152,6 +152,30 @@ class Comparison:
     def row(self, policy: str) -> PolicyRow:
         return next(r for r in self.rows if r.policy == policy)
 
+    def paired_difference(self, a: str, b: str) -> tuple[float, float]:
+        """Mean and standard error of ``a``'s regret minus ``b``'s, run by run.
+
+        Runs share their random numbers (same seed, same streams), so the
+        difference is taken per run: most of the dice cancel, and the standard
+        error is that of the differences, far smaller than either policy's.
+        """
+        ra = {s.run: s.regret_clicks for s in self.summaries[a]}
+        rb = {s.run: s.regret_clicks for s in self.summaries[b]}
+        d = np.array([ra[r] - rb[r] for r in sorted(set(ra) & set(rb))])
+        if d.size == 0:
+            raise ValueError(f"paired_difference: no common runs of {a!r} and {b!r}")
+        se = float(d.std(ddof=1) / math.sqrt(d.size)) if d.size > 1 else float("nan")
+        return float(d.mean()), se
+
+    def paired_lines(self) -> list[str]:
+        """``thompson − epsilon_greedy: −11.6 ± 4.2 regret clicks per run (paired, 2.8 s.e.)`` for the first policy."""
+        first, lines = self.policies[0], []
+        for other in self.policies[1:]:
+            mean, se = self.paired_difference(first, other)
+            z = f", {abs(mean) / se:.1f} s.e." if se and math.isfinite(se) and se > 0 else ""
+            lines.append(f"{first} − {other}: {mean:+,.1f} ± {se:,.1f} regret clicks per run (paired{z})")
+        return lines
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "scenario": self.scenario,
@@ -165,6 +189,10 @@ class Comparison:
             "workers": self.workers,
             "seeds": [self.seed + r for r in range(self.runs)],
             "table": [asdict(r) for r in self.rows],
+            "paired": {
+                other: dict(zip(("mean", "se"), self.paired_difference(self.policies[0], other), strict=True))
+                for other in self.policies[1:]
+            },
             "per_run": {
                 p: [{k: v for k, v in asdict(s).items() if k not in ("allocation", "daily_regret")} for s in runs]
                 for p, runs in self.summaries.items()
@@ -485,18 +513,16 @@ def summarize(runs: Sequence[RunSummary], baseline: Sequence[RunSummary] | None 
 
 COLUMNS = (
     "policy",
-    "regret clicks (mean ± s.e.)",
+    "regret (± s.e.)",
     "% of uniform",
-    "wasted test imps",
-    "confident decisions",
-    "spend / decided winner",
+    "confident",
+    "spend/winner",
     "winner = best",
     "simple regret",
-    "net clicks / spend",
-    "detect delay mean / median",
-    "false alarms / run",
+    "net clicks/spend",
+    "detect delay",
+    "false alarms",
     "test spend",
-    "credits",
 )
 
 
@@ -509,7 +535,6 @@ def table_rows(comparison: Comparison) -> list[list[str]]:
                 r.policy,
                 f"{r.regret_mean:,.1f} ± {r.regret_se:,.1f}",
                 _fmt(r.regret_pct_of_uniform, "{:.1f}%"),
-                f"{r.wasted_impressions:,.0f}",
                 f"{r.confident_decisions}/{r.confident_decisions + r.best_so_far_decisions} "
                 f"({_fmt(r.confident_share, '{:.0%}')})",
                 _fmt(r.spend_per_decided_winner, "{:,.2f}"),
@@ -519,7 +544,6 @@ def table_rows(comparison: Comparison) -> list[list[str]]:
                 f"{_fmt(r.delay_mean, '{:.1f}')} / {_fmt(r.delay_median, '{:.0f}')} d",
                 f"{r.false_alarms_per_run:.2f}",
                 f"{r.test_spend:,.2f}",
-                f"{r.credit_spend:,.2f}",
             ]
         )
     return out
@@ -527,9 +551,10 @@ def table_rows(comparison: Comparison) -> list[list[str]]:
 
 def rich_table(comparison: Comparison) -> Any:
     """The comparison as a ``rich.table.Table`` (what the CLI prints)."""
+    from rich import box
     from rich.table import Table
 
-    table = Table(title=table_caption(comparison))
+    table = Table(title=table_caption(comparison), box=box.SIMPLE_HEAD)
     for i, name in enumerate(COLUMNS):
         table.add_column(name, justify="left" if i == 0 else "right")
     for row in table_rows(comparison):

@@ -45,7 +45,7 @@ class PolicySettings(_Frozen):
     burn_in_clicks: float = Field(10.0, ge=0.0, le=1e6)
     arm_floor: float = Field(0.02, ge=0.0, lt=0.5)
     eliminate_below: float = Field(0.05, ge=0.0, le=0.2)
-    max_expected_loss: float = Field(0.003, ge=0.0, le=0.5)
+    max_expected_loss: float = Field(0.01, ge=0.0, le=0.5)
     plan_lift: float = Field(0.2, gt=0.0, le=5.0)
     plan_power: float = Field(0.8, gt=0.0, lt=1.0)
     max_test_days: int = Field(21, ge=1)
@@ -222,6 +222,15 @@ class MetaSettings(_Frozen):
     usage_slow_at: float = Field(75.0, ge=0, lt=100)
     usage_pause_at: float = Field(90.0, gt=0, le=100)
     webhook_verify_token_env: str = "META_WEBHOOK_VERIFY_TOKEN"
+    # Points of the Graph API not verified against a live account (README, "Meta"): one switch each.
+    batch_one_adset_per_campaign: bool = True
+    name_filter: bool = True
+    name_lookup_max_pages: int = Field(20, ge=1, le=1000)
+    settle_timeout: float = Field(30.0, ge=0, le=600)
+    webhook_fields: list[str] = Field(default_factory=lambda: ["*fatigue*"], min_length=1)
+    webhook_level_keys: list[str] = Field(
+        default_factory=lambda: ["level", "fatigue_level", "creative_fatigue"], min_length=1
+    )
 
     @model_validator(mode="after")
     def _usage_order(self) -> MetaSettings:

@@ -79,16 +79,17 @@ def run_one_tick(cfg: Config, dry_run: bool = False) -> TickReport:
             executor.close()
     # The platform first: a bad config or a missing secret fails before the database is touched.
     platform = make_platform(cfg, scenario_for(cfg) if cfg.loop.platform == "simulated" else None)
+    rt = build_runtime(cfg, engine=process_engine(cfg.database_url), platform=platform, dry_run=dry_run)
+    rt.on_step = kill_hook(os.environ.get(KILL_AT_ENV, ""))
+    platform = rt.platform
+    simulated = isinstance(platform, SimulatedAdPlatform | ShardedSimulatedAdPlatform)
+    today = platform.today() if simulated else datetime.now(UTC).date()
     try:
-        rt = build_runtime(cfg, engine=process_engine(cfg.database_url), platform=platform, dry_run=dry_run)
-        rt.on_step = kill_hook(os.environ.get(KILL_AT_ENV, ""))
-        simulated = isinstance(platform, SimulatedAdPlatform | ShardedSimulatedAdPlatform)
-        today = platform.today() if simulated else datetime.now(UTC).date()
         report = tick(rt, today)
-        if simulated and not dry_run:
-            platform.run_day()
     finally:
-        platform.close()  # a daemon builds one per tick: its connections (gRPC channels, HTTP pools) go with it
+        platform.close()  # the tick stored its API counts; this closes connections
+    if simulated and not dry_run:
+        platform.run_day()
     log.info(
         "tick %s: %d detected, %d transitions, %d errors",
         today, len(report.detected), len(report.transitions), len(report.errors),

@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from typing import Annotated
 
 import typer
+from rich.text import Text
 
-from loop.cli import ConfigOpt, app, console
+from loop.cli import ConfigOpt, app, console, say
 from loop.config import Config, load_config
 from policies.errors import CreativeLoopError
 
@@ -145,12 +146,13 @@ def doctor(
     checks = run_checks(cfg, platform=not skip_platform)
     width = max(len(c.name) for c in checks)
     for c in checks:
-        mark = {True: "[green]ok[/]  ", False: "[red]FAIL[/]", None: "[yellow]skip[/]"}[c.ok]
-        console.print(f"{mark} {c.name.ljust(width)}  {c.detail}", highlight=False)
+        mark = {True: ("ok  ", "green"), False: ("FAIL", "red"), None: ("skip", "yellow")}[c.ok]
+        # The details quote errors and config keys ("[meta].access_token_env"): never read as markup.
+        console.print(Text.assemble(mark, f" {c.name.ljust(width)}  {c.detail}"), highlight=False, soft_wrap=True)
         if c.fix and c.ok is False:
-            console.print(f"      {''.ljust(width)}  fix: {c.fix}", highlight=False)
+            say(f"      {''.ljust(width)}  fix: {c.fix}")
     failed = [c.name for c in checks if c.ok is False]
-    console.print(f"{len(failed)} problem(s): {', '.join(failed)}" if failed else "all checks passed", highlight=False)
+    say(f"{len(failed)} problem(s): {', '.join(failed)}" if failed else "all checks passed")
     if failed:
         raise typer.Exit(1)
 

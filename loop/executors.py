@@ -93,7 +93,8 @@ def exploration_demand(session: Session, plan: CampaignPlan, tiering: str = "tie
     per_variant = plan.pro_credit_cost if tiering == "pro-only" else plan.fast_credit_cost
     needs_pro = plan.pro_credit_cost if tiering == "tiered" and plan.settings.reserve_pro_credit else 0
     try:
-        left = Ledger(session).state(plan.id, "credit").left
+        ledger = Ledger(session)
+        left = ledger.room(plan.id, "credit", ledger.current_day())
     except CreativeLoopError:  # never ticked: no campaign row yet
         left = plan.credit_cap
     demand = 0
@@ -160,7 +161,7 @@ class CeleryExecutor:
         self.engine = engine or open_engine(cfg.database_url)
         self.scenario = scenario_for(cfg) if cfg.loop.platform == "simulated" else None
         self.plans = campaign_plans(cfg, self.scenario)
-        self._make_platform = lambda: make_platform(cfg, self.scenario)
+        self._make_platform = lambda: make_platform(cfg, self.scenario, engine=self.engine)
 
     def days(self) -> dict[str, date]:
         """The day each campaign's next tick is for: its simulated day, else today (UTC)."""

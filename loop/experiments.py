@@ -180,7 +180,9 @@ def _source(rt: Runtime, session: Session, plan: CampaignPlan, parent: Creative)
     """The parent's live image, fetched once and kept in the image store."""
     if parent.image_hash and parent.image_hash in rt.images:
         return rt.images.open(parent.image_hash)
-    src = rt.call(lambda: rt.platform.source_creative(plan.id, parent.platform_ad_id or ""))
+    src = rt.call(
+        lambda: rt.platform.source_creative(plan.id, parent.platform_ad_id or ""), f"source creative of {parent.id}"
+    )
     # Truncated files, non-images, decompression bombs and odd modes stop here (ImageRejected).
     image = load_image(src.image, where=f"campaign {plan.id}: source image of ad {parent.platform_ad_id}")
     parent.image_hash = rt.images.put(image)
@@ -308,7 +310,7 @@ def on_detected(rt: Runtime, session: Session, plan: CampaignPlan, exp: Experime
     if test_left < min_test:
         # Generating variants that can never be tested would waste credits.
         if budget_wait.wait(rt, session, plan, exp, "test", today,
-                            budget_wait.blocking(ledger, plan, "test", today, min_test)):  # fmt: skip
+                            budget_wait.blocking(ledger, plan, "test", today, min_test), min_test):  # fmt: skip
             return
         events.record(session, events.CAP_REACHED, plan.id, exp.id, account="test", left=test_left)
         abandon(rt, session, plan, exp, "test spend cap: no budget left to test variants")
@@ -319,7 +321,7 @@ def on_detected(rt: Runtime, session: Session, plan: CampaignPlan, exp: Experime
         # fund the test, wait for the next period; otherwise the reason says what it could resolve.
         needed = _two_arm_spend(test_plan, plan)
         if plan_test(session, plan, exp, plan.test_spend_cap).can_test and budget_wait.wait(
-            rt, session, plan, exp, "test", today, budget_wait.blocking(ledger, plan, "test", today, needed)
+            rt, session, plan, exp, "test", today, budget_wait.blocking(ledger, plan, "test", today, needed), needed
         ):
             return
         events.record(session, events.TEST_PLANNED, plan.id, exp.id, **test_plan.to_dict())
@@ -328,8 +330,9 @@ def on_detected(rt: Runtime, session: Session, plan: CampaignPlan, exp: Experime
     wanted = plan.settings.variants
     fit = wanted if per_variant == 0 else min(wanted, max(0, room) // per_variant)
     if fit < 2:
+        need = pro_cost + 2 * per_variant
         if budget_wait.wait(rt, session, plan, exp, "credit", today,
-                            budget_wait.blocking(ledger, plan, "credit", today, pro_cost + 2 * per_variant)):  # fmt: skip
+                            budget_wait.blocking(ledger, plan, "credit", today, need), need):  # fmt: skip
             return
         events.record(session, events.CAP_REACHED, plan.id, exp.id, account="credit", left=credit_left)
         abandon(rt, session, plan, exp, f"credit cap: room for {fit} variant(s), need at least 2")
@@ -570,7 +573,9 @@ def on_testing(rt: Runtime, session: Session, plan: CampaignPlan, exp: Experimen
         budget, blockers = budget_wait.affordable_test_budget(ledger, plan, today, 2 * max(1, min_arm))
         if budget < 2 * max(1, min_arm):
             # A period cap: pause the arms and wait for the next period; a lifetime cap: the best arm so far.
-            if budget_wait.wait_while_testing(rt, session, plan, exp, arms, today, blockers):
+            if budget_wait.wait_while_testing(
+                rt, session, plan, exp, arms, today, blockers, reservation_for(2 * max(1, min_arm), 1, s.overspend)
+            ):
                 return
             events.record(
                 session, events.CAP_REACHED, plan.id, exp.id, account="test", left=ledger.room(plan.id, "test", today)
@@ -732,8 +737,9 @@ def on_decided(rt: Runtime, session: Session, plan: CampaignPlan, exp: Experimen
         try:
             ledger.reserve(plan.id, "credit", key, plan.pro_credit_cost, exp.id, "pro", "pro render", day=today)
         except CapExceeded:
+            pro = plan.pro_credit_cost
             if budget_wait.wait(rt, session, plan, exp, "credit", today,
-                                budget_wait.blocking(ledger, plan, "credit", today, plan.pro_credit_cost)):  # fmt: skip
+                                budget_wait.blocking(ledger, plan, "credit", today, pro), pro):  # fmt: skip
                 return
             abandon(rt, session, plan, exp, "credit cap: no room for the pro render")
             return

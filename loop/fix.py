@@ -20,7 +20,7 @@ from sqlmodel import Session, select
 
 from connectors.images.procedural import stable_seed
 from loop import events
-from loop.cli import ConfigOpt, _actor, _config, app, console
+from loop.cli import ConfigOpt, _actor, _config, app, say
 from loop.config import Config
 from policies import brand
 from policies.errors import ConfigError, NotFound
@@ -157,6 +157,4 @@ def fix(
 ) -> None:
     """Repaint a region of a variant; the result is a new variant with the old one as parent."""
     fixed = fix_variant(_config(config), variant, mask, prompt, seed, actor=_actor())
-    console.print(
-        f"fixed {variant} -> {fixed.id} ({fixed.generator} {fixed.model}, seed {fixed.seed}, image {fixed.image_hash})"
-    )
+    say(f"fixed {variant} -> {fixed.id} ({fixed.generator} {fixed.model}, seed {fixed.seed}, image {fixed.image_hash})")

@@ -4,20 +4,23 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC
 from typing import Any
 
+from sqlalchemy import or_, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from loop import events
 from loop.app import build_runtime, open_engine
 from loop.budget_wait import waiting_note
 from loop.config import Config, to_major
 from loop.tick import END_STATES
-from policies.errors import NotFound
+from policies.errors import CreativeLoopError, NotFound
 from policies.planning import ExperimentPlan
 from storage.db import session as open_session
 from storage.ledger import ACCOUNT_ROW, ACCOUNTS, AccountSummary, Ledger
-from storage.models import AccountCap, AuditEvent, Campaign, Creative, DailyMetric, Experiment, TickRun
+from storage.models import AccountCap, AuditEvent, Campaign, Creative, DailyMetric, Experiment, TickRun, utcnow
 
 
 @contextmanager
@@ -30,8 +33,12 @@ def _engine(cfg: Config) -> Iterator[Engine]:
 
 
 def status_rows(cfg: Config) -> dict[str, Any]:
+    from loop.web.queries import fatigue_view, names_of
+    from loop.web.status import experiment_status
+
     with _engine(cfg) as engine, open_session(engine) as s:
         exps = s.exec(select(Experiment).order_by(col(Experiment.created_at).desc())).all()
+        names = names_of(s, [e.winner_creative_id for e in exps] + [e.scaled_creative_id for e in exps])
         creatives = s.exec(
             select(Creative).where(col(Creative.role).in_(("live", "pro")), col(Creative.platform_ad_id).is_not(None))
         ).all()
@@ -48,7 +55,8 @@ def status_rows(cfg: Config) -> dict[str, Any]:
                     "campaign": c.campaign_id,
                     "creative": c.label or c.id,
                     "ad": c.platform_ad_id or "",
-                    "status": c.status,
+                    "status": fatigue_view(s, c)["status"].text
+                    + (f" ({c.flags['delivery']})" if (c.flags or {}).get("delivery") else ""),
                     "days": len(rows),
                     "ctr": ctr,
                 }
@@ -71,6 +79,7 @@ def status_rows(cfg: Config) -> dict[str, Any]:
                     "state": e.state
                     + (f" ({e.waiting_for})" if e.waiting_for else "")
                     + (f" ({waiting_note(e)})" if e.waiting_until and e.state not in END_STATES else ""),
+                    "status": experiment_status(e, names).detail,
                     "detected": e.detected_on.isoformat() if e.detected_on else "",
                     "winner": e.winner_creative_id,
                     "reason": e.reason,
@@ -81,6 +90,7 @@ def status_rows(cfg: Config) -> dict[str, Any]:
             "creatives": out_creatives,
             "flags": flags,
             "last_tick": last_tick.started_at.isoformat(timespec="seconds") if last_tick else None,
+            "last_tick_day": last_tick.day.isoformat() if last_tick and last_tick.day else None,
         }
 
 
@@ -126,15 +136,98 @@ def spend_table(cfg: Config) -> list[dict[str, Any]]:
     ]
 
 
-def decide_approval(cfg: Config, experiment_id: str, approve: bool, actor: str, reason: str = "") -> Experiment:
+def _last_decision(s: Session, experiment_id: str, name: str) -> AuditEvent | None:
+    return s.exec(
+        select(AuditEvent)
+        .where(AuditEvent.experiment_id == experiment_id, AuditEvent.name == name)
+        .order_by(col(AuditEvent.at).desc(), col(AuditEvent.id).desc())
+    ).first()
+
+
+def _by(event: AuditEvent | None) -> str:
+    if event is None:
+        return ""
+    at = event.at if event.at.tzinfo else event.at.replace(tzinfo=UTC)
+    return f" by {event.actor} at {at.strftime('%Y-%m-%d %H:%M UTC')}"
+
+
+def refusal(s: Session, exp: Experiment, approve: bool) -> str | None:
+    """Why this decision cannot be taken on ``exp`` now, or None: each stage is decided once.
+
+    A second approval of the same stage is refused (the first one stands and
+    the next tick acts on it), and so is a rejection after an approval.
+    """
+    if exp.state in ("scaled", "abandoned"):
+        rejected = _last_decision(s, exp.id, events.REJECTED)
+        if rejected is not None:
+            return f"experiment {exp.id} was already rejected{_by(rejected)}"
+        return f"experiment {exp.id} already ended ({exp.state}{': ' + exp.reason if exp.reason else ''})"
+    pending = exp.state == "awaiting_approval" and exp.waiting_for is not None
+    if pending and exp.approved_stage == exp.waiting_for:
+        approved = _last_decision(s, exp.id, events.APPROVED)
+        what = "the pro render" if exp.waiting_for == "pro" else "the drafts"
+        if approve:
+            return f"experiment {exp.id}: {what} already approved{_by(approved)}; the next tick acts on it"
+        return f"experiment {exp.id}: {what} already approved{_by(approved)}; an approved stage cannot be rejected"
+    if approve and not pending:
+        return f"experiment {exp.id} is {exp.state}, not awaiting approval"
+    return None
+
+
+def decide_approval(
+    cfg: Config,
+    experiment_id: str,
+    approve: bool,
+    actor: str,
+    reason: str = "",
+    *,
+    engine: Engine | None = None,
+    require_waiting: bool = False,
+) -> Experiment:
+    """Approve or reject ``experiment_id`` once (CLI and dashboard alike).
+
+    A repeated or contradictory decision raises ``CreativeLoopError`` saying
+    what was decided, by whom and when.  The claim is one conditional UPDATE,
+    so two people clicking at the same moment record one decision, not two.
+    ``require_waiting``: refuse a rejection unless the experiment waits for a
+    person (the dashboard's approval queue; the CLI may stop any open one).
+    """
     from loop.experiments import approve as do_approve
     from loop.experiments import reject as do_reject
 
-    rt = build_runtime(cfg)
+    rt = build_runtime(cfg, engine=engine)
     with open_session(rt.engine) as s:
+        # 1. find it and say no to a decision already taken
         exp = s.get(Experiment, experiment_id)
         if exp is None:
             raise NotFound(f"no experiment {experiment_id!r} (see `creative-loop status`)", experiment=experiment_id)
+        why = refusal(s, exp, approve)
+        if why is None and require_waiting and exp.state != "awaiting_approval":
+            why = f"experiment {exp.id} is {exp.state}, not awaiting approval"
+        if why is not None:
+            raise CreativeLoopError(why, experiment=exp.id)
+        # 2. claim it: only one decision wins a race (the loser sees 0 rows and the reason)
+        table = Experiment.__table__  # type: ignore[attr-defined]
+        stmt = update(table).where(table.c.id == exp.id, table.c.state == exp.state)
+        if approve:
+            stmt = stmt.where(
+                table.c.waiting_for == exp.waiting_for,
+                or_(table.c.approved_stage.is_(None), table.c.approved_stage != exp.waiting_for),
+            ).values(approved_stage=exp.waiting_for)
+        else:
+            stmt = stmt.where(
+                or_(table.c.approved_stage.is_(None), table.c.waiting_for.is_(None),
+                    table.c.approved_stage != table.c.waiting_for)
+            ).values(updated_at=utcnow())  # fmt: skip
+        if s.connection().execute(stmt).rowcount != 1:
+            s.rollback()
+            fresh = s.get(Experiment, experiment_id, populate_existing=True)
+            assert fresh is not None
+            raise CreativeLoopError(
+                refusal(s, fresh, approve) or f"experiment {exp.id} changed while deciding; try again",
+                experiment=exp.id,
+            )
+        # 3. record it (the audit event and the state change commit together with the claim)
         if approve:
             do_approve(rt, s, exp, actor, reason)
         else:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -126,7 +126,9 @@ def _ad_label(session: Session, platform: SimulatedAdPlatform, ad_id: str) -> st
 
 def _score_campaign(session: Session, platform: SimulatedAdPlatform, campaign_id: str) -> dict[str, Any]:
     ledger = Ledger(session)
-    test, credit = ledger.summary(campaign_id, "test"), ledger.summary(campaign_id, "credit")
+    # Spend over the whole run (a config's cap may hold per month: the cap shown is one period's).
+    test = replace(ledger.summary(campaign_id, "test"), spent=ledger.spent(campaign_id, "test"))
+    credit = replace(ledger.summary(campaign_id, "credit"), spent=ledger.spent(campaign_id, "credit"))
     exps = session.exec(
         select(Experiment).where(Experiment.campaign_id == campaign_id).order_by(Experiment.created_at, Experiment.id)
     ).all()
@@ -244,3 +246,76 @@ def export_gallery(rt: Runtime, out_dir: str | Path) -> list[Path]:
 def _safe(name: str) -> str:
     """A name from a platform made safe as one path component (see storage.safenames)."""
     return safe_component(name)
+
+
+def _toml_key(key: str) -> str:
+    return key if key and all(ch.isalnum() or ch in "-_" for ch in key) and key.isascii() else _toml_str(key)
+
+
+def _toml_str(value: str) -> str:
+    import json
+
+    # A JSON string is a TOML basic string once DEL is escaped too (TOML forbids it raw).
+    return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return _toml_str(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(f"cannot write {type(value).__name__} to TOML")
+
+
+def dump_toml(data: dict[str, Any]) -> str:
+    """The config's TOML types (strings, numbers, booleans, arrays, tables, arrays of tables) as text."""
+    lines: list[str] = []
+
+    def table(path: list[str], body: dict[str, Any], header: str | None) -> None:
+        if header is not None:
+            lines.extend(["", header])
+        subtables = []
+        for k, v in body.items():
+            if isinstance(v, dict):
+                subtables.append((k, v, False))
+            elif isinstance(v, list) and v and all(isinstance(x, dict) for x in v):
+                subtables.append((k, v, True))
+            else:
+                lines.append(f"{_toml_key(k)} = {_toml_value(v)}")
+        for k, v, many in subtables:
+            dotted = ".".join(_toml_key(p) for p in [*path, k])
+            if many:
+                for item in v:
+                    table([*path, k], item, f"[[{dotted}]]")
+            else:
+                table([*path, k], v, f"[{dotted}]")
+
+    table([], data, None)
+    return "\n".join(lines).lstrip("\n") + "\n"
+
+
+def write_dashboard_config(cfg: Config, out_dir: str | Path, scenario: str | Path | None = None) -> Path:
+    """``<out>/creative-loop.toml``: the run's config pointed at the simulation's database and images.
+
+    ``creative-loop serve --config <out>/creative-loop.toml`` then shows this
+    run (so do ``status``, ``spend`` and ``report``).
+    """
+    from storage.tomlfile import read_toml
+
+    out = Path(out_dir).resolve()
+    data = read_toml(cfg.path)
+    data.setdefault("loop", {}).update(database=f"sqlite:///{out / 'simulate.db'}", data_dir=str(out))
+    if scenario is not None:
+        data.setdefault("simulated", {})["scenario"] = str(Path(scenario).resolve())
+    path = out / "creative-loop.toml"
+    header = (
+        f"# Written by `creative-loop simulate` from {cfg.path}: opens this run's results with\n"
+        f"#   creative-loop serve --config {path}\n"
+        "# (and status, spend, report). Not for ticking on: the simulated platform's state was not saved.\n"
+    )
+    path.write_text(header + dump_toml(data), encoding="utf-8")
+    return path

@@ -82,7 +82,7 @@ class WorkerResources:
         """A fresh platform object: on the simulated platform it reads the campaign's file anew."""
         from loop.app import make_platform
 
-        return make_platform(self.cfg, self.scenario)
+        return make_platform(self.cfg, self.scenario, engine=self.engine)
 
 
 @dataclass
@@ -217,49 +217,49 @@ def tick_campaign(task: Any, campaign: str, day: str, explore: bool = True) -> d
             raise task.retry(countdown=cfg.model.celery.lock_retry_seconds)
         # 2. the campaign's own state, read under the lock
         platform = res.platform()
+        if isinstance(platform, ShardedSimulatedAdPlatform):
+            at = platform.today_of(campaign)
+            if at != today:
+                status = "already ticked" if at > today else f"behind: at {at.isoformat()}"
+                return {"campaign": campaign, "day": day, "status": status}
+        # 3. the tick
+        rt = QueuedRuntime(
+            engine=res.engine,
+            platform=platform,
+            generators=make_queued_generators(app, cfg, res.images),
+            images=res.images,
+            plans=[plan],
+            approval=cfg.loop.approval,
+            backfill_days=backfill_days(cfg),
+            hold_exploration=not explore,
+        )
+        rt.on_step = _kill_once
         try:
-            if isinstance(platform, ShardedSimulatedAdPlatform):
-                at = platform.today_of(campaign)
-                if at != today:
-                    status = "already ticked" if at > today else f"behind: at {at.isoformat()}"
-                    return {"campaign": campaign, "day": day, "status": status}
-            # 3. the tick
-            rt = QueuedRuntime(
-                engine=res.engine,
-                platform=platform,
-                generators=make_queued_generators(app, cfg, res.images),
-                images=res.images,
-                plans=[plan],
-                approval=cfg.loop.approval,
-                backfill_days=backfill_days(cfg),
-                hold_exploration=not explore,
-            )
-            rt.on_step = _kill_once
             report = tick(rt, today)
-            out: dict[str, Any] = {
-                "campaign": campaign,
-                "day": day,
-                "detected": report.detected,
-                "transitions": report.transitions,
-                "errors": report.errors,
-            }
-            # 4. wait for queued images, or end the day
-            if rt.generation_jobs:
-                jobs = {j["id"]: j["job"] for j in rt.generation_jobs}
-                header = [
-                    app.signature(GENERATE_TASK, args=(job,), queue=app.queue_name("generation")).set(task_id=job_id)
-                    for job_id, job in jobs.items()
-                ]
-                again = app.signature(
-                    TICK_TASK, args=(campaign, day, explore), queue=app.queue_name("ticks"), immutable=True
-                ).set(task_id=str(uuid.uuid4()))
-                chord(header, app=app)(again)
-                return {**out, "status": "waiting for generation", "jobs": len(jobs), "continuation": again.id}
-            if isinstance(platform, ShardedSimulatedAdPlatform):
-                platform.run_day(campaign)
-            return {**out, "status": "ticked"}
         finally:
-            platform.close()  # a task builds its own: its connections go with it
+            platform.close()  # the tick stored its API counts; this closes connections
+        out: dict[str, Any] = {
+            "campaign": campaign,
+            "day": day,
+            "detected": report.detected,
+            "transitions": report.transitions,
+            "errors": report.errors,
+        }
+        # 4. wait for queued images, or end the day
+        if rt.generation_jobs:
+            jobs = {j["id"]: j["job"] for j in rt.generation_jobs}
+            header = [
+                app.signature(GENERATE_TASK, args=(job,), queue=app.queue_name("generation")).set(task_id=job_id)
+                for job_id, job in jobs.items()
+            ]
+            again = app.signature(
+                TICK_TASK, args=(campaign, day, explore), queue=app.queue_name("ticks"), immutable=True
+            ).set(task_id=str(uuid.uuid4()))
+            chord(header, app=app)(again)
+            return {**out, "status": "waiting for generation", "jobs": len(jobs), "continuation": again.id}
+        if isinstance(platform, ShardedSimulatedAdPlatform):
+            platform.run_day(campaign)
+        return {**out, "status": "ticked"}
 
 
 def generate(task: Any, job: dict[str, Any]) -> dict[str, Any]:

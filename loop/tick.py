@@ -101,8 +101,8 @@ class Runtime:
             self.on_step(name)
 
     # -- the outside world ----------------------------------------------------
-    def call(self, fn: Callable[[], Any]) -> Any:
-        kwargs: dict[str, Any] = {"settings": self.retry}
+    def call(self, fn: Callable[[], Any], what: str = "") -> Any:
+        kwargs: dict[str, Any] = {"settings": self.retry, "what": what}
         if self.sleep is not None:
             kwargs["sleep"] = self.sleep
         return call_with_retry(fn, **kwargs)
@@ -130,15 +130,21 @@ class Runtime:
             session.add(rec)
             session.commit()  # the intent is durable before anything is sent
             self.step(f"intent:{mutation.kind}")
+            # Nothing was ever sent for this key: the platform need not look for its objects.
+            self.platform.remember(mutation.key, {}, fresh=True)
         else:
-            # An intent without a result: a crash after sending, perhaps. Look first.
-            found = self.call(lambda: self.platform.find(mutation))
+            # An intent without a result: a crash after sending, perhaps. Look first,
+            # starting from the objects the record already names.
+            self.platform.remember(mutation.key, dict(rec.objects or {}), fresh=False)
+            found = self.call(lambda: self.platform.find(mutation), f"find {mutation.kind} {mutation.key}")
             if found is not None:
+                rec.objects = self.platform.objects(mutation.key)
                 return self._done(session, rec, found)
         rec.attempts += 1
         try:
-            result = self.call(lambda: self.platform.apply(mutation))
+            result = self.call(lambda: self.platform.apply(mutation), f"{mutation.kind} {mutation.key}")
         except ConnectorError as exc:
+            rec.objects = self.platform.objects(mutation.key)  # what exists so far: the retry adopts it by id
             rec.error = str(exc)
             rec.status = "intent" if exc.temporary else "failed"
             rec.updated_at = utcnow()
@@ -149,6 +155,7 @@ class Runtime:
             session.commit()
             raise
         self.step(f"sent:{mutation.kind}")
+        rec.objects = self.platform.objects(mutation.key)
         return self._done(session, rec, result)
 
     def _done(self, session: Session, rec: PlatformMutation, result: dict[str, Any]) -> dict[str, Any]:
@@ -213,10 +220,38 @@ def tick(rt: Runtime, today: date) -> TickReport:
                 run.error = "; ".join(report.errors)[:2000]
                 session.add(run)
                 session.commit()
+            # The reads of a dry run were real calls too: their counts are kept.
+            store_counters(rt.platform, session)
         except BaseException:
             session.rollback()
             raise
     return report
+
+
+def store_counters(platform: AdPlatform, session: Session) -> None:
+    """Add the platform's API counts to ``storage.counters`` in their own short transaction.
+
+    They go through the tick's session (one engine, one writer: a second
+    connection writing to SQLite while the tick holds its write lock would
+    wait out the busy timeout).  Counts that cannot be stored are handed
+    back to the platform for the next tick; they never fail one.
+    """
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from storage.counters import increment
+
+    pending = platform.drain_counters()
+    if not pending:
+        return
+    try:
+        for name, labels, amount in pending:
+            # A platform label of its own wins (a routing platform names the platform each count is from).
+            increment(session, name, amount, **{"platform": platform.name, **labels})
+        session.commit()
+    except SQLAlchemyError as exc:
+        session.rollback()
+        platform.restore_counters(pending)
+        log.warning("could not store %s API counters (kept for the next tick): %s", platform.name, exc)
 
 
 def _halt(rt: Runtime, session: Session, campaign_id: str, why: str) -> None:
@@ -234,7 +269,7 @@ def _halt(rt: Runtime, session: Session, campaign_id: str, why: str) -> None:
 def _tick_campaign(rt: Runtime, session: Session, plan: CampaignPlan, today: date, report: TickReport, advance) -> None:  # type: ignore[no-untyped-def]
     # 1. sync the campaign's caps and its live ads
     campaign = sync_campaign(session, plan)
-    ads = rt.call(lambda: rt.platform.list_ads(plan.id))
+    ads = rt.call(lambda: rt.platform.list_ads(plan.id), f"list ads of {plan.id}")
     if campaign.halted_reason is not None and not rt.dry_run:
         # The read above went through: credentials work again.
         events.record(session, events.CAMPAIGN_RESUMED, plan.id, previous=campaign.halted_reason)
@@ -244,12 +279,12 @@ def _tick_campaign(rt: Runtime, session: Session, plan: CampaignPlan, today: dat
     rt.step("sync")
     # 2. ingest the backfill window (re-ingesting a day updates it)
     since = catch_up_since(session, plan.id, today - timedelta(days=rt.backfill_days), today)
-    rows = rt.call(lambda: rt.platform.insights(plan.id, since, today - timedelta(days=1)))
+    rows = rt.call(lambda: rt.platform.insights(plan.id, since, today - timedelta(days=1)), f"insights of {plan.id}")
     # All of the batch is checked before any of it is written (InvalidPayload names the row).
     rows = check_rows(rows, since=since, until=today - timedelta(days=1), campaign=plan.id)
     ingest(session, plan.id, rows)
     # ... and the platform's own readings about the ads (e.g. Google's asset performance labels)
-    record_signals(session, plan.id, rt.call(lambda: rt.platform.signals(plan.id)), today)
+    record_signals(session, plan.id, rt.call(lambda: rt.platform.signals(plan.id), f"signals of {plan.id}"), today)
     rt.commit(session)
     rt.step("ingest")
     # 3. reconcile test-spend reservations with what was spent
@@ -351,6 +386,13 @@ def sync_ads(session: Session, campaign_id: str, ads: list) -> None:  # type: ig
             )
         elif creative.role in ("live", "pro"):
             creative.status = status
+        if creative.role in ("live", "pro"):
+            # Why a paused ad does not deliver (Meta: its ad set is paused, it was disapproved...):
+            # shown by `status`; such an ad is never tested for fatigue (only "active" ones are).
+            reason = ad.reason if status == "paused" else ""
+            if (creative.flags or {}).get("delivery", "") != reason:
+                flags = {k: v for k, v in (creative.flags or {}).items() if k != "delivery"}
+                creative.flags = {**flags, "delivery": reason} if reason else flags
         session.add(creative)
     session.flush()
 
@@ -587,14 +629,7 @@ def campaign_noise(session: Session, campaign_id: str, first: date, today: date)
     from storage.models import FatigueNoise
 
     width = (today - first).days
-    stored = {
-        r.day: r
-        for r in session.exec(
-            select(FatigueNoise).where(
-                FatigueNoise.campaign_id == campaign_id, FatigueNoise.day >= first, FatigueNoise.day < today
-            )
-        ).all()
-    }
+    stored = _stored_noise(session, campaign_id, first, today)
     tau2 = np.zeros(width)
     factors = np.ones((width, 7))
     df = np.zeros(width)
@@ -616,6 +651,30 @@ def campaign_noise(session: Session, campaign_id: str, first: date, today: date)
         tau2[j], factors[j], df[j] = row.extra_variance, row.weekday_factors, row.df
     session.flush()
     return fatigue.NoiseModel(tau2, factors, df)
+
+
+def _stored_noise(session: Session, campaign_id: str, first: date, today: date) -> dict[date, Any]:
+    from storage.models import FatigueNoise
+
+    rows = session.exec(
+        select(FatigueNoise).where(
+            FatigueNoise.campaign_id == campaign_id, FatigueNoise.day >= first, FatigueNoise.day < today
+        )
+    ).all()
+    return {r.day: r for r in rows}
+
+
+def stored_noise(session: Session, campaign_id: str, first: date, today: date) -> fatigue.NoiseModel | None:
+    """The stored noise model of ``[first, today)`` if the loop has tested every one of those days (read-only)."""
+    stored = _stored_noise(session, campaign_id, first, today)
+    days = [first + timedelta(days=j) for j in range((today - first).days)]
+    if not days or any(d not in stored for d in days):
+        return None
+    return fatigue.NoiseModel(
+        np.array([stored[d].extra_variance for d in days]),
+        np.array([stored[d].weekday_factors for d in days], dtype=float),
+        np.array([stored[d].df for d in days]),
+    )
 
 
 def _estimate_campaign_noise(session: Session, campaign_id: str, first: date, today: date) -> fatigue.NoiseModel:

@@ -11,6 +11,13 @@ so committing a daily budget ``B`` for ``d`` days reserves
 the reservation is released and the actual recorded (reconciliation).  As long
 as the platform honours its overspend bound, ``spent <= cap`` holds at every
 moment.  All amounts are integer minor units (cents).
+
+A cap may hold per calendar month, per ISO week or over a campaign's life
+(:data:`CAP_PERIODS`).  The period arithmetic is here, pure: the period that
+holds a day (:func:`period_start`, :func:`period_end`), a budget window cut
+at every period boundary (:func:`split_window`), so that each part is held
+against its own period's cap, and the largest daily budget that fits every
+cap a window touches (:func:`affordable_across`).
 """
 
 from __future__ import annotations

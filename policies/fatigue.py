@@ -80,7 +80,7 @@ Seasonality and confounders
 ``seasonality=`` gives 7 multiplicative day-of-week CTR factors (Monday
 first), or one row of 7 per day (the factors in force on that day), or
 ``None`` (no weekly cycle); the default ``"auto"`` estimates them day by day
-across the rows' baseline windows, shrunk towards "no cycle" (James–Stein)
+across the rows' baseline windows, shrunk towards "no cycle" (empirical Bayes)
 so that a few rows' noise is not taken for a cycle.  ``start_weekday=`` is
 the weekday (0 = Monday) of day 0; the expected CTR of each day is scaled by
 its factor, so a weekend dip is not a drop.  ``confounders=`` flags days to
@@ -195,11 +195,13 @@ def default_threshold(expected_clicks, delta: float = 0.15) -> np.ndarray:
     """Calibrated ``h`` for ``expected_clicks`` per day (after over-dispersion)."""
     lam = np.log(np.clip(np.asarray(expected_clicks, dtype=float), LAMBDAS[0], LAMBDAS[-1]))
     loglam = np.log(LAMBDAS)
-    rows = np.array([np.interp(lam, loglam, THRESHOLDS[d]) for d in DELTAS])
     d = float(np.clip(delta, DELTAS[0], DELTAS[-1]))
     j = int(np.clip(np.searchsorted(DELTAS, d) - 1, 0, len(DELTAS) - 2))
     frac = (d - DELTAS[j]) / (DELTAS[j + 1] - DELTAS[j])
-    return (1.0 - frac) * rows[j] + frac * rows[j + 1]
+    # Only the two rows of the table around delta are needed.
+    lo = np.interp(lam, loglam, THRESHOLDS[DELTAS[j]])
+    hi = np.interp(lam, loglam, THRESHOLDS[DELTAS[j + 1]])
+    return (1.0 - frac) * lo + frac * hi
 
 
 def _gaussian_cusum_threshold(k: np.ndarray, arl: float = 1.0 / TARGET_FALSE_ALARM_RATE) -> np.ndarray:
@@ -399,9 +401,10 @@ def estimate_noise(
     already be fatiguing.  For day ``t``:
 
     - weekday factors ``F_w`` = clicks on weekday ``w`` / clicks expected from
-      each row's own CTR, shrunk towards 1 (James-Stein, each factor's
-      sampling variance from its expected clicks and ``τ²``), so that a few
-      rows' noise is not mistaken for a weekly cycle;
+      each row's own CTR, shrunk towards 1 (empirical Bayes: each factor's
+      sampling variance from its expected clicks and ``τ²``, the cycle's
+      variance from the factors' spread beyond it), so that a few rows'
+      noise is not mistaken for a weekly cycle;
     - ``τ²``, the relative variance of the daily CTR beyond binomial noise
       around ``row CTR × F``, by the method of moments, then shrunk towards
       the prior ``prior_overdispersion²`` with a weight of ``prior_df``
@@ -489,8 +492,9 @@ def _noise_from_sums(sums, k, fixed, prior_tau2, prior_df):
     ok = (k >= 2) & (tot_c > 0) & (tot_c < tot_n)
     if not ok.any():
         return (np.ones(7) if fixed is None else fixed), prior_tau2, 0.0
-    C, N, CC, CN, NN, k = C[ok], N[ok], CC[ok], CN[ok], NN[ok], k[ok]
-    tot_c = tot_c[ok]
+    if not ok.all():
+        C, N, CC, CN, NN, k = C[ok], N[ok], CC[ok], CN[ok], NN[ok], k[ok]
+        tot_c = tot_c[ok]
     nu = float((k - 1).sum())
     seen = N.sum(axis=0) > 0
 
@@ -511,8 +515,9 @@ def _noise_from_sums(sums, k, fixed, prior_tau2, prior_df):
             expected = (N * p[:, None]).sum(axis=0)
             f = np.where(expected > 0, C.sum(axis=0) / np.where(expected > 0, expected, 1.0), 1.0)
             f = np.where(f > 0, f, 1.0)
-        # James-Stein towards "no weekly cycle": each log factor's sampling variance is
-        # that of its click count, binomial plus the extra variance.
+        # Empirical Bayes towards "no weekly cycle": each log factor's sampling variance
+        # is that of its click count (binomial plus the extra variance), the cycle's
+        # variance what the factors' spread shows beyond it.
         t2 = max(tau2_hat(f), 0.0)
         p = tot_c / (N @ f)
         expected = (N * p[:, None]).sum(axis=0)
@@ -523,7 +528,10 @@ def _noise_from_sums(sums, k, fixed, prior_tau2, prior_df):
         if kk > 3:
             dev = np.where(seen, logf - logf[seen].mean(), 0.0)
             spread = float((dev[seen] ** 2).sum())
-            shrink = np.minimum(1.0, (kk - 3) * var / spread) if spread > 0 else np.ones(7)
+            signal = max(0.0, spread / (kk - 1) - float(var[seen].mean()))
+            shrink = np.ones(7)
+            if signal > 0:
+                shrink[seen] = var[seen] / (var[seen] + signal)
             f = np.exp(np.where(seen, (1.0 - shrink) * dev, 0.0))
         else:
             f = np.ones(7)

@@ -200,6 +200,9 @@ class PlatformMutation(SQLModel, table=True):
     payload: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
     status: str = Field(default="intent", max_length=10)  # intent | done | failed
     result: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+    # Platform objects made or adopted so far (ids by role, duplicates archived):
+    # a retry adopts them by id instead of looking them up by name.
+    objects: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
     error: str = ""
     attempts: int = 0
     created_at: datetime = Field(default_factory=utcnow)

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
+from datetime import date, timedelta
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlmodel import Session
 
-from policies.budget import CapState, affordable_daily_budget, reservation_for, split_budget
+from policies.budget import (
+    CAP_PERIODS,
+    CapState,
+    affordable_daily_budget,
+    period_start,
+    reservation_for,
+    split_budget,
+)
 from policies.errors import CapExceeded
 from storage.ledger import Ledger
 from storage.models import Campaign
@@ -47,6 +57,7 @@ def test_split_never_exceeds_total_and_respects_the_minimum(total, weights, mini
 
 # One day of the loop against a platform that may overspend by up to 25%, fail
 # to deliver, or report late: whatever happens, what was spent never crosses the cap.
+# (Windows across period boundaries and an account-wide cap: tests/test_cap_periods.py.)
 day_event = st.tuples(
     st.integers(0, 50_000),  # wanted daily budget
     st.floats(0.0, 1.25),  # delivery factor (overspend up to 25%)
@@ -57,31 +68,38 @@ day_event = st.tuples(
 @settings(
     max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )  # the factory makes a fresh DB per example
-@given(cap=st.integers(0, 200_000), days=st.lists(day_event, min_size=1, max_size=40))
-def test_cap_holds_over_any_spend_sequence(sqlite_engine_factory, cap, days):
+@given(
+    cap=st.integers(0, 200_000),
+    days=st.lists(day_event, min_size=1, max_size=40),
+    period=st.sampled_from(CAP_PERIODS),
+    start=st.dates(min_value=date(2026, 1, 1), max_value=date(2026, 12, 31)),
+)
+def test_cap_holds_over_any_spend_sequence(sqlite_engine_factory, cap, days, period, start):
+    """Per period too: the money spent on the days of each month / week / lifetime stays under its cap."""
     engine = sqlite_engine_factory()
     with Session(engine) as s:
-        s.add(Campaign(id="c", test_spend_cap_minor=cap))
+        s.add(Campaign(id="c", test_spend_cap_minor=cap, cap_period=period))
         s.commit()
         ledger = Ledger(s)
         pending: list[tuple[str, int]] = []
-        true_spend = 0
+        true_spend: dict[date | None, int] = defaultdict(int)  # by period: the money really spent
         for i, (wanted, factor, reported) in enumerate(days):
-            budget = affordable_daily_budget(ledger.state("c", "test"), wanted)
+            today = start + timedelta(days=i)
+            budget = affordable_daily_budget(ledger.state("c", "test", today), wanted)
             if budget > 0:
                 key = f"test:e:{i}"
-                ledger.reserve("c", "test", key, reservation_for(budget))
+                ledger.reserve("c", "test", key, reservation_for(budget), day=today)
                 actual = int(budget * factor)  # what the platform really spends
-                true_spend += actual
+                true_spend[period_start(today, period)] += actual
                 pending.append((key, actual))
             if reported:
                 for key, actual in pending:
                     ledger.settle(key, actual)
                 pending.clear()
             s.commit()
-            state = ledger.state("c", "test")
+            state = ledger.state("c", "test", today)
             assert state.spent + state.reserved <= cap
-            assert true_spend <= cap  # the money really spent, reported or not
+            assert all(v <= cap for v in true_spend.values())  # the money really spent, reported or not
 
 
 def test_reserve_refuses_past_the_cap_and_is_idempotent(engine):

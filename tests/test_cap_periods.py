@@ -641,3 +641,59 @@ def test_a_used_monthly_cap_waits_for_next_month_and_the_loop_refreshes_again(
         for m in s.exec(select(DailyMetric).where(DailyMetric.creative_id.in_(arm_ids))).all():  # type: ignore[attr-defined]
             by_month[period_start(m.day, "month")] += m.spend_minor
         assert all(v <= 45_000 for v in by_month.values()), by_month
+
+
+def _run(engine, tmp_path: Path, scenario: str, config: str, days: int):  # type: ignore[no-untyped-def]
+    from loop_helpers import run_days
+
+    (tmp_path / "scenario.toml").write_text(scenario)
+    (tmp_path / "config.toml").write_text(config)
+    rt = make_runtime(engine, tmp_path, tmp_path / "scenario.toml", config_path=tmp_path / "config.toml")
+    run_days(rt, days)
+    return rt
+
+
+def test_a_decided_winner_waits_for_next_months_credits_for_its_pro_render(sqlite_engine, tmp_path):
+    config = CAP_CONFIG.replace("test_spend_cap = 450.0", "test_spend_cap = 2000.0").replace(
+        "credit_cap = 10.0", "credit_cap = 1.30\nreserve_pro_credit = false"
+    )
+    _run(sqlite_engine, tmp_path, CAP_SCENARIO, config, 60)
+    with open_session(sqlite_engine) as s:
+        waits = s.exec(select(AuditEvent).where(AuditEvent.name == "BudgetWaiting")).all()
+        credit_waits = [w for w in waits if w.data["account"] == "credit" and w.data["state"] == "decided"]
+        assert credit_waits, [w.data for w in waits]
+        wait, since = credit_waits[0], date.fromisoformat(credit_waits[0].data["since"])
+        next_month = date.fromisoformat(wait.data["period_end"])
+        assert next_month == period_end(since, "month") and wait.data["caps"][0]["period"] == period_label(
+            period_start(since, "month"), "month"
+        )
+        exp = s.get(Experiment, wait.experiment_id)
+        assert exp.decided_on < next_month and exp.state == "scaled" and exp.waiting_until is None
+        pro = s.exec(select(LedgerEntry).where(LedgerEntry.key == f"credit:{exp.id}:pro",
+                                               LedgerEntry.kind == "actual")).one()  # fmt: skip
+        assert pro.day == next_month  # rendered, and paid, from the next month's credits on its first day
+        ledger = Ledger(s)
+        assert all(m.spent + m.reserved <= 130 for m in ledger.periods("shop", "credit"))
+
+
+LIFETIME_AND_TINY = CAP_SCENARIO.replace("test_spend_cap = 10000.0", "test_spend_cap = 400.0") + CAP_SCENARIO[
+    CAP_SCENARIO.index("[[campaigns]]") :
+].replace('id = "shop"', 'id = "tiny"').replace('id = "hero"', 'id = "t-hero"').replace(
+    'id = "second"', 'id = "t-second"'
+)
+
+
+def test_a_lifetime_cap_or_a_cap_below_the_need_still_ends_the_experiment(sqlite_engine, tmp_path):
+    # "shop" keeps the scenario's per-run cap (lifetime); "tiny"'s monthly credits can never pay a pro render
+    config = "[loop]\napproval = 'none'\n[[campaigns]]\nid = 'tiny'\ncap_period = 'month'\ncredit_cap = 0.50\n"
+    _run(sqlite_engine, tmp_path, LIFETIME_AND_TINY, config, 40)
+    with open_session(sqlite_engine) as s:
+        assert s.exec(select(AuditEvent).where(AuditEvent.name == "BudgetWaiting")).all() == []
+        reasons = [e.reason for e in s.exec(select(Experiment).where(Experiment.campaign_id == "shop")).all()]
+        # a running test ends with its best arm, a new one is abandoned: the lifetime cap has no next period
+        assert any(r == "test spend cap reached: best arm so far" for r in reasons), reasons
+        assert any(r == "test spend cap: no budget left to test variants" for r in reasons), reasons
+        tiny = s.exec(select(Experiment).where(Experiment.campaign_id == "tiny")).all()
+        assert tiny and all(e.state == "abandoned" for e in tiny)
+        assert any(e.reason == "credit cap: room for 0 variant(s), need at least 2" for e in tiny)
+        assert s.get(Campaign, "shop").cap_period == "lifetime" and s.get(Campaign, "tiny").cap_period == "month"

@@ -140,6 +140,40 @@ def test_table_fields_are_present_and_consistent(comparison: Comparison) -> None
     assert md.count("\n") == len(POLICIES) + 1 and "% of uniform" in md
 
 
+def test_decision_quality_columns_follow_from_the_runs(comparison: Comparison) -> None:
+    for row in comparison.rows:
+        runs = comparison.summaries[row.policy]
+        ended = [e for s in runs for e, n in (s.endings or {}).items() for _ in range(n)]
+        assert len(ended) == row.experiments
+        assert row.confident_decisions == ended.count("confident")
+        assert row.best_so_far_decisions == ended.count("best_so_far")
+        assert row.abandoned == ended.count("abandoned")
+        decided = row.confident_decisions + row.best_so_far_decisions
+        if decided:
+            assert row.confident_share == pytest.approx(row.confident_decisions / decided)
+        if row.confident_decisions:
+            spend = sum(s.test_spend for s in runs)
+            assert row.spend_per_decided_winner == pytest.approx(spend / row.confident_decisions)
+        simple = [x for s in runs for x in (s.simple_regret or [])]
+        assert all(0.0 <= x < 1.0 for x in simple)
+        if simple:
+            assert row.simple_regret_pct == pytest.approx(100 * sum(simple) / len(simple))
+        spend = sum(s.test_spend for s in runs)
+        net = sum(s.clicks_recovered - s.regret_clicks for s in runs)
+        assert row.net_clicks_per_spend == pytest.approx(net / spend)
+
+
+def test_paired_differences_are_per_run(comparison: Comparison) -> None:
+    mean, se = comparison.paired_difference("thompson", "uniform")
+    t, u = comparison.summaries["thompson"], comparison.summaries["uniform"]
+    diffs = [a.regret_clicks - b.regret_clicks for a, b in zip(t, u, strict=True)]
+    assert mean == pytest.approx(sum(diffs) / len(diffs))
+    assert se >= 0
+    lines = comparison.paired_lines()
+    assert len(lines) == len(POLICIES) - 1 and lines[0].startswith("thompson − uniform: ")
+    assert set(comparison.to_dict()["paired"]) == {"uniform", "epsilon_greedy"}
+
+
 def test_percent_of_uniform_is_absent_without_uniform(comparison: Comparison) -> None:
     row = summarize(comparison.summaries["thompson"])
     assert row.regret_pct_of_uniform is None

@@ -84,3 +84,26 @@ def test_losing_arms_are_eliminated_and_get_no_more_budget(engine, tmp_path):
         for a in arms:
             if a.status == "eliminated":
                 assert rt.platform.adsets[a.platform_adset_id].status == "PAUSED"
+
+
+def test_status_and_the_dashboard_show_the_plan(engine, tmp_path, scenario_file):
+    from urllib.parse import quote
+
+    from starlette.testclient import TestClient
+
+    from loop.config import load_config
+    from loop.web import create_app
+    from policies.planning import ExperimentPlan
+    from storage.images import ImageStore
+
+    rt = make_runtime(engine, tmp_path, scenario_file)
+    run_days(rt, 22)
+    with open_session(engine) as s:
+        exp = _hero(s)
+        summary = ExperimentPlan.from_dict(exp.plan).summary()
+    assert summary.startswith(f"{exp.plan['arms']} of 6 arms x ")
+    cfg = load_config(None)
+    app = create_app(cfg, engine=engine, images=ImageStore(tmp_path / "images"))
+    with TestClient(app, base_url="http://127.0.0.1") as client:
+        page = client.get(f"/experiments/{quote(exp.id, safe='')}").text
+    assert "test plan" in page and summary.replace("x ", "x ") in page.replace("&#39;", "'")

@@ -20,8 +20,11 @@ class LiveAd:
 
     ad_id: str
     name: str
-    status: str  # ACTIVE | PAUSED
+    status: str  # ACTIVE (delivering) | PAUSED (anything else: see reason)
     headline: str = ""
+    # Why an ad that is not ACTIVE does not deliver, as the platform says it
+    # (e.g. "ADSET_PAUSED", "DISAPPROVED", "WITH_ISSUES: ..."); "" when ACTIVE.
+    reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -174,6 +177,7 @@ class AdPlatform(ABC):
     def apply(self, mutation: Mutation) -> dict[str, Any]:
         """Send the mutation and return its result. Idempotent for the same key."""
 
+    # -- optional: what a platform may keep between calls (defaults: nothing) -----
     def signals(self, campaign: str) -> list[AdSignal]:
         """The platform's current readings about the campaign's main ads (pulled, not pushed).
 
@@ -183,5 +187,27 @@ class AdPlatform(ABC):
         """
         return []
 
-    def close(self) -> None:  # noqa: B027 (optional: most platforms hold nothing to release)
-        """Release connections. Default: nothing to release."""
+    def remember(self, key: str, objects: dict[str, Any], fresh: bool) -> None:
+        """What the mutation record of ``key`` knows before ``find``/``apply`` is called.
+
+        ``objects`` are the ids stored by :meth:`objects` on an earlier attempt;
+        ``fresh`` means the intent was only just recorded, so nothing was ever
+        sent for this key and there is nothing to look up.
+        """
+        return None
+
+    def objects(self, key: str) -> dict[str, Any]:
+        """Ids of the platform objects made or adopted for ``key`` so far (stored on its record)."""
+        return {}
+
+    def drain_counters(self) -> list[tuple[str, dict[str, str], float]]:
+        """API counts since the last drain, as ``(name, labels, amount)``, for the tick to store."""
+        return []
+
+    def restore_counters(self, counts: list[tuple[str, dict[str, str], float]]) -> None:
+        """Take back counts that could not be stored: the next drain returns them again."""
+        return None
+
+    def close(self) -> None:
+        """Release connections (and store what is still pending)."""
+        return None

@@ -53,6 +53,41 @@ class RoutingAdPlatform(AdPlatform):
     def apply(self, mutation: Mutation) -> dict[str, Any]:
         return self.platform_of(mutation.campaign).apply(mutation)
 
+    # -- optional parts, passed on ------------------------------------------------
+    def _of_key(self, key: str) -> AdPlatform | None:
+        """The platform of a mutation key: keys are ``cl:<campaign>:...`` (campaign ids hold no ``:``)."""
+        parts = key.split(":")
+        backend = self.campaigns.get(parts[1]) if len(parts) > 2 and parts[0] == "cl" else None
+        return self.platforms.get(backend) if backend else None
+
+    def remember(self, key: str, objects: dict[str, Any], fresh: bool) -> None:
+        platform = self._of_key(key)
+        for p in [platform] if platform is not None else self.platforms.values():
+            p.remember(key, objects, fresh)
+
+    def objects(self, key: str) -> dict[str, Any]:
+        platform = self._of_key(key)
+        return platform.objects(key) if platform is not None else {}
+
+    def drain_counters(self) -> list[tuple[str, dict[str, str], float]]:
+        """Every platform's counts, each labelled with the platform it is from."""
+        return [
+            (name, {**labels, "platform": p.name}, amount)
+            for p in self.platforms.values()
+            for name, labels, amount in p.drain_counters()
+        ]
+
+    def restore_counters(self, counts: list[tuple[str, dict[str, str], float]]) -> None:
+        by_name = {p.name: p for p in self.platforms.values()}
+        for platform_name, p in by_name.items():
+            mine = [
+                (name, {k: v for k, v in labels.items() if k != "platform"}, amount)
+                for name, labels, amount in counts
+                if labels.get("platform") == platform_name
+            ]
+            if mine:
+                p.restore_counters(mine)
+
     def close(self) -> None:
         """Close every platform, even when one fails to."""
         errors: list[BaseException] = []

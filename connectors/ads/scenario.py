@@ -109,6 +109,18 @@ class Scenario(_Frozen):
         ids = [c.id for c in self.campaigns]
         if len(set(ids)) != len(ids):
             raise ValueError(f"campaign ids must be unique, got {ids}")
+        # A creative id is the simulated platform's ad id, and ad ids are account-wide (as on Meta):
+        # the same id in two campaigns would be one ad, and one campaign would silently get no delivery.
+        seen: dict[str, str] = {}
+        for i, camp in enumerate(self.campaigns):
+            for j, cre in enumerate(camp.creatives):
+                if cre.id in seen:
+                    raise ValueError(
+                        f"campaigns[{i}].creatives[{j}].id: creative id {cre.id!r} is also used in campaign "
+                        f"{seen[cre.id]!r}; creative ids are the simulated platform's ad ids and must be unique "
+                        "across campaigns"
+                    )
+                seen[cre.id] = camp.id
         return self
 
     def campaign(self, campaign_id: str) -> CampaignSpec:

@@ -41,10 +41,11 @@ atomic request, so a crash leaves either nothing or the whole of it.  A
 is adopted too.  Budget and pause updates are idempotent and resent.
 
 Counting: every call (``google_ads_api_calls`` by method), row, operation,
-throttling error and token refresh is counted in ``self.counts``-style
-counters (read them with :meth:`GoogleAdsPlatform.count`) and added to
-``storage.counters`` when the platform is closed (``from_config`` passes the
-loop's database; ``loop`` closes the platform after each tick).
+throttling error and token refresh is counted in memory (:meth:`count` reads
+it); the tick stores the counts through its own session
+(:meth:`drain_counters`), so no second connection ever writes to the
+database; :meth:`close` stores what is left when a ``counter_engine`` (the
+loop's own engine) is given.
 
 Secrets: the developer token, the OAuth client and refresh token come in as
 arguments (``from_config`` reads them from the environment variables the
@@ -239,7 +240,7 @@ class GoogleAdsPlatform(AdPlatform):
         self._secrets = tuple(s for s in secrets if s and len(s) >= 4)
         self._http = http
         self.counter_engine = counter_engine
-        self._owned_engine: Any = None  # an engine from_config made for the counters: disposed on close
+        self._fresh: set[str] = set()  # keys whose intent was just recorded: nothing to look up before sending
         self._calls = _Calls()
         self._service: Any = None
         self._failure_cls = type(client.get_type("GoogleAdsFailure"))
@@ -298,7 +299,11 @@ class GoogleAdsPlatform(AdPlatform):
 
     @classmethod
     def from_config(cls, cfg: Any, counter_engine: Any = None) -> GoogleAdsPlatform:
-        """The platform ``[google_ads]`` and the ``[[campaigns]]`` on it describe; secrets from the environment."""
+        """The platform ``[google_ads]`` and the ``[[campaigns]]`` on it describe; secrets from the environment.
+
+        ``counter_engine`` (the loop's own engine, never a second one) only stores the counts
+        still pending at :meth:`close`; without it they stay in memory.
+        """
         g = cfg.model.google_ads
         secrets = {
             name: cfg.secret(getattr(g, f"{name}_env"), f"google_ads.{name}_env")
@@ -318,12 +323,7 @@ class GoogleAdsPlatform(AdPlatform):
                 campaigns[s.id] = GoogleCampaign(s.id, customer, s.campaign_id, s.currency)
             except ValueError as exc:
                 raise ConfigError(str(cfg.path), f"campaigns[{i}]", str(exc)) from None
-        owned = counter_engine is None
-        if owned:
-            from storage.db import make_engine
-
-            counter_engine = make_engine(cfg.database_url)
-        platform = cls.connect(
+        return cls.connect(
             developer_token=secrets["developer_token"],
             client_id=secrets["client_id"],
             client_secret=secrets["client_secret"],
@@ -340,12 +340,10 @@ class GoogleAdsPlatform(AdPlatform):
             ),
             counter_engine=counter_engine,
         )
-        platform._owned_engine = counter_engine if owned else None
-        return platform
 
     def close(self) -> None:
-        """Close the gRPC channel, the token and image HTTP sessions; store pending counters."""
-        self._flush()
+        """Close the gRPC channel, the token and image HTTP sessions; store pending counts if given an engine."""
+        self._store_leftover_counts()
         if self._service is not None:
             self._service.transport.close()
             self._service = None
@@ -355,8 +353,6 @@ class GoogleAdsPlatform(AdPlatform):
         if self._http is not None:
             self._http.close()
             self._http = None
-        if self._owned_engine is not None:
-            self._owned_engine.dispose()
 
     @property
     def service(self) -> Any:
@@ -387,37 +383,41 @@ class GoogleAdsPlatform(AdPlatform):
                 if n == name and all(dict(lbl).get(k) == x for k, x in labels.items())
             )
 
-    def flush_counters(self, session: Any) -> None:
-        """Add the counts not yet stored to ``storage.counters`` (the caller commits)."""
-        from storage.counters import increment
-
+    def drain_counters(self) -> list[tuple[str, dict[str, str], float]]:
         with self._calls.lock:
             pending, self._calls.unflushed = self._calls.unflushed, defaultdict(float)
-        for (name, labels), amount in sorted(pending.items()):
-            increment(session, name, amount, platform="google_ads", **dict(labels))
+        return [(name, dict(labels), amount) for (name, labels), amount in sorted(pending.items())]
 
-    def _flush(self) -> None:
-        """Store the counts on ``counter_engine`` (at ``close``).
+    def restore_counters(self, counts: list[tuple[str, dict[str, str], float]]) -> None:
+        with self._calls.lock:
+            for name, labels, amount in counts:
+                self._calls.unflushed[(name, tuple(sorted(labels.items())))] += amount
 
-        Not after every call: the tick holds a write transaction between its
-        commits (a dry run, all along), and on SQLite a second writer would wait
-        out the busy timeout.  Counts that cannot be stored stay for the next try.
-        """
-        if self.counter_engine is None or not self._calls.unflushed:
+    def _store_leftover_counts(self) -> None:
+        if self.counter_engine is None:
             return
+        pending = self.drain_counters()
+        if not pending:
+            return
+        from storage.counters import increment
         from storage.db import session as open_session
 
-        with self._calls.lock:
-            pending = dict(self._calls.unflushed)
         try:
             with open_session(self.counter_engine) as s:
-                self.flush_counters(s)
+                for name, labels, amount in pending:
+                    increment(s, name, amount, platform=self.name, **labels)
                 s.commit()
-        except Exception as exc:  # counters are telemetry: never fail a tick over them
-            with self._calls.lock:
-                for k, v in pending.items():
-                    self._calls.unflushed[k] += v
+        except Exception as exc:  # counters are telemetry: never fail over them
+            self.restore_counters(pending)
             log.warning("could not store Google Ads API counters: %s", exc)
+
+    # -- what the mutation records know -----------------------------------------------
+    def remember(self, key: str, objects: dict[str, Any], fresh: bool) -> None:
+        """A fresh key was never sent: its launch or scale need not look for what an earlier attempt made."""
+        if fresh:
+            self._fresh.add(key)
+        else:
+            self._fresh.discard(key)
 
     # -- the wire -----------------------------------------------------------------
     def scrub(self, text: str) -> str:
@@ -470,6 +470,7 @@ class GoogleAdsPlatform(AdPlatform):
         request.customer_id = customer_id
         request.mutate_operations.extend(operations)
         request.partial_failure = partial_failure
+        self._fresh.discard(m.key)  # from now on something may exist: a retry looks first
         with self._boundary(what, m.campaign, m.key):
             self._ensure_token()
             self._count("google_ads_api_calls", method="Mutate")
@@ -537,13 +538,20 @@ class GoogleAdsPlatform(AdPlatform):
 
     # -- AdPlatform: reads ---------------------------------------------------------
     def list_ads(self, campaign: str) -> list[LiveAd]:
+        """The watched campaign's image ads by *effective* status: only ``ACTIVE`` delivers.
+
+        An enabled ad in a paused ad group or campaign, or a disapproved one, does
+        not deliver: it is listed ``PAUSED`` with the reason (never tested for
+        fatigue).  Removed ads and ads of removed ad groups are left out.
+        """
         c = self._campaign(campaign)
         rows = self._search(
             c.customer_id,
-            "SELECT ad_group.id, ad_group_ad.ad.id, ad_group_ad.ad.name, ad_group_ad.status, "
+            "SELECT campaign.status, ad_group.id, ad_group.status, ad_group_ad.ad.id, ad_group_ad.ad.name, "
+            "ad_group_ad.status, ad_group_ad.policy_summary.approval_status, "
             "ad_group_ad.ad.demand_gen_multi_asset_ad.headlines FROM ad_group_ad "
             f"WHERE campaign.id = {gaql.ident(c.campaign_id)} AND ad_group_ad.status != 'REMOVED' "
-            "AND ad_group_ad.ad.type = 'DEMAND_GEN_MULTI_ASSET_AD'",
+            "AND ad_group.status != 'REMOVED' AND ad_group_ad.ad.type = 'DEMAND_GEN_MULTI_ASSET_AD'",
             "list ads",
             campaign,
         )
@@ -551,13 +559,22 @@ class GoogleAdsPlatform(AdPlatform):
         for r in rows:
             ad = r.ad_group_ad.ad
             headlines = [h.text for h in ad.demand_gen_multi_asset_ad.headlines]
-            status = "ACTIVE" if _enum_name(r.ad_group_ad, "status") == "ENABLED" else "PAUSED"
+            name = ad.name or (headlines[0] if headlines else f"ad {ad.id}")
+            states = (
+                ("AD", _enum_name(r.ad_group_ad, "status")),
+                ("AD_GROUP", _enum_name(r.ad_group, "status")),
+                ("CAMPAIGN", _enum_name(r.campaign, "status")),
+            )
+            reasons = [f"{who}_{state}" for who, state in states if state != "ENABLED"]
+            if _enum_name(r.ad_group_ad.policy_summary, "approval_status") == "DISAPPROVED":
+                reasons.append("DISAPPROVED")
             out.append(
                 LiveAd(
                     ad_id=gaql.ad_key(r.ad_group.id, ad.id),
-                    name=ad.name or (headlines[0] if headlines else f"ad {ad.id}"),
-                    status=status,
+                    name=name,
+                    status="PAUSED" if reasons else "ACTIVE",
                     headline=headlines[0] if headlines else "",
+                    reason=", ".join(reasons),
                 )
             )
         return sorted(out, key=lambda a: a.ad_id)
@@ -952,7 +969,7 @@ class GoogleAdsPlatform(AdPlatform):
 
     def _launch(self, c: GoogleCampaign, m: LaunchTestArm) -> dict[str, Any]:
         # 1. adopt an arm made by an earlier attempt (the launch is atomic: its ad means all of it exists)
-        found = self._find_arm(c, m)
+        found = None if m.key in self._fresh else self._find_arm(c, m)
         if found:
             return found
         acct = self._money(c)
@@ -1143,7 +1160,7 @@ class GoogleAdsPlatform(AdPlatform):
 
     def _scale(self, c: GoogleCampaign, m: ScaleWinner) -> dict[str, Any]:
         parent = self._parent(c, m.parent_ad_id, m.campaign)
-        ads = self._group_ads(c, parent.ad_group_id, m)
+        ads = [] if m.key in self._fresh else self._group_ads(c, parent.ad_group_id, m)
         mine = next((a for a in ads if a["name"] == m.key), None)
         pause_parent = self._ad_status_op(c.customer_id, m.parent_ad_id, "PAUSED")
         if mine is not None:

@@ -136,7 +136,12 @@ class GeminiGenerator(ImageGenerator):
     # -- the call ------------------------------------------------------------------------
     def _generate(self, model: str, parts: list[Any], seed: int) -> Image.Image:
         contents = [self._part(p) for p in parts]
-        response = call_with_retry(lambda: self._call(model, contents, seed), self.retry, sleep=self.sleep)
+        response = call_with_retry(
+            lambda: self._call(model, contents, seed),
+            self.retry,
+            sleep=self.sleep,
+            what=f"Gemini {model} (seed {seed})",
+        )
         return self._image_from(response, model)
 
     @staticmethod

@@ -133,14 +133,20 @@ class UsageGate:
         self.sleep = sleep
         self.on_wait = on_wait
         self.last: Usage | None = None
+        self.last_at = 0.0  # when ``last`` was read
         self.blocked_until = 0.0
         self._lock = threading.Lock()
 
     def observe(self, usage: Usage | None) -> None:
         if usage is None:
+            # An answer without usage headers is no reading: keep no stale one (a throttled
+            # answer's 100 % would otherwise slow every later call until a header came back).
+            with self._lock:
+                self.last = None
             return
         with self._lock:
             self.last = usage
+            self.last_at = self.clock()
             if usage.pct >= self.settings.pause_at or usage.regain_seconds > 0:
                 self._block(max(self.settings.pause if usage.pct >= self.settings.pause_at else 0.0,
                                 usage.regain_seconds))  # fmt: skip
@@ -159,6 +165,8 @@ class UsageGate:
             now = self.clock()
             if now < self.blocked_until:
                 return self.blocked_until - now
+            if self.last is not None and self.last_at <= self.blocked_until:
+                self.last = None  # a reading from before a pause that has run out is stale
             s = self.settings
             pct = self.last.pct if self.last else 0.0
             if pct <= s.slow_at:
@@ -189,17 +197,33 @@ class UsageGate:
 
 
 class MeteredAdapter(HTTPAdapter):
-    """A ``requests`` transport: gate, count and read usage headers on every request."""
+    """A ``requests`` transport: gate, count and read usage headers on every request.
+
+    It also remembers, per thread, the method, status and content type of the
+    last answer: the SDK reads an HTML error page as a success and then fails
+    to parse it, and the error should still say "HTTP 502 text/html".
+    """
 
     def __init__(self, gate: UsageGate, on_call: Callable[[str], None] | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.gate = gate
         self.on_call = on_call
+        self._local = threading.local()
+
+    def last_response(self) -> tuple[str, int, str] | None:
+        return getattr(self._local, "last", None)
+
+    def forget(self) -> None:
+        """Start a new call: an error the SDK raises before sending must not be blamed on an old answer."""
+        self._local.last = None
 
     def send(self, request, *args, **kwargs):  # type: ignore[no-untyped-def, override]
         self.gate.before_send()
         if self.on_call:
             self.on_call(request.method or "GET")
+        self._local.last = None
         response = super().send(request, *args, **kwargs)
+        ctype = str(response.headers.get("content-type", "")).split(";")[0].strip()
+        self._local.last = (request.method or "GET", response.status_code, ctype)
         self.gate.observe(parse_usage(response.headers))
         return response

@@ -1,8 +1,12 @@
 """Meta's creative-fatigue webhook: an ASGI app that records fatigue levels per ad.
 
-Mount it (the dashboard does, at ``/webhooks/meta``)::
+Meta calls the callback URL exactly as it was registered and expects a 200
+from it: a redirect (``/webhooks/meta`` -> ``/webhooks/meta/``) fails the
+verification.  So the app answers at any path it is given, and
+:func:`webhook_routes` routes both spellings of a prefix to it directly (the
+dashboard does this for ``/webhooks/meta``)::
 
-    app.mount("/webhooks/meta", make_webhook_app(engine, app_secret=..., verify_token=...))
+    routes += webhook_routes("/webhooks/meta", make_webhook_app(engine, app_secret=..., verify_token=...))
 
 or serve it on its own, e.g. in a small script::
 
@@ -29,29 +33,33 @@ Notifications (POST)
           "changes": [{"field": "creative_fatigue",
                        "value": {"ad_id": "123", "level": "FATIGUED", ...}}]}]}
 
-    Each change whose value names an ad (``ad_id``) and a level (``level``,
-    ``fatigue_level`` or ``creative_fatigue``) becomes one ``PlatformSignal``
-    row (``name="creative_fatigue"``), its campaign resolved from the
-    creatives the loop knows; the raw value is kept in ``data``.  The exact
-    field name Meta uses for this signal is not confirmed, so every change
-    field containing "fatigue" is accepted.  Answers 200 with the number of
-    rows recorded (Meta retries anything else).
+    Each change whose field matches one of ``fields`` (shell patterns,
+    ``[meta].webhook_fields``, default ``*fatigue*``) and whose value names an
+    ad (``ad_id``) and a level (the first of ``level_keys``,
+    ``[meta].webhook_level_keys``) becomes one ``PlatformSignal`` row
+    (``name="creative_fatigue"``), its campaign resolved from the creatives
+    the loop knows; the raw value is kept in ``data``.  The field and key
+    names Meta uses for this signal are not confirmed (README, "Meta"), hence
+    the two switches.  Answers 200 with the number of rows recorded (Meta
+    retries anything else).
 """
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import hmac
 import json
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy.engine import Engine
 from sqlmodel import select
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
+from starlette.types import Receive, Scope, Send
 
 from storage.db import session as open_session
 from storage.models import Creative, PlatformSignal
@@ -60,7 +68,8 @@ log = logging.getLogger("creative_loop.meta.webhook")
 
 MAX_BODY = 1024 * 1024
 SIGNAL = "creative_fatigue"
-_LEVEL_KEYS = ("level", "fatigue_level", "creative_fatigue")
+FIELDS = ("*fatigue*",)
+LEVEL_KEYS = ("level", "fatigue_level", "creative_fatigue")
 
 
 def signature(body: bytes, app_secret: str) -> str:
@@ -74,7 +83,9 @@ def valid_signature(body: bytes, header: str | None, app_secret: str) -> bool:
     return hmac.compare_digest(header.strip().lower(), signature(body, app_secret))
 
 
-def fatigue_changes(payload: Any) -> list[dict[str, Any]]:
+def fatigue_changes(
+    payload: Any, fields: Sequence[str] = FIELDS, level_keys: Sequence[str] = LEVEL_KEYS
+) -> list[dict[str, Any]]:
     """``{"ad_id", "level", "value", "account"}`` for each fatigue change of a Webhooks payload."""
     out: list[dict[str, Any]] = []
     if not isinstance(payload, dict):
@@ -83,13 +94,16 @@ def fatigue_changes(payload: Any) -> list[dict[str, Any]]:
         if not isinstance(entry, dict):
             continue
         for change in entry.get("changes") or ():
-            if not isinstance(change, dict) or "fatigue" not in str(change.get("field", "")):
+            if not isinstance(change, dict):
+                continue
+            name = str(change.get("field", ""))
+            if not any(fnmatch.fnmatchcase(name, pattern) for pattern in fields):
                 continue
             value = change.get("value")
             if not isinstance(value, dict):
                 continue
             ad_id = value.get("ad_id") or value.get("id")
-            level = next((value[k] for k in _LEVEL_KEYS if isinstance(value.get(k), str | int | float)), None)
+            level = next((value[k] for k in level_keys if isinstance(value.get(k), str | int | float)), None)
             if ad_id is None or level is None:
                 continue
             out.append({"ad_id": str(ad_id), "level": str(level), "value": value, "account": str(entry.get("id", ""))})
@@ -124,20 +138,60 @@ def record(engine: Engine, changes: list[dict[str, Any]]) -> int:
     return len(changes)
 
 
-def make_webhook_app(engine: Engine, *, app_secret: str, verify_token: str) -> Starlette:
-    """The webhook as an ASGI app (routes at its root: mount it where you like)."""
-    if not app_secret:
-        raise ValueError("app_secret: expected the Meta app secret, got an empty string")
-    if not verify_token:
-        raise ValueError("verify_token: expected a non-empty token, got an empty string")
+class WebhookApp:
+    """The webhook as a bare ASGI app: GET is the handshake, POST a notification, whatever the path.
 
-    async def handshake(request: Request) -> Response:
+    It never routes by path, so it answers the registered URL itself --
+    mounted, routed (:func:`webhook_routes`) or served alone -- with no
+    redirect in between.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        app_secret: str,
+        verify_token: str,
+        fields: Sequence[str] = FIELDS,
+        level_keys: Sequence[str] = LEVEL_KEYS,
+    ) -> None:
+        if not app_secret:
+            raise ValueError("app_secret: expected the Meta app secret, got an empty string")
+        if not verify_token:
+            raise ValueError("verify_token: expected a non-empty token, got an empty string")
+        self.engine = engine
+        self.app_secret = app_secret
+        self.verify_token = verify_token
+        self.fields = tuple(fields)
+        self.level_keys = tuple(level_keys)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":  # served on its own (uvicorn): nothing to start or stop
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        if scope["type"] != "http":
+            return
+        request = Request(scope, receive)
+        if request.method in ("GET", "HEAD"):
+            response = await self.handshake(request)
+        elif request.method == "POST":
+            response = await self.notify(request)
+        else:
+            response = PlainTextResponse("method not allowed", status_code=405, headers={"Allow": "GET, POST"})
+        await response(scope, receive, send)
+
+    async def handshake(self, request: Request) -> Response:
         q = request.query_params
-        if q.get("hub.mode") == "subscribe" and hmac.compare_digest(q.get("hub.verify_token", ""), verify_token):
+        if q.get("hub.mode") == "subscribe" and hmac.compare_digest(q.get("hub.verify_token", ""), self.verify_token):
             return PlainTextResponse(q.get("hub.challenge", ""))
         return PlainTextResponse("verification failed", status_code=403)
 
-    async def notify(request: Request) -> Response:
+    async def notify(self, request: Request) -> Response:
         length = request.headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > MAX_BODY:
             return PlainTextResponse("body too large", status_code=413)
@@ -146,20 +200,39 @@ def make_webhook_app(engine: Engine, *, app_secret: str, verify_token: str) -> S
             body += chunk
             if len(body) > MAX_BODY:
                 return PlainTextResponse("body too large", status_code=413)
-        if not valid_signature(body, request.headers.get("x-hub-signature-256"), app_secret):
+        if not valid_signature(body, request.headers.get("x-hub-signature-256"), self.app_secret):
             log.warning("Meta webhook: rejected a notification with a missing or bad signature")
             return PlainTextResponse("bad signature", status_code=403)
         try:
             payload = json.loads(body)
         except ValueError:
             return PlainTextResponse("body is not JSON", status_code=400)
-        n = record(engine, fatigue_changes(payload))
+        n = record(self.engine, fatigue_changes(payload, self.fields, self.level_keys))
         return JSONResponse({"recorded": n})
 
-    return Starlette(routes=[Route("/", handshake, methods=["GET"]), Route("/", notify, methods=["POST"])])
+
+def make_webhook_app(
+    engine: Engine,
+    *,
+    app_secret: str,
+    verify_token: str,
+    fields: Sequence[str] = FIELDS,
+    level_keys: Sequence[str] = LEVEL_KEYS,
+) -> WebhookApp:
+    """The webhook as an ASGI app that answers at any path (mount or route it where you like)."""
+    return WebhookApp(engine, app_secret=app_secret, verify_token=verify_token, fields=fields, level_keys=level_keys)
 
 
-def app_from_config(cfg: Any, engine: Engine | None = None) -> Starlette:
+def webhook_routes(prefix: str, app: WebhookApp) -> list[BaseRoute]:
+    """Routes that send both ``prefix`` and ``prefix/`` to the webhook, each answered directly (no redirect)."""
+    prefix = "/" + prefix.strip("/")
+    return [
+        Route(prefix, app, methods=["GET", "HEAD", "POST"]),
+        Route(prefix + "/", app, methods=["GET", "HEAD", "POST"]),
+    ]
+
+
+def app_from_config(cfg: Any, engine: Engine | None = None) -> WebhookApp:
     """The webhook app of a loaded config (secrets from the environment variables it names)."""
     if engine is None:
         from storage.db import make_engine
@@ -170,4 +243,6 @@ def app_from_config(cfg: Any, engine: Engine | None = None) -> Starlette:
         engine,
         app_secret=cfg.secret(m.app_secret_env, "meta.app_secret_env"),
         verify_token=cfg.secret(m.webhook_verify_token_env, "meta.webhook_verify_token_env"),
+        fields=m.webhook_fields,
+        level_keys=m.webhook_level_keys,
     )

@@ -21,16 +21,19 @@ from urllib.parse import quote, urlencode
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
+from sqlmodel import select
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
-from starlette.routing import Mount, Route
+from starlette.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.routing import BaseRoute, Route
 
 from loop.config import Config
+from loop.plans import CampaignPlan
 from loop.web import queries
-from loop.web.report import render_report
+from loop.web.charts import ChartCache
+from loop.web.report import ReportJobs, known_plans
 from loop.web.security import (
     AUTH_COOKIE,
     CSRF_FIELD,
@@ -45,7 +48,7 @@ from loop.web.views import creative_context, experiment_context, make_env, serve
 from policies.errors import ConfigError, CreativeLoopError, NotFound
 from storage.db import session as open_session
 from storage.images import ImageStore
-from storage.models import Creative, Experiment
+from storage.models import Campaign, Creative, Experiment
 
 log = logging.getLogger("creative_loop.web")
 WHO_COOKIE = "cl_who"
@@ -79,6 +82,7 @@ class Dashboard:
         token: str | None,
         csrf: Csrf,
         default_actor: str,
+        reports: ReportJobs | None = None,
     ) -> None:
         self.cfg = cfg
         self.engine = engine
@@ -88,6 +92,21 @@ class Dashboard:
         self.csrf = csrf
         self.default_actor = default_actor
         self.env = make_env()
+        self.charts = ChartCache()
+        self.reads = queries.ReadCache()
+        self.reports = reports or ReportJobs.for_config(cfg, engine, clock)
+        self._plans: dict[str, CampaignPlan] | None = None
+
+    @property
+    def plans(self) -> dict[str, CampaignPlan]:
+        """The campaigns' plans (caps, daily budgets, P(best) target), read once from the config."""
+        if self._plans is None:
+            self._plans = known_plans(self.cfg)
+        return self._plans
+
+    def target(self, campaign_id: str) -> float:
+        plan = self.plans.get(campaign_id)
+        return plan.settings.prob_best_target if plan else queries.DEFAULT_TARGET
 
     # -- helpers --------------------------------------------------------------------
     def render(self, request: Request, template: str, status_code: int = 200, **ctx: Any) -> HTMLResponse:
@@ -106,6 +125,16 @@ class Dashboard:
     def error(self, request: Request, status: int, message: str) -> HTMLResponse:
         return self.render(request, "error.html", status_code=status, status=status, message=message, title="error")
 
+    def server_error(self, scope: dict[str, Any], error_id: str) -> Response:
+        """The page a 500 shows: no detail, the id under which the log has it (the Guard adds the headers)."""
+        message = "Something went wrong on our side; nothing was changed by this page."
+        html = self.env.get_template("error.html").render(
+            request_path=scope.get("path", ""), csrf_token="", csrf_field=CSRF_FIELD, img=served_image_url,
+            report=False, auth=self.token is not None, q=quote, status=500, message=message, error_id=error_id,
+            title="error",
+        )  # fmt: skip
+        return HTMLResponse(html, status_code=500)
+
     async def form(self, request: Request) -> tuple[FormData | None, HTMLResponse | None]:
         """The POSTed form, or the refusal if its CSRF token does not check out."""
         form = await request.form()
@@ -117,8 +146,8 @@ class Dashboard:
     # -- pages ------------------------------------------------------------------------
     def overview(self, request: Request) -> Response:
         with open_session(self.engine) as s:
-            camps = queries.overview(s)
-            waiting = len(queries.approvals(s))
+            camps = queries.overview(s, self.plans, self.reads)
+            waiting = queries.waiting_count(s)
             health = queries.health(s, self.clock(), schedule_interval(self.cfg))
             return self.render(
                 request, "overview.html", campaigns=camps, waiting=waiting, health=health, title="overview"
@@ -131,8 +160,9 @@ class Dashboard:
             if creative is None:
                 return self.error(request, 404, f"no creative {cid!r}")
             return self.render(
-                request, "creative.html", title=creative.label or creative.id, ctx=creative_context(s, creative)
-            )
+                request, "creative.html", title=creative.label or creative.id,
+                ctx=creative_context(s, creative, self.charts),
+            )  # fmt: skip
 
     def experiment(self, request: Request) -> Response:
         eid = request.path_params["experiment_id"]
@@ -140,15 +170,21 @@ class Dashboard:
             exp = s.get(Experiment, eid)
             if exp is None:
                 return self.error(request, 404, f"no experiment {eid!r}")
-            return self.render(request, "experiment.html", title=exp.id, x=experiment_context(s, exp))
+            x = experiment_context(s, exp, self.charts, self.target(exp.campaign_id))
+            return self.render(request, "experiment.html", title=exp.id, x=x)
 
     def gallery(self, request: Request) -> Response:
         campaign = request.query_params.get("campaign") or None
+        page = _int(request.query_params.get("page"), 1)
+
+        def query(n: int) -> str:
+            return urlencode({**({"campaign": campaign} if campaign else {}), "page": n})
+
         with open_session(self.engine) as s:
-            lineages = queries.gallery(s, campaign)
-            campaigns = [c["campaign"].id for c in queries.overview(s)]
+            g = queries.gallery(s, campaign, page)
+            campaigns = list(s.exec(select(Campaign.id).order_by(Campaign.id)).all())
             return self.render(
-                request, "gallery.html", lineages=lineages, campaign=campaign, campaigns=campaigns, title="gallery"
+                request, "gallery.html", g=g, campaign=campaign, campaigns=campaigns, query=query, title="gallery"
             )
 
     def approvals(self, request: Request) -> Response:
@@ -156,7 +192,7 @@ class Dashboard:
             return self.render(
                 request,
                 "approvals.html",
-                items=queries.approvals(s),
+                items=queries.approvals(s, {c: self.target(c) for c in self.plans}),
                 decided=queries.recent_decisions(s),
                 who=request.cookies.get(WHO_COOKIE) or self.default_actor,
                 done=request.query_params.get("done", ""),
@@ -167,18 +203,22 @@ class Dashboard:
 
     def ledger(self, request: Request) -> Response:
         with open_session(self.engine) as s:
-            return self.render(request, "ledger.html", ledgers=queries.ledger_view(s), title="ledger")
+            return self.render(
+                request,
+                "ledger.html",
+                ledgers=queries.ledger_view(s, plans=self.plans, cache=self.reads),
+                title="ledger",
+            )
 
     def ledger_csv(self, request: Request) -> Response:
         with open_session(self.engine) as s:
-            views = queries.ledger_view(s)
+            views = queries.ledger_view(s, plans=self.plans, cache=self.reads)
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=queries.LEDGER_COLUMNS, lineterminator="\n")
         writer.writeheader()
-        for v in views:
-            for row in v["months"]:
-                # A leading =, +, - or @ would be a formula in a spreadsheet.
-                writer.writerow({k: _csv_safe(row[k]) for k in queries.LEDGER_COLUMNS})
+        for row in queries.ledger_csv_rows(views):
+            # A leading =, +, - or @ would be a formula in a spreadsheet.
+            writer.writerow({k: _csv_safe(v) for k, v in row.items()})
         stamp = self.clock().strftime("%Y%m%d")
         return Response(
             buf.getvalue(),
@@ -188,10 +228,7 @@ class Dashboard:
 
     def audit(self, request: Request) -> Response:
         p = request.query_params
-        try:
-            limit = max(1, min(2000, int(p.get("limit", "200"))))
-        except ValueError:
-            limit = 200
+        limit = max(1, min(2000, _int(p.get("limit"), 200)))
         f = queries.AuditFilter(
             name=p.get("name", ""),
             campaign=p.get("campaign", ""),
@@ -203,14 +240,45 @@ class Dashboard:
         with open_session(self.engine) as s:
             return self.render(request, "audit.html", f=f, title="audit log", **queries.audit_view(s, f))
 
+    def _campaign_exists(self, campaign: str | None) -> bool:
+        if campaign is None:
+            return True
+        with open_session(self.engine) as s:
+            return s.get(Campaign, campaign) is not None
+
+    def reports_page(self, request: Request) -> Response:
+        with open_session(self.engine) as s:
+            campaigns = list(s.exec(select(Campaign.id).order_by(Campaign.id)).all())
+        return self.render(
+            request, "reports.html", jobs=self.reports.jobs(), busy=self.reports.busy, campaigns=campaigns,
+            campaign=request.query_params.get("campaign") or None, queued=request.query_params.get("queued", ""),
+            title="reports",
+        )  # fmt: skip
+
+    async def report_submit(self, request: Request) -> Response:
+        form, refused = await self.form(request)
+        if refused is not None:
+            return refused
+        assert form is not None
+        campaign = str(form.get("campaign", "")).strip() or None
+        if not await run_in_threadpool(self._campaign_exists, campaign):
+            return self.error(request, 404, f"no campaign {campaign!r} in the database")
+        job = self.reports.submit(campaign)
+        return RedirectResponse(f"/reports?{urlencode({'queued': job.id})}", status_code=303)
+
     def report(self, request: Request) -> Response:
+        """The old link: to the Reports page, its campaign chosen (a GET queues nothing: that takes the form's POST)."""
         campaign = request.query_params.get("campaign") or None
-        try:
-            html = render_report(self.engine, self.images, campaign, clock=self.clock)
-        except NotFound as exc:
-            return self.error(request, 404, str(exc))
-        name = f"creative-loop-report-{campaign or 'all'}.html"
-        return HTMLResponse(html, headers={"content-disposition": f'inline; filename="{_ascii(name)}"'})
+        if not self._campaign_exists(campaign):
+            return self.error(request, 404, f"no campaign {campaign!r} in the database")
+        return RedirectResponse(f"/reports?{urlencode({'campaign': campaign or ''})}", status_code=303)
+
+    def report_file(self, request: Request) -> Response:
+        path = self.reports.path(request.path_params["name"])
+        if path is None:
+            return self.error(request, 404, "no such report (it may still be running: see /reports)")
+        return FileResponse(path, media_type="text/html; charset=utf-8",
+                            headers={"content-disposition": f'inline; filename="{path.name}"'})  # fmt: skip
 
     def image(self, request: Request) -> Response:
         digest = request.path_params["digest"]
@@ -263,24 +331,9 @@ class Dashboard:
         return response
 
     def _decide(self, experiment_id: str, approve: bool, actor: str, reason: str) -> None:
-        from loop.app import build_runtime
-        from loop.experiments import approve as do_approve
-        from loop.experiments import reject as do_reject
+        from loop.reports import decide_approval
 
-        with open_session(self.engine) as s:
-            exp = s.get(Experiment, experiment_id)
-            if exp is None:
-                raise NotFound(f"no experiment {experiment_id!r}", experiment=experiment_id)
-            if exp.state != "awaiting_approval":
-                raise CreativeLoopError(f"experiment {exp.id} is {exp.state}, not awaiting approval", experiment=exp.id)
-            rt = build_runtime(self.cfg, engine=self.engine)
-            if approve:
-                do_approve(rt, s, exp, actor, reason)
-                return
-            plan = next((p for p in rt.plans if p.id == exp.campaign_id), None)
-            if plan is None:
-                raise NotFound(f"campaign {exp.campaign_id!r} is not in the config", campaign=exp.campaign_id)
-            do_reject(rt, s, plan, exp, actor, reason)
+        decide_approval(self.cfg, experiment_id, approve, actor, reason, engine=self.engine, require_waiting=True)
 
     # -- login (only when a token is configured) ----------------------------------------
     async def login(self, request: Request) -> Response:
@@ -308,14 +361,17 @@ class Dashboard:
         return response
 
 
+def _int(value: str | None, default: int) -> int:
+    try:
+        return int(value) if value is not None else default
+    except ValueError:
+        return default
+
+
 def _csv_safe(value: Any) -> Any:
     if isinstance(value, str) and value[:1] in ("=", "+", "-", "@"):
         return "'" + value
     return value
-
-
-def _ascii(name: str) -> str:
-    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
 
 
 def _meta_webhook(cfg: Config, engine: Engine) -> Any:
@@ -369,7 +425,7 @@ def create_app(
         Csrf(secrets.token_bytes(32)),
         default_actor or os.environ.get("CREATIVE_LOOP_USER") or os.environ.get("USER") or "web",
     )
-    routes = [
+    routes: list[BaseRoute] = [
         Route("/", dash.overview, methods=["GET"]),
         Route("/creatives/{creative_id:path}", dash.creative, methods=["GET"]),
         Route("/experiments/{experiment_id:path}", dash.experiment, methods=["GET"]),
@@ -380,6 +436,9 @@ def create_app(
         Route("/ledger.csv", dash.ledger_csv, methods=["GET"]),
         Route("/audit", dash.audit, methods=["GET"]),
         Route("/report.html", dash.report, methods=["GET"]),
+        Route("/reports", dash.reports_page, methods=["GET"]),
+        Route("/reports", dash.report_submit, methods=["POST"]),
+        Route("/reports/{name:str}", dash.report_file, methods=["GET"]),
         Route("/images/{digest:str}.png", dash.image, methods=["GET"]),
         Route("/healthz", dash.healthz, methods=["GET"]),
         Route("/metrics", dash.metrics, methods=["GET"]),
@@ -387,8 +446,11 @@ def create_app(
     ]
     webhook = _meta_webhook(cfg, dash.engine)
     if webhook is not None:
-        routes.append(Mount(WEBHOOK_PREFIX, app=webhook))
+        from connectors.meta.webhook import webhook_routes
+
+        # Both /webhooks/meta and /webhooks/meta/ answer directly: Meta does not follow redirects.
+        routes += webhook_routes(WEBHOOK_PREFIX, webhook)
     app = Starlette(routes=routes)
-    app.add_middleware(Guard, csrf=dash.csrf, token=token, loopback_only=is_loopback(host))
+    app.add_middleware(Guard, csrf=dash.csrf, token=token, loopback_only=is_loopback(host), on_error=dash.server_error)
     app.state.dashboard = dash
     return app

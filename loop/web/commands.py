@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from loop.cli import ConfigOpt, _config, app, console
+from loop.cli import ConfigOpt, _config, app, say
 from policies.errors import ConfigError
 
 
@@ -43,7 +43,7 @@ def serve(
     port = port or cfg.model.web.port
     web_app = create_app(cfg, host=host)
     shown = f"[{host}]" if ":" in host else host
-    console.print(f"creative-loop dashboard on http://{shown}:{port}/  (Ctrl-C stops it)")
+    say(f"creative-loop dashboard on http://{shown}:{port}/  (Ctrl-C stops it)")
     uvicorn.run(web_app, host=host, port=port, log_level="warning", proxy_headers=False, server_header=False)
 
 
@@ -53,16 +53,23 @@ def report(
     campaign: Annotated[str | None, typer.Option(help="Only this campaign (default: all).")] = None,
     out: Annotated[Path, typer.Option(help="Where to write the HTML file.")] = Path("report.html"),
 ) -> None:
-    """Write one self-contained HTML report (charts and images embedded; works offline)."""
+    """Write one self-contained HTML report (charts and images embedded; works offline).
+
+    The dashboard's Reports page runs this same command in the background.
+    """
     _require_web("report")
+    import time
+
     from loop.app import open_engine
-    from loop.web.report import write_report
+    from loop.web.report import known_plans, write_report
     from storage.images import ImageStore
 
     cfg = _config(config)
     engine = open_engine(cfg.database_url)
+    t0 = time.perf_counter()
     try:
-        path = write_report(engine, ImageStore(cfg.data_dir / "images"), out, campaign)
+        path = write_report(engine, ImageStore(cfg.data_dir / "images"), out, campaign, plans=known_plans(cfg))
     finally:
         engine.dispose()
-    console.print(f"report: {path}")
+    size = path.stat().st_size
+    say(f"report: {path} ({size / 1024:,.0f} KiB, {time.perf_counter() - t0:.1f} s)")

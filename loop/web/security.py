@@ -7,6 +7,8 @@
   webhook (which checks Meta's own signature) must carry it,
   as ``Authorization: Bearer <token>`` or the cookie ``/login`` sets (an HMAC
   of the token, never the token itself).
+- An unexpected exception becomes a 500 page carrying the same headers and an
+  error id; the traceback is logged under that id (never shown).
 - CSRF: a signed double-submit token.  The cookie holds ``nonce.hmac(nonce)``
   under a per-process secret; every form echoes it in ``csrf_token`` and a
   POST is refused unless the two match and the signature is ours.  A POST
@@ -18,7 +20,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
+import logging
 import secrets
+from collections.abc import Callable
 from http.cookies import SimpleCookie
 from typing import Any
 from urllib.parse import urlsplit
@@ -28,6 +32,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+log = logging.getLogger("creative_loop.web")
 CSRF_COOKIE = "cl_csrf"
 CSRF_FIELD = "csrf_token"
 AUTH_COOKIE = "cl_auth"
@@ -100,13 +105,22 @@ def auth_cookie_value(token: str) -> str:
 
 
 class Guard:
-    """ASGI middleware: host check, access token, CSRF cookie, security headers."""
+    """ASGI middleware: host check, access token, CSRF cookie, security headers, the 500 page."""
 
-    def __init__(self, app: ASGIApp, *, csrf: Csrf, token: str | None, loopback_only: bool) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        csrf: Csrf,
+        token: str | None,
+        loopback_only: bool,
+        on_error: Callable[[Scope, str], Response] | None = None,
+    ) -> None:
         self.app = app
         self.csrf = csrf
         self.token = token
         self.loopback_only = loopback_only
+        self.on_error = on_error
 
     def _authorised(self, headers: Headers, cookies: dict[str, str]) -> bool:
         assert self.token is not None
@@ -142,9 +156,12 @@ class Guard:
             token = minted = self.csrf.mint()
         scope.setdefault("state", {})["csrf"] = token
         secure = scope.get("scheme") == "https"
+        started = False
 
         async def send_with_headers(message: Message) -> None:
+            nonlocal started
             if message["type"] == "http.response.start":
+                started = True
                 raw = list(message.get("headers", []))
                 present = {k.decode().lower() for k, _ in raw}
                 for k, v in HEADERS.items():
@@ -158,7 +175,27 @@ class Guard:
                 message = {**message, "headers": raw}
             await send(message)
 
-        await self.app(scope, receive, send_with_headers)
+        try:
+            await self.app(scope, receive, send_with_headers)
+        except Exception:
+            error_id = secrets.token_hex(6)
+            log.exception("error %s on %s %s", error_id, scope.get("method", ""), scope.get("path", ""))
+            if started:  # the status line is out: nothing better to send than a cut response
+                return
+            await self._error_page(error_id, scope, receive, send_with_headers)
+
+    async def _error_page(self, error_id: str, scope: Scope, receive: Receive, send: Send) -> None:
+        response: Response | None = None
+        if self.on_error is not None:
+            try:
+                response = self.on_error(scope, error_id)
+            except Exception:  # the error page itself failed: fall back to plain text
+                log.exception("error %s: the error page failed too", error_id)
+        if response is None:
+            response = PlainTextResponse(f"internal error; error id {error_id} (in the server log)", status_code=500)
+        response.headers["x-error-id"] = error_id
+        response.headers["cache-control"] = "no-store"
+        await response(scope, receive, send)
 
     async def _send(self, response: Response, scope: Scope, receive: Receive, send: Send) -> None:
         for k, v in HEADERS.items():

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import base64
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
+from loop.plans import CampaignPlan
 from loop.web import charts, queries
 from policies.errors import NotFound
 from storage.images import ImageStore
@@ -27,19 +29,32 @@ def make_env() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters["money"] = lambda v: "–" if v is None else f"{v:,.2f}"
+    env.filters["money"] = queries.money
     env.filters["pct"] = lambda v, digits=2: "–" if v is None else f"{100 * v:.{digits}f}%"
-    env.filters["when"] = lambda v: "" if v is None else queries.as_utc(v).strftime("%Y-%m-%d %H:%M:%S UTC")  # type: ignore[union-attr]
+    env.filters["when"] = _when
+    env.filters["day"] = _day
     env.filters["compact"] = _compact
+    env.filters["arms"] = queries.name_arms
     env.globals["flag_items"] = queries.flag_items
     env.globals["arm_color"] = charts.arm_color
     return env
 
 
+def _when(value: datetime | None) -> str:
+    """A wall-clock moment (when something was recorded or a person acted), always in UTC."""
+    moment = queries.as_utc(value)
+    return "" if moment is None else moment.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _day(value: date | None) -> str:
+    """A platform day (the ad account's calendar)."""
+    return "–" if value is None else value.isoformat()
+
+
 def _compact(value: Any, limit: int = 400) -> str:
     import json
 
-    text = value if isinstance(value, str) else json.dumps(value, default=str, sort_keys=True)
+    text = value if isinstance(value, str) else json.dumps(value, default=str, sort_keys=True, ensure_ascii=False)
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
@@ -69,9 +84,11 @@ def embedded_image_url(images: ImageStore, max_side: int = 360) -> ImageUrl:
     return url
 
 
-def creative_context(session: Session, creative: Creative) -> dict[str, Any]:
+def creative_context(session: Session, creative: Creative, cache: charts.ChartCache | None = None) -> dict[str, Any]:
+    cache = cache or charts.ChartCache()
     fv = queries.fatigue_view(session, creative)
-    chart = charts.fatigue_chart(
+    chart = cache.uri(
+        charts.fatigue_chart,
         fv["days"],
         fv["impressions"],
         fv["clicks"],
@@ -79,49 +96,61 @@ def creative_context(session: Session, creative: Creative) -> dict[str, Any]:
         detected_day=fv["detected_day"],
         title=f"{creative.campaign_id} · {creative.label or creative.id}: daily CTR",
     )
-    return {"creative": creative, "fatigue": fv, "chart": charts.data_uri(chart)}
+    return {"creative": creative, "fatigue": fv, "chart": chart}
 
 
-def experiment_context(session: Session, exp: Experiment) -> dict[str, Any]:
-    view = queries.experiment_view(session, exp)
-    x_max = charts.posterior_x_max(view["clicks"], view["impressions"])
-    for card in view["cards"]:
-        card["posterior"] = charts.data_uri(
-            charts.posterior_chart(
-                card["clicks"],
-                card["impressions"],
-                x_max=x_max,
-                color=charts.arm_color(card["arm"].position),
-                winner=card["winner"],
-            )
-        )
-    labels = [c["creative"].label or c["creative"].id if c["creative"] else c["arm"].creative_id for c in view["cards"]]
-    decisions = view["decisions"]
-    view["allocation"] = charts.data_uri(
-        charts.allocation_chart([d.day for d in decisions], [d.weights for d in decisions], labels)
+def experiment_context(
+    session: Session, exp: Experiment, cache: charts.ChartCache | None = None, target: float = queries.DEFAULT_TARGET
+) -> dict[str, Any]:
+    cache = cache or charts.ChartCache()
+    view = queries.experiment_view(session, exp, target)
+    positions = [c["arm"].position for c in view["cards"]]
+    view["posteriors"] = cache.uri(
+        charts.posteriors_chart,
+        [c["clicks"] for c in view["cards"]],
+        [c["impressions"] for c in view["cards"]],
+        view["labels"],
+        positions,
+        legend=False,  # the arm table above is the key, in the same colours
     )
-    view["labels"] = labels
+    decisions = [row["d"] for row in view["decisions"]]
+    view["allocation"] = cache.uri(
+        charts.allocation_chart,
+        [d.day for d in decisions],
+        [d.weights for d in decisions],
+        view["labels"],
+        positions,
+        legend=False,
+    )
     return view
 
 
-def report_context(session: Session, campaign: str | None) -> dict[str, Any]:
+def report_context(
+    session: Session,
+    campaign: str | None,
+    *,
+    plans: Mapping[str, CampaignPlan] | None = None,
+    cache: charts.ChartCache | None = None,
+) -> dict[str, Any]:
     """Everything the offline report shows, for one campaign or all."""
-    camps = queries.overview(session)
-    if campaign:
-        camps = [c for c in camps if c["campaign"].id == campaign]
-        if not camps:
-            raise NotFound(f"no campaign {campaign!r} in the database", campaign=campaign)
+    cache = cache or charts.ChartCache()
+    plans = plans or {}
+    camps = queries.overview(session, plans, campaign=campaign)
+    if campaign and not camps:
+        raise NotFound(f"no campaign {campaign!r} in the database", campaign=campaign)
     sections = []
     for c in camps:
         cid = c["campaign"].id
-        from sqlmodel import col, select
-
+        plan = plans.get(cid)
+        target = plan.settings.prob_best_target if plan else queries.DEFAULT_TARGET
         creatives = session.exec(
             select(Creative)
             .where(Creative.campaign_id == cid, col(Creative.role).in_(("live", "pro")))
             .order_by(Creative.created_at, Creative.id)
         ).all()
-        fatigue = [creative_context(session, cr) for cr in creatives if cr.platform_ad_id]
+        # A chart for each ad live now; the paused and replaced ones are listed with their status.
+        live = [cr for cr in creatives if cr.platform_ad_id and cr.status == "active"]
+        fatigue = [creative_context(session, cr, cache) for cr in live]
         exps = session.exec(
             select(Experiment).where(Experiment.campaign_id == cid).order_by(Experiment.created_at, Experiment.id)
         ).all()
@@ -129,9 +158,10 @@ def report_context(session: Session, campaign: str | None) -> dict[str, Any]:
             {
                 "overview": c,
                 "fatigue": [f for f in fatigue if len(f["fatigue"]["days"]) > 0],
-                "experiments": [experiment_context(session, e) for e in exps],
-                "lineages": queries.gallery(session, cid),
-                "ledger": queries.ledger_view(session, cid),
+                "paused": c["paused"],
+                "experiments": [experiment_context(session, e, cache, target) for e in exps],
+                "lineages": queries.all_lineages(session, cid),
+                "ledger": queries.ledger_view(session, cid, plans),
             }
         )
     return {"sections": sections, "campaign": campaign}

@@ -116,8 +116,18 @@ def test_list_ads_reads_the_watched_campaigns_image_ads(fake: FakeGoogleAds, pla
     paused.status = paused.DESCRIPTOR.fields_by_name["status"].enum_type.values_by_name["PAUSED"].number
     ads = platform.list_ads("lead-gen")
     assert [a.ad_id for a in ads] == sorted(ids["ads"])
-    assert [(a.name, a.status, a.headline) for a in ads] == [("hero-0", "ACTIVE", "Hero 0"), ("hero-1", "PAUSED", "Hero 1")]  # fmt: skip
-    (q,) = fake.calls("SearchStream")
+    assert [(a.name, a.status, a.headline, a.reason) for a in ads] == [
+        ("hero-0", "ACTIVE", "Hero 0", ""), ("hero-1", "PAUSED", "Hero 1", "AD_PAUSED"),
+    ]  # fmt: skip
+    # an enabled ad that cannot deliver is listed paused, with why
+    active = ad_of(fake, ids["ads"][0])
+    active.policy_summary.approval_status = active.policy_summary.DESCRIPTOR.fields_by_name["approval_status"].enum_type.values_by_name["DISAPPROVED"].number  # fmt: skip
+    camp = campaign_of(fake, ids["main"])
+    camp.status = camp.DESCRIPTOR.fields_by_name["status"].enum_type.values_by_name["PAUSED"].number
+    assert [(a.status, a.reason) for a in platform.list_ads("lead-gen")] == [
+        ("PAUSED", "CAMPAIGN_PAUSED, DISAPPROVED"), ("PAUSED", "AD_PAUSED, CAMPAIGN_PAUSED"),
+    ]  # fmt: skip
+    q = fake.calls("SearchStream")[0]
     assert f"campaign.id = {ids['main']}" in q.text and "DEMAND_GEN_MULTI_ASSET_AD" in q.text
 
 
@@ -570,13 +580,16 @@ def test_retries_only_what_google_calls_transient(fake: FakeGoogleAds, platform:
     assert len(fake.seen) == seen + 1  # refused once, never retried
 
 
-def test_counters_are_stored_when_an_engine_is_given(fake: FakeGoogleAds, ids: dict[str, Any], sqlite_engine: Any) -> None:  # fmt: skip
+def test_counters_are_drained_and_the_rest_stored_on_close(fake: FakeGoogleAds, ids: dict[str, Any], sqlite_engine: Any) -> None:  # fmt: skip
     from storage.counters import read_all
     from storage.db import session as open_session
 
     p = make_platform(fake, ids)
     p.counter_engine = sqlite_engine
     p.list_ads("lead-gen")
+    drained = p.drain_counters()
+    assert ("google_ads_api_calls", {"method": "SearchStream"}, 1.0) in drained and p.drain_counters() == []
+    p.restore_counters(drained)  # a tick that could not store them hands them back
     p.list_ads("lead-gen")
     p.close()
     with open_session(sqlite_engine) as s:

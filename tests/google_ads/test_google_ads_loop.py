@@ -165,6 +165,13 @@ def test_full_experiment_against_the_fake_google_ads_api(world: World, engine: A
     assert all(not m.partial_failure for m in mutates if "create" in m.text)
     assert all(m.partial_failure for m in mutates if "create" not in m.text)
     assert world.platform.count("google_ads_api_calls") > 0
+    # the tick stored the API counts through its own session
+    from storage.counters import read_all
+
+    with open_session(engine) as s:
+        stored = {(c.name, c.labels): c.value for c in read_all(s)}
+    calls = sum(v for (n, lbl), v in stored.items() if n == "google_ads_api_calls" and 'platform="google_ads"' in lbl)
+    assert calls == world.platform.count("google_ads_api_calls")
 
 
 @pytest.mark.parametrize("kind", ["LaunchTestArm", "SetBudgets", "PauseAds", "ScaleWinner"])

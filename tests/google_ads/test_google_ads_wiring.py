@@ -217,6 +217,12 @@ def test_meta_and_google_campaigns_run_side_by_side(
         finally:
             platform.close()
         assert scaled == {"m-shop", "g-shop"}
+        from storage.counters import read_all
+
+        with open_session(sqlite_engine) as s:
+            labels = {(c.name, c.labels) for c in read_all(s)}
+        assert ("meta_api_calls", 'method="GET",platform="meta"') in labels
+        assert ("google_ads_api_calls", 'method="SearchStream",platform="google_ads"') in labels
         with open_session(sqlite_engine) as s:
             by = {e.campaign_id: e for e in s.exec(select(Experiment)).all()}
             ledger = Ledger(s)

@@ -9,6 +9,29 @@ multipart ``filename`` part), batches at ``POST /<v>/`` (more than 50
 refused), usage headers on every response, and injected errors of every
 class (including an HTML 502 page).
 
+It also enforces the documented rules that a connector can get wrong, so
+that the contract tests fail when it does:
+
+- **batch grouping**: a batch holding two ad sets of one campaign is refused
+  whole (Meta's batch documentation: one batch cannot contain multiple ad
+  sets under the same campaign), like one of more than 50 requests;
+- **edges scoped to their parent**: an edge exists only on the node types
+  that have it (``/<campaign>/adcreatives`` is an error), objects are created
+  only on the account's edges and only under parents of that account, and
+  ``/<node>/insights`` reports that node's ads only;
+- **late-committing writes** (:class:`LateCommit`): a create is carried out,
+  answered only after the client has given up (or its connection dropped),
+  and the object becomes visible ``visible_after`` seconds later on the
+  server's ``clock`` (share the test's fake clock to make that exact);
+- **ignored filters** (``ignore_filtering``): edges other than insights
+  disregard ``filtering``, as Graph may for ``name``;
+- **effective status**: ads in a paused ad set or campaign, disapproved ads
+  and ads with issues report it in ``effective_status`` (and ``issues_info``)
+  and do not deliver;
+- **error bodies** as Graph sends them: ``message``, ``type``, ``code``,
+  ``error_subcode``, ``is_transient``, ``error_user_title``,
+  ``error_user_msg`` and a ``fbtrace_id`` per error.
+
 It also delivers: :meth:`FakeGraph.deliver` turns a day of budgets, statuses
 and true CTRs into insights rows, so the loop can run whole experiments
 against it.
@@ -17,10 +40,13 @@ against it.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import io
+import itertools
 import json
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -40,6 +66,11 @@ TOKEN = "EAAB-test-token-0123456789"
 APP_SECRET = "fake-app-secret"
 
 
+def _path_matches(pattern: str, path: str) -> bool:
+    """``pattern`` occurs in ``path``; a trailing ``$`` anchors it at the end ("act_111/ads$" is not ".../adsets")."""
+    return path.endswith(pattern[:-1]) if pattern.endswith("$") else pattern in path
+
+
 @dataclass
 class Fault:
     """Answer matching requests with an error, ``times`` times (None: forever)."""
@@ -48,15 +79,37 @@ class Fault:
     subcode: int | None = None
     status: int = 400
     method: str | None = None
-    path: str = ""  # substring of the path after the version, e.g. "act_111/insights"
+    path: str = ""  # substring of the path after the version, e.g. "act_111/insights" ("...$": ends there)
     times: int | None = 1
     transient: bool | None = None
     html: bool = False  # an HTML error page instead of a JSON error
     headers: dict[str, str] = field(default_factory=dict)
     message: str = "injected"
+    user_title: str | None = None  # error_user_title: Meta's explanation for people
+    user_msg: str | None = None  # error_user_msg
 
     def matches(self, method: str, path: str) -> bool:
-        return (self.method is None or self.method == method) and self.path in path and self.times != 0
+        return (self.method is None or self.method == method) and _path_matches(self.path, path) and self.times != 0
+
+
+@dataclass
+class LateCommit:
+    """A write that Graph carries out but answers too late: the client gives up first.
+
+    The request is processed at once; its answer is sent ``respond_after``
+    seconds (real time) later, or never (``respond_after=None``: the connection
+    is dropped, as a reset after sending); an object it creates is visible
+    to reads only ``visible_after`` seconds later on the server's clock.
+    """
+
+    path: str  # substring of the path after the version, e.g. "act_111/adcreatives" ("...$": ends there)
+    method: str = "POST"
+    respond_after: float | None = 1.0
+    visible_after: float = 3.0
+    times: int | None = 1
+
+    def matches(self, method: str, path: str) -> bool:
+        return self.method == method and _path_matches(self.path, path) and self.times != 0
 
 
 @dataclass
@@ -78,13 +131,42 @@ def _jsonish(value: str) -> Any:
         return value
 
 
-def _error(code: int | None, message: str, subcode: int | None = None, transient: bool | None = None) -> dict:
-    err: dict[str, Any] = {"message": message, "type": "OAuthException", "code": code, "fbtrace_id": "Afake"}
+_TRACES = itertools.count(1)
+
+
+def _error(
+    code: int | None,
+    message: str,
+    subcode: int | None = None,
+    transient: bool | None = None,
+    user_title: str | None = None,
+    user_msg: str | None = None,
+) -> dict:
+    err: dict[str, Any] = {
+        "message": message, "type": "OAuthException", "code": code, "fbtrace_id": f"AfakeTrace{next(_TRACES):05d}",
+    }  # fmt: skip
     if subcode is not None:
         err["error_subcode"] = subcode
     if transient is not None:
         err["is_transient"] = transient
+    if user_title is not None:
+        err["error_user_title"] = user_title
+    if user_msg is not None:
+        err["error_user_msg"] = user_msg
     return {"error": err}
+
+
+# Which edges each node type has (reads; creates go through the account's edges only).
+EDGES = {
+    "account": {"ads", "adsets", "adcreatives", "campaigns", "adimages", "insights"},
+    "campaign": {"ads", "adsets", "insights"},
+    "adset": {"ads", "insights"},
+    "ad": {"insights", "adcreatives"},
+    "run": {"insights"},
+}
+TYPE_NAMES = {"account": "AdAccount", "campaign": "Campaign", "adset": "AdSet", "ad": "Ad", "creative": "AdCreative",
+              "run": "AdReportRun", "image": "AdImage"}  # fmt: skip
+REVIEW = ("DISAPPROVED", "WITH_ISSUES", "PENDING_REVIEW", "IN_PROCESS", "PREAPPROVED")
 
 
 HTML_502 = b"<html><head><title>502 Bad Gateway</title></head><body><h1>Bad Gateway</h1></body></html>"
@@ -110,8 +192,10 @@ class FakeGraph:
         seed: int = 7,
         run_polls: int = 2,
         fault_rate: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.token = token
+        self.clock = clock  # when late-committed objects become visible
         self.app_secret = app_secret
         self.account = account
         self.lock = threading.RLock()
@@ -123,10 +207,15 @@ class FakeGraph:
         self._row_writes = 0
         self.seen: list[Seen] = []
         self.faults: list[Fault] = []
+        self.late: list[LateCommit] = []
+        self._answer = threading.local()  # how the HTTP handler answers this request (late, dropped)
+        self.batch_grouping = True  # refuse a batch with two ad sets of one campaign
+        self.ignore_filtering = False  # edges other than insights disregard `filtering`
         self.usage: dict[str, Any] = {}
         self.run_polls = run_polls
         # Random faults at this rate on top of the scripted ones: throttling (with a
-        # regain-access estimate), transient errors, HTML 502 pages and slow answers.
+        # regain-access estimate), transient errors, HTML 502 pages, slow answers, and
+        # writes carried out whose answer is lost (an HTML 502 after the fact).
         self.fault_rate = fault_rate
         self.fault_rng = np.random.default_rng([seed, 5])
         self.random_faults: list[str] = []
@@ -172,9 +261,15 @@ class FakeGraph:
     def add(self, type_: str, **fields: Any) -> dict[str, Any]:
         with self.lock:
             oid = str(fields.pop("id", None) or self.new_id())
-            obj = {"id": oid, "type": type_, "created_seq": self._seq, **fields}
+            created = datetime(2026, 1, 1) + timedelta(seconds=self._seq)
+            obj = {"id": oid, "type": type_, "created_seq": self._seq,
+                   "created_time": created.strftime("%Y-%m-%dT%H:%M:%S+0000"), **fields}  # fmt: skip
             self.objects[oid] = obj
             return obj
+
+    def visible(self, obj: dict[str, Any]) -> bool:
+        """Whether reads see the object yet (a late-committed write is invisible for a while)."""
+        return float(obj.get("visible_at", 0.0)) <= self.clock()
 
     def add_image(self, data: bytes, name: str = "upload.png") -> dict[str, Any]:
         h = hashlib.md5(data).hexdigest()
@@ -186,14 +281,32 @@ class FakeGraph:
         return obj
 
     def of_type(self, type_: str, **where: Any) -> list[dict[str, Any]]:
+        """Every object of a type (visible or not yet: the tests' view, not Graph's)."""
         with self.lock:
             return [
                 o for o in self.objects.values() if o["type"] == type_ and all(o.get(k) == v for k, v in where.items())
             ]
 
-    def named(self, type_: str, name: str) -> list[dict[str, Any]]:
-        """Objects of a type with exactly this name (for idempotency assertions)."""
-        return self.of_type(type_, name=name)
+    def named(self, type_: str, name: str, live: bool = False) -> list[dict[str, Any]]:
+        """Objects of a type with exactly this name (``live``: not archived or deleted)."""
+        return [o for o in self.of_type(type_, name=name) if not live or o.get("status") not in ("ARCHIVED", "DELETED")]
+
+    def effective_status(self, obj: dict[str, Any]) -> str:
+        """What Graph reports as ``effective_status``: the object's own status, then its parents', then review."""
+        status = str(obj.get("status") or "ACTIVE")
+        if status != "ACTIVE":
+            return status
+        if obj["type"] in ("ad", "adset"):
+            camp = self.objects.get(str(obj.get("campaign_id")), {})
+            if str(camp.get("status") or "ACTIVE") != "ACTIVE":
+                return "CAMPAIGN_PAUSED"
+        if obj["type"] == "ad":
+            adset = self.objects.get(str(obj.get("adset_id")), {})
+            if str(adset.get("status") or "ACTIVE") != "ACTIVE":
+                return "ADSET_PAUSED"
+            if obj.get("review") in REVIEW:
+                return str(obj["review"])
+        return "ACTIVE"
 
     def calls(self, method: str | None = None, contains: str = "", in_batch: bool | None = None) -> list[Seen]:
         with self.lock:
@@ -214,9 +327,9 @@ class FakeGraph:
         with self.lock:
             self._row_writes += 1
             for adset in self.of_type("adset"):
-                if adset.get("status") != "ACTIVE":
+                if adset.get("status") != "ACTIVE" or self.effective_status(adset) != "ACTIVE":
                     continue
-                ads = [a for a in self.of_type("ad", adset_id=adset["id"]) if a.get("status") == "ACTIVE"]
+                ads = [a for a in self.of_type("ad", adset_id=adset["id"]) if self.effective_status(a) == "ACTIVE"]
                 if not ads:
                     continue
                 end = adset.get("end_time")
@@ -300,7 +413,16 @@ class FakeGraph:
                             params[name] = payload.decode()
                 elif method == "POST":
                     params.update(dict(parse_qsl(raw.decode(), keep_blank_values=True)))
+                graph._answer.late = None
                 status, headers, body = graph.handle(method, url.path, params, files, url.query)
+                late: LateCommit | None = graph._answer.late
+                if late is not None:
+                    if late.respond_after is None:  # carried out, then the connection drops
+                        self.close_connection = True
+                        with contextlib.suppress(OSError):
+                            self.connection.shutdown(socket.SHUT_RDWR)
+                        return
+                    time.sleep(late.respond_after)  # carried out, answered after the client gave up
                 self._send(status, body, headers)
 
         return Handler
@@ -340,25 +462,45 @@ class FakeGraph:
             h = {**headers, **fault.headers}
             if fault.html:
                 h["Content-Type"] = "text/html"
+                if fault.message == "lost":  # the write went through; its answer did not
+                    self._route(method, parts, params, files, query)
                 return fault.status, h, HTML_502
-            return (
-                fault.status,
-                h,
-                json.dumps(_error(fault.code, fault.message, fault.subcode, fault.transient)).encode(),
-            )
-        # 3. routing
+            err = _error(fault.code, fault.message, fault.subcode, fault.transient, fault.user_title, fault.user_msg)
+            return fault.status, h, json.dumps(err).encode()
+        # 3. a late commit: carried out now, answered (or dropped) after the client's timeout
+        if not in_batch:
+            with self.lock:
+                late = next((x for x in self.late if x.matches(method, rel)), None)
+                if late is not None and late.times is not None:
+                    late.times -= 1
+            if late is not None:
+                self._answer.late = late
+                before = set(self.objects)
+                status, headers2, body = self._route(method, parts, params, files, query)
+                with self.lock:
+                    for oid in set(self.objects) - before:
+                        self.objects[oid]["visible_at"] = self.clock() + late.visible_after
+                return status, {**headers, **headers2}, body
+        # 4. routing
+        return self._route(method, parts, params, files, query, headers)
+
+    def _route(
+        self, method: str, parts: list[str], params: dict[str, str], files: dict[str, tuple[str, bytes]], query: str,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, dict[str, str], bytes]:  # fmt: skip
+        headers = headers or {"Content-Type": "application/json; charset=UTF-8", **self._usage_headers()}
         clean = {k: _jsonish(v) for k, v in params.items() if k not in ("access_token", "appsecret_proof")}
         try:
             status, doc = self.route(method, parts, clean, files, query)
         except KeyError as exc:
-            status, doc = 400, _error(100, f"Unsupported request: object {exc} does not exist", 33)
+            status, doc = 400, _error(100, f"Unsupported get request. Object with ID {exc} does not exist", 33)
         return status, headers, json.dumps(doc).encode()
 
     def _random_fault(self) -> Fault | None:
         with self.lock:
             if self.fault_rng.random() >= self.fault_rate:
                 return None
-            kind = str(self.fault_rng.choice(["throttle", "transient", "html502", "slow"]))
+            kind = str(self.fault_rng.choice(["throttle", "transient", "html502", "slow", "lost"]))
             self.random_faults.append(kind)
         if kind == "slow":
             time.sleep(0.05)  # a slow answer, then the real one
@@ -370,7 +512,7 @@ class FakeGraph:
             )
         if kind == "transient":
             return Fault(code=2, message="Service temporarily unavailable", transient=True, status=500)
-        return Fault(status=502, html=True)
+        return Fault(status=502, html=True, message="lost" if kind == "lost" else "injected")
 
     def route(
         self, method: str, parts: list[str], p: dict[str, Any], files: dict[str, tuple[str, bytes]], query: str
@@ -381,18 +523,25 @@ class FakeGraph:
                 return self.batch(p["batch"])
             return 400, _error(100, "no node")
         node_id = parts[0]
+        obj = self.objects[node_id]
+        if not self.visible(obj):
+            raise KeyError(node_id)  # not committed yet: Graph does not know it
         if len(parts) == 1:
-            obj = self.objects[node_id]
             if method == "GET":
                 return 200, self.node_view(obj, p)
             if method == "POST":
-                return 200, self.update(obj, p)
-            return 400, _error(100, "unsupported method")
+                return self.update(obj, p)
+            return self.delete(obj)
         edge = parts[1]
-        obj = self.objects[node_id]
+        if edge not in EDGES.get(obj["type"], set()):
+            kind = TYPE_NAMES.get(obj["type"], obj["type"])
+            return 400, _error(100, f"(#100) Tried accessing nonexisting field ({edge}) on node type ({kind})")
+        if method == "POST" and edge != "insights" and obj["type"] != "account":
+            kind = TYPE_NAMES.get(obj["type"], obj["type"])
+            return 400, _error(100, f"Unsupported post request: cannot create {edge} on node type ({kind})", 33)
         if edge == "insights":
             if method == "POST":
-                run = self.add("run", params=p, polls=0, account=node_id)
+                run = self.add("run", params={**p, "_account": node_id}, polls=0, account=node_id)
                 return 200, {"report_run_id": run["id"]}
             if obj["type"] == "run":
                 return 200, self.page(self.insight_rows(obj["params"]), p, query, self._insight_view(obj["params"], p))
@@ -404,11 +553,9 @@ class FakeGraph:
             imgs = [o for o in self.of_type("image", account=node_id) if not hashes or o["hash"] in hashes]
             return 200, self.page(imgs, p, query)
         types = {"ads": "ad", "adsets": "adset", "adcreatives": "creative", "campaigns": "campaign"}
-        if edge in types:
-            if method == "POST":
-                return 200, self.create(types[edge], node_id, p)
-            return 200, self.page(self.children(obj, types[edge], p), p, query)
-        return 400, _error(100, f"Unknown edge {edge}")
+        if method == "POST":
+            return self.create(types[edge], node_id, p)
+        return 200, self.page(self.children(obj, types[edge], p), p, query)
 
     # -- objects ----------------------------------------------------------------------
     def node_view(self, obj: dict[str, Any], p: dict[str, Any]) -> dict[str, Any]:
@@ -429,6 +576,12 @@ class FakeGraph:
         for f in wanted:
             if f == "creative" and obj["type"] == "ad":
                 out["creative"] = {"id": obj["creative_id"]}
+            elif f == "effective_status" and obj["type"] in ("ad", "adset", "campaign"):
+                out[f] = self.effective_status(obj)
+            elif f == "issues_info" and obj["type"] == "ad":
+                if obj.get("review") == "WITH_ISSUES":
+                    out[f] = [{"level": "AD", "error_code": 1815869, "error_summary": obj.get("issue", "Ad has issues"),
+                               "error_message": obj.get("issue", "Ad has issues")}]  # fmt: skip
             elif f in ("daily_budget", "min_daily_budget") and f in obj:
                 out[f] = str(obj[f])
             elif f in obj:
@@ -436,13 +589,14 @@ class FakeGraph:
         return out
 
     def children(self, parent: dict[str, Any], type_: str, p: dict[str, Any]) -> list[dict[str, Any]]:
-        key = {"account": "account", "campaign": "campaign_id", "adset": "adset_id"}[parent["type"]]
-        items = [
-            o
-            for o in self.of_type(type_)
-            if o.get(key) == parent["id"] or (key == "account" and o.get("account") == parent["id"])
-        ]
-        for flt in p.get("filtering") or []:
+        """The visible objects of one type under ``parent`` (scoped to it), filtered unless filters are ignored."""
+        if parent["type"] == "ad":  # an ad's adcreatives: the one it uses
+            items = [o for o in self.of_type(type_) if o["id"] == parent.get("creative_id")]
+        else:
+            key = {"account": "account", "campaign": "campaign_id", "adset": "adset_id"}[parent["type"]]
+            items = [o for o in self.of_type(type_) if o.get(key) == parent["id"]]
+        items = [o for o in items if self.visible(o)]
+        for flt in [] if self.ignore_filtering else p.get("filtering") or []:
             fld, op, val = flt["field"], flt["operator"], flt["value"]
             attr = {"name": "name", "adset.id": "adset_id", "campaign.id": "campaign_id", "ad.name": "name"}[fld]
             if op == "EQUAL":
@@ -457,41 +611,67 @@ class FakeGraph:
         fields = p.get("fields")
         return [self.view(o, fields) for o in items]
 
-    def create(self, type_: str, account: str, p: dict[str, Any]) -> dict[str, Any]:
+    def _parent_of(self, account: str, oid: str, type_: str) -> dict[str, Any]:
+        """A visible object of this account named as a parent (else KeyError: Graph says it does not exist)."""
+        obj = self.objects[oid]
+        if obj["type"] != type_ or obj.get("account") != account or not self.visible(obj):
+            raise KeyError(oid)
+        return obj
+
+    def create(self, type_: str, account: str, p: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         if not p.get("name"):
-            return _error(100, "name is required")
+            return 400, _error(100, "Invalid parameter", 1487007, user_title="Missing name",
+                               user_msg="Please give this object a name.")  # fmt: skip
         fields = dict(p)
         fields.pop("fields", None)
         fields["account"] = account
         if type_ == "adset":
-            camp = self.objects[str(p["campaign_id"])]
+            camp = self._parent_of(account, str(p["campaign_id"]), "campaign")
             fields["campaign_id"] = camp["id"]
             fields["daily_budget"] = int(p["daily_budget"])
             if fields["daily_budget"] < int(self.objects[account]["min_daily_budget"]):
-                return _error(100, "daily budget below the minimum", 1885272)
+                return 400, _error(100, "Invalid parameter", 1885272, user_title="Budget too low",
+                                   user_msg="The daily budget is below the minimum of this account.")  # fmt: skip
+            targeting = p.get("targeting")
+            if not isinstance(targeting, dict) or not targeting.get("geo_locations"):
+                return 400, _error(100, "Invalid parameter", 1885364, user_title="Invalid targeting spec",
+                                   user_msg="The targeting spec is invalid: a location is required.")  # fmt: skip
         if type_ == "ad":
-            adset = self.objects[str(p["adset_id"])]
+            adset = self._parent_of(account, str(p["adset_id"]), "adset")
             fields["campaign_id"] = adset["campaign_id"]
             fields["creative_id"] = str(p["creative"]["creative_id"])
-            self.objects[fields["creative_id"]]  # noqa: B018 - must exist
+            self._parent_of(account, fields["creative_id"], "creative")
             fields.pop("creative")
         if type_ == "creative":
             spec = p.get("object_story_spec") or {}
             h = ((spec.get("link_data") or {}).get("image_hash")) or ""
             if h not in self.images:
-                return _error(100, f"image hash {h!r} unknown", 1487242)
+                return 400, _error(100, f"image hash {h!r} unknown", 1487242)
         obj = self.add(type_, **fields)
-        return {"id": obj["id"]}
+        return 200, {"id": obj["id"]}
 
-    def update(self, obj: dict[str, Any], p: dict[str, Any]) -> dict[str, Any]:
+    def update(self, obj: dict[str, Any], p: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         changes = {k: v for k, v in p.items() if k != "fields"}
         if "daily_budget" in changes:
             changes["daily_budget"] = int(changes["daily_budget"])
             if changes["daily_budget"] < int(self.objects[self.account]["min_daily_budget"]):
-                return _error(100, "daily budget below the minimum", 1885272)
+                return 400, _error(100, "Invalid parameter", 1885272, user_title="Budget too low",
+                                   user_msg="The daily budget is below the minimum of this account.")  # fmt: skip
         with self.lock:
             obj.update(changes)
-        return {"success": True}
+        return 200, {"success": True}
+
+    def delete(self, obj: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        """DELETE /<id>: creatives only, and only one no live ad uses."""
+        if obj["type"] != "creative":
+            return 400, _error(100, "Unsupported delete request")
+        users = [a for a in self.of_type("ad", creative_id=obj["id"]) if a.get("status") not in ("ARCHIVED", "DELETED")]
+        if users:
+            return 400, _error(100, "Invalid parameter", 1487174, user_title="Creative in use",
+                               user_msg="This creative is used by an ad and cannot be deleted.")  # fmt: skip
+        with self.lock:
+            obj["status"] = "DELETED"
+        return 200, {"success": True}
 
     def upload(self, p: dict[str, Any], files: dict[str, tuple[str, bytes]]) -> tuple[int, Any]:
         if "bytes" in p:
@@ -515,6 +695,22 @@ class FakeGraph:
             err = _error(1, "Too many requests in batch message. Maximum batch size is 50")
             err["error"]["type"] = "GraphBatchException"
             return 400, err
+        if self.batch_grouping:
+            seen: dict[str, str] = {}
+            for call in calls:
+                node = urlsplit("/" + call["relative_url"].lstrip("/")).path.strip("/").split("/")
+                if node and node[0].startswith(VERSION):
+                    node = node[1:]
+                obj = self.objects.get(node[0]) if node else None
+                if obj is None or obj["type"] != "adset":
+                    continue
+                camp = str(obj.get("campaign_id"))
+                if camp in seen and seen[camp] != obj["id"]:
+                    err = _error(100, "A batch request cannot contain multiple ad sets under the same campaign "
+                                      f"({seen[camp]} and {obj['id']} are both in campaign {camp})")  # fmt: skip
+                    err["error"]["type"] = "GraphBatchException"
+                    return 400, err
+                seen[camp] = obj["id"]
         out = []
         for call in calls:
             rel = urlsplit("/" + call["relative_url"].lstrip("/"))
@@ -554,6 +750,10 @@ class FakeGraph:
         for flt in p.get("filtering") or []:
             if flt["field"] == "campaign.id":
                 camps = {str(v) for v in flt["value"]}
+        node = self.objects.get(str(p.get("_node") or p.get("_account") or ""), {})
+        scope = {"account": "account", "campaign": "campaign_id", "adset": "adset_id", "ad": "id"}.get(
+            node.get("type", "")
+        )
         out = []
         with self.lock:
             items = sorted(self.rows.items(), key=lambda kv: (kv[0][1], kv[0][0]))
@@ -561,6 +761,8 @@ class FakeGraph:
                 if not since <= day <= until:
                     continue
                 ad = self.objects.get(ad_id, {})
+                if scope is not None and ad.get(scope, self.account if scope == "account" else None) != node["id"]:
+                    continue  # /<node>/insights reports that node's ads only
                 if camps is not None and str(ad.get("campaign_id")) not in camps:
                     continue
                 out.append({"ad_id": ad_id, "day": day, **m})

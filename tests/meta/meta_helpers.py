@@ -26,13 +26,17 @@ class FakeClock:
 
 
 def make_platform(graph: FakeGraph, ids: dict[str, Any], clock: FakeClock, **options: Any) -> MetaAdPlatform:
+    """A platform on the fake server; ``gate``, ``timeout`` and ``counter_engine`` are popped, the rest are options."""
     gate_settings = options.pop("gate", GateSettings())
+    timeout = options.pop("timeout", 5)
+    counter_engine = options.pop("counter_engine", None)
     return MetaAdPlatform.connect(
         access_token=TOKEN,
         app_secret=APP_SECRET,
         app_id="app",
         graph_url=graph.base_url,
-        timeout=5,
+        timeout=timeout,
+        counter_engine=counter_engine,
         trust_env=False,
         campaigns={"lead-gen": MetaCampaign("lead-gen", graph.account, ids["main"], ids["test"])},
         options=MetaOptions(**{"page_id": "5550001", "poll_interval": 1.0, **options}),

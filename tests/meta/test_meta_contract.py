@@ -286,16 +286,52 @@ def test_set_budgets_activates_funded_arms_and_pauses_the_rest(
     assert sa["daily_budget"] == 700 and len(graph.seen) > before
 
 
-def test_budget_updates_go_in_batches_of_at_most_50(graph: FakeGraph, ids: dict[str, Any], clock: FakeClock) -> None:
+def test_ad_updates_go_in_batches_of_at_most_50(graph: FakeGraph, ids: dict[str, Any], clock: FakeClock) -> None:
     p = make_platform(graph, ids, clock)
-    adsets = [graph.add("adset", name=f"arm{i}", account=graph.account, campaign_id=ids["test"], status="PAUSED",
-                        daily_budget=100)["id"] for i in range(120)]  # fmt: skip
-    p.apply(SetBudgets(key="k", campaign="lead-gen", budgets=tuple((s, 200) for s in adsets)))
+    ads = [graph.add("ad", name=f"a{i}", account=graph.account, campaign_id=ids["test"], adset_id=ids["adset"],
+                     creative_id="", status="ACTIVE")["id"] for i in range(120)]  # fmt: skip
+    p.apply(PauseAds(key="k", campaign="lead-gen", ad_ids=tuple(ads)))
     p.close()
     batches = [s for s in graph.calls("POST") if s.path == ""]
     assert [len(json.loads(b.params["batch"])) for b in batches] == [50, 50, 20]
-    assert all(graph.objects[s]["daily_budget"] == 200 and graph.objects[s]["status"] == "ACTIVE" for s in adsets)
-    assert p.count("meta_batch_items") == 120 and p.count("meta_api_calls") == 4 + 1  # + account read
+    assert all(graph.objects[a]["status"] == "PAUSED" for a in ads)
+    assert p.count("meta_batch_items") == 120 and p.count("meta_api_calls") == 3
+
+
+def test_a_batch_never_holds_two_ad_sets_of_one_campaign(
+    graph: FakeGraph, platform: MetaAdPlatform, ids: dict[str, Any]
+) -> None:
+    arms = [platform.apply(arm(ids, f"v{i}", i)) for i in range(1, 5)]
+    sent = len(graph.seen)
+    platform.apply(
+        SetBudgets(key="b", campaign="lead-gen", budgets=tuple((a["adset_id"], 300) for a in arms), end_day=D0)
+    )
+    rounds = [s for s in graph.seen[sent:] if not s.in_batch and s.method == "POST"]
+    for r in rounds:
+        items = json.loads(r.params["batch"]) if r.path == "" else [{"relative_url": r.path + "/"}]
+        adsets = [i["relative_url"].split("/")[0] for i in items]
+        adsets = [a for a in adsets if graph.objects[a]["type"] == "adset"]
+        assert len(adsets) <= 1, adsets  # all four are in the one test campaign
+    # 4 ad-set updates, one per request, the activations riding along: 4 rounds + 1 for the last ad
+    assert len(rounds) == 5
+    assert all(graph.objects[a["ad_id"]]["status"] == "ACTIVE" for a in arms)
+
+
+def test_the_fake_refuses_what_meta_documents_it_refuses(
+    graph: FakeGraph, ids: dict[str, Any], clock: FakeClock
+) -> None:
+    """A connector told to pack ad sets of one campaign into a batch fails against the fake, as against Meta."""
+    p = make_platform(graph, ids, clock, one_adset_per_campaign=False)
+    try:
+        a, b = p.apply(arm(ids, "v1", 1)), p.apply(arm(ids, "v2", 2))
+        with pytest.raises(PlatformError, match="multiple ad sets under the same campaign"):
+            p.apply(SetBudgets(key="b", campaign="lead-gen", budgets=((a["adset_id"], 300), (b["adset_id"], 300))))
+        assert graph.objects[a["adset_id"]]["status"] == graph.objects[b["adset_id"]]["status"] == "PAUSED"
+        graph.batch_grouping = False  # should a sandbox account show Meta accepts it, the switch packs them
+        p.apply(SetBudgets(key="b", campaign="lead-gen", budgets=((a["adset_id"], 300), (b["adset_id"], 300))))
+        assert graph.objects[a["ad_id"]]["status"] == graph.objects[b["ad_id"]]["status"] == "ACTIVE"
+    finally:
+        p.close()
 
 
 def test_graph_refuses_batches_over_50(platform: MetaAdPlatform, ids: dict[str, Any]) -> None:
@@ -424,6 +460,21 @@ def test_usage_headers_slow_down_then_pause(graph: FakeGraph, ids: dict[str, Any
     p.close()
 
 
+def test_a_throttled_answer_s_usage_does_not_outlive_the_pause(
+    graph: FakeGraph, platform: MetaAdPlatform, clock: FakeClock
+) -> None:
+    """100 % on a throttling error pauses; answers without usage headers afterwards are not slowed by it."""
+    usage = {"act_111": [{"type": "ads_management", "call_count": 100, "estimated_time_to_regain_access": 0}]}
+    graph.faults.append(Fault(code=17, path="/ads$", headers={BUC: json.dumps(usage)}))
+    with pytest.raises(RateLimited) as err:
+        platform.list_ads("lead-gen")
+    assert err.value.retry_after == pytest.approx(60)  # no estimate from Meta: the gate's pause
+    clock.now += 61
+    platform.list_ads("lead-gen")
+    platform.list_ads("lead-gen")
+    assert clock.sleeps == []
+
+
 def test_usage_parsing() -> None:
     headers = {
         "x-business-use-case-usage": json.dumps(
@@ -446,7 +497,43 @@ def test_batch_item_failures_are_recorded_by_severity(
     with pytest.raises(PlatformError, match="blocked by policy") as err:
         platform.apply(SetBudgets(key="b", campaign="lead-gen", budgets=((a["adset_id"], 300), (b["adset_id"], 300))))
     assert err.value.code == 368
-    assert graph.objects[a["adset_id"]]["status"] == "ACTIVE"  # the rest of the batch went through
+    assert "1 ad activation(s) held back" in str(err.value)
+    assert graph.objects[a["adset_id"]]["status"] == graph.objects[a["ad_id"]]["status"] == "ACTIVE"  # the rest went
+    # The failed ad set stays paused, and so does its ad: never an active ad in a paused ad set.
+    assert graph.objects[b["adset_id"]]["status"] == graph.objects[b["ad_id"]]["status"] == "PAUSED"
+
+
+def test_budgets_go_out_in_an_order_that_never_leaves_an_ad_active_in_a_paused_ad_set(
+    graph: FakeGraph, platform: MetaAdPlatform, ids: dict[str, Any]
+) -> None:
+    a, b = platform.apply(arm(ids, "v1", 1)), platform.apply(arm(ids, "v2", 2))
+    platform.apply(SetBudgets(key="d1", campaign="lead-gen", budgets=((a["adset_id"], 300), (b["adset_id"], 300))))
+    sent = len(graph.seen)
+    platform.apply(SetBudgets(key="d2", campaign="lead-gen", budgets=((a["adset_id"], 0), (b["adset_id"], 400))))
+    posts = [(x.path, x.params.get("status")) for x in graph.seen[sent:] if x.method == "POST" and x.path]
+    # a goes to 0: its ad is paused before its ad set
+    assert posts.index((a["ad_id"], "PAUSED")) < posts.index((a["adset_id"], "PAUSED"))
+    assert graph.objects[a["ad_id"]]["status"] == graph.objects[a["adset_id"]]["status"] == "PAUSED"
+    # b is funded again: its ad set, already active with an active ad, is updated; nothing else
+    assert (b["adset_id"], "ACTIVE") in posts and not [p for p in posts if p[0] == b["ad_id"]]
+    sent = len(graph.seen)
+    platform.apply(SetBudgets(key="d3", campaign="lead-gen", budgets=((a["adset_id"], 300), (b["adset_id"], 0))))
+    posts = [(x.path, x.params.get("status")) for x in graph.seen[sent:] if x.method == "POST" and x.path]
+    # a comes back: ad set first, then its ad
+    assert posts.index((a["adset_id"], "ACTIVE")) < posts.index((a["ad_id"], "ACTIVE"))
+    assert posts.index((b["ad_id"], "PAUSED")) < posts.index((b["adset_id"], "PAUSED"))
+    for x in (a, b):
+        ad, adset = graph.objects[x["ad_id"]], graph.objects[x["adset_id"]]
+        assert not (ad["status"] == "ACTIVE" and adset["status"] != "ACTIVE")
+
+
+def test_html_502_on_a_paged_read_is_transient(graph: FakeGraph, platform: MetaAdPlatform) -> None:
+    """The SDK builds a cursor page from the HTML and fails on it: still an unreadable answer, retried."""
+    graph.deliver(D0)
+    graph.faults.append(Fault(status=502, html=True, method="GET", path="act_111/insights"))
+    with pytest.raises(TransientError, match=r"unreadable response \(HTTP 502 text/html"):
+        platform.insights("lead-gen", D0, D0)
+    assert len(platform.insights("lead-gen", D0, D0)) == 2
 
 
 def test_html_502_on_a_mutation_is_transient(graph: FakeGraph, platform: MetaAdPlatform, ids: dict[str, Any]) -> None:

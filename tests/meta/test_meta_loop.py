@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections import Counter as Tally
 from datetime import date, timedelta
 from pathlib import Path
@@ -262,3 +263,65 @@ def test_the_experiment_completes_at_20_percent_random_faults(sqlite_engine: Any
                 assert len(names) == len(set(names)), type_
         finally:
             world.close()
+
+
+def test_late_commits_and_lost_answers_leave_no_duplicate(engine: Any, tmp_path: Path) -> None:
+    """Every create of the first arm is carried out but answered after the client's timeout (or its
+    connection dropped), and Graph shows it only seconds later: the loop still makes each object once."""
+    from fake_graph import LateCommit
+
+    with FakeGraph(seed=11) as graph:
+        world = World(engine, tmp_path, graph, options={"timeout": 1.0})
+        graph.clock = world.platform.clock  # visibility follows the platform's clock (its settle waits)
+        graph.late += [
+            LateCommit(path="act_111/adsets", respond_after=2.0, visible_after=4.0),
+            LateCommit(path="act_111/adcreatives", respond_after=None, visible_after=2.0),
+            LateCommit(path="act_111/ads$", respond_after=2.0, visible_after=6.0),
+        ]
+        try:
+            world.history(ONSET)
+            world.rt.backfill_days = ONSET
+            world.run(ONSET, ONSET + 1)
+            world.rt.backfill_days = 7
+            world.run(ONSET + 1, ONSET + 30)
+        finally:
+            world.close()
+        assert all(x.times == 0 for x in graph.late)  # each late commit happened
+        with open_session(engine) as s:
+            (exp,) = s.exec(select(Experiment)).all()
+            assert exp.state == "scaled", (exp.state, exp.reason)
+            muts = s.exec(select(PlatformMutation).where(PlatformMutation.kind == "LaunchTestArm")).all()
+            assert all(m.status == "done" and {"adset", "creative", "ad"} <= set(m.objects) for m in muts)
+        for type_ in ("ad", "adset", "creative"):
+            names = [o["name"] for o in graph.of_type(type_) if o["name"].startswith("cl:")]
+            assert len(names) == len(set(names)), (type_, Tally(names).most_common(2))
+
+
+def test_api_counts_go_through_the_tick_with_the_loop_s_engine(engine: Any, tmp_path: Path, caplog: Any) -> None:
+    """The platform gets the loop's engine (as `loop.app` wires it) and still never writes during a tick:
+    the counts are stored by the tick's session, all of them, with no lock wait."""
+    from storage.counters import read_all
+
+    with FakeGraph(seed=11) as graph:
+        world = World(engine, tmp_path, graph, options={"counter_engine": engine})
+        caplog.set_level(logging.WARNING)
+        try:
+            world.history(ONSET)
+            world.rt.backfill_days = ONSET
+            world.run(ONSET, ONSET + 4)
+            calls = world.platform.count("meta_api_calls")
+        finally:
+            world.close()
+        with open_session(engine) as s:
+            stored = {(c.name, c.labels): c.value for c in read_all(s)}
+    assert (
+        sum(v for (n, _), v in stored.items() if n == "meta_api_calls")
+        == calls
+        == len(graph.seen) - len([x for x in graph.seen if x.in_batch])
+    )
+    expected = {
+        (name, ",".join(f'{k}="{v}"' for k, v in sorted({**dict(labels), "platform": "meta"}.items()))): value
+        for (name, labels), value in world.platform.counts.items()
+    }
+    assert stored == expected and len(expected) > 1
+    assert not [r for r in caplog.records if "counters" in r.getMessage() or "locked" in r.getMessage()]

@@ -130,3 +130,54 @@ def test_app_from_config_reads_the_environment(
     monkeypatch.setenv("T_VERIFY", VERIFY)
     c = TestClient(app_from_config(cfg, sqlite_engine))
     assert c.get("/", params={"hub.mode": "subscribe", "hub.verify_token": VERIFY, "hub.challenge": "7"}).text == "7"
+
+
+def test_the_dashboard_answers_both_spellings_of_the_callback_url_directly(
+    engine: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    """Meta verifies the URL as registered and does not follow redirects: no 307 to the slashed form."""
+    from loop.config import load_config
+    from loop.web.app import create_app
+
+    cfg_path = tmp_path / "c.toml"
+    cfg_path.write_text(
+        f'[loop]\ndatabase = "sqlite:///{tmp_path / "db.sqlite"}"\ndata_dir = "{tmp_path / "data"}"\n'
+        '[meta]\napp_secret_env = "T_SECRET"\nwebhook_verify_token_env = "T_VERIFY"\n'
+    )
+    monkeypatch.setenv("T_SECRET", SECRET)
+    monkeypatch.setenv("T_VERIFY", VERIFY)
+    with open_session(engine) as s:
+        s.add(Campaign(id="lead-gen"))
+        s.add(Creative(id="lead-gen:900", campaign_id="lead-gen", role="live", platform_ad_id="900"))
+        s.commit()
+    app = create_app(load_config(cfg_path), engine=engine)
+    client = TestClient(app, base_url="http://127.0.0.1:8080", follow_redirects=False)
+    hub = {"hub.mode": "subscribe", "hub.verify_token": VERIFY, "hub.challenge": "4711"}
+    body = payload({"field": "creative_fatigue", "value": {"ad_id": "900", "level": "FATIGUED"}})
+    for url in ("/webhooks/meta", "/webhooks/meta/"):
+        got = client.get(url, params=hub)
+        assert (got.status_code, got.text) == (200, "4711"), url
+        sent = client.post(url, content=body, headers={"X-Hub-Signature-256": signature(body, SECRET)})
+        assert (sent.status_code, sent.json()) == (200, {"recorded": 1}), url
+    with open_session(engine) as s:
+        assert len(s.exec(select(PlatformSignal)).all()) == 2
+
+
+def test_webhook_routes_and_field_switches(sqlite_engine: Any) -> None:
+    from connectors.meta.webhook import webhook_routes
+
+    app = make_webhook_app(
+        sqlite_engine, app_secret=SECRET, verify_token=VERIFY, fields=["ad_fatigue_v2"], level_keys=["state"]
+    )
+    client = TestClient(Starlette(routes=webhook_routes("/hooks/meta/", app)), follow_redirects=False)
+    body = payload(
+        {"field": "ad_fatigue_v2", "value": {"ad_id": "900", "state": "FATIGUED"}},
+        {"field": "creative_fatigue", "value": {"ad_id": "901", "level": "FATIGUED"}},  # not this account's field
+    )
+    for url in ("/hooks/meta", "/hooks/meta/"):
+        r = client.post(url, content=body, headers={"X-Hub-Signature-256": signature(body, SECRET)})
+        assert (r.status_code, r.json()) == (200, {"recorded": 1})
+    assert client.put("/hooks/meta").status_code == 405
+    assert fatigue_changes(json.loads(body)) == [
+        {"ad_id": "901", "level": "FATIGUED", "value": {"ad_id": "901", "level": "FATIGUED"}, "account": "act_111"}
+    ]

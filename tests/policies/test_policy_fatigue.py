@@ -14,6 +14,7 @@ from policies.fatigue import (
     detect,
     detect_many,
     estimate_extra_variance,
+    estimate_noise,
     estimate_overdispersion,
 )
 
@@ -207,3 +208,23 @@ def test_calibrate_threshold_is_seeded_and_sensible():
     b = calibrate_threshold(300, np.random.default_rng(0), series=500)
     assert a == b
     assert 2.0 < a < 12.0
+
+
+def test_estimate_noise_recovers_the_portfolio_noise_day_by_day():
+    rng = np.random.default_rng(21)
+    weekly = 1.0 + 0.08 * np.cos(2 * np.pi * (np.arange(7) - 2) / 7)
+    t = np.arange(42)
+    n = np.full((2000, 42), 15_000)
+    c = rng.binomial(n, 0.015 * weekly[t % 7] * np.exp(rng.normal(-0.0032, 0.08, n.shape)))
+    model = estimate_noise(n, c)
+    # day 0 has nothing before it: the prior alone (8 %)
+    assert model.df[0] == 0 and model.extra_variance[0] == pytest.approx(np.expm1(0.08**2))
+    assert np.sqrt(np.log1p(model.extra_variance[-1])) == pytest.approx(0.08, abs=0.008)
+    assert model.seasonality[-1] == pytest.approx(weekly / weekly.mean(), abs=0.01)
+    # day t's model uses only the days before t: a prefix has the same model
+    head = estimate_noise(n[:, :20], c[:, :20])
+    assert np.array_equal(head.extra_variance, model.extra_variance[:20])
+    assert np.array_equal(head.seasonality, model.seasonality[:20])
+    # binomial data, no cycle: the data soon outweigh the prior
+    flat = estimate_noise(n, rng.binomial(n, 0.015))
+    assert flat.extra_variance[-1] < 0.0005 and np.abs(flat.seasonality[-1] - 1).max() < 0.01

@@ -7,7 +7,7 @@ import pytest
 
 from policies.bandit import UCB1, DiscountedThompson, EpsilonGreedy, ThompsonSampling, TopTwoThompson, get_policy
 from policies.delivery import check_delivery
-from policies.fatigue import calibrate_threshold, detect, detect_many, estimate_overdispersion
+from policies.fatigue import calibrate_threshold, detect, detect_many, estimate_noise, estimate_overdispersion
 from policies.objectives import counts, mature, prior_from_parent
 
 RNG = np.random.default_rng(0)
@@ -130,6 +130,10 @@ def test_objective_helpers():
         ({"extra_variance": -0.1}, "extra_variance: expected a number >= 0, got -0.1"),
         ({"seasonality": [1, 2]}, "seasonality: expected 7 positive factors"),
         ({"seasonality": "weekly"}, "seasonality: expected 7 factors or 'auto', got 'weekly'"),
+        ({"seasonality": np.ones((19, 7))}, "seasonality: expected 7 positive factors .* or one row of 7 per day"),
+        ({"extra_variance": np.ones(19)}, "extra_variance: expected a number or shape \\(20,\\) or \\(1, 20\\)"),
+        ({"extra_variance": [0.1] * 19 + [-1.0]}, "extra_variance: expected values >= 0, got a negative or nan"),
+        ({"extra_variance": "auto"}, "extra_variance: expected a number >= 0, got 'auto'"),
         ({"start_weekday": 7}, "start_weekday: expected an integer 0..6"),
         ({"confounders": [True]}, "confounders: expected shape \\(20,\\), got \\(1,\\)"),
         ({"confounder_policy": "drop"}, "confounder_policy: expected 'rebaseline' or 'skip', got 'drop'"),
@@ -157,6 +161,22 @@ def test_detect_keywords(kwargs, match):
 def test_detect_series(impressions, clicks, match):
     with pytest.raises(ValueError, match=match):
         detect(impressions, clicks)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"prior_overdispersion": 0}, "prior_overdispersion: expected a number in \\(0, 2.0\\], got 0"),
+        ({"prior_df": -1}, "prior_df: expected a number >= 0, got -1"),
+        ({"baseline_days": 0}, "baseline_days: expected an integer >= 1, got 0"),
+        ({"start_weekday": [1, 2, 3]}, "start_weekday: expected an integer 0..6 \\(Monday=0\\) or one per row"),
+        ({"confounders": np.zeros((2, 3), dtype=bool)}, "confounders: expected shape \\(2, 20\\), got \\(2, 3\\)"),
+        ({"seasonality": [1.0] * 6}, "seasonality: expected 7 positive factors"),
+    ],
+)
+def test_estimate_noise_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        estimate_noise(np.full((2, 20), 1000), np.full((2, 20), 15), **kwargs)
 
 
 def test_detect_many_and_helpers():

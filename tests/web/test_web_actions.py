@@ -115,8 +115,45 @@ def test_deciding_twice_is_a_conflict(client: TestClient, engine_of: Engine, ret
     form = {"csrf_token": token, "experiment_id": retarget, "who": "li", "reason": "no"}
     assert client.post("/approvals/reject", data=form, follow_redirects=False).status_code == 303
     r = client.post("/approvals/approve", data=form)
-    assert r.status_code == 409 and "not awaiting approval" in r.text
+    assert r.status_code == 409 and "was already rejected by web:li at" in r.text
+    assert client.post("/approvals/reject", data=form).status_code == 409
+    assert len(_events(engine_of, "Rejected", retarget)) == 1
     assert client.post("/approvals/launch", data=form).status_code == 404
+
+
+def test_a_second_approval_and_a_reject_after_it_are_refused(client: TestClient, engine_of: Engine, lead: str) -> None:
+    token = csrf_of(client)
+    form = {"csrf_token": token, "experiment_id": lead, "who": "maria"}
+    assert client.post("/approvals/approve", data=form, follow_redirects=False).status_code == 303
+    r = client.post("/approvals/approve", data={**form, "who": "tom"})
+    assert r.status_code == 409
+    assert "the pro render already approved by web:maria at" in r.text and "the next tick acts on it" in r.text
+    r = client.post("/approvals/reject", data={**form, "who": "tom", "reason": "too late"})
+    assert r.status_code == 409 and "cannot be rejected" in r.text
+    [approved] = _events(engine_of, "Approved", lead)
+    assert approved.actor == "web:maria"
+    assert not _events(engine_of, "Rejected", lead)
+    exp = _exp(engine_of, lead)
+    assert exp.state == "awaiting_approval" and exp.approved_stage == "pro"
+    page = client.get("/approvals").text
+    card = page[page.index(f'data-experiment="{lead}"') :]
+    card = card[
+        : min(i for i in (card.find('<div class="card" data-experiment=', 1), card.find("<h2>Recent")) if i > 0)
+    ]
+    assert "Approved by web:maria at" in card
+    assert 'action="/approvals/' not in card  # a decided card offers no second decision
+
+
+def test_the_cli_decides_each_stage_once(filled: Config, engine_of: Engine, lead: str, capsys) -> None:  # type: ignore[no-untyped-def]
+    config = str(filled.path)
+    assert main(["approve", lead, "--config", config]) == 0
+    capsys.readouterr()
+    assert main(["approve", lead, "--config", config]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "already approved by" in err[0] and "Traceback" not in err[0]
+    assert main(["reject", lead, "--config", config, "--reason", "too late"]) == 1
+    assert "cannot be rejected" in capsys.readouterr().err
+    assert len(_events(engine_of, "Approved", lead)) == 1 and not _events(engine_of, "Rejected", lead)
 
 
 def test_state_changes_are_post_only(client: TestClient, lead: str) -> None:
@@ -256,3 +293,25 @@ def _assert_offline(html: str) -> None:
     for attr, value in re.findall(r'\b(src|href)="([^"]*)"', html):
         assert value.startswith(("data:", "#")), f"{attr}={value[:80]}"
     assert "<script" not in html and "@import" not in html and "url(" not in html
+
+
+def test_simulate_leaves_a_database_the_dashboard_shows(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`make run` then the command it prints: the dashboard shows the run (not "No campaigns yet")."""
+    from loop.config import load_config
+
+    out = tmp_path / "out"
+    assert main(["simulate", "--days", "14", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    match = re.search(r"dashboard: (\S+) serve --config (\S+)", printed.replace("\n", " "))
+    assert match, printed
+    config = Path(match.group(2))
+    assert config.resolve() == (out / "creative-loop.toml").resolve()
+    cfg = load_config(config)
+    assert cfg.database_url == f"sqlite:///{(out / 'simulate.db').resolve()}"
+    app = create_app(cfg, default_actor="tester")
+    with TestClient(app, base_url=BASE_URL) as c:
+        html = c.get("/").text
+        assert 'data-campaign="lead-gen"' in html and 'data-campaign="retarget"' in html
+        assert "No campaigns yet" not in html
+        assert c.get("/ledger").status_code == 200
+    app.state.dashboard.engine.dispose()

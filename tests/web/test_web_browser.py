@@ -1,4 +1,5 @@
-"""A real browser against a live ``creative-loop serve``: approve a pending pro render by clicking.
+"""A real browser against a live ``creative-loop serve``: approve a pending pro render by clicking;
+hostile labels shown as text (no dialog, no broken chart); the approval card's weak-evidence warning.
 
 Debian's ``chromium`` (``/usr/bin/chromium``) driven by the ``playwright``
 package through ``executable_path`` (no browser download).  Screenshots go to
@@ -13,15 +14,19 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 import pytest
 from sqlmodel import select
+from web_states import HOSTILE, States, seed, write_site_config
 
 from loop.app import build_runtime, open_engine
 from loop.config import Config
 from loop.tick import tick
+from storage.db import make_engine, migrate
 from storage.db import session as open_session
 from storage.models import AuditEvent, Experiment
 
@@ -46,13 +51,14 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture
-def server(filled: Config) -> Iterator[str]:
+@contextmanager
+def _serve(config: Path) -> Iterator[str]:
     port = _free_port()
     env = {**os.environ, "CREATIVE_LOOP_USER": "browser-test"}
     env.pop("CL_TEST_WEB_TOKEN", None)
+    env.pop("CREATIVE_LOOP_DATABASE", None)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "loop", "serve", "--config", str(filled.path), "--port", str(port)],
+        [sys.executable, "-m", "loop", "serve", "--config", str(config), "--port", str(port)],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -81,10 +87,35 @@ def server(filled: Config) -> Iterator[str]:
             proc.stdout.close()
 
 
-def test_approve_a_pro_render_in_a_real_browser(server: str, filled: Config, lead: str) -> None:
+@pytest.fixture
+def server(filled: Config) -> Iterator[str]:
+    with _serve(filled.path) as base:
+        yield base
+
+
+@pytest.fixture
+def hostile(tmp_path: Path) -> Iterator[tuple[str, States]]:
+    """``creative-loop serve`` over the hand-made database with a hostile label on every creative."""
+    folder = tmp_path / "hostile"
+    config = write_site_config(folder)
+    url = f"sqlite:///{folder / 'hostile.db'}"
+    config.write_text(config.read_text().replace(f"sqlite:///{folder / 'unused.db'}", url))
+    engine = make_engine(url)
+    migrate(engine)
+    states = seed(engine, hostile=True)
+    engine.dispose()
+    with _serve(config) as base:
+        yield base, states
+
+
+def _chromium():  # type: ignore[no-untyped-def]
     if not Path(CHROMIUM).exists():
         pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium; `make test` does)")
-    sync_api = pytest.importorskip("playwright.sync_api")
+    return pytest.importorskip("playwright.sync_api")
+
+
+def test_approve_a_pro_render_in_a_real_browser(server: str, filled: Config, lead: str) -> None:
+    sync_api = _chromium()
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
@@ -138,3 +169,44 @@ def test_approve_a_pro_render_in_a_real_browser(server: str, filled: Config, lea
             assert s.exec(select(AuditEvent).where(AuditEvent.name == "WinnerScaled")).first() is not None
     finally:
         engine.dispose()
+
+
+def test_hostile_labels_and_the_weak_evidence_warning_in_a_real_browser(hostile: tuple[str, States]) -> None:
+    sync_api = _chromium()
+    base, states = hostile
+    ARTIFACTS.mkdir(exist_ok=True)
+    dialogs: list[str] = []
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+            paths = ["/", "/approvals", "/gallery", "/audit", "/ledger"]
+            paths += [f"/creatives/{quote(c, safe='')}" for c in states.creatives.values()]
+            paths += [f"/experiments/{quote(e, safe='')}" for e in states.experiments.values()]
+            for path in paths:
+                response = page.goto(f"{base}{path}")
+                assert response is not None and response.status == 200, path
+                # Every chart is a valid image (a broken SVG has no natural width).
+                broken = page.evaluate(
+                    "Array.from(document.querySelectorAll('img.chart')).filter(i => !i.complete || !i.naturalWidth).length"
+                )
+                assert broken == 0, path
+            page.goto(f"{base}/")
+            for cid in states.creatives.values():  # every live creative's name shown as text, as written
+                assert page.locator(f'[data-creative="{cid}"] a').first.inner_text() == states.labels[cid]
+            assert page.locator(f"text={HOSTILE[4]}").count() > 0
+            page.screenshot(path=str(ARTIFACTS / "web-hostile-overview.png"), full_page=True)
+            page.goto(f"{base}/approvals")
+            card = page.locator(f'[data-experiment="{states.weak}"]')
+            warning = card.locator('[data-evidence="weak"]')
+            assert warning.is_visible()
+            assert "Weak evidence" in warning.inner_text() and "below the target 0.95" in warning.inner_text()
+            assert "212" in card.locator("table.arms").inner_text()
+            assert card.locator("button.approve").inner_text() == "Approve despite weak evidence"
+            strong = page.locator(f'[data-experiment="{states.strong}"]')
+            assert strong.locator('[data-evidence="weak"]').count() == 0
+            page.screenshot(path=str(ARTIFACTS / "web-approval-weak-evidence.png"), full_page=True)
+        finally:
+            browser.close()
+    assert dialogs == [], dialogs  # no label ran as script

@@ -6,6 +6,7 @@ import csv
 import html as htmllib
 import io
 import re
+import time
 from datetime import UTC, timedelta
 from pathlib import Path
 from urllib.parse import quote
@@ -45,15 +46,20 @@ def test_overview_shows_campaigns_state_fatigue_and_cap_bars(client: TestClient,
     html = r.text
     for campaign in ("lead-gen", "retarget"):
         assert f'data-campaign="{campaign}"' in html
-    assert "fatigued" in html and "healthy" in html  # hero is fatigued, evergreen is not
-    assert "awaiting_approval (pro)" in html
+    assert 'data-status="replacing"' in html  # a fatigued creative and the experiment replacing it
+    assert "waiting for approval of the pro render" in html
     assert "2</strong> experiments" in html
-    # retarget has spent 247.75 of its 250.00 test cap: amber (>= 80%), not yet red.
+    # A bar is red when what is left cannot fund one more test day at the loop's own minimum
+    # (two arms at min_arm_daily_budget 1.00, x 1.25 overspend), whatever the share used.
     block = html[html.index('data-campaign="retarget"') :]
-    assert re.search(r'data-level="warn"', block)
     with open_session(engine_of) as s:
-        spent = Ledger(s).summary("retarget", "test").spent
-    assert f"{to_major(spent):,.2f} spent" in block
+        summary = Ledger(s).summary("retarget", "test")
+    level = re.search(r'data-level="(\w+)" data-account="test"', block).group(1)  # type: ignore[union-attr]
+    assert level == (
+        "full" if summary.left < 250 else "warn" if summary.spent + summary.reserved >= 0.8 * summary.cap else "ok"
+    )
+    units, cents = divmod(summary.spent, 100)
+    assert f"{units:,}.{cents:02d} spent" in block
 
 
 def test_creative_page_has_the_fatigue_chart_and_the_verdict(client: TestClient, engine_of: Engine, lead: str) -> None:
@@ -83,9 +89,9 @@ def test_experiment_page_has_arms_posteriors_allocation_and_seeds(
     assert decisions
     for d in decisions:
         assert str(d.seed) in html  # the decision log keeps each day's seed
-    assert html.count('data-arm="') == 6
-    assert html.count("data:image/svg+xml;base64,") == 6 + 1  # a posterior per arm + the allocation chart
-    assert "P(best)" in html and "winner" in html
+    assert html.count('data-arm="') == 6 and html.count("data-arm-row=") == 6  # a card and a table row per arm
+    assert html.count("data:image/svg+xml;base64,") == 2  # every arm's posterior on one chart + the allocation
+    assert "P(best)" in html and "winner" in html and "95% interval" in html
     assert "awaiting approval (pro)" in html  # the state timeline's current stage
     assert str(exp.seed) in html
     assert client.get("/experiments/nope").status_code == 404
@@ -153,7 +159,7 @@ def test_audit_log_filters(client: TestClient, engine_of: Engine) -> None:
     r = client.get("/audit?name=WinnerDeclared")
     assert r.status_code == 200
     table = r.text[r.text.index('id="events"') : r.text.index('id="mutations"')]
-    assert table.count("<tr>") - 1 == 2  # two winners, one per campaign
+    assert table.count('<tr data-event="WinnerDeclared">') == 2  # two winners, one per campaign
     assert "FatigueDetected</td>" not in table
     r = client.get("/audit?campaign=retarget&name=ArmsLaunched")
     table = r.text[r.text.index('id="events"') : r.text.index('id="mutations"')]
@@ -272,15 +278,39 @@ def test_templates_escape_what_the_platform_returned(client: TestClient, engine_
         "/gallery",
         "/approvals",
         f"/experiments/{quote(lead, safe='')}",
-        "/report.html?campaign=lead-gen",
+        "/reports",
     ):
         html = client.get(path).text
         assert "<script>" not in html and "<img src=x" not in html, path
     assert "&lt;script&gt;" in client.get("/").text
 
 
-def test_the_downloadable_report_is_self_contained(client: TestClient) -> None:
-    r = client.get("/report.html?campaign=retarget")
-    assert r.status_code == 200
-    assert 'data-campaign="retarget"' in r.text and 'data-campaign="lead-gen"' not in r.text
+def test_the_report_is_written_in_the_background_and_linked_when_done(client: TestClient) -> None:
+    r = client.get("/report.html?campaign=retarget", follow_redirects=False)  # the old link: the form, no job
+    assert r.status_code == 303 and r.headers["location"] == "/reports?campaign=retarget"
+    page = client.get(r.headers["location"]).text
+    assert '<option value="retarget" selected>' in page and "data-job=" not in page  # a GET queues nothing
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)  # type: ignore[union-attr]
+    r = client.post("/reports", data={"csrf_token": token, "campaign": "retarget"}, follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"].startswith("/reports?queued=")
+    job = r.headers["location"].split("=", 1)[1]
+    deadline = time.monotonic() + 180
+    while True:
+        page = client.get("/reports").text
+        row = page[page.index(f'data-job="{job}"') :]
+        row = row[: row.index("</tr>")]
+        if 'data-state="done"' in row:
+            break
+        assert 'data-state="failed"' not in row, row
+        assert time.monotonic() < deadline, "the report job did not finish"
+        assert '<meta http-equiv="refresh"' in page  # the page refreshes itself while a job runs
+        time.sleep(0.5)
+    link = re.search(r'href="(/reports/[^"]+)" data-report-link', row).group(1)  # type: ignore[union-attr]
+    report = client.get(link)
+    assert report.status_code == 200 and report.headers["content-type"].startswith("text/html")
+    assert 'data-campaign="retarget"' in report.text and 'data-campaign="lead-gen"' not in report.text
+    # An unknown campaign: 404, nothing queued; only a file we wrote is served.
     assert client.get("/report.html?campaign=nope").status_code == 404
+    assert client.post("/reports", data={"csrf_token": token, "campaign": "nope"}).status_code == 404
+    assert client.get("/reports/report-x-20260101-000000-00000000.html").status_code == 404
+    assert client.get("/reports/..%2F..%2Floop.db").status_code == 404
