@@ -1040,7 +1040,7 @@ class GoogleAdsPlatform(AdPlatform):
                 found = self._find_arm(c, m)
                 if found:
                     return found
-            minimum = int(err.context.get("minimum_budget_micros") or 0)
+            minimum = int(str(err.context.get("minimum_budget_micros") or 0))
             if minimum <= budget.amount_micros:
                 raise
             # Google's per-day minimum is above ours: learn it and send the same request with it.
