@@ -163,6 +163,7 @@ def build_runtime(
     engine: Engine | None = None,
     platform: AdPlatform | None = None,
     plans: list[CampaignPlan] | None = None,
+    generators: dict[str, ImageGenerator] | None = None,
     dry_run: bool = False,
     approval: str | None = None,
     tiering: str = "tiered",
@@ -180,7 +181,7 @@ def build_runtime(
     return Runtime(
         engine=engine,
         platform=platform,
-        generators=make_generators(cfg),
+        generators=generators if generators is not None else make_generators(cfg),
         images=ImageStore(cfg.data_dir / "images"),
         plans=plans,
         approval=approval or cfg.loop.approval,

@@ -119,6 +119,10 @@ def simulate(
         _print_summary(run.result)
         say(f"result: {target}   images: {out / 'gallery'}")
         say(f"dashboard: {_program()} serve --config {_shown_path(dashboard)}")
+    for line in run.errors:
+        say(f"error: {line}", err=True)
+    if run.errors:
+        raise typer.Exit(1)  # a tick failed: the result is not the whole run
 
 
 def _simulate_compare(
@@ -216,7 +220,7 @@ def tick_cmd(
         for line in report.plan:
             say(f"  would: {line}")
     for line in report.errors:
-        say(f"error: {line}", err=True)
+        say(f"error: {line}", err=True)  # one line each
     if report.errors:
         raise typer.Exit(1)
 
@@ -240,7 +244,7 @@ def status(config: ConfigOpt = None) -> None:
     rows = status_rows(cfg)
     table = Table(title="experiments")
     for col in ("id", "campaign", "state", "detected", "winner", "status", "reason", "test plan"):
-        table.add_column(col)
+        table.add_column(col, no_wrap=col in ("state", "detected"))
     for r in rows["experiments"]:
         table.add_row(
             *map(
@@ -356,7 +360,16 @@ def _shown_path(path: Path) -> str:
 
 
 def _actor() -> str:
-    return os.environ.get("CREATIVE_LOOP_USER") or os.environ.get("USER") or "cli"
+    """Who runs the command, for the audit log (storage keeps at most 100 characters)."""
+    for name in ("CREATIVE_LOOP_USER", "USER"):
+        value = os.environ.get(name, "")
+        if value:
+            if len(value) > 100 or not value.isprintable():
+                raise ConfigError(
+                    name, "", f"expected a user name of at most 100 printable characters, got {len(value)}"
+                )
+            return value
+    return "cli"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -377,7 +390,25 @@ def main(argv: list[str] | None = None) -> int:
     except CreativeLoopError as exc:
         print(f"creative-loop: {exc}", file=sys.stderr)
         return 1
+    except Exception as exc:
+        line = _outage_line(exc)
+        if line is None:
+            raise
+        print(f"creative-loop: {line}", file=sys.stderr)
+        return 1
     return int(rv or 0)
+
+
+def _outage_line(exc: BaseException) -> str | None:
+    """One line for the world failing under a command (a database gone, a full disk); None for a bug."""
+    from storage.db import disk_full, is_outage, unavailable
+
+    if disk_full(exc):
+        assert isinstance(exc, OSError)
+        return f"cannot write {exc.filename or 'a file'}: {exc.strerror} (free some disk space, then run it again)"
+    if is_outage(exc):
+        return str(unavailable(None, exc))
+    return None
 
 
 import loop.doctor  # noqa: E402,F401  (registers `doctor`)

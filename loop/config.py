@@ -8,9 +8,10 @@ the file and converted to integer minor units here, at the edge.
 from __future__ import annotations
 
 import os
+from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -19,6 +20,16 @@ from storage.tomlfile import load_model, read_toml, translate
 
 DEFAULT_CONFIG = Path("creative-loop.toml")
 BUNDLED_CONFIG = Path(__file__).resolve().parent / "data" / "config.example.toml"
+# What storage can hold.  Money columns are 32-bit integers of minor units (2^31 - 1 = 21,474,836.47
+# currency units), so any one amount stays below that; ids end up inside longer ids (a variant's is
+# campaign:ad:day:v3:pro-r1:live, at most 200 characters), so a campaign id is at most 64.
+MAX_MONEY = 20_000_000.0
+MAX_CAMPAIGN_ID = 64
+MAX_DAYS = 3650
+MAX_COUNT = 10**9
+MAX_SECONDS = 7 * 24 * 3600.0
+Money = Annotated[float, Field(ge=0, le=MAX_MONEY)]
+Side = Annotated[int, Field(ge=64, le=4096)]
 
 
 def to_minor(amount: float, exponent: int = 2) -> int:
@@ -31,7 +42,8 @@ def to_major(minor: int, exponent: int = 2) -> float:
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # inf and nan are valid TOML floats: never a valid setting.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class PolicySettings(_Frozen):
@@ -40,16 +52,16 @@ class PolicySettings(_Frozen):
     policy: str = "thompson"
     variants: int = Field(6, ge=2, le=50)
     prob_best_target: float = Field(0.95, gt=0.5, lt=1.0)
-    min_impressions_per_arm: int = Field(2000, ge=0)
-    burn_in_impressions: int = Field(0, ge=0)
+    min_impressions_per_arm: int = Field(2000, ge=0, le=MAX_COUNT)
+    burn_in_impressions: int = Field(0, ge=0, le=MAX_COUNT)
     burn_in_clicks: float = Field(10.0, ge=0.0, le=1e6)
     arm_floor: float = Field(0.02, ge=0.0, lt=0.5)
     eliminate_below: float = Field(0.05, ge=0.0, le=0.2)
     max_expected_loss: float = Field(0.01, ge=0.0, le=0.5)
     plan_lift: float = Field(0.2, gt=0.0, le=5.0)
     plan_power: float = Field(0.8, gt=0.0, lt=1.0)
-    max_test_days: int = Field(21, ge=1)
-    min_arm_daily_budget: float = Field(1.0, ge=0)
+    max_test_days: int = Field(21, ge=1, le=MAX_DAYS)
+    min_arm_daily_budget: Money = 1.0
     commitment_days: int = Field(1, ge=1, le=30)
     overspend: float = Field(1.25, ge=1.0, le=3.0)
     reserve_pro_credit: bool = True
@@ -96,12 +108,12 @@ class PolicySettings(_Frozen):
 class CampaignSettings(PolicySettings):
     """One campaign: its caps (currency units in the file) and its policy overrides."""
 
-    id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
-    test_spend_cap: float | None = Field(None, ge=0)
-    credit_cap: float | None = Field(None, ge=0)
-    test_daily_budget: float | None = Field(None, gt=0)
-    fast_credit_cost: float | None = Field(None, ge=0)
-    pro_credit_cost: float | None = Field(None, ge=0)
+    id: str = Field(min_length=1, max_length=MAX_CAMPAIGN_ID, pattern=r"^[A-Za-z0-9_.-]+$")
+    test_spend_cap: Money | None = None
+    credit_cap: Money | None = None
+    test_daily_budget: float | None = Field(None, gt=0, le=MAX_MONEY)
+    fast_credit_cost: Money | None = None
+    pro_credit_cost: Money | None = None
     # The period both caps hold for; periods follow the platform's calendar day.
     cap_period: Literal["month", "week", "lifetime"] = "month"
     currency: str = Field("USD", pattern=r"^[A-Z]{3}$")
@@ -131,7 +143,7 @@ class LoopSettings(_Frozen):
     data_dir: str = "data"
     platform: Literal["simulated", "meta", "google_ads"] = "simulated"
     approval: Literal["none", "pro", "all"] = "pro"
-    interval_minutes: float | None = Field(60.0, gt=0)
+    interval_minutes: float | None = Field(60.0, gt=0, le=366 * 24 * 60)
     cron: str | None = None
     timezone: str = "UTC"
     log_format: Literal["text", "json"] = "text"
@@ -193,6 +205,17 @@ class SimulatedSettings(_Frozen):
     # scenario: one state file for the whole scenario; per-campaign: one per campaign (needed by Celery workers).
     layout: Literal["scenario", "per-campaign"] = "scenario"
 
+    @field_validator("start_date")
+    @classmethod
+    def _iso_date(cls, value: str) -> str:
+        try:
+            day = date.fromisoformat(value)
+        except ValueError:
+            raise ValueError(f"expected a date YYYY-MM-DD, got {value!r}") from None
+        if not date(2000, 1, 1) <= day <= date(2100, 1, 1):
+            raise ValueError(f"expected a date between 2000 and 2100, got {value!r}")
+        return value
+
 
 class CelerySettings(_Frozen):
     """``executor = "celery"``: the broker, the result backend and the limits of the queues."""
@@ -200,10 +223,10 @@ class CelerySettings(_Frozen):
     broker_url: str = Field("redis://127.0.0.1:6379/0", min_length=1)
     result_backend: str = Field("redis://127.0.0.1:6379/1", min_length=1)
     queue_prefix: str = Field("", pattern=r"^[A-Za-z0-9_.:-]*$")
-    generation_queue_limit: int = Field(64, ge=1)
-    visibility_timeout: float = Field(3600.0, gt=0)
-    lock_retry_seconds: float = Field(5.0, gt=0)
-    tick_timeout: float = Field(600.0, gt=0)
+    generation_queue_limit: int = Field(64, ge=1, le=MAX_COUNT)
+    visibility_timeout: float = Field(3600.0, gt=0, le=MAX_SECONDS)
+    lock_retry_seconds: float = Field(5.0, gt=0, le=MAX_SECONDS)
+    tick_timeout: float = Field(600.0, gt=0, le=MAX_SECONDS)
 
 
 class MetaSettings(_Frozen):
@@ -217,8 +240,8 @@ class MetaSettings(_Frozen):
     backfill_days: int = Field(7, ge=1, le=90)
     async_insights_after_days: int = Field(14, ge=1, le=90)
     batch_size: int = Field(50, ge=1, le=50)
-    min_daily_budget: float = Field(1.0, ge=0)
-    request_timeout: float = Field(30.0, gt=0)
+    min_daily_budget: Money = 1.0
+    request_timeout: float = Field(30.0, gt=0, le=MAX_SECONDS)
     usage_slow_at: float = Field(75.0, ge=0, lt=100)
     usage_pause_at: float = Field(90.0, gt=0, le=100)
     webhook_verify_token_env: str = "META_WEBHOOK_VERIFY_TOKEN"
@@ -286,13 +309,13 @@ class DiffusersSettings(_Frozen):
     fast_model: str = "stabilityai/sd-turbo"
     fast_mode: Literal["img2img", "text2img"] = "img2img"
     fast_steps: int = Field(2, ge=1, le=200)
-    fast_guidance: float = Field(0.0, ge=0.0)
-    fast_size: tuple[int, int] = (512, 512)
+    fast_guidance: float = Field(0.0, ge=0.0, le=100.0)
+    fast_size: tuple[Side, Side] = (512, 512)
     fast_strength: float = Field(0.5, gt=0.0, le=1.0)
     pro_model: str = "stabilityai/stable-diffusion-xl-base-1.0"
     pro_steps: int = Field(30, ge=1, le=200)
-    pro_guidance: float = Field(5.0, ge=0.0)
-    pro_size: tuple[int, int] = (1024, 1024)
+    pro_guidance: float = Field(5.0, ge=0.0, le=100.0)
+    pro_size: tuple[Side, Side] = (1024, 1024)
     pro_strength: float = Field(0.35, gt=0.0, le=1.0)
     inpaint_model: str = ""  # empty: the pro model
     inpaint_steps: int = Field(30, ge=1, le=200)
@@ -329,7 +352,7 @@ class GeminiSettings(_Frozen):
     fast_model: str = "gemini-2.5-flash-image"
     pro_model: str = "gemini-3-pro-image-preview"
     base_url: str = ""  # empty: Google's endpoint
-    timeout_s: float = Field(120.0, gt=0)
+    timeout_s: float = Field(120.0, gt=0, le=MAX_SECONDS)
 
 
 class ConfigModel(_Frozen):
@@ -426,12 +449,44 @@ class Config:
         return value
 
 
-def load_config(path: str | Path | None = None) -> Config:
-    """Load ``path``, or ``./creative-loop.toml``, or the bundled example."""
+def folder_problem(folder: Path) -> str:
+    """Why ``folder`` cannot be a folder this process writes to ("" when it can)."""
+    text = str(folder)
+    if not text.strip():
+        return "expected a folder, got ''"
+    if len(os.fsencode(text)) > 4000 or any(len(os.fsencode(part)) > 255 for part in folder.parts):
+        return f"path too long ({len(text)} characters; a name at most 255 bytes)"
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    writable = os.access(existing, os.W_OK | os.X_OK)
+    if existing == folder:
+        if not folder.is_dir():
+            return "is a file, expected a folder"
+        return "" if writable else "is not writable (a read-only folder or file system)"
+    if not existing.is_dir():
+        return f"cannot be made: {existing} is a file"
+    return "" if writable else f"cannot be made: {existing} is not writable"
+
+
+def load_config(path: str | Path | None = None, *, check_paths: bool = True) -> Config:
+    """Load ``path``, or ``./creative-loop.toml``, or the bundled example.
+
+    An empty ``./creative-loop.toml`` found by default is an error (a file
+    truncated by mistake must not run on every default); naming it with
+    ``--config`` says the defaults are meant.  ``check_paths`` also checks
+    that ``loop.data_dir`` can be written and ``simulated.scenario`` exists
+    (``doctor`` checks them itself, to report them beside everything else).
+    """
+    explicit = path is not None
     if path is None:
         path = DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else BUNDLED_CONFIG
     path = Path(path)
     data = read_toml(path)
+    if not data and not explicit and path != BUNDLED_CONFIG:
+        raise ConfigError(
+            str(path), "", f"the file is empty; add settings, or pass --config {path} to run on every default"
+        )
     model = load_model(path, ConfigModel, data)
     # Campaign entries inherit [defaults]: validate the merged form too, so a
     # bad combination (daily budget above the cap) names the campaign.
@@ -443,4 +498,12 @@ def load_config(path: str | Path | None = None) -> Config:
             err = translate(path, CampaignSettings, exc)
             key = f"campaigns[{i}]" + (f".{err.key}" if err.key else "")
             raise ConfigError(str(path), key, err.problem) from None
+    if check_paths:
+        problem = folder_problem(Path(model.loop.data_dir))
+        if problem:
+            raise ConfigError(str(path), "loop.data_dir", problem)
+        scenario = model.simulated.scenario
+        if scenario and not Path(scenario).is_file():
+            kind = " (a folder)" if Path(scenario).is_dir() else ""
+            raise ConfigError(str(path), "simulated.scenario", f"no scenario file {scenario!r}{kind}")
     return Config(model, path)

@@ -3,6 +3,11 @@
 The schedule's job store lives in the same database as everything else, so
 ``run`` after a restart picks up the same job.  SIGTERM/SIGINT stop the
 scheduler gracefully: a tick in progress finishes first.
+
+A tick round holds the round lock and, campaign by campaign, the campaign's
+lock (``loop.locks``), so ``tick``, ``approve``, ``reject`` and the rest may
+run beside the daemon.  ``run`` started while the database is away waits
+for it, backing off, and so does a running daemon whose database goes away.
 """
 
 from __future__ import annotations
@@ -21,10 +26,13 @@ from sqlalchemy.engine import Engine
 
 from connectors.ads.sharded import ShardedSimulatedAdPlatform
 from connectors.ads.simulated import SimulatedAdPlatform
-from loop.app import build_runtime, make_platform, open_engine, scenario_for
+from loop.app import build_runtime, make_generators, make_platform, open_engine, scenario_for
 from loop.config import Config, load_config
-from loop.locks import LockGuard, single_instance
-from loop.tick import TickReport, tick
+from loop.locks import LockGuard, round_lock, single_instance
+from loop.plans import campaign_plans
+from loop.tick import TickReport, close_unfinished, tick
+from policies.errors import DatabaseUnavailable
+from storage.db import is_outage, unavailable
 
 log = logging.getLogger("creative_loop.daemon")
 JOB_ID = "creative-loop-tick"
@@ -77,19 +85,28 @@ def run_one_tick(cfg: Config, dry_run: bool = False) -> TickReport:
             return executor.tick()
         finally:
             executor.close()
-    # The platform first: a bad config or a missing secret fails before the database is touched.
+    # The platform, the plans and the generators first: a bad config, scenario or missing secret
+    # fails before the database is touched.
     platform = make_platform(cfg, scenario_for(cfg) if cfg.loop.platform == "simulated" else None)
-    rt = build_runtime(cfg, engine=process_engine(cfg.database_url), platform=platform, dry_run=dry_run)
+    sim = platform if isinstance(platform, SimulatedAdPlatform | ShardedSimulatedAdPlatform) else None
+    plans = campaign_plans(cfg, sim.scenario if sim is not None else None)
+    generators = make_generators(cfg)
+    rt = build_runtime(
+        cfg, engine=process_engine(cfg.database_url), platform=platform, plans=plans, generators=generators,
+        dry_run=dry_run,
+    )  # fmt: skip
     rt.on_step = kill_hook(os.environ.get(KILL_AT_ENV, ""))
-    platform = rt.platform
-    simulated = isinstance(platform, SimulatedAdPlatform | ShardedSimulatedAdPlatform)
-    today = platform.today() if simulated else datetime.now(UTC).date()
+    # One round at a time, whoever runs it: on the simulated platform a round is a day, read under the lock.
     try:
-        report = tick(rt, today)
+        with round_lock(rt.engine):
+            if not dry_run and (closed := close_unfinished(rt.engine)):
+                log.warning("closed %d unfinished tick record(s) as failed (a tick process died)", closed)
+            today = sim.today() if sim is not None else datetime.now(UTC).date()
+            # The day's delivery is saved before the tick is recorded as done.
+            end_of_day = sim.run_day if sim is not None and not dry_run else None
+            report = tick(rt, today, end_of_day=end_of_day, one_record_per_day=True)
     finally:
         platform.close()  # the tick stored its API counts; this closes connections
-    if simulated and not dry_run:
-        platform.run_day()
     log.info(
         "tick %s: %d detected, %d transitions, %d errors",
         today, len(report.detected), len(report.transitions), len(report.errors),
@@ -117,8 +134,66 @@ def scheduled_tick(config_path: str) -> None:
                 executor.close()
             return
         run_one_tick(cfg)
-    except Exception:
+    except Exception as exc:
+        if is_outage(exc):
+            why = exc if isinstance(exc, DatabaseUnavailable) else unavailable(_url(config_path), exc)
+            log.error("tick failed: %s; the next one resumes from the stored state", why)
+            return
         log.exception("tick failed; the next one resumes from the stored state")
+
+
+def _url(config_path: str) -> Any:
+    from sqlalchemy.engine import make_url
+
+    return make_url(load_config(config_path).database_url)
+
+
+def _scheduler_class() -> Any:
+    from apscheduler.schedulers.base import STATE_STOPPED
+    from apscheduler.schedulers.blocking import BlockingScheduler
+
+    class Scheduler(BlockingScheduler):
+        """A scheduler that a signal stops from its own loop.
+
+        Shut down from a signal handler (or another thread), APScheduler's
+        loop may hand a due job to the stopped executor, which logs "cannot
+        schedule new futures after shutdown".  Here the handler only asks
+        (:meth:`request_stop`); the loop's own thread shuts down between two
+        rounds of submitting, waiting for the tick in progress.
+        """
+
+        stop_requested = False
+
+        def request_stop(self) -> None:
+            self.stop_requested = True  # a plain assignment: safe inside a signal handler
+            # Wake the loop (it may sleep until the next tick, an hour away) from a thread of its own.
+            threading.Thread(target=self._wake, name="stop", daemon=True).start()
+
+        def _wake(self) -> None:
+            with contextlib.suppress(Exception):  # not started yet: start() wakes itself
+                self.wakeup()
+
+        def _process_jobs(self) -> Any:
+            if self.stop_requested:
+                if self.state != STATE_STOPPED:
+                    self.shutdown(wait=True)
+                return None
+            return super()._process_jobs()
+
+    return Scheduler
+
+
+def _open_with_backoff(cfg: Config, stopping: threading.Event) -> Engine | None:
+    """The database, migrated; while it is away, try again with backoff (None if stopped meanwhile)."""
+    backoff = 1.0
+    while not stopping.is_set():
+        try:
+            return open_engine(cfg.database_url)
+        except DatabaseUnavailable as exc:
+            log.error("%s; trying again in %.0f s", exc, backoff)
+        stopping.wait(backoff)
+        backoff = min(backoff * 2, 60.0)
+    return None
 
 
 def make_trigger(cfg: Config) -> Any:
@@ -132,26 +207,32 @@ def make_trigger(cfg: Config) -> Any:
 
 def run_daemon(cfg: Config) -> None:
     from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
-    from apscheduler.schedulers.blocking import BlockingScheduler
 
-    engine = open_engine(cfg.database_url)
-    with single_instance(engine, cfg.data_dir) as guard:
+    current: dict[str, Any] = {}
+    stopping = threading.Event()
+
+    def stop(signum: int, _frame: object) -> None:
+        stopping.set()
+        if not current.get("acting"):
+            # Waiting for the database or for another daemon: nothing to finish.
+            log.info("signal %s: stopping", signal.Signals(signum).name)
+            raise SystemExit(0)
+        log.info("signal %s: finishing the current tick, then stopping", signal.Signals(signum).name)
+        if "scheduler" in current:
+            current["scheduler"].request_stop()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    engine = _open_with_backoff(cfg, stopping)
+    if engine is None:
+        return
+    with single_instance(engine) as guard:
         _LOCK["guard"] = guard
-        current: dict[str, Any] = {}
-        stopping = threading.Event()
-
-        def stop(signum: int, _frame: object) -> None:
-            log.info("signal %s: finishing the current tick, then stopping", signal.Signals(signum).name)
-            stopping.set()
-            if "scheduler" in current:
-                with contextlib.suppress(Exception):
-                    current["scheduler"].shutdown(wait=True)
-
-        signal.signal(signal.SIGTERM, stop)
-        signal.signal(signal.SIGINT, stop)
+        current["acting"] = True
+        Scheduler = _scheduler_class()
         backoff = 1.0
         while not stopping.is_set():
-            scheduler = BlockingScheduler(
+            scheduler = Scheduler(
                 jobstores={"default": SQLAlchemyJobStore(engine=engine)},
                 job_defaults={"max_instances": 1, "coalesce": True, "misfire_grace_time": 3600},
                 timezone=cfg.loop.timezone,
@@ -165,6 +246,8 @@ def run_daemon(cfg: Config) -> None:
                 next_run_time=datetime.now(UTC),
             )
             current["scheduler"] = scheduler
+            if stopping.is_set():
+                break  # the signal came before the scheduler existed
             log.info("daemon started (%s)", cfg.loop.cron or f"every {cfg.loop.interval_minutes} min")
             started = time.monotonic()
             try:

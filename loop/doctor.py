@@ -142,7 +142,7 @@ def doctor(
     skip_platform: Annotated[bool, typer.Option("--skip-platform", help="Do not call the ad platform.")] = False,
 ) -> None:
     """Check config, database, migrations, secrets, platform and data folder; say what to fix."""
-    cfg = load_config(config)
+    cfg = load_config(config, check_paths=False)  # the data dir is one of the checks below
     checks = run_checks(cfg, platform=not skip_platform)
     width = max(len(c.name) for c in checks)
     for c in checks:

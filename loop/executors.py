@@ -16,26 +16,26 @@ waiting experiment may explore while room is left, so the queue can exceed
 its limit by at most one round of fresh detections; once it is full, no
 campaign explores.
 
-A campaign is ticked by one worker at a time: :func:`campaign_lock` is a
-PostgreSQL advisory lock keyed by the schema and the campaign id (a file lock
-on SQLite, which only suits workers on one machine).  PostgreSQL releases
-the lock of a dead worker's connection, so a redelivered task can take it.
+A campaign is ticked by one worker at a time: :func:`campaign_lock` is the
+campaign's lock of ``loop.locks``, the one the CLI and the dashboard take, a
+PostgreSQL advisory lock keyed by the schema and the campaign id (a file
+lock beside the SQLite database, which only suits workers on one machine).
+PostgreSQL releases the lock of a dead worker's connection, so a
+redelivered task can take it.
 """
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from sqlalchemy import func, text
+from sqlalchemy import func
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
@@ -52,32 +52,12 @@ log = logging.getLogger("creative_loop.executors")
 
 # -- the per-campaign lock -------------------------------------------------------------
 @contextmanager
-def campaign_lock(engine: Engine, lock_dir: Path, campaign: str) -> Iterator[bool]:
-    """Try to take ``campaign``'s lock; yields whether it was taken (never waits)."""
-    if engine.dialect.name == "postgresql":
-        key = "hashtextextended(current_schema() || '/' || :campaign, 0)"
-        with engine.connect() as conn:
-            held = bool(conn.execute(text(f"SELECT pg_try_advisory_lock({key})"), {"campaign": campaign}).scalar())
-            conn.commit()  # a session-level lock outlives the transaction; leave none open
-            try:
-                yield held
-            finally:
-                if held:
-                    conn.execute(text(f"SELECT pg_advisory_unlock({key})"), {"campaign": campaign})
-                    conn.commit()
-        return
-    path = Path(lock_dir) / "locks" / f"campaign-{campaign}.lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a+") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-            return
-        try:
-            yield True
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+def campaign_lock(engine: Engine, campaign: str) -> Iterator[bool]:
+    """Try to take ``campaign``'s lock (``loop.locks.campaign_lock``); yields whether it was taken (never waits)."""
+    from loop.locks import campaign_lock as lock
+
+    with lock(engine, campaign, wait=False) as held:
+        yield held
 
 
 # -- backpressure -------------------------------------------------------------------------

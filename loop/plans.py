@@ -10,9 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pydantic import ValidationError
+
 from connectors.ads.scenario import CampaignSpec, Scenario
 from loop.config import CampaignSettings, Config, to_minor
 from policies.errors import ConfigError
+from storage.tomlfile import translate
 
 
 @dataclass(frozen=True)
@@ -75,7 +78,9 @@ def _account_cap(cfg: Config) -> int | None:
     return None if cap is None else to_minor(cap)
 
 
-def plan_from_scenario(cfg: Config, spec: CampaignSpec, **overrides: object) -> CampaignPlan:
+def plan_from_scenario(
+    cfg: Config, spec: CampaignSpec, scenario_path: str = "scenario", **overrides: object
+) -> CampaignPlan:
     """The scenario gives budgets, caps and costs; the config (and ``overrides``) the policy."""
     settings = cfg.campaign_settings(spec.id)
     explicit = {c.id: c.model_fields_set for c in cfg.model.campaigns}.get(spec.id, set())
@@ -88,12 +93,19 @@ def plan_from_scenario(cfg: Config, spec: CampaignSpec, **overrides: object) -> 
     # are the config's, which hold per cap_period (default month).
     period = {} if explicit & {"cap_period", "test_spend_cap", "credit_cap"} else {"cap_period": "lifetime"}
     data = {**settings.model_dump(), **money, "currency": spec.currency, **period, **overrides}
-    return plan_from_settings(cfg, CampaignSettings.model_validate(data))
+    try:
+        merged = CampaignSettings.model_validate(data)
+    except ValidationError as exc:
+        # The scenario's money with the config's policy (its overspend, say): one line naming both.
+        err = translate(scenario_path, CampaignSettings, exc)
+        key = f"campaigns[{spec.id}]" + (f".{err.key}" if err.key else "")
+        raise ConfigError(scenario_path, key, f"{err.problem} (with the policy of {cfg.path})") from None
+    return plan_from_settings(cfg, merged)
 
 
 def campaign_plans(cfg: Config, scenario: Scenario | None = None, **overrides: object) -> list[CampaignPlan]:
     if scenario is not None:
-        plans = [plan_from_scenario(cfg, spec, **overrides) for spec in scenario.campaigns]
+        plans = [plan_from_scenario(cfg, spec, scenario.path, **overrides) for spec in scenario.campaigns]
     elif not cfg.model.campaigns:
         raise ConfigError(str(cfg.path), "campaigns", "no [[campaigns]] configured")
     else:

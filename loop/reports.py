@@ -15,7 +15,7 @@ from loop import events
 from loop.app import build_runtime, open_engine
 from loop.budget_wait import waiting_note
 from loop.config import Config, to_major
-from loop.tick import END_STATES
+from loop.tick import END_STATES, Runtime
 from policies.errors import CreativeLoopError, NotFound
 from policies.planning import ExperimentPlan
 from storage.db import session as open_session
@@ -184,55 +184,69 @@ def decide_approval(
     engine: Engine | None = None,
     require_waiting: bool = False,
 ) -> Experiment:
-    """Approve or reject ``experiment_id`` once (CLI and dashboard alike).
+    """``approve ID`` / ``reject ID`` (and the dashboard's buttons): see :func:`decide`."""
+    return decide(
+        build_runtime(cfg, engine=engine), experiment_id, approve, actor, reason, waiting_only=require_waiting
+    )
 
-    A repeated or contradictory decision raises ``CreativeLoopError`` saying
-    what was decided, by whom and when.  The claim is one conditional UPDATE,
-    so two people clicking at the same moment record one decision, not two.
-    ``require_waiting``: refuse a rejection unless the experiment waits for a
-    person (the dashboard's approval queue; the CLI may stop any open one).
+
+def decide(
+    rt: Runtime, experiment_id: str, approve: bool, actor: str, reason: str = "", *, waiting_only: bool = False
+) -> Experiment:
+    """Approve or reject an experiment once, under its campaign's lock, on what is stored once the lock is held.
+
+    The daemon may be ticking the campaign meanwhile: the lock makes the two
+    take turns, and the experiment is read again after the wait, so the
+    decision applies to its newest state (and is refused if that state no
+    longer allows it).  A repeated or contradictory decision raises
+    ``CreativeLoopError`` saying what was decided, by whom and when; the claim
+    is one conditional UPDATE, so two people clicking at the same moment
+    record one decision, not two.  ``waiting_only`` refuses a rejection of an
+    experiment that is not awaiting approval (the dashboard's rule).
     """
     from loop.experiments import approve as do_approve
     from loop.experiments import reject as do_reject
+    from loop.locks import campaign_lock
 
-    rt = build_runtime(cfg, engine=engine)
     with open_session(rt.engine) as s:
         # 1. find it and say no to a decision already taken
         exp = s.get(Experiment, experiment_id)
         if exp is None:
             raise NotFound(f"no experiment {experiment_id!r} (see `creative-loop status`)", experiment=experiment_id)
-        why = refusal(s, exp, approve)
-        if why is None and require_waiting and exp.state != "awaiting_approval":
-            why = f"experiment {exp.id} is {exp.state}, not awaiting approval"
-        if why is not None:
-            raise CreativeLoopError(why, experiment=exp.id)
-        # 2. claim it: only one decision wins a race (the loser sees 0 rows and the reason)
-        table = Experiment.__table__  # type: ignore[attr-defined]
-        stmt = update(table).where(table.c.id == exp.id, table.c.state == exp.state)
-        if approve:
-            stmt = stmt.where(
-                table.c.waiting_for == exp.waiting_for,
-                or_(table.c.approved_stage.is_(None), table.c.approved_stage != exp.waiting_for),
-            ).values(approved_stage=exp.waiting_for)
-        else:
-            stmt = stmt.where(
-                or_(table.c.approved_stage.is_(None), table.c.waiting_for.is_(None),
-                    table.c.approved_stage != table.c.waiting_for)
-            ).values(updated_at=utcnow())  # fmt: skip
-        if s.connection().execute(stmt).rowcount != 1:
-            s.rollback()
-            fresh = s.get(Experiment, experiment_id, populate_existing=True)
-            assert fresh is not None
-            raise CreativeLoopError(
-                refusal(s, fresh, approve) or f"experiment {exp.id} changed while deciding; try again",
-                experiment=exp.id,
-            )
-        # 3. record it (the audit event and the state change commit together with the claim)
-        if approve:
-            do_approve(rt, s, exp, actor, reason)
-        else:
-            plan = next((p for p in rt.plans if p.id == exp.campaign_id), None)
-            if plan is None:
-                raise NotFound(f"campaign {exp.campaign_id!r} is not in the config", campaign=exp.campaign_id)
-            do_reject(rt, s, plan, exp, actor, reason)
+        with campaign_lock(rt.engine, exp.campaign_id):
+            s.refresh(exp)  # what is stored now that the lock is held (the daemon may have moved it)
+            why = refusal(s, exp, approve)
+            if why is None and waiting_only and exp.state != "awaiting_approval":
+                why = f"experiment {exp.id} is {exp.state}, not awaiting approval"
+            if why is not None:
+                raise CreativeLoopError(why, experiment=exp.id)
+            # 2. claim it: only one decision wins a race (the loser sees 0 rows and the reason)
+            table = Experiment.__table__  # type: ignore[attr-defined]
+            stmt = update(table).where(table.c.id == exp.id, table.c.state == exp.state)
+            if approve:
+                stmt = stmt.where(
+                    table.c.waiting_for == exp.waiting_for,
+                    or_(table.c.approved_stage.is_(None), table.c.approved_stage != exp.waiting_for),
+                ).values(approved_stage=exp.waiting_for)
+            else:
+                stmt = stmt.where(
+                    or_(table.c.approved_stage.is_(None), table.c.waiting_for.is_(None),
+                        table.c.approved_stage != table.c.waiting_for)
+                ).values(updated_at=utcnow())  # fmt: skip
+            if s.connection().execute(stmt).rowcount != 1:
+                s.rollback()
+                fresh = s.get(Experiment, experiment_id, populate_existing=True)
+                assert fresh is not None
+                raise CreativeLoopError(
+                    refusal(s, fresh, approve) or f"experiment {exp.id} changed while deciding; try again",
+                    experiment=exp.id,
+                )
+            # 3. record it (the audit event and the state change commit together with the claim)
+            if approve:
+                do_approve(rt, s, exp, actor, reason)
+            else:
+                plan = next((p for p in rt.plans if p.id == exp.campaign_id), None)
+                if plan is None:
+                    raise NotFound(f"campaign {exp.campaign_id!r} is not in the config", campaign=exp.campaign_id)
+                do_reject(rt, s, plan, exp, actor, reason)
         return exp

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -46,6 +46,7 @@ class SimulationRun:
     result: dict[str, Any]
     runtime: Runtime
     platform: SimulatedAdPlatform
+    errors: list[str] = field(default_factory=list)  # "day N: ..." for each error a tick reported
 
 
 def run_simulation(
@@ -91,14 +92,15 @@ def run_simulation(
         tiering=tiering,
         backfill_days=2,
     )
+    errors: list[str] = []
     for i in range(days):
-        tick(rt, platform.today())
+        errors += [f"day {i}: {e}" for e in tick(rt, platform.today()).errors]
         platform.run_day()
         if on_day is not None:
             on_day(i + 1, days)
     policy_name = policy or rt.plans[0].settings.policy
     result = score(rt, platform, scenario_name, policy_name, tiering, days)
-    return SimulationRun(result, rt, platform)
+    return SimulationRun(result, rt, platform, errors)
 
 
 def score(

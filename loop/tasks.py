@@ -4,8 +4,9 @@ Both run at least once (``loop.celery_app``); each is written so that a second
 run has no second effect.
 
 ``tick_campaign(campaign, day, explore)``
-    1. take the campaign's lock (``loop.executors.campaign_lock``); if another
-       worker holds it, retry later: a campaign is never ticked twice at once;
+    1. take the campaign's lock (``loop.locks.campaign_lock``, the one the
+       CLI and the dashboard take too); if another worker or command holds
+       it, retry later: a campaign is never changed by two writers at once;
     2. on the simulated platform, load the campaign's state file (under the
        lock, so it is the only writer) and skip if its day has already run:
        a redelivered task after a finished day does nothing;
@@ -212,7 +213,7 @@ def tick_campaign(task: Any, campaign: str, day: str, explore: bool = True) -> d
         return {"campaign": campaign, "day": day, "status": "unknown campaign"}
     today = date.fromisoformat(day)
     # 1. one worker per campaign
-    with campaign_lock(res.engine, cfg.data_dir, campaign) as held:
+    with campaign_lock(res.engine, campaign) as held:
         if not held:
             raise task.retry(countdown=cfg.model.celery.lock_retry_seconds)
         # 2. the campaign's own state, read under the lock

@@ -6,9 +6,12 @@
     4. detect     fatigue on every live creative without an experiment
     5. advance    every open experiment one or more states (experiments.py)
 
-Each step commits what it did before the next begins, and every effect on
-the outside world goes through :meth:`Runtime.perform`, which records the
-mutation's intent before sending it and its result after.  A crash anywhere
+Each campaign is ticked under its lock (``loop.locks.campaign_lock``), the
+one ``approve``, ``reject``, ``fix`` and the dashboard take, and everything is
+read again once the lock is held.  Each step commits what it did before the
+next begins, and every effect on the outside world goes through
+:meth:`Runtime.perform`, which records the mutation's intent (and each send)
+before sending it and its result after.  A crash anywhere
 is therefore repaired by the next tick, which starts again from what is
 stored.  ``dry_run`` turns every commit into a flush that is rolled back at
 the end, and every mutation into a line of the plan.
@@ -28,10 +31,11 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from connectors.ads.base import AdPlatform, Mutation
-from connectors.ads.payloads import check_rows
+from connectors.ads.payloads import AD_ID, InvalidPayload, check_rows
 from connectors.images.base import ImageGenerator
 from connectors.retry import RetrySettings, call_with_retry
 from loop import events
+from loop.locks import campaign_lock
 from loop.logs import log_context
 from loop.plans import CampaignPlan
 from policies import fatigue
@@ -140,9 +144,16 @@ class Runtime:
             if found is not None:
                 rec.objects = self.platform.objects(mutation.key)
                 return self._done(session, rec, found)
-        rec.attempts += 1
+
+        def send() -> dict[str, Any]:
+            # Counted (and committed) before it goes out: a send cut short by a kill still counts.
+            rec.attempts += 1
+            rec.updated_at = utcnow()
+            session.commit()
+            return self.platform.apply(mutation)
+
         try:
-            result = self.call(lambda: self.platform.apply(mutation), f"{mutation.kind} {mutation.key}")
+            result = self.call(send, f"{mutation.kind} {mutation.key}")
         except ConnectorError as exc:
             rec.objects = self.platform.objects(mutation.key)  # what exists so far: the retry adopts it by id
             rec.error = str(exc)
@@ -186,32 +197,50 @@ class TickReport:
     plan: list[str] = field(default_factory=list)
 
 
-def tick(rt: Runtime, today: date) -> TickReport:
-    """Run one tick for every campaign of ``rt.plans`` as of ``today``."""
+def tick(
+    rt: Runtime, today: date, *, end_of_day: Callable[[], None] | None = None, one_record_per_day: bool = False
+) -> TickReport:
+    """Run one tick for every campaign of ``rt.plans`` as of ``today``.
+
+    ``end_of_day`` runs after the campaigns and before the tick's record is
+    marked done (the simulated platform's delivery of the day): a tick is
+    only recorded as finished once its effects outside the database are
+    saved.  With ``one_record_per_day`` (an inline round) a retry of a day
+    whose record is unfinished or failed reuses that record.
+    """
     from loop.experiments import advance
 
     report = TickReport(today)
     with open_session(rt.engine) as session:
-        run = TickRun(day=today, dry_run=rt.dry_run)
+        run = _tick_record(session, today, rt.dry_run, one_record_per_day)
         if not rt.dry_run:
             session.add(run)
             session.commit()
         try:
             for plan in rt.plans:
-                try:
-                    with log_context(campaign=plan.id):
+                # One writer per campaign: the daemon, `tick`, `approve`, `reject`, `fix`, the dashboard.
+                with log_context(campaign=plan.id), campaign_lock(rt.engine, plan.id):
+                    session.expire_all()  # read everything again now that nobody else writes it
+                    try:
                         _tick_campaign(rt, session, plan, today, report, advance)
-                except AuthExpired as exc:
-                    session.rollback()
-                    _halt(rt, session, plan.id, str(exc))
-                    report.errors.append(f"{plan.id}: {exc}")
-                except ConnectorError as exc:
-                    # One campaign's platform trouble must not stop the others;
-                    # every step is idempotent, so the next tick resumes here.
-                    session.rollback()
-                    log.warning("campaign %s: %s", plan.id, exc)
-                    report.errors.append(f"{plan.id}: {exc}")
+                    except AuthExpired as exc:
+                        session.rollback()
+                        _halt(rt, session, plan.id, str(exc))
+                        report.errors.append(f"{plan.id}: {exc}")
+                    except ConnectorError as exc:
+                        # One campaign's platform trouble must not stop the others;
+                        # every step is idempotent, so the next tick resumes here.
+                        session.rollback()
+                        log.warning("campaign %s: %s", plan.id, exc)
+                        report.errors.append(f"{plan.id}: {exc}")
             report.plan = list(rt.plan_lines)
+            if end_of_day is not None and not rt.dry_run:
+                try:
+                    end_of_day()
+                except ConnectorError as exc:
+                    log.error("the day's end failed: %s", exc)
+                    report.errors.append(f"end of day {today}: {exc}")
+                rt.step("day-end")
             if rt.dry_run:
                 session.rollback()
             else:
@@ -252,6 +281,38 @@ def store_counters(platform: AdPlatform, session: Session) -> None:
         session.rollback()
         platform.restore_counters(pending)
         log.warning("could not store %s API counters (kept for the next tick): %s", platform.name, exc)
+
+
+def _tick_record(session: Session, today: date, dry_run: bool, one_per_day: bool) -> TickRun:
+    if one_per_day and not dry_run:
+        last = session.exec(
+            select(TickRun).where(TickRun.day == today, TickRun.dry_run == False).order_by(col(TickRun.id).desc())  # noqa: E712
+        ).first()
+        if last is not None and last.ok is not True:
+            last.attempts += 1
+            last.started_at, last.finished_at, last.ok, last.error = utcnow(), None, None, ""
+            return last
+    return TickRun(day=today, dry_run=dry_run)
+
+
+INTERRUPTED = "interrupted before it finished (closed at the next start)"
+
+
+def close_unfinished(engine: Engine) -> int:
+    """Close the records of ticks that never finished (their process died) as failed; returns how many.
+
+    Only for the holder of the round lock (``loop.locks.round_lock``): no
+    other round can be running then.
+    """
+    with open_session(engine) as session:
+        stale = session.exec(
+            select(TickRun).where(col(TickRun.finished_at).is_(None), TickRun.dry_run == False)  # noqa: E712
+        ).all()
+        for run in stale:
+            run.finished_at, run.ok, run.error = utcnow(), False, INTERRUPTED
+            session.add(run)
+        session.commit()
+        return len(stale)
 
 
 def _halt(rt: Runtime, session: Session, campaign_id: str, why: str) -> None:
@@ -370,6 +431,9 @@ def sync_ads(session: Session, campaign_id: str, ads: list) -> None:  # type: ig
         if c.platform_ad_id
     }
     for ad in ads:
+        if not isinstance(ad.ad_id, str) or not AD_ID.match(ad.ad_id):
+            # Every id from outside is checked against what storage holds (platform_ad_id: 100).
+            raise InvalidPayload(f"ad_id: expected an id, got {str(ad.ad_id)[:60]!r}", campaign_id, "ads")
         status = "active" if ad.status == "ACTIVE" else "paused"
         creative = known.get(ad.ad_id)
         if creative is None and ad.name.startswith("cl:"):
@@ -379,7 +443,7 @@ def sync_ads(session: Session, campaign_id: str, ads: list) -> None:  # type: ig
                 id=live_creative_id(campaign_id, ad.ad_id),
                 campaign_id=campaign_id,
                 role="live",
-                label=ad.name,
+                label=ad.name[:40],  # storage keeps 40 characters of a label; ad names run to 400
                 platform_ad_id=ad.ad_id,
                 status=status,
                 headline=ad.headline,

@@ -8,6 +8,7 @@
      │    └── PlatformError     the platform refused the request (not retried)
      ├── CapExceeded            a reservation would cross a finance cap
      ├── GenerationError        an image could not be generated
+     ├── DatabaseUnavailable    the database cannot be reached or used (down, missing, disk full)
      └── NotFound (+LookupError) an id the user named does not exist
 
 Errors carry their context (campaign, creative, key) so that a log line or a
@@ -96,6 +97,10 @@ class GenerationError(CreativeLoopError):
     def __init__(self, message: str, refused: bool = False, **context: object) -> None:
         super().__init__(message, **context)
         self.refused = refused
+
+
+class DatabaseUnavailable(CreativeLoopError):
+    """The database cannot be used right now; the message names it and what to check (never a password)."""
 
 
 class NotFound(CreativeLoopError, LookupError):

@@ -680,7 +680,8 @@ def _noise_model(signals, n, c, usable, weekday, prm):
         )
         if od == "auto":
             tau2 = np.broadcast_to(model.extra_variance, (rows, days))
-        season = model.seasonality
+        # Normalised as given factors are, so that passing a stored model back is bit-for-bit the same call.
+        season = model.seasonality / model.seasonality.mean(axis=1, keepdims=True)
     else:
         season = fixed
     return season[np.arange(days), weekday], tau2, phi_const

@@ -7,23 +7,40 @@ production store.  The schema is owned by Alembic (``storage/migrations``):
 
 from __future__ import annotations
 
+import errno
+import os
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy import event
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlmodel import Session, create_engine
 
+from policies.errors import ConfigError, DatabaseUnavailable
+
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+# The name of the migration lock (storage.locks); campaign ids cannot contain "#".
+MIGRATION_LOCK = "#migrate"
 
 
 def make_engine(url: str, **kwargs: object) -> Engine:
-    """Create an engine; SQLite files get WAL, a busy timeout and foreign keys."""
+    """Create an engine; SQLite files get WAL, a busy timeout and foreign keys.
+
+    A SQLite folder that cannot be made and a missing PostgreSQL driver are a
+    :class:`ConfigError` naming ``loop.database``.
+    """
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            folder = Path(parsed.database).parent
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise ConfigError(
+                    "loop.database", "", f"cannot create the database's folder {folder}: {exc.strerror or exc}"
+                ) from None
         engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
 
         @event.listens_for(engine, "connect")
@@ -35,7 +52,14 @@ def make_engine(url: str, **kwargs: object) -> Engine:
             cur.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True, **kwargs)
+    try:
+        return create_engine(url, pool_pre_ping=True, **kwargs)
+    except ImportError as exc:
+        raise ConfigError(
+            "loop.database", "",
+            f"the PostgreSQL driver is not installed ({exc.name or 'psycopg'} missing): "
+            "pip install 'creative-loop[postgres]'",
+        ) from None  # fmt: skip
 
 
 def alembic_config(engine: Engine) -> AlembicConfig:
@@ -46,8 +70,80 @@ def alembic_config(engine: Engine) -> AlembicConfig:
 
 
 def migrate(engine: Engine) -> None:
-    """Upgrade the database to the newest schema (idempotent)."""
-    command.upgrade(alembic_config(engine), "head")
+    """Upgrade the database to the newest schema (idempotent, safe to run from many processes at once).
+
+    The upgrade runs under the database's migration lock: of two processes
+    started together on a new database one migrates, the other waits and
+    then finds the schema at its head.  A database that cannot be reached
+    raises :class:`DatabaseUnavailable` with one line saying what to check.
+    """
+    from storage.locks import named_lock
+
+    try:
+        if current_revision(engine) == head_revision(engine):
+            return  # the usual case: no lock needed
+        with named_lock(engine, MIGRATION_LOCK, what="the schema migration"):
+            command.upgrade(alembic_config(engine), "head")
+    except SQLAlchemyError as exc:
+        raise unavailable(engine.url, exc) from exc
+
+
+def unavailable(url: URL | None, exc: BaseException) -> DatabaseUnavailable:
+    """One line for a database that cannot be used: where it is (when known), what went wrong, what to check."""
+    detail = str(getattr(exc, "orig", None) or exc).strip()
+    lines = [part.strip() for part in detail.replace("\t", " ").splitlines() if part.strip()]
+    reason = lines[0] if lines else type(exc).__name__
+    reason = reason.removeprefix("connection failed: ")
+    if "FATAL:" in reason:
+        reason = reason.split("FATAL:", 1)[1].strip()
+    elif " failed: " in reason:
+        reason = reason.rsplit(" failed: ", 1)[1].strip()
+    low = reason.lower()
+    if url is None:
+        where = "the database"
+        hint = "free some disk space" if "full" in low else "check that the database is running and reachable"
+    elif url.get_backend_name() == "sqlite":
+        where = f"SQLite database {url.database}"
+        if "full" in low or _disk_full(Path(url.database or ".").parent):
+            hint = "its disk is full: free some space"
+        elif "readonly" in low or "read-only" in low:
+            hint = "check that the file and its folder are writable"
+        else:
+            hint = "check that the file's folder exists and is writable and the file is a SQLite database"
+    else:
+        where = f"PostgreSQL at {url.host or 'localhost'}:{url.port or 5432}, database {url.database!r}"
+        if "does not exist" in low and "database" in low:
+            hint = f"create it with createdb {url.database}, or fix loop.database / CREATIVE_LOOP_DATABASE"
+        elif "password" in low or "role" in low or "authentication" in low:
+            hint = "check the user and password in loop.database / CREATIVE_LOOP_DATABASE"
+        else:
+            hint = "check that the server is running and reachable, and loop.database / CREATIVE_LOOP_DATABASE"
+    return DatabaseUnavailable(
+        f"cannot use {where}: {reason} ({hint})", database=str(url.database) if url is not None else None
+    )
+
+
+def is_outage(exc: BaseException) -> bool:
+    """Whether ``exc`` says the database cannot be used at all (down, unreachable, disk full)."""
+    if isinstance(exc, DatabaseUnavailable):
+        return True
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    name = type(getattr(exc, "orig", None)).__name__
+    return isinstance(exc, DBAPIError) and name in ("OperationalError", "InterfaceError")
+
+
+def _disk_full(folder: Path) -> bool:
+    """Whether the file system holding ``folder`` has (next to) no room left: SQLite then says "disk I/O error"."""
+    try:
+        st = os.statvfs(folder)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < 64 * 1024
+
+
+def disk_full(exc: BaseException) -> bool:
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
 def current_revision(engine: Engine) -> str | None:

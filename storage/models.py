@@ -229,6 +229,7 @@ class TickRun(SQLModel, table=True):
     dry_run: bool = False
     ok: bool | None = None
     error: str = ""
+    attempts: int = 1  # a retry of the day's round reuses its unfinished or failed record
 
 
 class PlatformSignal(SQLModel, table=True):

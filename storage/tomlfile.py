@@ -61,7 +61,10 @@ def translate(file: str | Path, model: type[BaseModel], exc: ValidationError) ->
     msg = msg.removeprefix("Value error, ")
     got = err.get("input")
     if err["type"] not in ("value_error",) and not isinstance(got, dict | list):
-        msg = f"{msg} (got {got!r})"
+        shown = repr(got)
+        if len(shown) > 80:  # a 5,000-character id is still one readable line
+            shown = f"{shown[:60]}... ({len(got) if isinstance(got, str) else len(shown)} characters)"
+        msg = f"{msg} (got {shown})"
     return ConfigError(str(file), key, msg)
 
 

@@ -62,3 +62,15 @@ def test_the_google_ads_extra_missing_is_one_line_exit_2(tmp_path: Path) -> None
     proc = run("tick", "--config", str(config), cwd=tmp_path)
     assert proc.returncode == 2, proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and "pip install 'creative-loop[google]'" in proc.stderr
+
+
+def test_a_postgresql_url_without_the_driver_names_what_to_install(tmp_path: Path) -> None:
+    """The base install carries psycopg; an environment without it gets one line naming the extra."""
+    config = tmp_path / "c.toml"
+    config.write_text(
+        f'[loop]\ndatabase = "postgresql+psycopg://postgres@127.0.0.1:5432/test"\ndata_dir = "{tmp_path / "data"}"\n'
+    )
+    proc = run("status", "--config", str(config), cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "pip install 'creative-loop[postgres]'" in lines[0], proc.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import numpy as np
@@ -109,9 +110,42 @@ def test_state_survives_a_restart(scenario_file, tmp_path):
         p1.run_day()
     p2 = SimulatedAdPlatform(load_scenario(scenario_file), state_path=path)
     assert p2.day == 3 and set(p2.ads) == set(p1.ads) and p2.rows == p1.rows
+    # A restart from a copy of the state file goes on exactly as the original does.
+    copy = tmp_path / "copy.json"
+    copy.write_bytes(path.read_bytes())
+    p3 = SimulatedAdPlatform(load_scenario(scenario_file), state_path=copy)
     p1.run_day()
-    p2.run_day()
-    assert p2.rows == p1.rows  # the random stream continues where it stopped
+    p3.run_day()
+    assert p3.rows == p1.rows  # the random stream continues where it stopped
+
+
+def test_two_objects_on_one_state_file_are_one_platform(scenario_file, tmp_path):
+    """Another process's change is seen before the next read or change: no write is lost, no day repeats."""
+    path = tmp_path / "state.json"
+    daemon = SimulatedAdPlatform(load_scenario(scenario_file), state_path=path)
+    first = launch(daemon, 1)[0]
+    daemon.run_day()
+    other = SimulatedAdPlatform(load_scenario(scenario_file), state_path=path)  # e.g. `reject` beside the daemon
+    other.apply(PauseAds(key="p", campaign="shop", ad_ids=(first["ad_id"],), adset_ids=(first["adset_id"],)))
+    daemon.run_day()  # the daemon's next change starts from the newest state
+    assert daemon.day == 2 and other.today() == daemon.today()
+    assert daemon.ads[first["ad_id"]].status == "PAUSED" and daemon.adsets[first["adset_id"]].status == "PAUSED"
+    saved = json.loads(path.read_text())
+    assert saved["day"] == 2
+    assert {a["ad_id"]: a["status"] for a in saved["ads"]}[first["ad_id"]] == "PAUSED"
+
+
+def test_a_change_that_cannot_be_saved_did_not_happen(scenario_file, tmp_path):
+    path = tmp_path / "state.json"
+    p = SimulatedAdPlatform(load_scenario(scenario_file), state_path=path)
+    p.run_day()
+    saved = path.read_bytes()
+    images = path.with_suffix(".images")
+    images.rmdir()
+    images.write_text("in the way")  # the save's first write fails, as on a full disk (even for root)
+    with pytest.raises(TransientError, match="cannot save its state"):
+        p.run_day()
+    assert p.day == 1 and p.today() == p.start + timedelta(days=1) and path.read_bytes() == saved
 
 
 def test_injected_faults_are_transient_errors(scenario_file):

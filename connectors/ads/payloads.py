@@ -46,7 +46,7 @@ ZERO_DECIMAL = frozenset({"CLP", "COP", "CRC", "HUF", "IDR", "ISK", "JPY", "KRW"
 MAX_IMPRESSIONS = 10**10
 MAX_SPEND_MINOR = 10**12
 MAX_FREQUENCY = 1000.0
-_AD_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
+AD_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
 REQUIRED = ("ad_id", "date_start", "impressions", "clicks", "spend")
 
 
@@ -139,7 +139,7 @@ def parse_insights(
         if missing:
             raise InvalidPayload(f"missing field(s) {', '.join(missing)}", campaign, where)
         ad_id = raw["ad_id"]
-        if not isinstance(ad_id, str | int) or isinstance(ad_id, bool) or not _AD_ID.match(str(ad_id)):
+        if not isinstance(ad_id, str | int) or isinstance(ad_id, bool) or not AD_ID.match(str(ad_id)):
             raise InvalidPayload(f"ad_id: expected an id, got {ad_id!r}", campaign, where)
         day = _day(raw, "date_start", where, campaign)
         where = f"insights row {i} (ad {ad_id}, {day})"
@@ -181,7 +181,7 @@ def check_rows(
         where = f"insights row {i}"
         if not isinstance(r, InsightRow):
             raise InvalidPayload(f"expected an InsightRow, got {type(r).__name__}", campaign, where)
-        if not isinstance(r.ad_id, str) or not _AD_ID.match(r.ad_id):
+        if not isinstance(r.ad_id, str) or not AD_ID.match(r.ad_id):
             raise InvalidPayload(f"ad_id: expected an id, got {r.ad_id!r}", campaign, where)
         if not isinstance(r.day, date):
             raise InvalidPayload(f"day: expected a date, got {r.day!r}", campaign, where)

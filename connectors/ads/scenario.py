@@ -1,49 +1,58 @@
-"""The simulator's scenario file (the stable format of DESIGN.md)."""
+"""The simulator's scenario file (the stable format of DESIGN.md).
+
+Every number is finite and within what the simulator and storage can hold:
+money below the 32-bit minor-unit columns, a day's delivery within what the
+loop accepts from a platform, ids short enough for the ids built from them.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from storage.tomlfile import load_model
 
 BUNDLED_SCENARIO = Path(__file__).resolve().parents[2] / "loop" / "data" / "example-scenario.toml"
+MAX_MONEY = 20_000_000.0  # currency units: 2^31 - 1 minor units, the ledger's column, rounded down
+MAX_DAILY_IMPRESSIONS = 10**9
+MAX_CAMPAIGN_ID = 64  # loop.config.MAX_CAMPAIGN_ID
+MAX_CREATIVE_ID = 100  # an ad id (storage: platform_ad_id)
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False, allow_inf_nan=False)
 
 
 class VariantModel(_Frozen):
-    lift_mu: float = -0.05
-    lift_sigma: float = Field(0.25, ge=0)
-    pro_lift: float = Field(0.10, gt=-1)
+    lift_mu: float = Field(-0.05, ge=-5, le=5)
+    lift_sigma: float = Field(0.25, ge=0, le=5)
+    pro_lift: float = Field(0.10, gt=-1, le=10)
 
 
 class CreativeSpec(_Frozen):
-    id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    id: str = Field(min_length=1, max_length=MAX_CREATIVE_ID, pattern=r"^[A-Za-z0-9_.-]+$")
     ctr: float = Field(gt=0, lt=1)
-    fatigue_onset_day: int | None = Field(None, ge=0)
+    fatigue_onset_day: int | None = Field(None, ge=0, le=100_000)
     fatigue_decay_per_day: float = Field(0.04, ge=0, lt=1)
     # Wear-out: fatigue that follows how often the audience has seen the ad.
     # Past this cumulative frequency (impressions since the ad's first day /
     # the campaign's audience_size) the CTR decays by wearout_decay per unit
     # of frequency, on top of any onset-day decay.
-    wearout_frequency: float | None = Field(None, gt=0)
+    wearout_frequency: float | None = Field(None, gt=0, le=1e6)
     wearout_decay: float = Field(0.10, ge=0, lt=1)
-    headline: str = ""
+    headline: str = Field("", max_length=500)
 
 
 class CampaignSpec(_Frozen):
-    id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
-    daily_impressions: int = Field(gt=0)
-    cpm: float = Field(gt=0)
-    test_daily_budget: float = Field(gt=0)
-    test_spend_cap: float = Field(ge=0)
-    fast_credit_cost: float = Field(ge=0)
-    pro_credit_cost: float = Field(ge=0)
-    credit_cap: float = Field(ge=0)
+    id: str = Field(min_length=1, max_length=MAX_CAMPAIGN_ID, pattern=r"^[A-Za-z0-9_.-]+$")
+    daily_impressions: int = Field(gt=0, le=MAX_DAILY_IMPRESSIONS)
+    cpm: float = Field(gt=0, le=10_000)
+    test_daily_budget: float = Field(gt=0, le=MAX_MONEY)
+    test_spend_cap: float = Field(ge=0, le=MAX_MONEY)
+    fast_credit_cost: float = Field(ge=0, le=MAX_MONEY)
+    pro_credit_cost: float = Field(ge=0, le=MAX_MONEY)
+    credit_cap: float = Field(ge=0, le=MAX_MONEY)
     currency: str = Field("USD", pattern=r"^[A-Z]{3}$")
     audience_size: int | None = Field(None, gt=0)  # people the main ad set reaches (for wear-out)
     creatives: tuple[CreativeSpec, ...] = Field(min_length=1)
@@ -56,6 +65,17 @@ class CampaignSpec(_Frozen):
         wearing = [c.id for c in self.creatives if c.wearout_frequency is not None]
         if wearing and self.audience_size is None:
             raise ValueError(f"audience_size is needed for wearout_frequency (creatives {wearing})")
+        return self
+
+    @model_validator(mode="after")
+    def _day_fits(self) -> CampaignSpec:
+        # A day's spend is stored in minor units per row like every amount.
+        daily = self.daily_impressions * self.cpm / 1000.0
+        if daily > MAX_MONEY:
+            raise ValueError(
+                f"daily_impressions {self.daily_impressions} at cpm {self.cpm} spend {daily:.0f} a day, "
+                f"above the most one day may hold ({MAX_MONEY:.0f})"
+            )
         return self
 
 
@@ -98,11 +118,16 @@ class RealismModel(_Frozen):
 
 
 class Scenario(_Frozen):
-    seed: int = 0
+    seed: int = Field(0, ge=0)  # numpy seeds are non-negative
     days: int = Field(60, gt=0, le=3650)
     variants: VariantModel = VariantModel()
     realism: RealismModel | None = None
     campaigns: tuple[CampaignSpec, ...] = Field(min_length=1)
+    _path: str = PrivateAttr(default="scenario")  # the file it came from, for error lines
+
+    @property
+    def path(self) -> str:
+        return self._path
 
     @model_validator(mode="after")
     def _unique_campaigns(self) -> Scenario:
@@ -132,4 +157,7 @@ class Scenario(_Frozen):
 
 def load_scenario(path: str | Path | None = None) -> Scenario:
     """Load and validate a scenario; ``None`` means the bundled example."""
-    return load_model(path or BUNDLED_SCENARIO, Scenario)
+    source = path or BUNDLED_SCENARIO
+    scenario = load_model(source, Scenario)
+    scenario._path = str(source)
+    return scenario

@@ -19,16 +19,23 @@ before it.  Fatigue follows an onset day and/or cumulative frequency
 
 The platform's state (ads, ad sets, its random stream, the virtual day) can be
 saved to and loaded from a JSON file, like an external system that outlives
-the daemon.
+the daemon.  Several processes may use one file at once (the daemon, an
+``approve`` or ``reject`` beside it): each change is one unit under the
+file's lock, made on the newest state and saved before the lock is let go,
+and a read first picks up what another process saved.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import hashlib
 import io
 import json
 import math
 import os
 import tempfile
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
@@ -50,7 +57,7 @@ from connectors.ads.base import (
 from connectors.ads.faults import FaultPlan
 from connectors.ads.scenario import Scenario
 from connectors.images.procedural import source_image, stable_seed
-from policies.errors import NotFound, PlatformError
+from policies.errors import NotFound, PlatformError, TransientError
 
 MAX_OVERSPEND = 1.25
 
@@ -116,6 +123,7 @@ class SimulatedAdPlatform(AdPlatform):
         self.calls = 0
         self._seq = 0
         self._audience = {c.id: c.audience_size for c in scenario.campaigns}
+        self._seen: tuple[int, int, int, bytes] | None = None  # the state file as this object last read or wrote it
         for camp in scenario.campaigns:
             main = f"main:{camp.id}"
             self.adsets[main] = SimAdSet(main, f"{camp.id} main", camp.id, 0, 10**9, "ACTIVE")
@@ -138,6 +146,7 @@ class SimulatedAdPlatform(AdPlatform):
 
     # -- clock ---------------------------------------------------------------
     def today(self) -> date:
+        self._sync()
         return self.start + timedelta(days=self.day)
 
     def day_index(self, day: date) -> int:
@@ -215,6 +224,7 @@ class SimulatedAdPlatform(AdPlatform):
 
     # -- reads ----------------------------------------------------------------
     def list_ads(self, campaign: str) -> list[LiveAd]:
+        self._sync()
         self._maybe_fail("list_ads")
         main = f"main:{campaign}"
         return [
@@ -224,6 +234,7 @@ class SimulatedAdPlatform(AdPlatform):
         ]
 
     def insights(self, campaign: str, since: date, until: date) -> list[InsightRow]:
+        self._sync()
         self._maybe_fail("insights")
         lo, hi = max(0, self.day_index(since)), min(self.day - 1, self.day_index(until))
         out: list[InsightRow] = []
@@ -232,6 +243,7 @@ class SimulatedAdPlatform(AdPlatform):
         return out
 
     def source_creative(self, campaign: str, ad_id: str) -> SourceCreative:
+        self._sync()
         self._maybe_fail("source_creative")
         ad = self.ads.get(ad_id)
         if ad is None or ad.campaign != campaign:
@@ -249,6 +261,7 @@ class SimulatedAdPlatform(AdPlatform):
         return next((a for a in self.ads.values() if a.name == name), None)
 
     def find(self, mutation: Mutation) -> dict[str, Any] | None:
+        self._sync()
         if isinstance(mutation, LaunchTestArm):
             ad = self._named(mutation.key)
             return {"adset_id": ad.adset_id, "ad_id": ad.ad_id} if ad else None
@@ -258,10 +271,15 @@ class SimulatedAdPlatform(AdPlatform):
         return None  # budget and pause updates are idempotent by nature: resend them
 
     def apply(self, mutation: Mutation) -> dict[str, Any]:
+        with self._changing():
+            result = self._apply(mutation)
+        self.faults.after(mutation.kind)  # an injected partial failure or lost response raises here
+        return result
+
+    def _apply(self, mutation: Mutation) -> dict[str, Any]:
         self._maybe_fail(mutation.kind, mutation=True)
         found = self.find(mutation)
         if found is not None:
-            self.faults.after(mutation.kind)
             return found
         result: dict[str, Any]
         if isinstance(mutation, LaunchTestArm):
@@ -295,7 +313,6 @@ class SimulatedAdPlatform(AdPlatform):
         else:
             raise PlatformError(f"unsupported mutation {mutation.kind}", code=100)
         self.save()
-        self.faults.after(mutation.kind)  # an injected partial failure or lost response raises here
         return result
 
     def _adset(self, adset_id: str) -> SimAdSet:
@@ -360,7 +377,11 @@ class SimulatedAdPlatform(AdPlatform):
 
     # -- the passage of a day ---------------------------------------------------
     def run_day(self) -> None:
-        """Deliver the current day for every campaign, then advance the clock."""
+        """Deliver the current day for every campaign, then advance the clock (saved before it returns)."""
+        with self._changing():
+            self._run_day()
+
+    def _run_day(self) -> None:
         d = self.day
         realism = self.scenario.realism
         for camp in self.scenario.campaigns:
@@ -420,9 +441,64 @@ class SimulatedAdPlatform(AdPlatform):
         self._by_day.setdefault((ad.campaign, d), {})[ad.ad_id] = row
 
     # -- persistence ---------------------------------------------------------
-    def save(self) -> None:
+    def _signature(self) -> tuple[int, int, int, bytes] | None:
+        """Which save the state file holds: each save starts with a token of its own.
+
+        (Inode, time and size alone can repeat: a freed inode is reused, and
+        two saves within one clock tick may have the same time and length.)
+        """
+        assert self.state_path is not None
+        try:
+            with self.state_path.open("rb") as fh:
+                st = os.fstat(fh.fileno())
+                head = fh.read(64)
+        except FileNotFoundError:
+            return None
+        return (st.st_ino, st.st_mtime_ns, st.st_size, head)
+
+    def _sync(self) -> None:
+        """Read the state file again if another process saved it since this object last read or wrote it."""
         if self.state_path is None:
             return
+        seen = self._signature()
+        if seen is not None and seen != self._seen:
+            self._load()
+
+    @contextlib.contextmanager
+    def _changing(self) -> Iterator[None]:
+        """One change as a unit: under the state file's lock, made on the newest state (and saved by the change)."""
+        if self.state_path is None:
+            yield
+            return
+        lock = self.state_path.with_name(self.state_path.name + ".lock")
+        try:
+            lock.parent.mkdir(parents=True, exist_ok=True)
+            fh = lock.open("a+")
+        except OSError as exc:
+            raise TransientError(f"simulated platform: cannot lock its state {lock}: {exc.strerror or exc}") from exc
+        with fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                self._sync()
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def save(self) -> None:
+        """Write the state (atomically); a failure (a full disk) undoes the unsaved change and raises TransientError."""
+        if self.state_path is None:
+            return
+        try:
+            self._save()
+        except OSError as exc:
+            if self.state_path.exists():
+                self._load()  # what is on disk is the platform's state; the change did not happen
+            raise TransientError(
+                f"simulated platform: cannot save its state {self.state_path}: {exc.strerror or exc}"
+            ) from exc
+
+    def _save(self) -> None:
+        assert self.state_path is not None
         self.state_path.parent.mkdir(parents=True, exist_ok=True)
         image_dir = self.state_path.with_suffix(".images")
         image_dir.mkdir(exist_ok=True)
@@ -440,12 +516,23 @@ class SimulatedAdPlatform(AdPlatform):
             "rows": [{**asdict(r), "day": r.day.isoformat(), "d": d} for (_, d), r in self.rows.items()],
         }
         fd, tmp = tempfile.mkstemp(dir=self.state_path.parent, suffix=".part")
-        with os.fdopen(fd, "w") as fh:
-            json.dump(state, fh)
-        os.replace(tmp, self.state_path)
+        try:
+            body = json.dumps(state)
+            # First in the file, what _signature reads: a digest of the state (a state, not a moment,
+            # so that equal states are equal files).
+            saved = hashlib.sha256(body.encode()).hexdigest()[:32]
+            with os.fdopen(fd, "w") as fh:
+                fh.write(f'{{"saved": "{saved}", {body[1:]}')
+            os.replace(tmp, self.state_path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        self._seen = self._signature()
 
     def _load(self) -> None:
         assert self.state_path is not None
+        seen = self._signature()
         state = json.loads(self.state_path.read_text())
         self.day = state["day"]
         self._seq = state["seq"]
@@ -454,6 +541,7 @@ class SimulatedAdPlatform(AdPlatform):
         self.ads = {a["ad_id"]: SimAd(**a) for a in state["ads"]}
         self.adsets = {s["adset_id"]: SimAdSet(**s) for s in state["adsets"]}
         self.rows = {}
+        self._by_day = {}
         for r in state["rows"]:
             d = r.pop("d")
             r["day"] = date.fromisoformat(r["day"])
@@ -463,4 +551,6 @@ class SimulatedAdPlatform(AdPlatform):
         image_dir = self.state_path.with_suffix(".images")
         if image_dir.exists():
             for p in image_dir.glob("*.png"):
-                self.images[p.stem] = p.read_bytes()
+                if p.stem not in self.images:
+                    self.images[p.stem] = p.read_bytes()
+        self._seen = seen

@@ -331,9 +331,11 @@ class Dashboard:
         return response
 
     def _decide(self, experiment_id: str, approve: bool, actor: str, reason: str) -> None:
-        from loop.reports import decide_approval
+        from loop.app import build_runtime
+        from loop.reports import decide
 
-        decide_approval(self.cfg, experiment_id, approve, actor, reason, engine=self.engine, require_waiting=True)
+        # The same path as `approve`/`reject`: under the campaign's lock, on the experiment read again, once.
+        decide(build_runtime(self.cfg, engine=self.engine), experiment_id, approve, actor, reason, waiting_only=True)
 
     # -- login (only when a token is configured) ----------------------------------------
     async def login(self, request: Request) -> Response:

@@ -475,7 +475,7 @@ def _series_of(session: Session, creative_ids: Sequence[str]) -> dict[str, tuple
 _CREATIVE_COLUMNS = ("id", "campaign_id", "role", "label", "platform_ad_id", "status", "created_at")
 _EXPERIMENT_COLUMNS = (
     "id", "campaign_id", "parent_creative_id", "state", "reason", "detected_on", "testing_started_on",
-    "decided_on", "winner_creative_id", "scaled_creative_id", "waiting_for", "approved_stage", "created_at",
+    "decided_on", "winner_creative_id", "scaled_creative_id", "waiting_for", "approved_stage", "waiting_until", "created_at",
 )  # fmt: skip
 
 
@@ -1016,9 +1016,11 @@ def _ledger_view(session: Session, campaign: str | None, plans: Mapping[str, Cam
         )
         tiers: dict[str, dict[str, int]] = defaultdict(lambda: {"count": 0, "spent": 0})
         total = 0
+        grouping = "month" if camp.cap_period == "lifetime" else camp.cap_period
         for _, account, kind, amount_minor, tier, created, day in per_campaign.get(camp.id, []):
             day = day or calendar.day_of(created) or (as_utc(created) or datetime.now(UTC)).date()
-            periods[(period_start(day, camp.cap_period), account)][kind] += amount_minor
+            # A lifetime cap has one period; its rows still go by platform month, to read the ledger by.
+            periods[(period_start(day, grouping), account)][kind] += amount_minor
             if kind == "actual":
                 total += amount_minor
             if account == "credit" and kind == "actual":
@@ -1026,22 +1028,26 @@ def _ledger_view(session: Session, campaign: str | None, plans: Mapping[str, Cam
                 tiers[tier or "?"]["spent"] += amount_minor
         states = {a: caps[(camp.id, a)] for a in ACCOUNTS}
         winners = int(scaled.get(camp.id, 0))
-        rows = [
-            {
-                "campaign": camp.id,
-                "period": period_label(start, camp.cap_period),
-                "period_start": start.isoformat() if start else "",
-                "account": account,
-                "cap": states[account].cap,
-                "reserved": k["reserve"],
-                "released": k["release"],
-                "spent": k["actual"],
-                "open": max(0, k["reserve"] - k["release"]),
-                "left": max(0, states[account].cap - k["actual"] - max(0, k["reserve"] - k["release"])),
-                "currency": camp.currency,
-            }
-            for (start, account), k in sorted(periods.items(), key=lambda kv: (kv[0][0] or date.min, kv[0][1]))
-        ]
+        rows = []
+        used: dict[str, int] = defaultdict(int)  # under a lifetime cap, what the months so far used
+        for (start, account), k in sorted(periods.items(), key=lambda kv: (kv[0][0] or date.min, kv[0][1])):
+            still = max(0, k["reserve"] - k["release"])
+            used[account] = (used[account] if camp.cap_period == "lifetime" else 0) + k["actual"] + still
+            rows.append(
+                {
+                    "campaign": camp.id,
+                    "period": period_label(start, grouping),
+                    "period_start": start.isoformat() if start else "",
+                    "account": account,
+                    "cap": states[account].cap,
+                    "reserved": k["reserve"],
+                    "released": k["release"],
+                    "spent": k["actual"],
+                    "open": still,
+                    "left": max(0, states[account].cap - used[account]),
+                    "currency": camp.currency,
+                }
+            )
         label = period_label(period_start(ledger.current_day(), camp.cap_period), camp.cap_period)
         out.append(
             {

@@ -228,3 +228,17 @@ def test_estimate_noise_recovers_the_portfolio_noise_day_by_day():
     # binomial data, no cycle: the data soon outweigh the prior
     flat = estimate_noise(n, rng.binomial(n, 0.015))
     assert flat.extra_variance[-1] < 0.0005 and np.abs(flat.seasonality[-1] - 1).max() < 0.01
+
+
+def test_the_default_call_is_the_estimated_model_passed_back():
+    # What the loop relies on: storing estimate_noise's per-day model and passing it back changes nothing.
+    rng = np.random.default_rng(22)
+    n, c = decaying(rng, n=15_000, rows=300)
+    c = rng.binomial(n, np.clip(c / n * np.exp(rng.normal(0, 0.08, n.shape)), 0, 1))
+    learning = np.zeros(n.shape, dtype=bool)
+    learning[:, :2] = True
+    model = estimate_noise(n, c, start_weekday=3, confounders=learning)
+    given = {"extra_variance": model.extra_variance, "seasonality": model.seasonality}
+    default = detect_many(n, c, start_weekday=3, confounders=learning)
+    assert default == detect_many(n, c, start_weekday=3, confounders=learning, **given)
+    assert sum(v.fatigued for v in default) > 250

@@ -48,7 +48,7 @@ from connectors.images.procedural import ProceduralGenerator  # noqa: E402
 from connectors.retry import NO_WAIT  # noqa: E402
 from loop.config import load_config  # noqa: E402
 from loop.plans import campaign_plans  # noqa: E402
-from loop.tick import Runtime, tick  # noqa: E402
+from loop.tick import Runtime, close_unfinished, tick  # noqa: E402
 from storage.db import make_engine, migrate  # noqa: E402
 from storage.images import ImageStore  # noqa: E402
 
@@ -88,9 +88,11 @@ def child(
             os.kill(os.getpid(), signal.SIGKILL)
 
     rt.on_step = hook
+    close_unfinished(engine)  # as a restarted daemon's round does: the killed tick's record is closed
     while platform.day < args.days:
-        tick(rt, platform.today())  # errors (injected faults) are in the report; the next day retries
-        platform.run_day()
+        # A round as `tick` and `run` run it: the day's delivery is saved before the tick is recorded
+        # done. Errors (injected faults) are in the report; the next day retries.
+        tick(rt, platform.today(), end_of_day=platform.run_day, one_record_per_day=True)
     engine.dispose()
 
 

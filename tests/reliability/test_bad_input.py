@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
+import logging
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
 import pytest
 from PIL import Image
-from reliability_helpers import ROOT, make_runtime, run_days, snapshot, subprocess_env, write_config, write_scenario
+from reliability_helpers import (
+    ROOT,
+    SCENARIO,
+    make_runtime,
+    run_days,
+    snapshot,
+    subprocess_env,
+    write_config,
+    write_scenario,
+)
 from sqlmodel import select
 
 from connectors.ads.base import InsightRow, SourceCreative
@@ -22,6 +34,16 @@ from storage.imagecheck import ImageRejected, load_image
 from storage.ledger import Ledger
 from storage.models import Creative, DailyMetric, Experiment
 from storage.safenames import UnsafePath, contained, safe_component
+
+
+@pytest.fixture(autouse=True)
+def _keep_logging() -> Iterator[None]:
+    """The CLI run in this process sets up logging on pytest's captured stream: put it back after each test."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -366,3 +388,321 @@ def test_snapshot_helper_reads_the_state(sqlite_engine, tmp_path: Path) -> None:
     rt = make_runtime(sqlite_engine, tmp_path / "run", write_scenario(tmp_path))
     run_days(rt, 2)
     assert snapshot(sqlite_engine, tmp_path / "run" / "platform.json")["platform_day"] == 2
+
+
+# -- issue 15: every bad input the reliability probe found, through the real CLI --------------------------
+# One table; each case is a config (and perhaps a scenario) pointing at a database with history, a
+# command, and the one line it must give. Config and scenario cases run through the CLI's entry point
+# in this process (a subprocess per case costs seconds each); `run`, outages and anything that needs
+# its own environment run `python -m loop` in a subprocess. The database, on each backend, is shared
+# by the cases and must be byte-identical (SQLite) or row-identical (PostgreSQL) after every one.
+LONG = "x" * 5000
+
+
+def _scenario(old: str, new: str) -> str:
+    assert old in SCENARIO, old
+    return SCENARIO.replace(old, new)
+
+
+def _merge(base: str, extra: str) -> str:
+    """``base`` with ``extra``'s lines: a table both have gets them (they win over its keys; TOML allows
+    one of each table), anything else goes after ``base``."""
+
+    def tables(text: str, tag: str) -> tuple[dict[str, list[str]], list[str]]:
+        found: dict[str, list[str]] = {"": []}
+        order, current = [""], ""
+        for line in text.splitlines():
+            if line.startswith("["):
+                # An array of tables ([[campaigns]]) is a new entry every time: never merged.
+                current = f"{line}#{tag}{len(order)}" if line.startswith("[[") else line
+                found[current] = []
+                order.append(current)
+            elif line.strip():
+                found[current].append(line)
+        return found, order
+
+    have, order = tables(base, "b")
+    more, more_order = tables(extra, "e")
+    for header in more_order:
+        if header in have:
+            keys = {line.split("=")[0].strip() for line in more[header]}
+            have[header] = more[header] + [ln for ln in have[header] if ln.split("=")[0].strip() not in keys]
+        else:
+            have[header] = more[header]
+            order.append(header)
+    out: list[str] = []
+    for header in order:
+        out += ([header.split("#")[0]] if header else []) + have[header]
+    return "\n".join(out) + "\n"
+
+
+BAD_INPUTS = [
+    # id, config lines, scenario text (or None: the good one), command, exit code, expected in the line
+    ("test-spend-cap-1e308", '[[campaigns]]\nid = "shop"\ntest_spend_cap = 1e308\n', None, ["tick"], 2,
+     "campaigns[0].test_spend_cap: Input should be less than or equal to 20000000"),
+    ("test-spend-cap-inf", '[[campaigns]]\nid = "shop"\ntest_spend_cap = inf\n', None, ["tick"], 2,
+     "campaigns[0].test_spend_cap: Input should be a finite number"),
+    ("credit-cap-nan", '[defaults]\noverspend = nan\n', None, ["tick"], 2, "defaults.overspend: Input should be a finite number"),
+    ("scenario-cpm-inf", "", _scenario("cpm = 8.0", "cpm = inf"), ["tick"], 2,
+     "campaigns[0].cpm: Input should be a finite number"),
+    ("scenario-budget-over-cap", "", _scenario("test_daily_budget = 60.0", "test_daily_budget = 450.0"), ["tick"], 2,
+     "campaigns[shop]: test_daily_budget 450.0 x overspend 1.25 exceeds test_spend_cap 500.0"),
+    ("scenario-1e17-impressions", "", _scenario("daily_impressions = 30000", "daily_impressions = 100000000000000000"),
+     ["tick"], 2, "campaigns[0].daily_impressions: Input should be less than or equal to 1000000000"),
+    ("scenario-long-creative-id", "", _scenario('id = "steady"', f'id = "{"s" * 101}"'), ["tick"], 2,
+     "campaigns[0].creatives[1].id: String should have at most 100 characters"),
+    ("start-date-yesterday", '[simulated]\nstart_date = "yesterday"\n', None, ["tick"], 2,
+     "simulated.start_date: expected a date YYYY-MM-DD, got 'yesterday'"),
+    ("scenario-file-missing", '[simulated]\nscenario = "/nonexistent/scenario.toml"\n', None, ["tick"], 2,
+     "simulated.scenario: no scenario file '/nonexistent/scenario.toml'"),
+    ("interval-1e308", "[loop]\ninterval_minutes = 1e308\n", None, ["run"], 2,
+     "loop.interval_minutes: Input should be less than or equal to 527040"),
+    ("data-dir-too-long", f'[loop]\ndata_dir = "{"d" * 300}"\n', None, ["tick"], 2,
+     "loop.data_dir: path too long (300 characters"),
+    ("data-dir-a-file", '[loop]\ndata_dir = "{tmp}/a-file"\n', None, ["tick"], 2, "loop.data_dir: is a file, expected a folder"),
+    ("data-dir-read-only", '[loop]\ndata_dir = "{tmp}/read-only"\n', None, ["tick"], 2, "loop.data_dir: is not writable"),
+    ("campaign-id-5000-chars", f'[[campaigns]]\nid = "{LONG}"\n', None, ["tick"], 2,
+     "campaigns[0].id: String should have at most 64 characters"),
+    ("actor-5000-chars", "", None, ["approve", "shop:hero:2026-01-20"], 2,
+     "CREATIVE_LOOP_USER: expected a user name of at most 100 printable characters, got 5000"),
+    ("empty-default-config", None, None, ["status"], 2, "creative-loop.toml: the file is empty; add settings, or pass --config"),
+    ("database-folder-a-file", '[loop]\ndatabase = "sqlite:///{tmp}/a-file/db.sqlite"\n', None, ["status"], 2,
+     "loop.database: cannot create the database's folder {tmp}/a-file"),
+    ("postgres-down-tick", '[loop]\ndatabase = "postgresql+psycopg://postgres:hunter2@127.0.0.1:{closed}/test"\n', None,
+     ["tick"], 1, "cannot use PostgreSQL at 127.0.0.1:{closed}, database 'test': Connection refused (check that the server is running"),
+    ("postgres-down-status", '[loop]\ndatabase = "postgresql+psycopg://postgres:hunter2@127.0.0.1:{closed}/test"\n', None,
+     ["status"], 1, "cannot use PostgreSQL at 127.0.0.1:{closed}"),
+    ("postgres-down-spend", '[loop]\ndatabase = "postgresql+psycopg://postgres:hunter2@127.0.0.1:{closed}/test"\n', None,
+     ["spend"], 1, "cannot use PostgreSQL at 127.0.0.1:{closed}"),
+    ("postgres-database-missing", '[loop]\ndatabase = "{pg_server}/no_such_database_15"\n', None, ["status"], 1,
+     "database 'no_such_database_15': database \"no_such_database_15\" does not exist (create it with createdb"),
+    ("postgres-driver-missing", '[loop]\ndatabase = "postgresql+psycopg://postgres@127.0.0.1:{closed}/test"\n', None,
+     ["status"], 2, "loop.database: the PostgreSQL driver is not installed (psycopg missing): pip install 'creative-loop[postgres]'"),
+]  # fmt: skip
+SUBPROCESS = {"interval-1e308", "data-dir-read-only", "postgres-driver-missing", "actor-5000-chars"}
+NEEDS_SERVER = {"postgres-database-missing"}  # the other postgres-* cases need no server: they run once
+
+
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def history(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """A database with two days of history on each backend, written by `tick` with a good config."""
+    from loop.cli import main
+
+    from conftest import pg_url
+
+    folder = tmp_path_factory.mktemp(f"history-{request.param}")
+    with contextlib.ExitStack() as stack:
+        if request.param == "sqlite":
+            url = f"sqlite:///{folder / 'db.sqlite'}"
+        else:
+            base = pg_url(request.config)
+            if not base:
+                pytest.skip("PostgreSQL not selected (set CREATIVE_LOOP_TEST_PG or --pg)")
+            from reliability_helpers import pg_schema
+
+            url = stack.enter_context(pg_schema(base))
+        good = write_config(folder / "good", url, write_scenario(folder))
+        root = logging.getLogger()
+        handlers, level = root.handlers[:], root.level
+        try:
+            for _ in range(2):
+                assert main(["tick", "--config", str(good)]) == 0
+        finally:
+            import loop.daemon
+
+            for engine in loop.daemon._ENGINES.values():
+                engine.dispose()
+            loop.daemon._ENGINES.clear()
+            root.handlers[:] = handlers
+            root.setLevel(level)
+        yield url, folder
+
+
+def _database_image(url: str) -> object:
+    """What must not change: the SQLite file's bytes, or every row of every table."""
+    if url.startswith("sqlite"):
+        db = Path(url.removeprefix("sqlite:///"))
+        return {p.name: p.read_bytes() for p in db.parent.glob(db.name + "*") if p.is_file()}
+    from sqlalchemy import select as sa_select
+    from sqlmodel import SQLModel
+
+    from storage.db import make_engine
+
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            return {
+                t.name: sorted(map(repr, conn.execute(sa_select(t)).all())) for t in SQLModel.metadata.sorted_tables
+            }
+    finally:
+        engine.dispose()
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])  # nothing listens there once it is closed
+
+
+def _read_only_wrapper(folder: Path) -> list[str] | None:
+    """A command prefix that runs the CLI with ``folder`` read-only (None if this machine cannot)."""
+    import shutil
+
+    if os.geteuid() != 0:
+        folder.chmod(0o500)
+        return []
+    if shutil.which("unshare") is None:
+        return None
+    probe = subprocess.run(["unshare", "-m", "mount", "-t", "tmpfs", "none", str(folder)], capture_output=True)
+    if probe.returncode != 0:
+        return None
+    script = f'mount --bind "{folder}" "{folder}" && mount -o remount,bind,ro "{folder}" && exec "$@"'
+    return ["unshare", "-m", "sh", "-c", script, "sh"]
+
+
+@pytest.mark.parametrize(
+    ("case", "config", "scenario", "command", "code", "expected"), BAD_INPUTS, ids=[c[0] for c in BAD_INPUTS]
+)
+def test_every_bad_input_is_one_line_and_changes_nothing(
+    history, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+    case: str, config: str | None, scenario: str | None, command: list[str], code: int, expected: str,
+) -> None:  # type: ignore[no-untyped-def]  # fmt: skip
+    url, folder = history
+    if case in NEEDS_SERVER and url.startswith("sqlite"):
+        pytest.skip("needs the PostgreSQL server")
+    if case.startswith("postgres") and case not in NEEDS_SERVER and not url.startswith("sqlite"):
+        pytest.skip("needs no server: run once, beside the SQLite history")
+    values = {"tmp": str(tmp_path), "closed": str(_closed_port()), "pg_server": url.split("?", 1)[0].rsplit("/", 1)[0]}
+    (tmp_path / "a-file").write_text("not a folder")
+    (tmp_path / "read-only").mkdir()
+    scenario_path = write_scenario(tmp_path / "scen", scenario or SCENARIO)
+    cfg = write_config(tmp_path, url, scenario_path)
+    if config is not None:
+        cfg.write_text(_merge(cfg.read_text(), config.format(**values)))
+        args = [*command, "--config", str(cfg)]
+    else:
+        (tmp_path / "creative-loop.toml").write_text("")
+        args = list(command)
+    expected = expected.format(**values)
+    before = _database_image(url)
+    if case in SUBPROCESS:
+        env = subprocess_env()
+        prefix: list[str] = []
+        if case == "actor-5000-chars":
+            env["CREATIVE_LOOP_USER"] = LONG
+        if case == "postgres-driver-missing":
+            shadow = tmp_path / "no-psycopg" / "psycopg"
+            shadow.mkdir(parents=True)
+            (shadow / "__init__.py").write_text(
+                "raise ModuleNotFoundError(\"No module named 'psycopg'\", name='psycopg')\n"
+            )
+            env["PYTHONPATH"] = f"{shadow.parent}{os.pathsep}{env['PYTHONPATH']}"
+        if case == "data-dir-read-only":
+            wrapper = _read_only_wrapper(tmp_path / "read-only")
+            if wrapper is None:
+                pytest.skip("cannot make a folder read-only here (root without mount namespaces)")
+            prefix = wrapper
+        proc = subprocess.run(
+            [*prefix, sys.executable, "-m", "loop", *args], env=env, cwd=tmp_path, capture_output=True, text=True,
+            timeout=120,
+        )  # fmt: skip
+        got, err = proc.returncode, proc.stderr
+    else:
+        from loop.cli import main
+
+        monkeypatch.chdir(tmp_path)
+        monkeypatch.delenv("CREATIVE_LOOP_DATABASE", raising=False)
+        capsys.readouterr()
+        got = main(args)
+        err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert got == code, err
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert lines[0].startswith("creative-loop: ") and expected in lines[0], lines[0]
+    if config and "{" not in config.split("database")[0] and code == 2 and "campaigns" in expected:
+        assert str(cfg) in lines[0] or str(scenario_path) in lines[0], lines[0]
+    assert "hunter2" not in err and len(lines[0]) < 400, lines[0]
+    assert _database_image(url) == before, f"{case} changed the database"
+
+
+def test_simulate_exits_1_when_a_tick_failed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before, every tick could report an error and `simulate` still exited 0 with a result."""
+    import loop.simulate
+    from loop.cli import main
+
+    class Refusing(SimulatedAdPlatform):
+        def insights(self, campaign, since, until):  # type: ignore[no-untyped-def]
+            if self.day == 3:
+                raise InvalidPayload("clicks (50) exceed impressions (10)", campaign)
+            return super().insights(campaign, since, until)
+
+    # Nothing in a valid scenario makes the simulator fail a tick any more: a platform that does stands in.
+    monkeypatch.setattr(loop.simulate, "SimulatedAdPlatform", Refusing)
+    scenario = write_scenario(tmp_path)
+    capsys.readouterr()
+    code = main(["simulate", "--scenario", str(scenario), "--out", str(tmp_path / "out"), "--quiet", "--days", "5"])
+    err = capsys.readouterr().err
+    assert code == 1, err
+    assert err.strip().splitlines() == ["error: day 3: shop: campaign shop: clicks (50) exceed impressions (10)"], err
+    assert (tmp_path / "out" / "result.json").exists()  # what ran is still scored
+
+
+def _namespaces() -> bool:
+    import shutil
+
+    if shutil.which("unshare") is None:
+        return False
+    probe = subprocess.run(["unshare", "-m", "sh", "-c", "mount -t tmpfs none /mnt"], capture_output=True)
+    return probe.returncode == 0
+
+
+@pytest.mark.skipif(not _namespaces(), reason="needs a private mount namespace (root, unshare) for a tiny tmpfs")
+@pytest.mark.parametrize("what", ["database", "data_dir"])
+def test_a_full_disk_is_one_line(history, tmp_path: Path, what: str) -> None:  # type: ignore[no-untyped-def]
+    """A real full file system: a 1 MiB tmpfs, filled up, in a mount namespace of the command's own.
+
+    ``database``: the SQLite database (and its data) on it, the write of the tick's record fails;
+    ``data_dir``: only the simulated platform's state on it, saving the day fails. One line, exit 1,
+    and the database as it was.
+    """
+    url, folder = history
+    if not url.startswith("sqlite"):
+        pytest.skip("the database on a tmpfs: SQLite")
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    good_db = Path(url.removeprefix("sqlite:///"))
+    on_disk = disk / "db.sqlite" if what == "database" else tmp_path / "db.sqlite"
+    cfg = write_config(tmp_path, f"sqlite:///{on_disk}", write_scenario(tmp_path / "scen"), log_format="json")
+    text = cfg.read_text().replace(f'"{tmp_path / "data"}"', f'"{disk / "data"}"')
+    cfg.write_text(text)
+    kept = tmp_path / "after"
+    kept.mkdir()
+    script = " && ".join(
+        [
+            f'mount -t tmpfs -o size=1m none "{disk}"',
+            f'cp "{good_db}" "{on_disk}"',
+            f'cp -r "{folder / "good" / "data"}" "{disk / "data"}"',
+            f'cp "{on_disk}" "{kept / "before.db"}"',
+            f'(dd if=/dev/zero of="{disk / "filler"}" bs=4k 2>/dev/null || true)',
+            f'("$@"; echo $? > "{kept / "code"}")',
+            f'cp "{on_disk}" "{kept / "after.db"}"',
+        ]
+    )
+    proc = subprocess.run(
+        ["unshare", "-m", "sh", "-c", script, "sh", sys.executable, "-m", "loop", "tick", "--config", str(cfg)],
+        env=subprocess_env(), cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    # The tick's own log lines (JSON here) may come first; the error is one line of its own.
+    lines = [ln for ln in proc.stderr.strip().splitlines() if not ln.startswith("{")]
+    assert (kept / "code").read_text().strip() == "1", proc.stderr
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    if what == "database":
+        assert lines[0].startswith(f"creative-loop: cannot use SQLite database {on_disk}: "), lines[0]
+        assert lines[0].endswith("(its disk is full: free some space)"), lines[0]
+    else:
+        assert lines[0].startswith("error: end of day ") and lines[0].endswith("No space left on device"), lines[0]
+    assert (kept / "after.db").read_bytes() == (kept / "before.db").read_bytes() or what == "data_dir"

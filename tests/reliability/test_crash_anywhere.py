@@ -15,8 +15,11 @@ from pathlib import Path
 
 import pytest
 from reliability_helpers import ROOT, assert_guarantees, second_url, snapshot, subprocess_env, write_scenario
+from sqlmodel import select
 
 from storage.db import make_engine
+from storage.db import session as open_session
+from storage.models import TickRun
 
 DAYS = 45
 DRIVER = Path(__file__).with_name("crash_driver.py")
@@ -43,12 +46,19 @@ def test_sigkill_at_200_points_leaves_the_reference_end_state(db_url: str, tmp_p
         assert any(s.startswith("intent:") for s in result["kill_steps"]), result
         assert any(s.startswith("sent:") for s in result["kill_steps"]), result
 
+        assert "day-end" in result["kill_steps"], result  # between the day's delivery and the tick's record
         ref_engine, crash_engine = make_engine(ref_url), make_engine(db_url)
         try:
             reference = snapshot(ref_engine, tmp_path / "ref" / "platform.json")
             crashed = snapshot(crash_engine, tmp_path / "crash" / "platform.json")
             ref_figures = assert_guarantees(ref_engine, tmp_path / "ref" / "platform.json", DAYS)
             figures = assert_guarantees(crash_engine, tmp_path / "crash" / "platform.json", DAYS)
+            # one tick record per day however often its tick was killed, none left open
+            with open_session(crash_engine) as s:
+                runs = s.exec(select(TickRun)).all()
+            assert len({r.day for r in runs}) == len(runs) == DAYS, sorted(r.day for r in runs)
+            assert all(r.finished_at is not None for r in runs)
+            assert sum(r.attempts for r in runs) > DAYS  # the killed days were retried on their own records
         finally:
             ref_engine.dispose()
             crash_engine.dispose()

@@ -89,7 +89,9 @@ def test_experiment_page_has_arms_posteriors_allocation_and_seeds(
     assert decisions
     for d in decisions:
         assert str(d.seed) in html  # the decision log keeps each day's seed
-    assert html.count('data-arm="') == 6 and html.count("data-arm-row=") == 6  # a card and a table row per arm
+    arms = exp.plan["arms"]  # the arms the test plan launched
+    assert 2 <= arms <= 6
+    assert html.count('data-arm="') == arms and html.count("data-arm-row=") == arms  # a card and a table row per arm
     assert html.count("data:image/svg+xml;base64,") == 2  # every arm's posterior on one chart + the allocation
     assert "P(best)" in html and "winner" in html and "95% interval" in html
     assert "awaiting approval (pro)" in html  # the state timeline's current stage
@@ -217,7 +219,7 @@ def test_metrics_in_prometheus_text_format(client: TestClient, engine_of: Engine
     assert 'creative_loop_throttles_total{backend="meta"} 1.0' in text
     assert 'creative_loop_generations_total{backend="diffusers",tier="pro"} 2.0' in text
     assert f'creative_loop_spent{{account="test",campaign="lead-gen",currency="USD"}} {spent!r}' in text
-    assert 'creative_loop_cap{account="test",campaign="lead-gen",currency="USD"} 400.0' in text
+    assert 'creative_loop_cap{account="test",campaign="lead-gen",currency="USD"} 500.0' in text
     sample = re.compile(r'^[a-zA-Z_:][a-zA-Z0-9_:]*(\{([a-zA-Z_][a-zA-Z0-9_]*="[^"]*",?)*\})? -?[0-9.e+-]+$')
     for line in text.splitlines():
         assert line.startswith("# ") or sample.match(line), line
