@@ -19,7 +19,7 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 
 $(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q $(TORCH_CPU)
-	$(BIN)/pip install -q -e '.[dev,postgres,diffusion,gemini,browser,celery,bench]'
+	$(BIN)/pip install -q -e '.[dev,postgres,diffusion,gemini,google,browser,celery,bench]'
 	touch $@ $(VENV)/.installed
 
 install: $(VENV)/.installed

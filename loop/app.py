@@ -61,13 +61,52 @@ def make_platform(cfg: Config, scenario: Scenario | None = None, engine: Engine 
             start=date.fromisoformat(cfg.model.simulated.start_date),
             state_path=cfg.data_dir / "simulated-platform.json",
         )
-    if cfg.loop.platform == "meta":
+    names = cfg.platforms
+    if len(names) == 1:
+        return _real_platform(cfg, names[0], engine)
+    # Meta and Google Ads campaigns side by side: each campaign's calls go to its own platform.
+    from connectors.ads.routing import RoutingAdPlatform
+
+    built: dict[str, AdPlatform] = {}
+    try:
+        for name in names:
+            built[name] = _real_platform(cfg, name, engine)
+    except BaseException:
+        for platform in built.values():
+            platform.close()
+        raise
+    return RoutingAdPlatform(built, {c.id: cfg.platform_of(c.id) for c in cfg.model.campaigns})
+
+
+def _real_platform(cfg: Config, name: str, engine: Engine | None = None) -> AdPlatform:
+    """One real platform for the campaigns configured on it (secrets from the environment)."""
+    import importlib.util
+
+    if name == "meta":
         try:
             from connectors.meta import MetaAdPlatform  # type: ignore[import-not-found]
         except ImportError:
             raise ConfigError(str(cfg.path), "loop.platform", "the Meta connector is not installed") from None
         return MetaAdPlatform.from_config(cfg, counter_engine=engine)  # type: ignore[no-any-return]
-    raise ConfigError(str(cfg.path), "loop.platform", f"unknown platform {cfg.loop.platform!r}")
+    if name == "google_ads":
+        try:
+            installed = importlib.util.find_spec("google.ads.googleads") is not None
+        except ImportError:  # no "google" namespace at all
+            installed = False
+        if not installed:
+            raise ConfigError(
+                str(cfg.path), "loop.platform", "the google_ads platform needs: pip install 'creative-loop[google]'"
+            )
+        from connectors.google_ads import GoogleAdsPlatform
+
+        return GoogleAdsPlatform.from_config(cfg, counter_engine=engine)
+    raise ConfigError(str(cfg.path), "loop.platform", f"unknown platform {name!r}")
+
+
+def backfill_days(cfg: Config) -> int:
+    """Days re-read every tick: the longest window of the platforms in use."""
+    windows = {"meta": cfg.model.meta.backfill_days, "google_ads": cfg.model.google_ads.backfill_days}
+    return max(windows.get(name, cfg.model.meta.backfill_days) for name in cfg.platforms)
 
 
 def make_generators(cfg: Config) -> dict[str, ImageGenerator]:
@@ -147,6 +186,6 @@ def build_runtime(
         plans=plans,
         approval=approval or cfg.loop.approval,
         tiering=tiering,
-        backfill_days=cfg.model.meta.backfill_days,
+        backfill_days=backfill_days(cfg),
         dry_run=dry_run,
     )

@@ -117,6 +117,8 @@ class CampaignSettings(PolicySettings):
     # The period both caps hold for; periods follow the platform's calendar day.
     cap_period: Literal["month", "week", "lifetime"] = "month"
     currency: str = Field("USD", pattern=r"^[A-Z]{3}$")
+    # The ad platform this campaign runs on; empty: loop.platform. Meta and Google Ads campaigns can share a deployment.
+    platform: Literal["", "meta", "google_ads"] = ""
     # Platform ids (ignored by the simulated platform).
     account_id: str = ""
     campaign_id: str = ""
@@ -139,7 +141,7 @@ class CampaignSettings(PolicySettings):
 class LoopSettings(_Frozen):
     database: str = "sqlite:///data/creative-loop.db"
     data_dir: str = "data"
-    platform: Literal["simulated", "meta"] = "simulated"
+    platform: Literal["simulated", "meta", "google_ads"] = "simulated"
     approval: Literal["none", "pro", "all"] = "pro"
     interval_minutes: float | None = Field(60.0, gt=0, le=366 * 24 * 60)
     cron: str | None = None
@@ -260,6 +262,36 @@ class MetaSettings(_Frozen):
         return self
 
 
+def _customer_id(value: str) -> str:
+    digits = value.replace("-", "")
+    if value and not (digits.isdigit() and len(digits) == 10):
+        raise ValueError(f"expected a 10-digit customer id (dashes allowed), got {value!r}")
+    return digits
+
+
+class GoogleAdsSettings(_Frozen):
+    """The Google Ads connector (``platform = "google_ads"``): ids here, secrets in the environment."""
+
+    customer_id: str = ""  # the account whose campaigns run (a campaign's account_id overrides it)
+    login_customer_id: str = ""  # the manager account the credentials act through; empty: none
+    developer_token_env: str = Field("GOOGLE_ADS_DEVELOPER_TOKEN", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    client_id_env: str = Field("GOOGLE_ADS_CLIENT_ID", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    client_secret_env: str = Field("GOOGLE_ADS_CLIENT_SECRET", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    refresh_token_env: str = Field("GOOGLE_ADS_REFRESH_TOKEN", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    api_version: str = Field("v26", pattern=r"^v[0-9]+$")
+    endpoint: str = Field("", pattern=r"^([A-Za-z0-9.-]+:[0-9]{1,5})?$")  # host:port; empty: Google's
+    token_uri: str = Field("https://oauth2.googleapis.com/token", pattern=r"^https?://")
+    conversion_action: str = Field("", pattern=r"^([0-9]+|customers/[0-9]+/conversionActions/[0-9]+)?$")
+    backfill_days: int = Field(7, ge=1, le=90)
+    min_daily_budget: float = Field(1.0, ge=0)
+    request_timeout: float = Field(120.0, gt=0)
+
+    @field_validator("customer_id", "login_customer_id")
+    @classmethod
+    def _ids(cls, value: str) -> str:
+        return _customer_id(value)
+
+
 class WebSettings(_Frozen):
     """``creative-loop serve``: where the dashboard listens and how it is protected."""
 
@@ -329,6 +361,7 @@ class ConfigModel(_Frozen):
     budget: BudgetSettings = BudgetSettings()
     simulated: SimulatedSettings = SimulatedSettings()
     meta: MetaSettings = MetaSettings()
+    google_ads: GoogleAdsSettings = GoogleAdsSettings()
     web: WebSettings = WebSettings()
     diffusers: DiffusersSettings = DiffusersSettings()
     gemini: GeminiSettings = GeminiSettings()
@@ -345,6 +378,16 @@ class ConfigModel(_Frozen):
             raise ValueError(
                 'executor "celery" on the simulated platform needs simulated.layout = "per-campaign" '
                 "(workers cannot share one state file)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _real_platforms_only(self) -> ConfigModel:
+        named = [i for i, c in enumerate(self.campaigns) if c.platform]
+        if named and self.loop.platform == "simulated":
+            raise ValueError(
+                f'campaigns[{named[0]}].platform: per-campaign platforms need loop.platform = "meta" or '
+                '"google_ads" (the simulated platform runs a scenario\'s campaigns only)'
             )
         return self
 
@@ -384,6 +427,19 @@ class Config:
                 base.update(c.model_dump(exclude_unset=True))
                 return CampaignSettings.model_validate(base)
         return CampaignSettings.model_validate({**base, "id": campaign_id})
+
+    def platform_of(self, campaign_id: str) -> str:
+        """The platform a campaign runs on: its own ``platform``, else ``loop.platform``."""
+        for c in self.model.campaigns:
+            if c.id == campaign_id and c.platform:
+                return c.platform
+        return self.model.loop.platform
+
+    @property
+    def platforms(self) -> list[str]:
+        """Every platform a campaign runs on (``loop.platform`` when there are no campaigns)."""
+        used = [self.platform_of(c.id) for c in self.model.campaigns] or [self.model.loop.platform]
+        return sorted(set(used))
 
     def secret(self, env_name: str, key: str) -> str:
         """Read a secret from the environment variable the config names."""

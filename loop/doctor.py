@@ -83,8 +83,11 @@ def _database(cfg: Config) -> tuple[Check, Check]:
 
 def _secrets(cfg: Config) -> Check:
     names: list[tuple[str, str]] = []
-    if cfg.loop.platform == "meta":
+    if "meta" in cfg.platforms:
         names.append(("meta.access_token_env", cfg.model.meta.access_token_env))
+    if "google_ads" in cfg.platforms:
+        g = cfg.model.google_ads
+        names += [(f"google_ads.{k}", getattr(g, k)) for k in ("developer_token_env", "client_id_env", "client_secret_env", "refresh_token_env")]  # fmt: skip
     for campaign in cfg.model.campaigns:
         if cfg.campaign_settings(campaign.id).generator == "gemini":
             gemini = getattr(cfg.model, "gemini", None)
@@ -100,24 +103,25 @@ def _secrets(cfg: Config) -> Check:
 def _platform(cfg: Config) -> Check:
     from loop.app import make_platform
 
+    label = cfg.loop.platform if cfg.loop.platform == "simulated" else "+".join(cfg.platforms)
     try:
         platform = make_platform(cfg)
     except CreativeLoopError as exc:
-        return Check("platform", False, f"{cfg.loop.platform}: {exc}", "check the platform settings")
+        return Check("platform", False, f"{label}: {exc}", "check the platform settings")
+    seen: list[str] = []
     try:
-        ids = [c.id for c in cfg.model.campaigns] or [c.id for c in getattr(platform, "scenario", None).campaigns]  # type: ignore[union-attr]
-        ads = platform.list_ads(ids[0])
+        # One read per platform in use: the first campaign on each.
+        firsts = {cfg.platform_of(c.id): c.id for c in reversed(cfg.model.campaigns)}
+        ids = sorted(firsts.values()) or [c.id for c in getattr(platform, "scenario", None).campaigns][:1]  # type: ignore[union-attr]
+        for cid in ids:
+            seen.append(f"campaign {cid} lists {len(platform.list_ads(cid))} ad(s)")
     except CreativeLoopError as exc:
-        return Check("platform", False, f"{cfg.loop.platform}: {exc}", "check the platform settings and access token")
+        return Check("platform", False, f"{label}: {exc}", "check the platform settings and access token")
     except Exception as exc:  # the doctor reports, it does not crash
-        return Check(
-            "platform", False, f"{cfg.loop.platform}: {type(exc).__name__}: {exc}", "check the platform settings"
-        )
+        return Check("platform", False, f"{label}: {type(exc).__name__}: {exc}", "check the platform settings")
     finally:
-        close = getattr(platform, "close", None)
-        if callable(close):
-            close()
-    return Check("platform", True, f"{cfg.loop.platform}: campaign {ids[0]} lists {len(ads)} ad(s)")
+        platform.close()
+    return Check("platform", True, f"{label}: " + "; ".join(seen))
 
 
 def run_checks(cfg: Config, platform: bool = True) -> list[Check]:

@@ -9,7 +9,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 
-_SECRET = re.compile(r"(access_token=|appsecret_proof=|Bearer\s+|\"access_token\":\s*\")([^&\s\"']+)", re.I)
+_SECRET = re.compile(
+    r"(access_token=|appsecret_proof=|refresh_token=|client_secret=|Bearer\s+|developer-token[\"']?[:=,]\s*[\"']?"
+    r"|\"(?:access_token|refresh_token|client_secret)\":\s*\")([^&\s\"']+)",
+    re.I,
+)
 
 
 def redact(text: str) -> str:
@@ -87,3 +91,5 @@ def configure(fmt: str = "text", level: int = logging.INFO) -> None:
     root.setLevel(level)
     # Migrations run on every start; their INFO lines are noise, not news.
     logging.getLogger("alembic").setLevel(max(level, logging.WARNING))
+    # google-ads logs every failed call at WARNING; the connector reports each one itself, translated.
+    logging.getLogger("google.ads.googleads.client").setLevel(max(level, logging.ERROR))

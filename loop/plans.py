@@ -44,7 +44,22 @@ def _required(cfg: Config, settings: CampaignSettings, key: str) -> float:
     return float(value)
 
 
+# The most a platform may spend over a daily budget on one day. Google Ads may spend up to twice
+# an average daily budget on a day (the month stays within 30.4 days of it): the loop reserves at
+# least that much, whatever ``overspend`` says, so that caps hold.
+PLATFORM_OVERSPEND = {"google_ads": 2.0}
+
+
 def plan_from_settings(cfg: Config, settings: CampaignSettings) -> CampaignPlan:
+    floor = PLATFORM_OVERSPEND.get(settings.platform or cfg.loop.platform)
+    if floor is not None and settings.overspend < floor:
+        settings = settings.model_copy(update={"overspend": floor})
+        budget, cap = settings.test_daily_budget, settings.test_spend_cap
+        if budget is not None and cap is not None and budget * floor > cap:
+            raise ConfigError(
+                str(cfg.path), f"campaigns[{settings.id}].test_daily_budget",
+                f"{budget} x {floor} (the platform's daily overspend) exceeds test_spend_cap {cap}: not even one day fits",
+            )  # fmt: skip
     return CampaignPlan(
         id=settings.id,
         currency=settings.currency,

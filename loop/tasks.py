@@ -201,6 +201,7 @@ def tick_campaign(task: Any, campaign: str, day: str, explore: bool = True) -> d
     """One campaign's tick for ``day`` (ISO date); see the module docstring for the steps."""
     from celery import chord
 
+    from loop.app import backfill_days
     from loop.celery_app import GENERATE_TASK, TICK_TASK
     from loop.executors import campaign_lock
 
@@ -230,7 +231,7 @@ def tick_campaign(task: Any, campaign: str, day: str, explore: bool = True) -> d
             images=res.images,
             plans=[plan],
             approval=cfg.loop.approval,
-            backfill_days=cfg.model.meta.backfill_days,
+            backfill_days=backfill_days(cfg),
             hold_exploration=not explore,
         )
         rt.on_step = _kill_once

@@ -64,6 +64,8 @@ LEARNING_DAYS = 2
 RETRY_AFTER_ABANDON = timedelta(days=7)
 # A test-spend day not reported this long after its window is booked at its reservation.
 REPORT_GRACE = timedelta(days=2)
+# The platform signal that counts as the platform's own fatigue verdict (Meta's webhook, Google's labels).
+FATIGUE_SIGNAL = "creative_fatigue"
 # After an outage, ingest at most this far back in one tick.
 MAX_CATCH_UP = timedelta(days=90)
 
@@ -115,7 +117,11 @@ class Runtime:
         if rec is not None and rec.status == "done":
             return dict(rec.result)
         if self.dry_run:
-            self.plan_lines.append(f"{mutation.kind} {mutation.key}")
+            # Every mutation in full (images by hash): what would be sent, to check before going live.
+            import json
+
+            detail = {k: v for k, v in mutation.payload().items() if k not in ("key", "campaign")}
+            self.plan_lines.append(f"{mutation.kind} {mutation.key} {json.dumps(detail, sort_keys=True, default=str)}")
             return {"adset_id": f"dry-run:{mutation.key}", "ad_id": f"dry-run:{mutation.key}"}
         if rec is None:
             rec = PlatformMutation(
@@ -268,7 +274,8 @@ def store_counters(platform: AdPlatform, session: Session) -> None:
         return
     try:
         for name, labels, amount in pending:
-            increment(session, name, amount, platform=platform.name, **labels)
+            # A platform label of its own wins (a routing platform names the platform each count is from).
+            increment(session, name, amount, **{"platform": platform.name, **labels})
         session.commit()
     except SQLAlchemyError as exc:
         session.rollback()
@@ -337,6 +344,8 @@ def _tick_campaign(rt: Runtime, session: Session, plan: CampaignPlan, today: dat
     # All of the batch is checked before any of it is written (InvalidPayload names the row).
     rows = check_rows(rows, since=since, until=today - timedelta(days=1), campaign=plan.id)
     ingest(session, plan.id, rows)
+    # ... and the platform's own readings about the ads (e.g. Google's asset performance labels)
+    record_signals(session, plan.id, rt.call(lambda: rt.platform.signals(plan.id), f"signals of {plan.id}"), today)
     rt.commit(session)
     rt.step("ingest")
     # 3. reconcile test-spend reservations with what was spent
@@ -511,6 +520,53 @@ def ingest(session: Session, campaign_id: str, rows: list) -> int:  # type: igno
         session.connection().execute(stmt, list(updates.values()))
     session.flush()
     return len(rows)
+
+
+def record_signals(session: Session, campaign_id: str, signals: list, today: date) -> int:  # type: ignore[type-arg]
+    """Store each pulled reading that differs from the ad's previous one; returns how many were stored.
+
+    A reading whose previous level is in its ``fatigued_after`` also records a
+    ``creative_fatigue`` signal (level ``FATIGUED``), which :func:`detect` takes as the
+    platform's own fatigue signal.  Readings are dated by the platform's day, like the metrics.
+    """
+    from datetime import UTC, datetime, time
+
+    from storage.models import PlatformSignal
+
+    if not signals:
+        return 0
+    at = datetime.combine(today, time(0), tzinfo=UTC)
+    names = {s.name for s in signals}
+    previous: dict[tuple[str, str], str] = {}
+    for ad_id, name, level in session.exec(
+        select(PlatformSignal.platform_ad_id, PlatformSignal.name, PlatformSignal.level)
+        .where(
+            PlatformSignal.campaign_id == campaign_id,
+            col(PlatformSignal.name).in_(sorted(names)),
+            col(PlatformSignal.platform_ad_id).in_(sorted({s.ad_id for s in signals})),
+        )
+        .order_by(col(PlatformSignal.received_at), col(PlatformSignal.id))
+    ).all():
+        previous[(ad_id, name)] = level  # the latest wins
+    stored = 0
+    for s in signals:
+        before = previous.get((s.ad_id, s.name))
+        if before == s.level:
+            continue
+        data = {**s.data, "previous": before}
+        session.add(PlatformSignal(
+            campaign_id=campaign_id, platform_ad_id=s.ad_id[:100], name=s.name[:60], level=s.level[:40], data=data,
+            received_at=at,
+        ))  # fmt: skip
+        if before is not None and before in s.fatigued_after:
+            session.add(PlatformSignal(
+                campaign_id=campaign_id, platform_ad_id=s.ad_id[:100], name=FATIGUE_SIGNAL, level="FATIGUED",
+                data={"signal": s.name, "from": before, "to": s.level, **s.data}, received_at=at,
+            ))  # fmt: skip
+        previous[(s.ad_id, s.name)] = s.level
+        stored += 1
+    session.flush()
+    return stored
 
 
 def series(session: Session, creative_id: str, until: date) -> tuple[list[date], np.ndarray, np.ndarray]:
@@ -780,7 +836,7 @@ def detect(session: Session, plan: CampaignPlan, today: date) -> list[Experiment
             select(PlatformSignal)
             .where(
                 col(PlatformSignal.platform_ad_id).in_([by_id[c].platform_ad_id for c in ids]),
-                PlatformSignal.name == "creative_fatigue",
+                PlatformSignal.name == FATIGUE_SIGNAL,
             )
             .order_by(PlatformSignal.received_at)
         ).all()

@@ -7,7 +7,10 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-OPTIONAL = ("torch", "diffusers", "transformers", "celery", "kombu", "google.genai", "playwright", "psycopg", "redis")
+OPTIONAL = (
+    "torch", "diffusers", "transformers", "celery", "kombu", "google.genai", "google.ads", "grpc", "playwright",
+    "psycopg", "redis",
+)  # fmt: skip
 
 BLOCK = f"""
 import importlib.abc, sys
@@ -47,6 +50,18 @@ def test_an_extra_that_is_missing_is_one_line_exit_2(tmp_path: Path) -> None:
     proc = run("tick", "--config", str(config), cwd=tmp_path)
     assert proc.returncode == 2, proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and "pip install 'creative-loop[celery]'" in proc.stderr
+
+
+def test_the_google_ads_extra_missing_is_one_line_exit_2(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text(
+        f'[loop]\ndatabase = "sqlite:///{tmp_path / "db.sqlite"}"\ndata_dir = "{tmp_path / "data"}"\nplatform = "google_ads"\n'
+        '[[campaigns]]\nid = "shop"\ncampaign_id = "111"\ntest_spend_cap = 300.0\ncredit_cap = 50.0\n'
+        "test_daily_budget = 20.0\nfast_credit_cost = 0.02\npro_credit_cost = 0.6\n"
+    )
+    proc = run("tick", "--config", str(config), cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "pip install 'creative-loop[google]'" in proc.stderr
 
 
 def test_a_postgresql_url_without_the_driver_names_what_to_install(tmp_path: Path) -> None:

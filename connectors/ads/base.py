@@ -54,6 +54,23 @@ class SourceCreative:
 
 
 @dataclass(frozen=True)
+class AdSignal:
+    """The platform's own reading about one ad, pulled when the loop ingests (e.g. Google's
+    asset performance label).
+
+    The loop stores a reading when it differs from the ad's previous reading of the same
+    ``name``; when the previous level was one of ``fatigued_after`` the change is recorded as
+    a creative-fatigue signal too (Google: ``LOW`` after ``GOOD``/``BEST``).
+    """
+
+    ad_id: str
+    name: str  # e.g. "asset_performance"
+    level: str  # e.g. "LOW"
+    fatigued_after: tuple[str, ...] = ()
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Mutation:
     key: str
     campaign: str
@@ -125,7 +142,11 @@ class ScaleWinner(Mutation):
 
 
 class AdPlatform(ABC):
-    """One ad account's platform. Implementations: ``SimulatedAdPlatform``, ``MetaAdPlatform``."""
+    """One ad account's platform.
+
+    Implementations: ``SimulatedAdPlatform``, ``MetaAdPlatform``, ``GoogleAdsPlatform``, and
+    ``RoutingAdPlatform`` (each campaign on its own platform).
+    """
 
     name: str = "platform"
 
@@ -157,6 +178,15 @@ class AdPlatform(ABC):
         """Send the mutation and return its result. Idempotent for the same key."""
 
     # -- optional: what a platform may keep between calls (defaults: nothing) -----
+    def signals(self, campaign: str) -> list[AdSignal]:
+        """The platform's current readings about the campaign's main ads (pulled, not pushed).
+
+        Default: none. Platforms that push signals (Meta's fatigue webhook) record them
+        elsewhere; platforms that report them on request (Google's asset performance labels)
+        return them here and the tick stores them.
+        """
+        return []
+
     def remember(self, key: str, objects: dict[str, Any], fresh: bool) -> None:
         """What the mutation record of ``key`` knows before ``find``/``apply`` is called.
 

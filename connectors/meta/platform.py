@@ -328,6 +328,8 @@ class MetaAdPlatform(AdPlatform):
         token = cfg.secret(m.access_token_env, "meta.access_token_env")
         campaigns: dict[str, MetaCampaign] = {}
         for i, c in enumerate(cfg.model.campaigns):
+            if cfg.platform_of(c.id) not in ("meta", "simulated"):
+                continue  # a campaign on another real platform (loop.app routes its calls there)
             s = cfg.campaign_settings(c.id)
             for key in ("account_id", "campaign_id", "test_campaign_id"):
                 if not getattr(s, key):
