@@ -25,6 +25,22 @@ MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 MIGRATION_LOCK = "#migrate"
 
 
+def _wal(cur) -> None:  # type: ignore[no-untyped-def]
+    """Switch a SQLite file to WAL; retried, since switching a new file while another connection does
+    the same can answer "database is locked" at once, without waiting out the busy timeout."""
+    import sqlite3
+    import time
+
+    for attempt in range(100):
+        try:
+            cur.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == 99:
+                raise
+            time.sleep(0.05)
+
+
 def make_engine(url: str, **kwargs: object) -> Engine:
     """Create an engine; SQLite files get WAL, a busy timeout and foreign keys.
 
@@ -46,7 +62,7 @@ def make_engine(url: str, **kwargs: object) -> Engine:
         @event.listens_for(engine, "connect")
         def _pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]
             cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
+            _wal(cur)
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.close()
