@@ -16,9 +16,30 @@ class _Frozen(BaseModel):
 
 
 class VariantModel(_Frozen):
+    """How a variant's true CTR relates to its parent's (DESIGN.md).
+
+    ``ctr = parent_base_ctr · exp(lift_mu + Σ trait effects + N(0, lift_sigma))``:
+    each trait level a variant carries (``connectors.images.traits``, sent
+    with the launch as ``lineage["traits"]``) adds its effect on log CTR.  An
+    effect is ``trait_effects[family][level]`` when given, otherwise a draw
+    from N(0, ``trait_sigma``) per level, the same for every variant of the
+    scenario (an account's taste).  With ``trait_sigma = 0`` and no explicit
+    effects a variant's CTR is exactly what it was before traits existed.
+    """
+
     lift_mu: float = -0.05
-    lift_sigma: float = Field(0.25, ge=0)
+    lift_sigma: float = Field(0.25, ge=0)  # the idiosyncratic part: what no trait explains
     pro_lift: float = Field(0.10, gt=-1)
+    trait_sigma: float = Field(0.0, ge=0, le=2)
+    trait_effects: dict[str, dict[str, float]] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _finite_effects(self) -> VariantModel:
+        for family, levels in self.trait_effects.items():
+            for level, effect in levels.items():
+                if not (-3.0 <= effect <= 3.0):
+                    raise ValueError(f"trait_effects.{family}.{level}: expected a log effect in [-3, 3], got {effect}")
+        return self
 
 
 class CreativeSpec(_Frozen):
