@@ -28,7 +28,8 @@ from sqlmodel import Session, col, select
 from connectors.images.base import Brief
 from connectors.images.prompts import template_for
 from connectors.images.traits import PROCEDURAL_FAMILIES, describe, traits_for
-from loop.plans import CampaignPlan
+from loop.config import Config
+from loop.plans import CampaignPlan, campaign_plans
 from policies.traits import TraitEffect, TraitPosterior, TraitPrior, fit_traits, log_ctr_moments
 from storage.models import Arm, Creative, DailyMetric, Experiment, FatigueNoise
 
@@ -39,6 +40,7 @@ __all__ = [
     "accounts",
     "fit_account",
     "insights",
+    "plans_for",
     "sentence",
     "trait_data",
     "vocabulary",
@@ -102,8 +104,15 @@ def variant_traits(creative: Creative) -> dict[str, str]:
     return dict(creative.traits or {}) or traits_for(creative.generator, creative.recipe)
 
 
-def trait_data(session: Session, campaigns: Sequence[str], *, before: date | None = None) -> TraitData:
-    """The model's inputs from the decided experiments of ``campaigns`` (decided before ``before``, if given)."""
+def trait_data(
+    session: Session, campaigns: Sequence[str], *, before: date | None = None, skip_days: int = 0
+) -> TraitData:
+    """The model's inputs from the decided experiments of ``campaigns`` (decided before ``before``, if given).
+
+    Each arm's first ``skip_days`` delivery days are left out: a new ad's learning
+    phase (and its novelty) weighs most in the arms eliminated early, so it would
+    pull the losers' CTRs up and every trait effect towards zero.
+    """
     out = TraitData()
     query = select(Experiment).where(
         col(Experiment.campaign_id).in_(list(campaigns)), col(Experiment.decided_on).is_not(None)
@@ -116,11 +125,20 @@ def trait_data(session: Session, campaigns: Sequence[str], *, before: date | Non
             continue
         ids = [a.creative_id for a in arms]
         clicks, imps, days = np.zeros(len(ids)), np.zeros(len(ids)), np.zeros(len(ids))
-        for m in session.exec(select(DailyMetric).where(col(DailyMetric.creative_id).in_(ids))).all():
+        delivered = np.zeros(len(ids))
+        rows = session.exec(
+            select(DailyMetric).where(col(DailyMetric.creative_id).in_(ids)).order_by(col(DailyMetric.day))
+        ).all()
+        for m in rows:
             i = ids.index(m.creative_id)
+            if m.impressions <= 0:
+                continue
+            delivered[i] += 1
+            if delivered[i] <= skip_days:
+                continue
             clicks[i] += m.clicks
             imps[i] += m.impressions
-            days[i] += m.impressions > 0
+            days[i] += 1
         seen = imps > 0
         if seen.sum() < 2:
             continue  # one variant alone says nothing about traits
@@ -242,6 +260,13 @@ class AccountInsights:
             ],
             "untried": [{"family": f, "value": v} for f, v in self.untried],
         }
+
+
+def plans_for(cfg: Config) -> list[CampaignPlan]:
+    """The campaign plans of ``cfg`` (on the simulated platform, its scenario's campaigns)."""
+    from loop.app import scenario_for
+
+    return campaign_plans(cfg, scenario_for(cfg) if cfg.loop.platform == "simulated" else None)
 
 
 def insights(

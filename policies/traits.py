@@ -70,12 +70,14 @@ class TraitPrior:
     noise_scale: float = 0.25
     group_scale: float = 0.25
     mean_sd: float = 1.0
+    # φ, the factor on the stated measurement variances: InvGamma(a, a) puts its mass around 1.
+    dispersion_shape: float = 2.0
     draws: int = 1000
     burn_in: int = 300
     level: float = 0.9  # the credible interval reported
 
     def __post_init__(self) -> None:
-        for name in ("effect_scale", "family_df", "noise_scale", "group_scale", "mean_sd"):
+        for name in ("effect_scale", "family_df", "noise_scale", "group_scale", "mean_sd", "dispersion_shape"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise ValueError(f"{name}: expected a finite number > 0, got {value!r}")
@@ -246,16 +248,23 @@ def fit_traits(
             x[i, index[(str(fam), str(value))]] = 1.0
     group_ids = {g: k for k, g in enumerate(dict.fromkeys(groups))}
     g_count = len(group_ids)
-    z = np.zeros((n, g_count))
-    for i, g in enumerate(groups):
-        z[i, group_ids[g]] = 1.0
-    design = np.hstack([np.ones((n, 1)), z, x])
+    # Each row of the design [1, experiment one-hot, level one-hot] as its non-zero columns, padded with a
+    # spare column m: the Gram matrix is then a bincount. (BLAS on these small matrices is slower than
+    # this, and spins threads on a busy machine.)
+    m = 1 + g_count + p
+    nz = [[0, 1 + group_ids[g], *(1 + g_count + np.flatnonzero(x[i]))] for i, g in enumerate(groups)]
+    width = max((len(r) for r in nz), default=1)
+    cols_of = np.full((n, width), m, dtype=np.int64)
+    for i, r in enumerate(nz):
+        cols_of[i, : len(r)] = r
+    pair = (cols_of[:, :, None] * (m + 1) + cols_of[:, None, :]).reshape(n, width * width)
     fam_of = [f for f, _ in cols]
     families = list(vocab)
     fam_cols = {f: np.array([j for j, c in enumerate(fam_of) if c == f], dtype=int) for f in families}
     # 3. Gibbs sampling
-    m = 1 + g_count + p
     sigma2, tau2 = prior.noise_scale**2, prior.group_scale**2
+    phi = 1.0
+    v = np.maximum(v, 1e-9)
     s2 = {f: prior.effect_scale**2 for f in families}
     shared2 = prior.effect_scale**2
     nu = prior.family_df
@@ -273,16 +282,24 @@ def fit_traits(
         prec[1 : 1 + g_count] = 1.0 / tau2
         for f in families:
             prec[1 + g_count + fam_cols[f]] = 1.0 / s2[f]
-        w = 1.0 / (sigma2 + v) if n else v
-        q = (design.T * w) @ design + np.diag(prec)
-        chol = cholesky(q, lower=True)
-        mean = cho_solve((chol, True), design.T @ (w * y))
-        theta = mean + solve_triangular(chol.T, rng.standard_normal(m), lower=False)
+        w = 1.0 / (sigma2 + phi * v) if n else v
+        size = (m + 1) * (m + 1)
+        q = np.bincount(pair.ravel(), np.repeat(w, pair.shape[1]), minlength=size).astype(float)
+        q = q.reshape(m + 1, m + 1)[:m, :m]
+        q[np.diag_indices(m)] += prec
+        b = np.bincount(cols_of.ravel(), np.repeat(w * y, width), minlength=m + 1)[:m].astype(float)
+        chol = cholesky(q, lower=True, check_finite=False)
+        mean = cho_solve((chol, True), b, check_finite=False)
+        theta = mean + solve_triangular(chol.T, rng.standard_normal(m), lower=False, check_finite=False)
         # 3b. the idiosyncratic lifts given the fit (data augmentation)
         if n:
-            resid = y - design @ theta
-            shrink = sigma2 / (sigma2 + v)
-            u = resid * shrink + np.sqrt(v * shrink) * rng.standard_normal(n)
+            resid = y - np.append(theta, 0.0)[cols_of].sum(axis=1)
+            shrink = sigma2 / (sigma2 + phi * v)
+            u = resid * shrink + np.sqrt(phi * v * shrink) * rng.standard_normal(n)
+            # The measurement noise's scale: the stated variances times φ (over-dispersion the
+            # binomial and day-level terms miss: adaptive stopping, learning phases).
+            e = resid - u
+            phi = _inv_gamma(rng, prior.dispersion_shape + n / 2.0, prior.dispersion_shape + float(e @ (e / v)) / 2.0)
         # 3c. the scales: half-Cauchy as an inverse-gamma mixture (Wand et al. 2011)
         sigma2 = _inv_gamma(rng, (n + 1) / 2.0, 1.0 / a_sigma + float(u @ u) / 2.0)
         a_sigma = _inv_gamma(rng, 1.0, 1.0 / sigma2 + 1.0 / prior.noise_scale**2)

@@ -18,13 +18,17 @@ class _Frozen(BaseModel):
 class VariantModel(_Frozen):
     """How a variant's true CTR relates to its parent's (DESIGN.md).
 
-    ``ctr = parent_base_ctr · exp(lift_mu + Σ trait effects + N(0, lift_sigma))``:
+    ``ctr = parent_base_ctr · exp(lift_mu + Σ its trait effects − Σ its parent's + N(0, lift_sigma))``:
     each trait level a variant carries (``connectors.images.traits``, sent
-    with the launch as ``lineage["traits"]``) adds its effect on log CTR.  An
-    effect is ``trait_effects[family][level]`` when given, otherwise a draw
-    from N(0, ``trait_sigma``) per level, the same for every variant of the
-    scenario (an account's taste).  With ``trait_sigma = 0`` and no explicit
-    effects a variant's CTR is exactly what it was before traits existed.
+    with the launch as ``lineage["traits"]``) adds its effect on log CTR, and
+    a parent that is itself a scaled variant takes its own traits' effects
+    back (a creative's traits are what it is: a successor of a warm-graded
+    winner gains nothing more from a warm grade).  An effect is
+    ``trait_effects[family][level]`` when given, otherwise a draw from
+    N(0, ``trait_sigma``) per level, the same for every variant of the
+    scenario (an account's taste), from a stream of its own.  With
+    ``trait_sigma = 0`` and no explicit effects a variant's CTR is exactly
+    what it was before traits existed.
     """
 
     lift_mu: float = -0.05
