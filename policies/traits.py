@@ -5,30 +5,37 @@ Every generated variant carries named traits (``grade = "warm"``,
 decided, a variant's posterior CTR against its parent's is one noisy
 observation of
 
-    log lift_i = μ + α_experiment(i) + Σ_traits β_family,level + u_i
+    log lift_i = α_experiment(i) + Σ_traits β_family,level + u_i + e_i
 
-- ``μ``: the average variant's log lift over its parent (prior N(0, 1));
-- ``α``: what the experiment shares (the parent's measured baseline, the test
-  weeks, the novelty of new ads), a random effect with a half-Cauchy scale:
-  trait effects are learnt from comparisons *within* experiments;
+- ``α``: what one experiment's variants share: their parent (its measured
+  baseline, its own traits), the test weeks, the novelty of new ads.  Each
+  experiment has its own, under a wide fixed prior (N(0, ``group_scale``²)),
+  so trait effects are learnt only from comparisons *within* experiments.
+  That matters once the model picks the drafts: a later test's drafts share
+  traits with their parent, the last winner, and a shrunk (random) offset
+  would then bias every effect;
 - ``β``: one effect per trait level, ``β ~ N(0, s_f²)`` with one scale ``s_f``
-  per trait family and a half-Cauchy(``effect_scale``) prior on it, so a
-  family whose levels do not differ is shrunk to nothing (the levels' intervals
-  then cover zero) and a family that matters is let go;
-- ``u``: what the traits do not explain (half-Cauchy scale), plus the
-  measurement noise of the variant's CTR, known from its exposure
-  (``variance``: the Beta posterior's variance of log CTR, plus day-level
-  over-dispersion).
+  per trait family; the families' scales scatter (inverse-χ², ``family_df``)
+  around a shared scale with a half-normal(``effect_scale``) prior, so a
+  family whose levels do not differ is shrunk to nothing (its intervals then
+  cover zero), a family that matters is let go, and the families learn from
+  each other how large effects are in this account;
+- ``u``: what the traits do not explain (half-Cauchy(``noise_scale``) scale);
+- ``e``: the measurement noise of the variant's CTR, known from its exposure
+  (``variance``: the Beta posterior's variance of log CTR plus day-level
+  over-dispersion) up to a factor φ ~ InvGamma(a, a) learnt from the data
+  (what the stated variances miss: adaptive stopping, learning phases).
 
 The posterior is sampled by Gibbs (every conditional is conjugate: the
-Gaussian block of μ, α and β; the idiosyncratic part by data augmentation;
-the scales by the inverse-gamma mixture form of the half-Cauchy).  The RNG is
+Gaussian block of α and β; the idiosyncratic part by data augmentation;
+the half-Cauchy scale by its inverse-gamma mixture form).  The RNG is
 injected, so a fit is reproducible to the last digit.
 
 An effect is reported *centred*: a level's β minus the mean β of its family's
 levels, i.e. against the average variant (with ``levels`` naming every level
 the generator can produce, tried or not).  ``exp(effect) − 1`` is the CTR
-change in percent.
+change in percent.  The average variant's lift over its parent is the mean of
+the experiments' offsets plus each family's mean effect.
 
 :func:`select_drafts` is the Thompson step of the draft selection: each test
 slot takes one posterior draw of the effects and the best draft under it that
@@ -62,22 +69,22 @@ class TraitPrior:
     ``effect_scale`` is the half-Cauchy scale of a family's spread: 0.1 says
     "a trait level typically moves CTR by about ±10 %", leaving room for far
     more.  ``noise_scale`` is that of a variant's idiosyncratic lift, and
-    ``group_scale`` that of what one experiment's variants share.
+    ``group_scale`` the (fixed, wide) prior sd of what one experiment's
+    variants share.
     """
 
     effect_scale: float = 0.1
     family_df: float = 4.0  # how far one family's scale may stray from the shared one (inverse-χ² degrees of freedom)
     noise_scale: float = 0.25
-    group_scale: float = 0.25
-    mean_sd: float = 1.0
-    # φ, the factor on the stated measurement variances: InvGamma(a, a) puts its mass around 1.
-    dispersion_shape: float = 2.0
+    group_scale: float = 1.0
+    # φ, the factor on the stated measurement variances: InvGamma(a, a) keeps it near 1 (90 %: 0.64-1.84).
+    dispersion_shape: float = 10.0
     draws: int = 1000
     burn_in: int = 300
     level: float = 0.9  # the credible interval reported
 
     def __post_init__(self) -> None:
-        for name in ("effect_scale", "family_df", "noise_scale", "group_scale", "mean_sd", "dispersion_shape"):
+        for name in ("effect_scale", "family_df", "noise_scale", "group_scale", "dispersion_shape"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise ValueError(f"{name}: expected a finite number > 0, got {value!r}")
@@ -127,7 +134,7 @@ class TraitPosterior:
 
     levels: list[tuple[str, str]]  # (family, value) per column of ``beta``
     beta: np.ndarray  # (draws, levels): raw effects
-    mean_lift: np.ndarray  # (draws,): μ
+    mean_lift: np.ndarray  # (draws,): the average variant's log lift over its parent (empty without data)
     family_scale: dict[str, np.ndarray]  # family -> (draws,) s_f
     noise_sd: np.ndarray  # (draws,): σ of the idiosyncratic lift
     counts: np.ndarray  # (levels,): tested variants with the level
@@ -248,11 +255,11 @@ def fit_traits(
             x[i, index[(str(fam), str(value))]] = 1.0
     group_ids = {g: k for k, g in enumerate(dict.fromkeys(groups))}
     g_count = len(group_ids)
-    # Each row of the design [1, experiment one-hot, level one-hot] as its non-zero columns, padded with a
+    # Each row of the design [experiment one-hot, level one-hot] as its non-zero columns, padded with a
     # spare column m: the Gram matrix is then a bincount. (BLAS on these small matrices is slower than
     # this, and spins threads on a busy machine.)
-    m = 1 + g_count + p
-    nz = [[0, 1 + group_ids[g], *(1 + g_count + np.flatnonzero(x[i]))] for i, g in enumerate(groups)]
+    m = g_count + p
+    nz = [[group_ids[g], *(g_count + np.flatnonzero(x[i]))] for i, g in enumerate(groups)]
     width = max((len(r) for r in nz), default=1)
     cols_of = np.full((n, width), m, dtype=np.int64)
     for i, r in enumerate(nz):
@@ -262,13 +269,13 @@ def fit_traits(
     families = list(vocab)
     fam_cols = {f: np.array([j for j, c in enumerate(fam_of) if c == f], dtype=int) for f in families}
     # 3. Gibbs sampling
-    sigma2, tau2 = prior.noise_scale**2, prior.group_scale**2
+    sigma2 = prior.noise_scale**2
     phi = 1.0
     v = np.maximum(v, 1e-9)
     s2 = {f: prior.effect_scale**2 for f in families}
     shared2 = prior.effect_scale**2
     nu = prior.family_df
-    a_sigma, a_tau = 1.0, 1.0
+    a_sigma = 1.0
     total = prior.burn_in + prior.draws
     out_beta = np.empty((prior.draws, p))
     out_mu = np.empty(prior.draws)
@@ -276,12 +283,11 @@ def fit_traits(
     out_scale = {f: np.empty(prior.draws) for f in families}
     u = np.zeros(n)
     for it in range(total):
-        # 3a. μ, α, β given the variances (u integrated out: each variant's noise is σ² + v_i)
+        # 3a. α, β given the variances (u integrated out: each variant's noise is σ² + φ·v_i)
         prec = np.empty(m)
-        prec[0] = 1.0 / prior.mean_sd**2
-        prec[1 : 1 + g_count] = 1.0 / tau2
+        prec[:g_count] = 1.0 / prior.group_scale**2
         for f in families:
-            prec[1 + g_count + fam_cols[f]] = 1.0 / s2[f]
+            prec[g_count + fam_cols[f]] = 1.0 / s2[f]
         w = 1.0 / (sigma2 + phi * v) if n else v
         size = (m + 1) * (m + 1)
         q = np.bincount(pair.ravel(), np.repeat(w, pair.shape[1]), minlength=size).astype(float)
@@ -303,10 +309,7 @@ def fit_traits(
         # 3c. the scales: half-Cauchy as an inverse-gamma mixture (Wand et al. 2011)
         sigma2 = _inv_gamma(rng, (n + 1) / 2.0, 1.0 / a_sigma + float(u @ u) / 2.0)
         a_sigma = _inv_gamma(rng, 1.0, 1.0 / sigma2 + 1.0 / prior.noise_scale**2)
-        alpha = theta[1 : 1 + g_count]
-        tau2 = _inv_gamma(rng, (g_count + 1) / 2.0, 1.0 / a_tau + float(alpha @ alpha) / 2.0)
-        a_tau = _inv_gamma(rng, 1.0, 1.0 / tau2 + 1.0 / prior.group_scale**2)
-        beta = theta[1 + g_count :]
+        beta = theta[g_count:]
         for f in families:
             b = beta[fam_cols[f]]
             s2[f] = _inv_gamma(rng, (nu + b.size) / 2.0, (nu * shared2 + float(b @ b)) / 2.0)
@@ -317,14 +320,14 @@ def fit_traits(
         k = it - prior.burn_in
         if k >= 0:
             out_beta[k] = beta
-            out_mu[k] = theta[0]
+            out_mu[k] = theta[:g_count].mean() + sum(float(beta[fam_cols[f]].mean()) for f in families) if n else 0.0
             out_sigma[k] = math.sqrt(sigma2)
             for f in families:
                 out_scale[f][k] = math.sqrt(s2[f])
     return TraitPosterior(
         levels=cols,
         beta=out_beta,
-        mean_lift=out_mu,
+        mean_lift=out_mu if n else np.zeros(0),
         family_scale=out_scale,
         noise_sd=out_sigma,
         counts=x.sum(axis=0).astype(int) if n else np.zeros(p, dtype=int),
