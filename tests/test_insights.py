@@ -123,3 +123,80 @@ def test_insights_fit_the_tested_variants(engine, tmp_path):
         by_family[e.family] = by_family.get(e.family, 0) + e.variants
         assert e.lo <= e.mean <= e.hi
     assert by_family and all(n == len(data) for n in by_family.values())  # one level per family per variant
+
+
+# -- the command line ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def filled(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A config whose SQLite database the loop filled over the trait scenario (model selection)."""
+    from storage.db import make_engine, migrate
+
+    folder = tmp_path_factory.mktemp("insights")
+    scenario = _scenario(folder)
+    engine = make_engine(f"sqlite:///{folder / 'loop.db'}")
+    migrate(engine)
+    run_days(make_runtime(engine, folder, scenario), DAYS)
+    engine.dispose()
+    path = folder / "creative-loop.toml"
+    path.write_text(
+        f'[loop]\ndatabase = "sqlite:///{folder / "loop.db"}"\ndata_dir = "{folder / "data"}"\n'
+        f'[simulated]\nscenario = "{scenario}"\n'
+    )
+    return path
+
+
+def test_cli_prints_one_sentence_per_tried_trait(filled: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from loop.cli import main
+
+    assert main(["insights", "--config", str(filled)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("account (shop): ") and "tested variants from" in out[0] and "% CTR [" in out[0]
+    lines = [line for line in out if line.startswith("  ") and "% CTR [" in line]
+    assert lines and all(line.rstrip().split(" · ")[0].endswith(("variant", "variants")) for line in lines)
+    assert any(" grade: " in line for line in lines) and any(line.startswith("  CTA “") for line in lines)
+    assert out[-1].startswith("effects are against the average variant")
+    # Seeded: the same database gives the same lines.
+    assert main(["insights", "--config", str(filled)]) == 0
+    assert capsys.readouterr().out.splitlines() == out
+
+
+def test_cli_json_and_one_campaign(filled: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from loop.cli import main
+
+    assert main(["insights", "--config", str(filled), "--campaign", "shop", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    (account,) = doc["accounts"]
+    assert doc["campaign"] == "shop" and account["campaigns"] == ["shop"] and account["level"] == 0.9
+    assert account["variants"] >= 2 and account["experiments"] >= 1
+    traits = account["traits"]
+    assert {"family", "value", "effect_pct", "lo_pct", "hi_pct", "variants", "reliable", "sentence"} <= set(traits[0])
+    for t in traits:
+        assert t["lo_pct"] <= t["effect_pct"] <= t["hi_pct"] and t["sentence"].endswith(("variant", "variants"))
+        assert t["reliable"] == (t["lo_pct"] > 0 or t["hi_pct"] < 0)
+    per_family: dict[str, int] = {}
+    for t in traits:
+        per_family[t["family"]] = per_family.get(t["family"], 0) + t["variants"]
+    assert set(per_family.values()) == {account["variants"]}
+
+
+def test_cli_unknown_campaign_is_one_line_and_exit_2(filled: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from loop.cli import main
+
+    assert main(["insights", "--config", str(filled), "--campaign", "nope"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["creative-loop: --campaign: campaign: unknown campaign 'nope' (known: shop)"]
+
+
+def test_cli_with_nothing_decided_says_so(tmp_path: Path, scenario_file: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    from loop.cli import main
+
+    path = tmp_path / "c.toml"
+    path.write_text(
+        f'[loop]\ndatabase = "sqlite:///{tmp_path / "db.sqlite"}"\ndata_dir = "{tmp_path / "d"}"\n'
+        f'[simulated]\nscenario = "{scenario_file}"\n'
+    )
+    assert main(["insights", "--config", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "no decided experiment yet, nothing learnt" in out and "% CTR" not in out
