@@ -744,7 +744,7 @@ def selection_table(comparison: Comparison) -> Any:
     table = Table(title="draft selection (means per run; winner CTR relative to the root creative's true CTR)",
                   box=box.SIMPLE_HEAD)  # fmt: skip
     for i, name in enumerate(SELECTION_COLUMNS):
-        table.add_column(name, justify="left" if i == 0 else "right")
+        table.add_column(name, justify="left" if i == 0 else "right", no_wrap=i == 0)
     for row in selection_rows(comparison):
         table.add_row(*row)
     return table
