@@ -111,6 +111,7 @@ class RunSummary:
     endings: dict[str, int] | None = None  # experiments by how they ended (loop.simulate.ending)
     simple_regret: list[float] | None = None  # per decided experiment: (best true CTR − winner's) / best
     clicks_recovered: float = 0.0  # clicks the scaled winners earned over their fatigued parents
+    best_arm_clicks: float = 0.0  # Σ test impressions × their experiment's best true CTR (regret's scale)
     selection: str | None = None  # the draft selection strategy (None: the config's, not compared)
     winner_vs_root: list[float] | None = None  # per decided experiment: winner true CTR / root creative's base CTR
     winner_vs_parent: list[float] | None = None  # per decided experiment: winner true CTR / parent's base CTR
@@ -162,6 +163,7 @@ class PolicyRow:
     spend_per_decided_winner: float | None = None  # test spend / confident decisions
     simple_regret_pct: float | None = None  # mean CTR the chosen winner gives up against the best arm, in %
     net_clicks_per_spend: float | None = None  # (clicks recovered − regret clicks) per currency unit of test spend
+    regret_share: float | None = None  # regret clicks / the clicks of the best arms on the same impressions
     winner_ctr: float | None = None  # mean over runs of RunSummary.winner_ctr (winner CTR / root creative's)
     winner_ctr_se: float | None = None
     winner_lift: float | None = None  # mean winner CTR / parent's base CTR, over all decided experiments
@@ -359,6 +361,7 @@ def _summarize_run(
 ) -> RunSummary:
     daily = np.zeros(days)
     wasted = test_imps = winners = winners_best = 0
+    best_clicks = 0.0  # the clicks the test impressions would have got on each experiment's best arm
     confident: list[tuple[int, bool]] = []
     allocation: dict[str, Any] | None = None
     n_exps = 0
@@ -391,6 +394,7 @@ def _summarize_run(
             if 0 <= d < days:
                 daily[d] += m.impressions * (best - ctr)
             test_imps += m.impressions
+            best_clicks += m.impressions * best
             if ctr < best:
                 wasted += m.impressions
         point = _first_confident(session, exp, ids, metrics)
@@ -413,6 +417,7 @@ def _summarize_run(
         run=run,
         seed=seed,
         regret_clicks=float(daily.sum()),
+        best_arm_clicks=float(best_clicks),
         daily_regret=[float(x) for x in daily],
         wasted_impressions=int(wasted),
         test_impressions=int(test_imps),
@@ -649,6 +654,7 @@ def summarize(runs: Sequence[RunSummary], baseline: Sequence[RunSummary] | None 
         spend_per_decided_winner=spend / ended["confident"] if ended["confident"] else None,
         simple_regret_pct=100.0 * float(np.mean(simple)) if simple else None,
         net_clicks_per_spend=net / spend if spend > 0 else None,
+        regret_share=float(regret.sum()) / best if (best := sum(s.best_arm_clicks for s in runs)) > 0 else None,
         winner_ctr=float(wctr.mean()) if wctr.size else None,
         winner_ctr_se=float(wctr.std(ddof=1) / math.sqrt(wctr.size)) if wctr.size > 1 else None,
         winner_lift=float(np.mean(lifts)) if lifts else None,
@@ -704,6 +710,7 @@ SELECTION_COLUMNS = (
     "winner CTR / root (± s.e.)",
     "winner / parent",
     "regret (± s.e.)",
+    "regret % of best",
     "simple regret",
     "trait coverage (90 %)",
     "runs with a reliable trait",
@@ -724,6 +731,7 @@ def selection_rows(comparison: Comparison) -> list[list[str]]:
                 f"{_fmt(r.winner_ctr, '{:.4f}')} ± {_fmt(r.winner_ctr_se, '{:.4f}')}",
                 _fmt(r.winner_lift, "{:.4f}"),
                 f"{r.regret_mean:,.1f} ± {r.regret_se:,.1f}",
+                _fmt(r.regret_share, "{:.1%}"),
                 _fmt(r.simple_regret_pct, "{:.1f}%"),
                 _fmt(r.trait_coverage, "{:.1%}"),
                 f"{r.runs_with_reliable_trait}/{r.runs}",
