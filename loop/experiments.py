@@ -282,14 +282,6 @@ def _two_arm_spend(test_plan: ExperimentPlan, plan: CampaignPlan) -> int:
     return reservation_for(plan.test_daily_budget, 1, plan.settings.overspend) + (days - 1) * plan.test_daily_budget
 
 
-def draft_count(plan: CampaignPlan, tiering: str) -> int:
-    """Drafts to generate: ``drafts`` when the model selects (fast tier only), else ``variants``."""
-    s = plan.settings
-    if s.selection == "model" and tiering != "pro-only":
-        return max(s.drafts, s.variants)
-    return s.variants
-
-
 def _off_brand(v: Creative) -> bool:
     return bool(v.flags.get("brand")) and not v.flags["brand"].get("ok", True)
 
@@ -377,7 +369,7 @@ def on_detected(rt: Runtime, session: Session, plan: CampaignPlan, exp: Experime
         events.record(session, events.TEST_PLANNED, plan.id, exp.id, **test_plan.to_dict())
         abandon(rt, session, plan, exp, test_plan.reason)
         return
-    wanted = draft_count(plan, rt.tiering)
+    wanted = plan.drafts(rt.tiering)
     fit = wanted if per_variant == 0 else min(wanted, max(0, room) // per_variant)
     if fit < 2:
         if budget_wait.wait(rt, session, plan, exp, "credit", today,
