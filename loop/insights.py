@@ -49,16 +49,18 @@ __all__ = [
 
 @dataclass
 class TraitData:
-    """The model's inputs: one entry per tested variant of a decided experiment."""
+    """The model's inputs: one observation per tested variant and day of its decided experiment."""
 
     traits: list[dict[str, str]] = field(default_factory=list)
     log_lift: list[float] = field(default_factory=list)
     variance: list[float] = field(default_factory=list)
-    groups: list[str] = field(default_factory=list)  # experiment ids
-    creatives: list[str] = field(default_factory=list)
+    groups: list[str] = field(default_factory=list)  # "experiment@day": what is compared within
+    creatives: list[str] = field(default_factory=list)  # the variant of each observation
+    experiments: list[str] = field(default_factory=list)  # the experiment of each observation
 
     def __len__(self) -> int:
-        return len(self.traits)
+        """The tested variants behind the data."""
+        return len(set(self.creatives))
 
 
 def vocabulary(plans: Sequence[CampaignPlan]) -> dict[str, list[str]]:
@@ -104,14 +106,16 @@ def variant_traits(creative: Creative) -> dict[str, str]:
     return dict(creative.traits or {}) or traits_for(creative.generator, creative.recipe)
 
 
-def trait_data(
-    session: Session, campaigns: Sequence[str], *, before: date | None = None, skip_days: int = 0
-) -> TraitData:
+def trait_data(session: Session, campaigns: Sequence[str], *, before: date | None = None) -> TraitData:
     """The model's inputs from the decided experiments of ``campaigns`` (decided before ``before``, if given).
 
-    Each arm's first ``skip_days`` delivery days are left out: a new ad's learning
-    phase (and its novelty) weighs most in the arms eliminated early, so it would
-    pull the losers' CTRs up and every trait effect towards zero.
+    A variant is compared only with the arms that ran on the same days: each
+    day on which two or more arms of an experiment delivered gives one
+    observation per arm.  Arms share a day's weekday and a new ad's learning
+    phase (they were launched together), so neither can pass for a trait; over
+    whole tests they would, since the arms eliminated early have seen mostly
+    their first days.  The day's log CTR is over the parent's baseline CTR, its
+    variance the binomial one plus the campaign's day-level over-dispersion.
     """
     out = TraitData()
     query = select(Experiment).where(
@@ -124,46 +128,40 @@ def trait_data(
         if len(arms) < 2:
             continue
         ids = [a.creative_id for a in arms]
-        clicks, imps, days = np.zeros(len(ids)), np.zeros(len(ids)), np.zeros(len(ids))
-        delivered = np.zeros(len(ids))
-        rows = session.exec(
-            select(DailyMetric).where(col(DailyMetric.creative_id).in_(ids)).order_by(col(DailyMetric.day))
-        ).all()
-        for m in rows:
-            i = ids.index(m.creative_id)
-            if m.impressions <= 0:
-                continue
-            delivered[i] += 1
-            if delivered[i] <= skip_days:
-                continue
-            clicks[i] += m.clicks
-            imps[i] += m.impressions
-            days[i] += 1
-        seen = imps > 0
-        if seen.sum() < 2:
-            continue  # one variant alone says nothing about traits
-        mean, var = log_ctr_moments(
-            clicks, imps, days=days, extra_variance=_extra_variance(session, exp.campaign_id, exp.decided_on)
-        )
-        base = _baseline(exp, clicks, imps)
-        for i, cid in enumerate(ids):
-            creative = session.get(Creative, cid)
-            if not seen[i] or creative is None:
-                continue
-            out.traits.append(variant_traits(creative))
-            out.log_lift.append(float(mean[i] - math.log(base)))
-            out.variance.append(float(var[i]))
-            out.groups.append(exp.id)
-            out.creatives.append(cid)
+        by_day: dict[date, list[DailyMetric]] = {}
+        for m in session.exec(select(DailyMetric).where(col(DailyMetric.creative_id).in_(ids))).all():
+            if m.impressions > 0:
+                by_day.setdefault(m.day, []).append(m)
+        base = math.log(_baseline(exp, session, ids))
+        tau2 = _extra_variance(session, exp.campaign_id, exp.decided_on)
+        traits: dict[str, dict[str, str]] = {}
+        for day in sorted(by_day):
+            rows = sorted(by_day[day], key=lambda m: ids.index(m.creative_id))
+            if len(rows) < 2:
+                continue  # one arm alone that day: nothing to compare it with
+            mean, var = log_ctr_moments(
+                np.array([m.clicks for m in rows]), np.array([m.impressions for m in rows]), extra_variance=tau2
+            )
+            for m, y, v in zip(rows, mean, var, strict=True):
+                if m.creative_id not in traits:
+                    creative = session.get(Creative, m.creative_id)
+                    traits[m.creative_id] = variant_traits(creative) if creative is not None else {}
+                out.traits.append(traits[m.creative_id])
+                out.log_lift.append(float(y - base))
+                out.variance.append(float(v))
+                out.groups.append(f"{exp.id}@{day.isoformat()}")
+                out.creatives.append(m.creative_id)
+                out.experiments.append(exp.id)
     return out
 
 
-def _baseline(exp: Experiment, clicks: np.ndarray, imps: np.ndarray) -> float:
+def _baseline(exp: Experiment, session: Session, arm_ids: Sequence[str]) -> float:
     """The parent's CTR before fatigue (the detector's baseline); else the arms' pooled CTR."""
     rate = (exp.verdict or {}).get("baseline_ctr")
     if isinstance(rate, (int, float)) and 0 < rate < 1:
         return float(rate)
-    return float(max(clicks.sum(), 0.5) / max(imps.sum(), 1.0))
+    rows = session.exec(select(DailyMetric).where(col(DailyMetric.creative_id).in_(list(arm_ids)))).all()
+    return float(max(sum(m.clicks for m in rows), 0.5) / max(sum(m.impressions for m in rows), 1))
 
 
 def _extra_variance(session: Session, campaign_id: str, until: date | None) -> float:
@@ -187,8 +185,10 @@ def fit_account(
     ids = [campaign] if campaign is not None else [p.id for p in plans]
     data = trait_data(session, ids, before=before)
     posterior = fit_traits(
-        data.traits, data.log_lift, data.variance, data.groups, rng, levels=vocabulary(plans), prior=prior
-    )
+        data.traits, data.log_lift, data.variance, data.groups, rng, levels=vocabulary(plans), prior=prior,
+        variants=data.creatives,
+    )  # fmt: skip
+    posterior.experiments = len(set(data.experiments))  # the groups it counted are experiment-days
     return posterior, data
 
 

@@ -2,40 +2,43 @@
 
 Every generated variant carries named traits (``grade = "warm"``,
 ``aspect = "4:5"``, a prompt's ``palette = "pastel"`` …).  Once its test is
-decided, a variant's posterior CTR against its parent's is one noisy
-observation of
+decided, each observation of a tested variant (its log CTR on one day, over
+its parent's baseline) is modelled as
 
-    log lift_i = α_experiment(i) + Σ_traits β_family,level + u_i + e_i
+    log lift_i = α_group(i) + Σ_traits β_family,level + u_variant(i) + e_i
 
-- ``α``: what one experiment's variants share: their parent (its measured
-  baseline, its own traits), the test weeks, the novelty of new ads.  Each
-  experiment has its own, under a wide fixed prior (N(0, ``group_scale``²)),
-  so trait effects are learnt only from comparisons *within* experiments.
-  That matters once the model picks the drafts: a later test's drafts share
-  traits with their parent, the last winner, and a shrunk (random) offset
-  would then bias every effect;
+- ``α``: what the observations of one group share, a group being one
+  experiment on one day: the parent (its measured baseline, its own traits),
+  the weekday, a new ad's learning phase.  Each group has its own offset
+  under a wide fixed prior (N(0, ``group_scale``²)), so trait effects are
+  learnt only from arms compared on the same day.  That matters twice: arms
+  eliminated early have seen mostly their first (novelty) days, and once the
+  model picks the drafts, a later test's drafts share traits with their
+  parent, the last winner: a shrunk offset would bias every effect;
 - ``β``: one effect per trait level, ``β ~ N(0, s_f²)`` with one scale ``s_f``
   per trait family; the families' scales scatter (inverse-χ², ``family_df``)
   around a shared scale with a half-normal(``effect_scale``) prior, so a
   family whose levels do not differ is shrunk to nothing (its intervals then
   cover zero), a family that matters is let go, and the families learn from
   each other how large effects are in this account;
-- ``u``: what the traits do not explain (half-Cauchy(``noise_scale``) scale);
-- ``e``: the measurement noise of the variant's CTR, known from its exposure
-  (``variance``: the Beta posterior's variance of log CTR plus day-level
-  over-dispersion) up to a factor φ ~ InvGamma(a, a) learnt from the data
-  (what the stated variances miss: adaptive stopping, learning phases).
+- ``u``: what the traits do not explain, one per variant (all its days share
+  it), with a half-Cauchy(``noise_scale``) scale;
+- ``e``: the measurement noise of the observation, known from its exposure
+  (``variance``: the Beta posterior's variance of log CTR plus the day-level
+  over-dispersion).
 
-The posterior is sampled by Gibbs (every conditional is conjugate: the
-Gaussian block of α and β; the idiosyncratic part by data augmentation;
-the half-Cauchy scale by its inverse-gamma mixture form).  The RNG is
-injected, so a fit is reproducible to the last digit.
+The posterior is sampled by Gibbs: the Gaussian block (α, u, β) in one draw,
+α integrated out by its Schur complement (each observation is in one group,
+so its block is diagonal and the dense factorisation stays the size of
+u and β), then the scales, each conditional conjugate (the half-Cauchy by its
+inverse-gamma mixture form).  The RNG is injected, so a fit is reproducible
+to the last digit.
 
 An effect is reported *centred*: a level's β minus the mean β of its family's
 levels, i.e. against the average variant (with ``levels`` naming every level
 the generator can produce, tried or not).  ``exp(effect) − 1`` is the CTR
 change in percent.  The average variant's lift over its parent is the mean of
-the experiments' offsets plus each family's mean effect.
+the groups' offsets plus each family's mean effect.
 
 :func:`select_drafts` is the Thompson step of the draft selection: each test
 slot takes one posterior draw of the effects and the best draft under it that
@@ -77,14 +80,12 @@ class TraitPrior:
     family_df: float = 4.0  # how far one family's scale may stray from the shared one (inverse-χ² degrees of freedom)
     noise_scale: float = 0.25
     group_scale: float = 1.0
-    # φ, the factor on the stated measurement variances: InvGamma(a, a) keeps it near 1 (90 %: 0.64-1.84).
-    dispersion_shape: float = 10.0
     draws: int = 1000
     burn_in: int = 300
     level: float = 0.9  # the credible interval reported
 
     def __post_init__(self) -> None:
-        for name in ("effect_scale", "family_df", "noise_scale", "group_scale", "dispersion_shape"):
+        for name in ("effect_scale", "family_df", "noise_scale", "group_scale"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise ValueError(f"{name}: expected a finite number > 0, got {value!r}")
@@ -219,14 +220,18 @@ def fit_traits(
     *,
     levels: Mapping[str, Sequence[str]] | None = None,
     prior: TraitPrior | None = None,
+    variants: Sequence[object] | None = None,
 ) -> TraitPosterior:
     """Sample the posterior of the trait model (module docstring).
 
-    ``traits[i]`` maps family to level for tested variant ``i``; ``log_lift``
-    and ``variance`` are its log CTR over its parent's and that value's
-    measurement variance (:func:`log_ctr_moments`); ``groups[i]`` names its
-    experiment.  ``levels`` lists every level per family, tried or not
-    (observed ones are added).  No variants at all gives the prior.
+    Observation ``i`` is a measured log CTR of a variant with traits
+    ``traits[i]`` over its parent's (``log_lift``) with that value's
+    measurement variance (:func:`log_ctr_moments`); ``groups[i]`` names what
+    it is compared within (its experiment, or its experiment and day).
+    ``variants[i]`` names the variant when a variant has several observations
+    (one per day): they share its idiosyncratic lift; by default each
+    observation is a variant of its own.  ``levels`` lists every level per
+    family, tried or not (observed ones are added).  No data gives the prior.
     """
     # 1. check inputs
     prior = prior or TraitPrior()
@@ -239,6 +244,9 @@ def fit_traits(
         )
     if not (np.all(np.isfinite(y)) and np.all(np.isfinite(v)) and np.all(v >= 0)):
         raise ValueError("log_lift, variance: expected finite numbers and variances >= 0")
+    variant_of = list(range(n)) if variants is None else list(variants)
+    if len(variant_of) != n:
+        raise ValueError(f"variants: expected {n} names, got {len(variant_of)}")
     # 2. the levels (declared first, then any observed) and the design
     vocab: dict[str, list[str]] = {f: [str(x) for x in ls] for f, ls in (levels or {}).items()}
     for t in traits:
@@ -255,23 +263,31 @@ def fit_traits(
             x[i, index[(str(fam), str(value))]] = 1.0
     group_ids = {g: k for k, g in enumerate(dict.fromkeys(groups))}
     g_count = len(group_ids)
-    # Each row of the design [experiment one-hot, level one-hot] as its non-zero columns, padded with a
-    # spare column m: the Gram matrix is then a bincount. (BLAS on these small matrices is slower than
-    # this, and spins threads on a busy machine.)
-    m = g_count + p
-    nz = [[group_ids[g], *(g_count + np.flatnonzero(x[i]))] for i, g in enumerate(groups)]
-    width = max((len(r) for r in nz), default=1)
-    cols_of = np.full((n, width), m, dtype=np.int64)
-    for i, r in enumerate(nz):
-        cols_of[i, : len(r)] = r
-    pair = (cols_of[:, :, None] * (m + 1) + cols_of[:, None, :]).reshape(n, width * width)
+    variant_ids = {name: k for k, name in enumerate(dict.fromkeys(variant_of))}
+    v_count = len(variant_ids)
+    # One row per variant (its first observation) for the counts: a level's variants, not its days.
+    first_rows = list({name: i for i, name in reversed(list(enumerate(variant_of)))}.values())
     fam_of = [f for f, _ in cols]
     families = list(vocab)
     fam_cols = {f: np.array([j for j, c in enumerate(fam_of) if c == f], dtype=int) for f in families}
-    # 3. Gibbs sampling
+    # 3. the data's part of the Gaussian block, once: r = [u (one per variant), β (one per level)],
+    # the group offsets α integrated out (their block of the precision is diagonal)
+    r_size = v_count + p
+    w = 1.0 / np.maximum(v, 1e-9)
+    g_of = np.array([group_ids[g] for g in groups], dtype=np.int64)
+    d = np.zeros((n, r_size))  # the observations' rows over r
+    d[np.arange(n), [variant_ids[name] for name in variant_of]] = 1.0
+    d[:, v_count:] = x
+    a_diag = np.bincount(g_of, w, minlength=g_count) + 1.0 / prior.group_scale**2
+    b_alpha = np.bincount(g_of, w * y, minlength=g_count)
+    b0 = np.zeros((g_count, r_size))  # the α-r block of the precision
+    np.add.at(b0, g_of, w[:, None] * d)
+    wd = w[:, None] * d
+    # Dense products once per fit: the per-iteration work is one factorisation of size len(r).
+    s0 = wd.T @ d - (b0 / a_diag[:, None]).T @ b0
+    t0 = wd.T @ y - b0.T @ (b_alpha / a_diag)
+    # 4. Gibbs sampling
     sigma2 = prior.noise_scale**2
-    phi = 1.0
-    v = np.maximum(v, 1e-9)
     s2 = {f: prior.effect_scale**2 for f in families}
     shared2 = prior.effect_scale**2
     nu = prior.family_df
@@ -281,35 +297,22 @@ def fit_traits(
     out_mu = np.empty(prior.draws)
     out_sigma = np.empty(prior.draws)
     out_scale = {f: np.empty(prior.draws) for f in families}
-    u = np.zeros(n)
+    prec = np.empty(r_size)
     for it in range(total):
-        # 3a. α, β given the variances (u integrated out: each variant's noise is σ² + φ·v_i)
-        prec = np.empty(m)
-        prec[:g_count] = 1.0 / prior.group_scale**2
+        # 4a. u and β given the scales (α integrated out), then α given them
+        prec[:v_count] = 1.0 / sigma2
         for f in families:
-            prec[g_count + fam_cols[f]] = 1.0 / s2[f]
-        w = 1.0 / (sigma2 + phi * v) if n else v
-        size = (m + 1) * (m + 1)
-        q = np.bincount(pair.ravel(), np.repeat(w, pair.shape[1]), minlength=size).astype(float)
-        q = q.reshape(m + 1, m + 1)[:m, :m]
-        q[np.diag_indices(m)] += prec
-        b = np.bincount(cols_of.ravel(), np.repeat(w * y, width), minlength=m + 1)[:m].astype(float)
+            prec[v_count + fam_cols[f]] = 1.0 / s2[f]
+        q = s0.copy()
+        q[np.diag_indices(r_size)] += prec
         chol = cholesky(q, lower=True, check_finite=False)
-        mean = cho_solve((chol, True), b, check_finite=False)
-        theta = mean + solve_triangular(chol.T, rng.standard_normal(m), lower=False, check_finite=False)
-        # 3b. the idiosyncratic lifts given the fit (data augmentation)
-        if n:
-            resid = y - np.append(theta, 0.0)[cols_of].sum(axis=1)
-            shrink = sigma2 / (sigma2 + phi * v)
-            u = resid * shrink + np.sqrt(phi * v * shrink) * rng.standard_normal(n)
-            # The measurement noise's scale: the stated variances times φ (over-dispersion the
-            # binomial and day-level terms miss: adaptive stopping, learning phases).
-            e = resid - u
-            phi = _inv_gamma(rng, prior.dispersion_shape + n / 2.0, prior.dispersion_shape + float(e @ (e / v)) / 2.0)
-        # 3c. the scales: half-Cauchy as an inverse-gamma mixture (Wand et al. 2011)
-        sigma2 = _inv_gamma(rng, (n + 1) / 2.0, 1.0 / a_sigma + float(u @ u) / 2.0)
+        mean = cho_solve((chol, True), t0, check_finite=False)
+        r = mean + solve_triangular(chol.T, rng.standard_normal(r_size), lower=False, check_finite=False)
+        alpha = (b_alpha - b0 @ r) / a_diag + rng.standard_normal(g_count) / np.sqrt(a_diag)
+        u, beta = r[:v_count], r[v_count:]
+        # 4b. the scales: half-Cauchy as an inverse-gamma mixture (Wand et al. 2011)
+        sigma2 = _inv_gamma(rng, (v_count + 1) / 2.0, 1.0 / a_sigma + float(u @ u) / 2.0)
         a_sigma = _inv_gamma(rng, 1.0, 1.0 / sigma2 + 1.0 / prior.noise_scale**2)
-        beta = theta[g_count:]
         for f in families:
             b = beta[fam_cols[f]]
             s2[f] = _inv_gamma(rng, (nu + b.size) / 2.0, (nu * shared2 + float(b @ b)) / 2.0)
@@ -320,7 +323,7 @@ def fit_traits(
         k = it - prior.burn_in
         if k >= 0:
             out_beta[k] = beta
-            out_mu[k] = theta[:g_count].mean() + sum(float(beta[fam_cols[f]].mean()) for f in families) if n else 0.0
+            out_mu[k] = alpha.mean() + sum(float(beta[fam_cols[f]].mean()) for f in families) if n else 0.0
             out_sigma[k] = math.sqrt(sigma2)
             for f in families:
                 out_scale[f][k] = math.sqrt(s2[f])
@@ -330,9 +333,9 @@ def fit_traits(
         mean_lift=out_mu if n else np.zeros(0),
         family_scale=out_scale,
         noise_sd=out_sigma,
-        counts=x.sum(axis=0).astype(int) if n else np.zeros(p, dtype=int),
-        variants=n,
-        experiments=g_count,
+        counts=x[first_rows].sum(axis=0).astype(int) if n else np.zeros(p, dtype=int),
+        variants=v_count,
+        experiments=g_count,  # the groups: experiments, or experiment-days
         level=prior.level,
     )
 

@@ -148,10 +148,10 @@ def test_log_ctr_moments_reject_more_clicks_than_impressions() -> None:
 
 
 def _known_grades(seed: int = 7):
-    """A posterior that has seen only warm and cool grades, warm far better (80 experiments)."""
+    """A posterior that has seen only warm and cool grades, warm far better (40 experiments)."""
     rng = np.random.default_rng(seed)
     traits, lift, var, groups = [], [], [], []
-    for e in range(80):
+    for e in range(40):
         for grade, effect in (("warm", 0.3), ("cool", -0.3)):
             traits.append({"grade": grade})
             lift.append(effect + rng.normal(0, 0.05))
