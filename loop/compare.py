@@ -230,7 +230,8 @@ class Comparison:
         """Mean and s.e. over runs of ``a``'s winner CTR / ``b``'s − 1 (runs where both decided something)."""
         wa = {s.run: s.winner_ctr for s in self.summaries[a]}
         wb = {s.run: s.winner_ctr for s in self.summaries[b]}
-        d = np.array([wa[r] / wb[r] - 1.0 for r in sorted(set(wa) & set(wb)) if wa[r] and wb[r]])
+        pairs = [(wa[r], wb[r]) for r in sorted(set(wa) & set(wb))]
+        d = np.array([x / y - 1.0 for x, y in pairs if x is not None and y is not None and y > 0])
         if d.size == 0:
             return None
         return float(d.mean()), float(d.std(ddof=1) / math.sqrt(d.size)) if d.size > 1 else float("nan")

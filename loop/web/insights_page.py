@@ -31,7 +31,7 @@ def effects_chart(account: AccountInsights) -> bytes:
 
     effects = account.effects[:MAX_ROWS]
     level = int(round(100 * account.posterior.level))
-    with _LOCK, rc_context(_RC):
+    with _LOCK, rc_context(_RC):  # type: ignore[arg-type]
         fig = Figure(figsize=(7.5, 0.9 + 0.24 * max(1, len(effects))), layout="constrained")
         ax = fig.add_subplot()
         if not effects:
