@@ -199,9 +199,14 @@ def sentence(effect: TraitEffect) -> str:
     """``warm grade: +6 % CTR [+2, +10], 41 variants`` (the interval is the credible one)."""
     n = effect.variants
     return (
-        f"{describe(effect.family, effect.value)}: {effect.pct:+.0f} % CTR "
-        f"[{effect.pct_lo:+.0f}, {effect.pct_hi:+.0f}], {n} variant{'s' if n != 1 else ''}"
+        f"{describe(effect.family, effect.value)}: {_pct(effect.pct)} % CTR "
+        f"[{_pct(effect.pct_lo)}, {_pct(effect.pct_hi)}], {n} variant{'s' if n != 1 else ''}"
     )
+
+
+def _pct(value: float) -> str:
+    """``+6``, ``-3``, and ``+0`` (never ``-0``) for a percentage."""
+    return f"{int(round(value)):+d}"
 
 
 @dataclass
@@ -228,8 +233,8 @@ class AccountInsights:
         mean, lo, hi = p.mean_lift_interval()
         return (
             f"{who} ({', '.join(self.campaigns)}): {p.variants} tested variants from {p.experiments} decided "
-            f"experiment(s); the average variant vs its parent: {100 * math.expm1(mean):+.0f} % CTR "
-            f"[{100 * math.expm1(lo):+.0f}, {100 * math.expm1(hi):+.0f}]"
+            f"experiment(s); the average variant vs its parent: {_pct(100 * math.expm1(mean))} % CTR "
+            f"[{_pct(100 * math.expm1(lo))}, {_pct(100 * math.expm1(hi))}]"
         )
 
     def to_dict(self) -> dict[str, Any]:
