@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +20,14 @@ class Brief:
     message: str = ""
     brand_terms: tuple[str, ...] = ()
     prompt_template: str = ""
+    # Options per attribute slot of the template (connectors.images.prompts); empty: the defaults.
+    attributes: Mapping[str, Sequence[str]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.attributes:
+            from connectors.images.prompts import DEFAULT_ATTRIBUTES
+
+            object.__setattr__(self, "attributes", dict(DEFAULT_ATTRIBUTES))
 
 
 @dataclass
@@ -57,3 +66,9 @@ class ImageGenerator(ABC):
     def model_for(self, tier: str) -> str:
         """The model name recorded on variants of ``tier``."""
         return self.name
+
+    def traits(self, rendered: Rendered) -> dict[str, str]:
+        """The named traits of a variant this backend made (``connectors.images.traits``)."""
+        from connectors.images.traits import traits_for
+
+        return traits_for(rendered.generator or self.name, rendered.recipe)
