@@ -30,6 +30,14 @@ seeds.  Per run it also scores
   winner, which becomes the next parent, counts again in its successors);
   the per-run mean;
 - the winner's true CTR over its own parent's (``winner lift``);
+- ``regret_at_root``: regret in clicks at a scale both strategies share.  A
+  strategy that finds better winners tests their successors at higher CTRs,
+  where the same relative gap between arms costs more clicks, so raw regret
+  clicks compare the CTR levels as much as the tests.  Each experiment's
+  regret is taken as a share of its best arm's clicks and multiplied back at
+  the true CTR of the scenario creative its lineage started from:
+  Σ impressions × (best − arm) / best × root CTR, i.e. the clicks the test
+  would have lost had it run at the scenario creatives' own CTRs;
 - the trait model fitted at the end of the run (every decided experiment,
   ``loop.insights``): how many tried trait levels' 90 % intervals cover the
   true centred effect (``oracle_trait_effect``), and how many were reported
@@ -112,6 +120,7 @@ class RunSummary:
     simple_regret: list[float] | None = None  # per decided experiment: (best true CTR − winner's) / best
     clicks_recovered: float = 0.0  # clicks the scaled winners earned over their fatigued parents
     best_arm_clicks: float = 0.0  # Σ test impressions × their experiment's best true CTR (regret's scale)
+    regret_at_root: float = 0.0  # Σ per experiment regret / best arm's CTR × its root creative's CTR (common scale)
     selection: str | None = None  # the draft selection strategy (None: the config's, not compared)
     winner_vs_root: list[float] | None = None  # per decided experiment: winner true CTR / root creative's base CTR
     winner_vs_parent: list[float] | None = None  # per decided experiment: winner true CTR / parent's base CTR
@@ -164,6 +173,8 @@ class PolicyRow:
     simple_regret_pct: float | None = None  # mean CTR the chosen winner gives up against the best arm, in %
     net_clicks_per_spend: float | None = None  # (clicks recovered − regret clicks) per currency unit of test spend
     regret_share: float | None = None  # regret clicks / the clicks of the best arms on the same impressions
+    regret_at_root_mean: float | None = None  # mean over runs of RunSummary.regret_at_root
+    regret_at_root_se: float | None = None
     winner_ctr: float | None = None  # mean over runs of RunSummary.winner_ctr (winner CTR / root creative's)
     winner_ctr_se: float | None = None
     winner_lift: float | None = None  # mean winner CTR / parent's base CTR, over all decided experiments
@@ -194,15 +205,17 @@ class Comparison:
     def row(self, policy: str) -> PolicyRow:
         return next(r for r in self.rows if r.policy == policy)
 
-    def paired_difference(self, a: str, b: str) -> tuple[float, float]:
+    def paired_difference(self, a: str, b: str, measure: str = "regret_clicks") -> tuple[float, float]:
         """Mean and standard error of ``a``'s regret minus ``b``'s, run by run.
 
         Runs share their random numbers (same seed, same streams), so the
         difference is taken per run: most of the dice cancel, and the standard
         error is that of the differences, far smaller than either policy's.
+        ``measure`` names the :class:`RunSummary` field (``regret_at_root``:
+        regret at the root creatives' CTRs).
         """
-        ra = {s.run: s.regret_clicks for s in self.summaries[a]}
-        rb = {s.run: s.regret_clicks for s in self.summaries[b]}
+        ra = {s.run: getattr(s, measure) for s in self.summaries[a]}
+        rb = {s.run: getattr(s, measure) for s in self.summaries[b]}
         d = np.array([ra[r] - rb[r] for r in sorted(set(ra) & set(rb))])
         if d.size == 0:
             raise ValueError(f"paired_difference: no common runs of {a!r} and {b!r}")
@@ -217,6 +230,12 @@ class Comparison:
             z = f", {abs(mean) / se:.1f} s.e." if se and math.isfinite(se) and se > 0 else ""
             lines.append(f"{first} − {other}: {mean:+,.1f} ± {se:,.1f} regret clicks per run (paired{z})")
             if self.selections:
+                mean, se = self.paired_difference(first, other, "regret_at_root")
+                z = f", {abs(mean) / se:.1f} s.e." if se and math.isfinite(se) and se > 0 else ""
+                lines.append(
+                    f"{first} − {other}: {mean:+,.1f} ± {se:,.1f} regret clicks per run at the root creatives' "
+                    f"CTRs (paired{z})"
+                )
                 ratio = self.paired_winner_ratio(first, other)
                 if ratio is not None:
                     m, e = ratio
@@ -253,6 +272,13 @@ class Comparison:
             "paired": {
                 other: dict(zip(("mean", "se"), self.paired_difference(self.policies[0], other), strict=True))
                 for other in self.policies[1:]
+            },
+            "paired_regret_at_root": {
+                other: dict(
+                    zip(("mean", "se"), self.paired_difference(self.policies[0], other, "regret_at_root"), strict=True)
+                )
+                for other in self.policies[1:]
+                if self.selections
             },
             "paired_winner_ctr": {
                 other: dict(zip(("mean", "se"), ratio, strict=True))
@@ -363,6 +389,7 @@ def _summarize_run(
     daily = np.zeros(days)
     wasted = test_imps = winners = winners_best = 0
     best_clicks = 0.0  # the clicks the test impressions would have got on each experiment's best arm
+    at_root = 0.0  # regret at the root creatives' CTRs (see the module docstring)
     confident: list[tuple[int, bool]] = []
     allocation: dict[str, Any] | None = None
     n_exps = 0
@@ -387,6 +414,9 @@ def _summarize_run(
         best = max(known)
         ids = [a.creative_id for a in arms]
         metrics = session.exec(select(DailyMetric).where(col(DailyMetric.creative_id).in_(ids))).all()
+        parent = session.get(Creative, exp.parent_creative_id)
+        root = _root_ctr(platform, parent.platform_ad_id) if parent and parent.platform_ad_id in platform.ads else None
+        lost = 0.0
         for m in metrics:
             ctr = true_ctr[ids.index(m.creative_id)]
             if ctr is None:
@@ -394,10 +424,13 @@ def _summarize_run(
             d = platform.day_index(m.day)
             if 0 <= d < days:
                 daily[d] += m.impressions * (best - ctr)
+            lost += m.impressions * (best - ctr)
             test_imps += m.impressions
             best_clicks += m.impressions * best
             if ctr < best:
                 wasted += m.impressions
+        if root is not None and best > 0:
+            at_root += lost / best * root
         point = _first_confident(session, exp, ids, metrics)
         if point is not None:
             imps, arm = point
@@ -419,6 +452,7 @@ def _summarize_run(
         seed=seed,
         regret_clicks=float(daily.sum()),
         best_arm_clicks=float(best_clicks),
+        regret_at_root=float(at_root),
         daily_regret=[float(x) for x in daily],
         wasted_impressions=int(wasted),
         test_impressions=int(test_imps),
@@ -626,6 +660,7 @@ def summarize(runs: Sequence[RunSummary], baseline: Sequence[RunSummary] | None 
     lifts = [x for s in runs for x in (s.winner_vs_parent or [])]
     scored = sum(s.traits_scored for s in runs)
     scaled = sum(s.scaled_winners for s in runs)
+    at_root = np.array([s.regret_at_root for s in runs])
     return PolicyRow(
         policy=runs[0].policy,
         runs=len(runs),
@@ -656,6 +691,8 @@ def summarize(runs: Sequence[RunSummary], baseline: Sequence[RunSummary] | None 
         simple_regret_pct=100.0 * float(np.mean(simple)) if simple else None,
         net_clicks_per_spend=net / spend if spend > 0 else None,
         regret_share=float(regret.sum()) / best if (best := sum(s.best_arm_clicks for s in runs)) > 0 else None,
+        regret_at_root_mean=float(at_root.mean()),
+        regret_at_root_se=float(at_root.std(ddof=1) / math.sqrt(at_root.size)) if at_root.size > 1 else None,
         winner_ctr=float(wctr.mean()) if wctr.size else None,
         winner_ctr_se=float(wctr.std(ddof=1) / math.sqrt(wctr.size)) if wctr.size > 1 else None,
         winner_lift=float(np.mean(lifts)) if lifts else None,
@@ -712,6 +749,7 @@ SELECTION_COLUMNS = (
     "winner / parent",
     "regret (± s.e.)",
     "regret % of best",
+    "regret at root CTR (± s.e.)",
     "simple regret",
     "trait coverage (90 %)",
     "runs with a reliable trait",
@@ -733,6 +771,7 @@ def selection_rows(comparison: Comparison) -> list[list[str]]:
                 _fmt(r.winner_lift, "{:.4f}"),
                 f"{r.regret_mean:,.1f} ± {r.regret_se:,.1f}",
                 _fmt(r.regret_share, "{:.1%}"),
+                f"{_fmt(r.regret_at_root_mean, '{:,.1f}')} ± {_fmt(r.regret_at_root_se, '{:,.1f}')}",
                 _fmt(r.simple_regret_pct, "{:.1f}%"),
                 _fmt(r.trait_coverage, "{:.1%}"),
                 f"{r.runs_with_reliable_trait}/{r.runs}",

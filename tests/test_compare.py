@@ -291,6 +291,8 @@ def test_selection_strategies_run_on_the_same_seeds(selection_comparison: Compar
     data = c.to_dict()
     assert data["selections"] == ["model", "first"] and set(data["paired"]) == {"thompson/first"}
     assert set(data["paired_winner_ctr"]) <= {"thompson/first"}
+    assert set(data["paired_regret_at_root"]) == {"thompson/first"}
+    assert any("regret clicks per run at the root creatives' CTRs" in line for line in c.paired_lines())
 
 
 def test_parse_selections_names_the_problem() -> None:
@@ -319,3 +321,50 @@ def test_cli_bad_selection_exits_2_with_one_line(scenario_path: Path, capsys) ->
     assert main([*argv, "--selection", "model,best"]) == 2
     err = capsys.readouterr().err.strip()
     assert "--selection: selection: unknown selection 'best'" in err and "\n" not in err
+
+
+def test_regret_at_root_rescales_each_experiment_to_its_root_creatives_ctr(cfg: Config, tmp_path: Path) -> None:
+    """Regret at a common scale: per experiment, the share of its best arm's clicks, times its root creative's CTR.
+
+    Recomputed here from the simulation's own database, walking each experiment's lineage through the
+    creatives' parents (the compare walks the platform's lineage), on a run long enough for a scaled
+    winner to tire and be tested again (a parent that is not the root).
+    """
+    from sqlmodel import col, select
+
+    from loop.compare import _small_generators, run_one
+    from loop.simulate import run_simulation
+    from storage.db import session as open_session
+    from storage.models import Arm, Creative, DailyMetric, Experiment
+
+    path = tmp_path / "traits.toml"
+    path.write_text(TRAIT_TINY)
+    scenario = load_scenario(path)
+    summary = run_one(cfg, scenario, "thompson", 0, days=60, selection="model")
+    sim = run_simulation(cfg, scenario, days=60, policy="thompson", out_dir=tmp_path / "sim",
+                         database_url="sqlite://", generators=_small_generators(), selection="model")  # fmt: skip
+    try:
+        ads = sim.platform.ads
+        expected, raw, deeper = 0.0, 0.0, 0
+        with open_session(sim.runtime.engine) as s:
+            for exp in s.exec(select(Experiment)).all():
+                root = s.get(Creative, exp.parent_creative_id)
+                assert root is not None
+                while root.parent_id is not None:  # a scaled winner's parent is the creative it replaced
+                    root = s.get(Creative, root.parent_id)
+                    assert root is not None
+                deeper += root.id != exp.parent_creative_id
+                arms = s.exec(select(Arm).where(Arm.experiment_id == exp.id)).all()
+                ctr = {a.creative_id: ads[a.platform_ad_id].base_ctr for a in arms if a.platform_ad_id in ads}
+                if not ctr:
+                    continue
+                best = max(ctr.values())
+                rows = s.exec(select(DailyMetric).where(col(DailyMetric.creative_id).in_(list(ctr)))).all()
+                lost = sum(m.impressions * (best - ctr[m.creative_id]) for m in rows)
+                raw += lost
+                expected += lost / best * ads[root.platform_ad_id].base_ctr
+    finally:
+        sim.runtime.engine.dispose()
+    assert deeper >= 1, "no experiment tested a scaled winner's successors"
+    assert summary.regret_clicks == pytest.approx(raw)
+    assert summary.regret_at_root == pytest.approx(expected) and 0 < expected < raw
