@@ -33,7 +33,7 @@ from sqlmodel import Session
 from connectors.ads.base import SetBudgets
 from loop import events
 from loop.plans import CampaignPlan
-from loop.tick import Runtime
+from loop.runtime import Runtime
 from policies.budget import affordable_across, affordable_daily_budget
 from storage.ledger import AccountSummary, Ledger
 from storage.models import Arm, Experiment

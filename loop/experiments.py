@@ -26,7 +26,7 @@ from connectors.images.base import Brief, Rendered
 from connectors.images.procedural import stable_seed
 from loop import budget_wait, events
 from loop.plans import CampaignPlan
-from loop.tick import Runtime, series
+from loop.runtime import Runtime
 from policies import brand, fidelity
 from policies.bandit import get_policy
 from policies.budget import reservation_for, split_budget
@@ -62,15 +62,10 @@ class GenerationPending(Exception):
         self.jobs = list(jobs)
 
 
-def _queued_jobs(rt: Runtime) -> list[Any] | None:
-    """The jobs a queuing runtime (``loop.tasks.QueuedRuntime``) collects; None when generation is inline."""
-    return getattr(rt, "generation_jobs", None)
-
-
 def advance(rt: Runtime, session: Session, plan: CampaignPlan, exp: Experiment, today: date) -> list[str]:
     """Advance ``exp`` through as many states as today allows; returns 'id: a→b' lines."""
     moves: list[str] = []
-    queued = _queued_jobs(rt)
+    queued = rt.generation_jobs
     if queued and any(job.get("campaign") == plan.id for job in queued):
         return moves  # an earlier experiment waits for queued generation: keep the campaign's order
     for _ in range(8):  # a bound, not a budget: at most one pass per state
@@ -337,7 +332,7 @@ def on_detected(rt: Runtime, session: Session, plan: CampaignPlan, exp: Experime
         events.record(session, events.CAP_REACHED, plan.id, exp.id, account="credit", left=credit_left)
         abandon(rt, session, plan, exp, f"credit cap: room for {fit} variant(s), need at least 2")
         return
-    if getattr(rt, "hold_exploration", False):
+    if rt.hold_exploration:
         # Backpressure (loop.executors): the generation queue is full; stay detected, try the next tick.
         log.info("experiment %s: exploration held, the generation queue is full", exp.id)
         return
@@ -929,4 +924,4 @@ def reject(rt: Runtime, session: Session, plan: CampaignPlan, exp: Experiment, a
     abandon(rt, session, plan, exp, f"rejected by {actor}: {reason}", actor=actor)
 
 
-__all__ = ["advance", "approve", "reject", "abandon", "arm_counts", "series"]
+__all__ = ["advance", "approve", "reject", "abandon", "arm_counts"]

@@ -23,7 +23,7 @@ from sqlmodel import Session, col, select
 
 from connectors.images.procedural import stable_seed
 from loop import events
-from loop.cli import ConfigOpt, _actor, _config, app, say
+from loop.cli_support import ConfigOpt, config_from, current_actor, say
 from loop.config import Config
 from loop.locks import campaign_lock
 from policies import brand
@@ -205,7 +205,6 @@ def _store(
     return fixed
 
 
-@app.command()
 def fix(
     variant: Annotated[str, typer.Argument(metavar="VARIANT", help="The creative to fix (its id).")],
     mask: Annotated[Path, typer.Option(help="Mask PNG of the variant's size: white = repaint, black = keep.")],
@@ -214,5 +213,5 @@ def fix(
     seed: Annotated[int | None, typer.Option(help="Seed (default: derived from the variant and the prompt).")] = None,
 ) -> None:
     """Repaint a region of a variant; the result is a new variant with the old one as parent."""
-    fixed = fix_variant(_config(config), variant, mask, prompt, seed, actor=_actor())
+    fixed = fix_variant(config_from(config), variant, mask, prompt, seed, actor=current_actor())
     say(f"fixed {variant} -> {fixed.id} ({fixed.generator} {fixed.model}, seed {fixed.seed}, image {fixed.image_hash})")

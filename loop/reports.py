@@ -15,7 +15,8 @@ from loop import events
 from loop.app import build_runtime, open_engine
 from loop.budget_wait import waiting_note
 from loop.config import Config, to_major
-from loop.tick import END_STATES, Runtime
+from loop.runtime import Runtime
+from loop.tick import END_STATES
 from policies.errors import CreativeLoopError, NotFound
 from policies.planning import ExperimentPlan
 from storage.db import session as open_session

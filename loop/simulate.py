@@ -31,7 +31,8 @@ from loop import events
 from loop.app import make_generators, open_engine
 from loop.config import Config, to_major
 from loop.plans import campaign_plans
-from loop.tick import Runtime, tick
+from loop.runtime import Runtime
+from loop.tick import tick
 from storage.db import session as open_session
 from storage.images import ImageStore
 from storage.ledger import Ledger

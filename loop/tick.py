@@ -30,18 +30,17 @@ from sqlalchemy import func
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from connectors.ads.base import AdPlatform, Mutation
+from connectors.ads.base import AdPlatform
 from connectors.ads.payloads import AD_ID, InvalidPayload, check_rows
-from connectors.images.base import ImageGenerator
-from connectors.retry import RetrySettings, call_with_retry
 from loop import events
+from loop.experiments import advance
 from loop.locks import campaign_lock
 from loop.logs import log_context
 from loop.plans import CampaignPlan
+from loop.runtime import Runtime
 from policies import fatigue
 from policies.errors import AuthExpired, ConnectorError
 from storage.db import session as open_session
-from storage.images import ImageStore
 from storage.ledger import Ledger
 from storage.models import (
     Campaign,
@@ -49,7 +48,6 @@ from storage.models import (
     DailyMetric,
     Experiment,
     LedgerEntry,
-    PlatformMutation,
     TickRun,
     utcnow,
 )
@@ -75,120 +73,6 @@ class StopTick(BaseException):
 
 
 @dataclass
-class Runtime:
-    """Everything a tick needs, injected (``loop.app`` wires the defaults)."""
-
-    engine: Engine
-    platform: AdPlatform
-    generators: dict[str, ImageGenerator]
-    images: ImageStore
-    plans: list[CampaignPlan]
-    approval: str = "pro"
-    tiering: str = "tiered"
-    backfill_days: int = 7
-    dry_run: bool = False
-    retry: RetrySettings = field(default_factory=RetrySettings)
-    sleep: Callable[[float], None] | None = None
-    on_step: Callable[[str], None] | None = None
-    plan_lines: list[str] = field(default_factory=list)
-
-    # -- unit of work ---------------------------------------------------------
-    def commit(self, session: Session) -> None:
-        if self.dry_run:
-            session.flush()
-        else:
-            session.commit()
-
-    def step(self, name: str) -> None:
-        """A point between two steps; tests hook here to crash the tick."""
-        if self.on_step is not None:
-            self.on_step(name)
-
-    # -- the outside world ----------------------------------------------------
-    def call(self, fn: Callable[[], Any], what: str = "") -> Any:
-        kwargs: dict[str, Any] = {"settings": self.retry, "what": what}
-        if self.sleep is not None:
-            kwargs["sleep"] = self.sleep
-        return call_with_retry(fn, **kwargs)
-
-    def perform(self, session: Session, mutation: Mutation, experiment_id: str | None = None) -> dict[str, Any]:
-        """Apply a platform mutation exactly once: intent, send, result."""
-        rec = session.exec(select(PlatformMutation).where(PlatformMutation.key == mutation.key)).first()
-        if rec is not None and rec.status == "done":
-            return dict(rec.result)
-        if self.dry_run:
-            # Every mutation in full (images by hash): what would be sent, to check before going live.
-            import json
-
-            detail = {k: v for k, v in mutation.payload().items() if k not in ("key", "campaign")}
-            self.plan_lines.append(f"{mutation.kind} {mutation.key} {json.dumps(detail, sort_keys=True, default=str)}")
-            return {"adset_id": f"dry-run:{mutation.key}", "ad_id": f"dry-run:{mutation.key}"}
-        if rec is None:
-            rec = PlatformMutation(
-                key=mutation.key,
-                campaign_id=mutation.campaign,
-                experiment_id=experiment_id,
-                kind=mutation.kind,
-                payload=mutation.payload(),
-            )
-            session.add(rec)
-            session.commit()  # the intent is durable before anything is sent
-            self.step(f"intent:{mutation.kind}")
-            # Nothing was ever sent for this key: the platform need not look for its objects.
-            self.platform.remember(mutation.key, {}, fresh=True)
-        else:
-            # An intent without a result: a crash after sending, perhaps. Look first,
-            # starting from the objects the record already names.
-            self.platform.remember(mutation.key, dict(rec.objects or {}), fresh=False)
-            found = self.call(lambda: self.platform.find(mutation), f"find {mutation.kind} {mutation.key}")
-            if found is not None:
-                rec.objects = self.platform.objects(mutation.key)
-                return self._done(session, rec, found)
-
-        def send() -> dict[str, Any]:
-            # Counted (and committed) before it goes out: a send cut short by a kill still counts.
-            rec.attempts += 1
-            rec.updated_at = utcnow()
-            session.commit()
-            return self.platform.apply(mutation)
-
-        try:
-            result = self.call(send, f"{mutation.kind} {mutation.key}")
-        except ConnectorError as exc:
-            rec.objects = self.platform.objects(mutation.key)  # what exists so far: the retry adopts it by id
-            rec.error = str(exc)
-            rec.status = "intent" if exc.temporary else "failed"
-            rec.updated_at = utcnow()
-            events.record(
-                session, events.MUTATION_FAILED, mutation.campaign, experiment_id,
-                key=mutation.key, kind=mutation.kind, error=str(exc),
-            )  # fmt: skip
-            session.commit()
-            raise
-        self.step(f"sent:{mutation.kind}")
-        rec.objects = self.platform.objects(mutation.key)
-        return self._done(session, rec, result)
-
-    def _done(self, session: Session, rec: PlatformMutation, result: dict[str, Any]) -> dict[str, Any]:
-        rec.status = "done"
-        rec.result = dict(result)
-        rec.error = ""
-        rec.updated_at = utcnow()
-        session.commit()
-        return dict(result)
-
-    def generator(self, plan: CampaignPlan) -> ImageGenerator:
-        try:
-            return self.generators[plan.settings.generator]
-        except KeyError:
-            from policies.errors import ConfigError
-
-            raise ConfigError(
-                "config", f"campaigns[{plan.id}].generator", f"generator {plan.settings.generator!r} is not available"
-            ) from None
-
-
-@dataclass
 class TickReport:
     day: date
     detected: list[str] = field(default_factory=list)
@@ -208,8 +92,6 @@ def tick(
     saved.  With ``one_record_per_day`` (an inline round) a retry of a day
     whose record is unfinished or failed reuses that record.
     """
-    from loop.experiments import advance
-
     report = TickReport(today)
     with open_session(rt.engine) as session:
         run = _tick_record(session, today, rt.dry_run, one_record_per_day)
@@ -222,7 +104,7 @@ def tick(
                 with log_context(campaign=plan.id), campaign_lock(rt.engine, plan.id):
                     session.expire_all()  # read everything again now that nobody else writes it
                     try:
-                        _tick_campaign(rt, session, plan, today, report, advance)
+                        _tick_campaign(rt, session, plan, today, report)
                     except AuthExpired as exc:
                         session.rollback()
                         _halt(rt, session, plan.id, str(exc))
@@ -327,7 +209,7 @@ def _halt(rt: Runtime, session: Session, campaign_id: str, why: str) -> None:
     log.error("campaign %s halted: %s (fix the access token, the next tick resumes)", campaign_id, why)
 
 
-def _tick_campaign(rt: Runtime, session: Session, plan: CampaignPlan, today: date, report: TickReport, advance) -> None:  # type: ignore[no-untyped-def]
+def _tick_campaign(rt: Runtime, session: Session, plan: CampaignPlan, today: date, report: TickReport) -> None:
     # 1. sync the campaign's caps and its live ads
     campaign = sync_campaign(session, plan)
     ads = rt.call(lambda: rt.platform.list_ads(plan.id), f"list ads of {plan.id}")

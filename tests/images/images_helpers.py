@@ -46,7 +46,7 @@ def make_runtime(
     from connectors.retry import NO_WAIT
     from loop.config import load_config
     from loop.plans import campaign_plans
-    from loop.tick import Runtime
+    from loop.runtime import Runtime
     from storage.images import ImageStore
 
     text = SCENARIO if credit_cap is None else SCENARIO.replace("credit_cap = 5.0", f"credit_cap = {credit_cap}")
