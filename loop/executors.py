@@ -44,6 +44,7 @@ from loop.tick import TickReport
 from policies.errors import ConfigError, CreativeLoopError
 from storage.ledger import Ledger
 from storage.models import Experiment
+from storage.states import ExperimentState
 
 log = logging.getLogger("creative_loop.executors")
 
@@ -54,7 +55,7 @@ def exploration_demand(session: Session, plan: CampaignPlan, tiering: str = "tie
     waiting = session.exec(
         select(func.count())
         .select_from(Experiment)
-        .where(Experiment.campaign_id == plan.id, Experiment.state == "detected")
+        .where(Experiment.campaign_id == plan.id, Experiment.state == ExperimentState.DETECTED)
     ).one()
     if not waiting:
         return 0
@@ -86,7 +87,7 @@ def admit(session: Session, plans: list[CampaignPlan], depth: int, limit: int) -
     oldest = dict(
         session.exec(
             select(Experiment.campaign_id, func.min(Experiment.created_at))
-            .where(Experiment.state == "detected")
+            .where(Experiment.state == ExperimentState.DETECTED)
             .group_by(Experiment.campaign_id)
         ).all()
     )

@@ -31,6 +31,7 @@ from policies.errors import ConfigError, NotFound
 from storage.db import session as open_session
 from storage.ledger import Ledger
 from storage.models import Creative, LedgerEntry
+from storage.states import CreativeRole, CreativeStatus
 
 MAX_CREATIVE_ID = 200  # storage.models.Creative.id
 
@@ -187,8 +188,8 @@ def _store(
         )  # fmt: skip
         flags["brand"] = {**verdict.as_flags(), "action": "flag"}
     fixed = Creative(
-        id=new_id, campaign_id=old.campaign_id, role="fix", parent_id=old.id, experiment_id=old.experiment_id,
-        label=f"{old.label or 'creative'}-fix{n}"[:40], status="candidate", headline=old.headline,
+        id=new_id, campaign_id=old.campaign_id, role=CreativeRole.FIX, parent_id=old.id, experiment_id=old.experiment_id,
+        label=f"{old.label or 'creative'}-fix{n}"[:40], status=CreativeStatus.CANDIDATE, headline=old.headline,
         recipe={**r.recipe, "inpaint": {"source": old.image_hash, "mask": mask_digest}}, prompt=r.prompt,
         seed=r.seed, generator=r.generator, model=r.model, tier=res.tier, width=r.image.width,
         height=r.image.height, image_hash=images.put(r.image), flags=flags,

@@ -23,6 +23,7 @@ from loop.plans import CampaignPlan
 from policies.errors import ConfigError, ConnectorError
 from storage.images import ImageStore
 from storage.models import PlatformMutation, utcnow
+from storage.states import MutationStatus
 
 
 @dataclass
@@ -70,7 +71,7 @@ class Runtime:
     def perform(self, session: Session, mutation: Mutation, experiment_id: str | None = None) -> dict[str, Any]:
         """Apply a platform mutation exactly once: intent, send, result."""
         rec = session.exec(select(PlatformMutation).where(PlatformMutation.key == mutation.key)).first()
-        if rec is not None and rec.status == "done":
+        if rec is not None and rec.status == MutationStatus.DONE:
             return dict(rec.result)
         if self.dry_run:
             # Every mutation in full (images by hash): what would be sent, to check before going live.
@@ -111,7 +112,7 @@ class Runtime:
         except ConnectorError as exc:
             rec.objects = self.platform.objects(mutation.key)  # what exists so far: the retry adopts it by id
             rec.error = str(exc)
-            rec.status = "intent" if exc.temporary else "failed"
+            rec.status = MutationStatus.INTENT if exc.temporary else MutationStatus.FAILED
             rec.updated_at = utcnow()
             events.record(
                 session, events.MUTATION_FAILED, mutation.campaign, experiment_id,
@@ -124,7 +125,7 @@ class Runtime:
         return self._done(session, rec, result)
 
     def _done(self, session: Session, rec: PlatformMutation, result: dict[str, Any]) -> dict[str, Any]:
-        rec.status = "done"
+        rec.status = MutationStatus.DONE
         rec.result = dict(result)
         rec.error = ""
         rec.updated_at = utcnow()

@@ -51,11 +51,11 @@ from storage.models import (
     TickRun,
     utcnow,
 )
+from storage.states import OPEN_STATES, RUNNING_ROLES, CreativeRole, CreativeStatus, ExperimentState
 
 log = logging.getLogger("creative_loop.tick")
 
-OPEN_STATES = ("detected", "exploring", "awaiting_approval", "testing", "decided", "rendering")
-END_STATES = ("scaled", "abandoned")
+
 # Days at the start of an ad's life that the fatigue test never uses as its baseline.
 LEARNING_DAYS = 2
 # A creative whose experiment was abandoned may be tried again after this long.
@@ -251,7 +251,7 @@ def _tick_campaign(rt: Runtime, session: Session, plan: CampaignPlan, today: dat
             moves = advance(rt, session, plan, exp, today)
             for move in moves:
                 log.info("%s", move)
-            if exp.state == "abandoned" and exp.abandoned_on is None:
+            if exp.state == ExperimentState.ABANDONED and exp.abandoned_on is None:
                 exp.abandoned_on = today  # the platform's day: the retry cool-down counts from it
                 session.add(exp)
                 rt.commit(session)
@@ -316,7 +316,7 @@ def sync_ads(session: Session, campaign_id: str, ads: list) -> None:  # type: ig
         if not isinstance(ad.ad_id, str) or not AD_ID.match(ad.ad_id):
             # Every id from outside is checked against what storage holds (platform_ad_id: 100).
             raise InvalidPayload(f"ad_id: expected an id, got {str(ad.ad_id)[:60]!r}", campaign_id, "ads")
-        status = "active" if ad.status == "ACTIVE" else "paused"
+        status = CreativeStatus.ACTIVE if ad.status == "ACTIVE" else CreativeStatus.PAUSED
         creative = known.get(ad.ad_id)
         if creative is None and ad.name.startswith("cl:"):
             continue  # our own objects are adopted through their mutations, never here
@@ -324,18 +324,18 @@ def sync_ads(session: Session, campaign_id: str, ads: list) -> None:  # type: ig
             creative = Creative(
                 id=live_creative_id(campaign_id, ad.ad_id),
                 campaign_id=campaign_id,
-                role="live",
+                role=CreativeRole.LIVE,
                 label=ad.name[:40],  # storage keeps 40 characters of a label; ad names run to 400
                 platform_ad_id=ad.ad_id,
                 status=status,
                 headline=ad.headline,
             )
-        elif creative.role in ("live", "pro"):
+        elif creative.role in RUNNING_ROLES:
             creative.status = status
-        if creative.role in ("live", "pro"):
+        if creative.role in RUNNING_ROLES:
             # Why a paused ad does not deliver (Meta: its ad set is paused, it was disapproved...):
             # shown by `status`; such an ad is never tested for fatigue (only "active" ones are).
-            reason = ad.reason if status == "paused" else ""
+            reason = ad.reason if status == CreativeStatus.PAUSED else ""
             if (creative.flags or {}).get("delivery", "") != reason:
                 flags = {k: v for k, v in (creative.flags or {}).items() if k != "delivery"}
                 creative.flags = {**flags, "delivery": reason} if reason else flags
@@ -628,7 +628,7 @@ def _estimate_campaign_noise(session: Session, campaign_id: str, first: date, to
     table = DailyMetric.__table__  # type: ignore[attr-defined]
     portfolio = select(Creative.id).where(
         Creative.campaign_id == campaign_id,
-        col(Creative.role).in_(("live", "pro")),
+        col(Creative.role).in_(RUNNING_ROLES),
         col(Creative.platform_ad_id).is_not(None),
     )
     data = session.execute(
@@ -659,8 +659,8 @@ def detect(session: Session, plan: CampaignPlan, today: date) -> list[Experiment
     live = session.exec(
         select(Creative).where(
             Creative.campaign_id == plan.id,
-            Creative.status == "active",
-            col(Creative.role).in_(("live", "pro")),
+            Creative.status == CreativeStatus.ACTIVE,
+            col(Creative.role).in_(RUNNING_ROLES),
             col(Creative.platform_ad_id).is_not(None),
         )
     ).all()
@@ -675,11 +675,11 @@ def detect(session: Session, plan: CampaignPlan, today: date) -> list[Experiment
         if previous is None:
             candidates[creative.id] = None
             continue
-        if previous.state == "abandoned" and previous.abandoned_on is None:
+        if previous.state == ExperimentState.ABANDONED and previous.abandoned_on is None:
             # Abandoned outside a tick (a rejection): the first platform day the loop knows of it.
             previous.abandoned_on = today
             session.add(previous)
-        if previous.state == "abandoned" and today - previous.abandoned_on >= RETRY_AFTER_ABANDON:
+        if previous.state == ExperimentState.ABANDONED and today - previous.abandoned_on >= RETRY_AFTER_ABANDON:
             candidates[creative.id] = previous.abandoned_on  # test only what came after
         # otherwise: cool-down, one fatigue is acted on once
     if not candidates:
@@ -697,7 +697,7 @@ def detect(session: Session, plan: CampaignPlan, today: date) -> list[Experiment
     first_any = session.exec(
         select(func.min(DailyMetric.day))
         .join(Creative, col(Creative.id) == DailyMetric.creative_id)
-        .where(Creative.campaign_id == plan.id, col(Creative.role).in_(("live", "pro")))
+        .where(Creative.campaign_id == plan.id, col(Creative.role).in_(RUNNING_ROLES))
     ).one()
     first = min(first, first_any or first)
     width = (today - first).days
@@ -743,7 +743,7 @@ def detect(session: Session, plan: CampaignPlan, today: date) -> list[Experiment
             id=exp_id,
             campaign_id=plan.id,
             parent_creative_id=cid,
-            state="detected",
+            state=ExperimentState.DETECTED,
             seed=stable_seed(exp_id),
             policy=plan.settings.policy,
             detected_on=today,
