@@ -98,8 +98,9 @@ def _simulate_compare(
     cfg: Config, scen: Any, scenario: Path | None, compare: str | None, policy: str | None, runs: int,
     days: int, tiering: str, json_out: Path | None, report: Path | None, quiet: bool,
 ) -> None:  # fmt: skip
-    """``simulate --compare``: every policy on common random numbers, then the table (loop.compare)."""
-    from loop.compare import compare_policies, parse_policies, rich_table, write_report
+    """``simulate --compare``: every policy on common random numbers (loop.compare), then the table (loop.compare_report)."""
+    from loop.compare import compare_policies, parse_policies
+    from loop.compare_report import rich_table, write_report
 
     if compare is None:
         raise ConfigError("--runs", "runs", "--runs needs --compare (e.g. --compare thompson,uniform)")
