@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+from collections.abc import Callable
 from datetime import date, timedelta
 from typing import Any
 
@@ -912,7 +913,8 @@ def on_scale(rt: Runtime, session: Session, plan: CampaignPlan, exp: Experiment,
     _move(rt, session, exp, ExperimentState.SCALED)
 
 
-HANDLERS = {
+# Keyed by the plain strings rows hold (a member hashes and compares as its value).
+HANDLERS: dict[str, Callable[[Runtime, Session, CampaignPlan, Experiment, date], None]] = {
     ExperimentState.DETECTED: on_detected,
     ExperimentState.EXPLORING: on_exploring,
     ExperimentState.AWAITING_APPROVAL: on_awaiting,

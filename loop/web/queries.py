@@ -639,12 +639,12 @@ def timeline(exp: Experiment, evts: list[AuditEvent], calendar: PlatformCalendar
             reached.setdefault(stage, e)
     asked = [s for s in reached if s.startswith("awaiting approval")]
     stages: list[str] = []
-    for s in STAGES:
-        if s == ExperimentState.TESTING and "awaiting approval (drafts)" in asked:
+    for stage in STAGES:
+        if stage == ExperimentState.TESTING and "awaiting approval (drafts)" in asked:
             stages.append("awaiting approval (drafts)")
-        if s == ExperimentState.SCALED and ("awaiting approval (pro)" in asked or exp.waiting_for == "pro"):
+        if stage == ExperimentState.SCALED and ("awaiting approval (pro)" in asked or exp.waiting_for == "pro"):
             stages.append("awaiting approval (pro)")
-        stages.append(s)
+        stages.append(stage)
     current = f"awaiting approval ({exp.waiting_for})" if exp.state == ExperimentState.AWAITING_APPROVAL else exp.state
     if exp.state == ExperimentState.ABANDONED:
         last = max((stages.index(s) for s in reached if s in stages), default=0)
