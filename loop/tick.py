@@ -33,7 +33,6 @@ from sqlmodel import Session, col, select
 from connectors.ads.base import AdPlatform
 from connectors.ads.payloads import AD_ID, InvalidPayload, check_rows
 from loop import events
-from loop.experiments import advance
 from loop.locks import campaign_lock
 from loop.logs import log_context
 from loop.plans import CampaignPlan
@@ -240,7 +239,10 @@ def _tick_campaign(rt: Runtime, session: Session, plan: CampaignPlan, today: dat
         log.info("fatigue detected on %s", exp.parent_creative_id, extra={"experiment": exp.id})
     rt.commit(session)
     rt.step("detect")
-    # 5. advance open experiments
+    # 5. advance open experiments (loop.experiments brings scipy with it: loaded by a tick that runs, not by
+    # every command that imports this module)
+    from loop.experiments import advance
+
     open_exps = session.exec(
         select(Experiment)
         .where(Experiment.campaign_id == plan.id, col(Experiment.state).in_(OPEN_STATES))
