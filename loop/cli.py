@@ -23,7 +23,7 @@ from rich.text import Text
 from loop.config import Config, load_config
 from policies.errors import ConfigError, CreativeLoopError, NotFound
 
-app = typer.Typer(
+app: typer.Typer = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
