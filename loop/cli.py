@@ -23,7 +23,7 @@ from loop.config import Config
 from loop.web import commands as web_commands
 from policies.errors import ConfigError, CreativeLoopError, NotFound
 
-app = typer.Typer(
+app: typer.Typer = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,

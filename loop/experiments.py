@@ -134,7 +134,7 @@ def abandon(
 
 # -- helpers -------------------------------------------------------------------
 def _arms(session: Session, exp: Experiment) -> list[Arm]:
-    return list(session.exec(select(Arm).where(Arm.experiment_id == exp.id).order_by(Arm.position)).all())
+    return list(session.exec(select(Arm).where(Arm.experiment_id == exp.id).order_by(col(Arm.position))).all())
 
 
 def _variants(session: Session, exp: Experiment) -> list[Creative]:
@@ -142,7 +142,7 @@ def _variants(session: Session, exp: Experiment) -> list[Creative]:
         session.exec(
             select(Creative)
             .where(Creative.experiment_id == exp.id, Creative.role == CreativeRole.DRAFT)
-            .order_by(Creative.created_at, Creative.id)
+            .order_by(col(Creative.created_at), col(Creative.id))
         ).all()
     )
 

@@ -22,7 +22,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from connectors.ads.scenario import Scenario
 from connectors.ads.simulated import SimulatedAdPlatform
@@ -120,11 +120,8 @@ def _ad_label(session: Session, platform: SimulatedAdPlatform, ad_id: str) -> st
     if creative.role == CreativeRole.LIVE or creative.parent_id is None:
         return creative.label or ad_id
     # A scaled winner: name it by its lineage, e.g. "hero/v3-pro".
-    root = (
-        session.get(Creative, session.get(Experiment, creative.experiment_id or "").parent_creative_id)
-        if creative.experiment_id and session.get(Experiment, creative.experiment_id)
-        else None
-    )
+    exp = session.get(Experiment, creative.experiment_id) if creative.experiment_id else None
+    root = session.get(Creative, exp.parent_creative_id) if exp is not None else None
     return f"{root.label}/{creative.label}" if root is not None else (creative.label or creative.id)
 
 
@@ -134,7 +131,9 @@ def _score_campaign(session: Session, platform: SimulatedAdPlatform, campaign_id
     test = replace(ledger.summary(campaign_id, "test"), spent=ledger.spent(campaign_id, "test"))
     credit = replace(ledger.summary(campaign_id, "credit"), spent=ledger.spent(campaign_id, "credit"))
     exps = session.exec(
-        select(Experiment).where(Experiment.campaign_id == campaign_id).order_by(Experiment.created_at, Experiment.id)
+        select(Experiment)
+        .where(Experiment.campaign_id == campaign_id)
+        .order_by(col(Experiment.created_at), col(Experiment.id))
     ).all()
     detected_by_ad: dict[str, int] = {}
     for exp in exps:
@@ -157,7 +156,7 @@ def _score_campaign(session: Session, platform: SimulatedAdPlatform, campaign_id
 
     experiments, regret, recovered, winners = [], 0.0, 0.0, 0
     for exp in exps:
-        arms = session.exec(select(Arm).where(Arm.experiment_id == exp.id).order_by(Arm.position)).all()
+        arms = session.exec(select(Arm).where(Arm.experiment_id == exp.id).order_by(col(Arm.position))).all()
         arm_ctr = {
             a.creative_id: platform.ads[a.platform_ad_id].base_ctr for a in arms if a.platform_ad_id in platform.ads
         }

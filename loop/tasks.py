@@ -148,7 +148,8 @@ def _brief_dict(brief: Brief) -> dict[str, Any]:
 
 
 def _brief(data: dict[str, Any]) -> Brief:
-    return Brief(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+    fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+    return Brief(**fields)
 
 
 def _rendered(images: ImageStore, out: dict[str, Any]) -> Rendered:

@@ -246,7 +246,7 @@ def _tick_campaign(rt: Runtime, session: Session, plan: CampaignPlan, today: dat
     open_exps = session.exec(
         select(Experiment)
         .where(Experiment.campaign_id == plan.id, col(Experiment.state).in_(OPEN_STATES))
-        .order_by(Experiment.created_at, Experiment.id)
+        .order_by(col(Experiment.created_at), col(Experiment.id))
     ).all()
     for exp in open_exps:
         with log_context(experiment=exp.id):
@@ -368,7 +368,7 @@ def ingest(session: Session, campaign_id: str, rows: list) -> int:  # type: igno
     existing = {
         (cid, day): (mid, (n, c, sp, conv))
         for mid, cid, day, n, c, sp, conv in session.execute(
-            select(
+            select(  # type: ignore[call-overload]  # sqlmodel's select() is typed for at most 4 columns
                 table.c.id, table.c.creative_id, table.c.day, table.c.impressions, table.c.clicks,
                 table.c.spend_minor, table.c.conversions,
             ).where(table.c.creative_id.in_(set(by_ad.values())), table.c.day.in_(days))
@@ -458,7 +458,7 @@ def series(session: Session, creative_id: str, until: date) -> tuple[list[date],
     rows = session.exec(
         select(DailyMetric)
         .where(DailyMetric.creative_id == creative_id, DailyMetric.day < until)
-        .order_by(DailyMetric.day)
+        .order_by(col(DailyMetric.day))
     ).all()
     days = [r.day for r in rows]
     return (
@@ -500,9 +500,9 @@ def reconcile(session: Session, campaign_id: str, today: date) -> None:
             start = date.fromisoformat(first_s)
             end = start + timedelta(days=int(n_s))
         next_day = session.exec(
-            select(BanditDecision.day)
+            select(col(BanditDecision.day))
             .where(BanditDecision.experiment_id == exp_id, BanditDecision.day > decided)
-            .order_by(BanditDecision.day)
+            .order_by(col(BanditDecision.day))
         ).first()
         end = min(end, next_day or date.max)
         if end <= start:
@@ -518,7 +518,7 @@ def reconcile(session: Session, campaign_id: str, today: date) -> None:
             )
         ).all()
         reported = session.exec(
-            select(DailyMetric.day)
+            select(col(DailyMetric.day))
             .join(Creative, col(Creative.id) == DailyMetric.creative_id)
             .where(Creative.campaign_id == campaign_id, DailyMetric.day >= start, DailyMetric.day < end)
             .distinct()
@@ -668,7 +668,7 @@ def detect(session: Session, plan: CampaignPlan, today: date) -> list[Experiment
     ).all()
     latest: dict[str, Experiment] = {}
     for e in session.exec(
-        select(Experiment).where(Experiment.campaign_id == plan.id).order_by(Experiment.created_at)
+        select(Experiment).where(Experiment.campaign_id == plan.id).order_by(col(Experiment.created_at))
     ).all():
         latest[e.parent_creative_id] = e
     candidates: dict[str, date | None] = {}
@@ -681,7 +681,11 @@ def detect(session: Session, plan: CampaignPlan, today: date) -> list[Experiment
             # Abandoned outside a tick (a rejection): the first platform day the loop knows of it.
             previous.abandoned_on = today
             session.add(previous)
-        if previous.state == ExperimentState.ABANDONED and today - previous.abandoned_on >= RETRY_AFTER_ABANDON:
+        if (
+            previous.state == ExperimentState.ABANDONED
+            and previous.abandoned_on is not None
+            and today - previous.abandoned_on >= RETRY_AFTER_ABANDON
+        ):
             candidates[creative.id] = previous.abandoned_on  # test only what came after
         # otherwise: cool-down, one fatigue is acted on once
     if not candidates:
@@ -722,7 +726,7 @@ def detect(session: Session, plan: CampaignPlan, today: date) -> list[Experiment
                 col(PlatformSignal.platform_ad_id).in_([by_id[c].platform_ad_id for c in ids]),
                 PlatformSignal.name == FATIGUE_SIGNAL,
             )
-            .order_by(PlatformSignal.received_at)
+            .order_by(col(PlatformSignal.received_at))
         ).all()
     }
     opened = []
