@@ -54,7 +54,6 @@ from storage.states import OPEN_STATES, RUNNING_ROLES, CreativeRole, CreativeSta
 
 log = logging.getLogger("creative_loop.tick")
 
-
 # Days at the start of an ad's life that the fatigue test never uses as its baseline.
 LEARNING_DAYS = 2
 # A creative whose experiment was abandoned may be tried again after this long.
