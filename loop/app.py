@@ -20,7 +20,7 @@ from connectors.images.base import ImageGenerator
 from connectors.images.procedural import ProceduralGenerator
 from loop.config import Config
 from loop.plans import CampaignPlan, campaign_plans
-from loop.tick import Runtime
+from loop.runtime import Runtime
 from policies.errors import ConfigError
 from storage.db import make_engine, migrate
 from storage.images import ImageStore

@@ -18,7 +18,7 @@ from typing import Annotated
 import typer
 from rich.text import Text
 
-from loop.cli import ConfigOpt, app, console, say
+from loop.cli_support import ConfigOpt, console, say
 from loop.config import Config, load_config
 from policies.errors import CreativeLoopError
 
@@ -136,7 +136,6 @@ def run_checks(cfg: Config, platform: bool = True) -> list[Check]:
     return checks
 
 
-@app.command()
 def doctor(
     config: ConfigOpt = None,
     skip_platform: Annotated[bool, typer.Option("--skip-platform", help="Do not call the ad platform.")] = False,

@@ -23,7 +23,7 @@ from sqlmodel import Session, col, select
 
 from connectors.images.procedural import stable_seed
 from loop import events
-from loop.cli import ConfigOpt, _actor, _config, app, say
+from loop.cli_support import ConfigOpt, config_from, current_actor, say
 from loop.config import Config
 from loop.locks import campaign_lock
 from policies import brand
@@ -31,6 +31,7 @@ from policies.errors import ConfigError, NotFound
 from storage.db import session as open_session
 from storage.ledger import Ledger
 from storage.models import Creative, LedgerEntry
+from storage.states import CreativeRole, CreativeStatus
 
 MAX_CREATIVE_ID = 200  # storage.models.Creative.id
 
@@ -187,8 +188,8 @@ def _store(
         )  # fmt: skip
         flags["brand"] = {**verdict.as_flags(), "action": "flag"}
     fixed = Creative(
-        id=new_id, campaign_id=old.campaign_id, role="fix", parent_id=old.id, experiment_id=old.experiment_id,
-        label=f"{old.label or 'creative'}-fix{n}"[:40], status="candidate", headline=old.headline,
+        id=new_id, campaign_id=old.campaign_id, role=CreativeRole.FIX, parent_id=old.id, experiment_id=old.experiment_id,
+        label=f"{old.label or 'creative'}-fix{n}"[:40], status=CreativeStatus.CANDIDATE, headline=old.headline,
         recipe={**r.recipe, "inpaint": {"source": old.image_hash, "mask": mask_digest}}, prompt=r.prompt,
         seed=r.seed, generator=r.generator, model=r.model, tier=res.tier, width=r.image.width,
         height=r.image.height, image_hash=images.put(r.image), flags=flags,
@@ -205,7 +206,6 @@ def _store(
     return fixed
 
 
-@app.command()
 def fix(
     variant: Annotated[str, typer.Argument(metavar="VARIANT", help="The creative to fix (its id).")],
     mask: Annotated[Path, typer.Option(help="Mask PNG of the variant's size: white = repaint, black = keep.")],
@@ -214,5 +214,5 @@ def fix(
     seed: Annotated[int | None, typer.Option(help="Seed (default: derived from the variant and the prompt).")] = None,
 ) -> None:
     """Repaint a region of a variant; the result is a new variant with the old one as parent."""
-    fixed = fix_variant(_config(config), variant, mask, prompt, seed, actor=_actor())
+    fixed = fix_variant(config_from(config), variant, mask, prompt, seed, actor=current_actor())
     say(f"fixed {variant} -> {fixed.id} ({fixed.generator} {fixed.model}, seed {fixed.seed}, image {fixed.image_hash})")

@@ -31,12 +31,14 @@ from loop import events
 from loop.app import make_generators, open_engine
 from loop.config import Config, to_major
 from loop.plans import campaign_plans
-from loop.tick import Runtime, tick
+from loop.runtime import Runtime
+from loop.tick import tick
 from storage.db import session as open_session
 from storage.images import ImageStore
 from storage.ledger import Ledger
 from storage.models import Arm, AuditEvent, Creative, DailyMetric, Experiment
 from storage.safenames import safe_component
+from storage.states import CreativeRole, ExperimentState
 
 TIERINGS = ("tiered", "pro-only")
 
@@ -115,7 +117,7 @@ def _ad_label(session: Session, platform: SimulatedAdPlatform, ad_id: str) -> st
     creative = session.exec(select(Creative).where(Creative.platform_ad_id == ad_id)).first()
     if creative is None:
         return ad_id
-    if creative.role == "live" or creative.parent_id is None:
+    if creative.role == CreativeRole.LIVE or creative.parent_id is None:
         return creative.label or ad_id
     # A scaled winner: name it by its lineage, e.g. "hero/v3-pro".
     exp = session.get(Experiment, creative.experiment_id) if creative.experiment_id else None
@@ -165,9 +167,11 @@ def _score_campaign(session: Session, platform: SimulatedAdPlatform, campaign_id
         parent = session.get(Creative, exp.parent_creative_id)
         winner = session.get(Creative, exp.winner_creative_id) if exp.winner_creative_id else None
         n_variants = len(
-            session.exec(select(Creative).where(Creative.experiment_id == exp.id, Creative.role == "draft")).all()
+            session.exec(
+                select(Creative).where(Creative.experiment_id == exp.id, Creative.role == CreativeRole.DRAFT)
+            ).all()
         )
-        if exp.state == "scaled" and exp.scaled_creative_id:
+        if exp.state == ExperimentState.SCALED and exp.scaled_creative_id:
             winners += 1
             scaled = session.get(Creative, exp.scaled_creative_id)
             if scaled is not None and parent is not None and scaled.platform_ad_id and parent.platform_ad_id:
@@ -227,7 +231,7 @@ def ending(session: Session, exp: Experiment) -> str:
     ).first()
     if declared is not None:
         return "confident" if str(declared.data.get("reason", "")).startswith(CONFIDENT_PREFIXES) else "best_so_far"
-    return "abandoned" if exp.state == "abandoned" else "open"
+    return "abandoned" if exp.state == ExperimentState.ABANDONED else "open"
 
 
 def export_gallery(rt: Runtime, out_dir: str | Path) -> list[Path]:

@@ -44,7 +44,9 @@ from connectors.ads.sharded import ShardedSimulatedAdPlatform
 from connectors.images.base import Brief, ImageGenerator, Rendered
 from loop.config import Config
 from loop.experiments import GenerationPending
-from loop.tick import Runtime, tick
+from loop.locks import campaign_lock
+from loop.runtime import Runtime
+from loop.tick import tick
 from policies.errors import GenerationError
 from storage.images import ImageStore
 
@@ -88,14 +90,9 @@ class WorkerResources:
 
 @dataclass
 class QueuedRuntime(Runtime):
-    """A runtime whose generators queue jobs (``loop.experiments`` collects them here).
+    """A runtime whose generators queue jobs: ``loop.experiments`` collects them in ``generation_jobs``."""
 
-    ``hold_exploration`` is the scheduler's backpressure: experiments stay
-    ``detected`` instead of reserving credits and queueing drafts.
-    """
-
-    generation_jobs: list[dict[str, Any]] = field(default_factory=list)
-    hold_exploration: bool = False
+    generation_jobs: list[dict[str, Any]] | None = field(default_factory=list)
 
 
 class QueuedGenerator(ImageGenerator):
@@ -203,8 +200,6 @@ def tick_campaign(task: Any, campaign: str, day: str, explore: bool = True) -> d
     from celery import chord
 
     from loop.app import backfill_days
-    from loop.celery_app import GENERATE_TASK, TICK_TASK
-    from loop.executors import campaign_lock
 
     app = task.app
     cfg = app.loop_config
@@ -214,7 +209,7 @@ def tick_campaign(task: Any, campaign: str, day: str, explore: bool = True) -> d
         return {"campaign": campaign, "day": day, "status": "unknown campaign"}
     today = date.fromisoformat(day)
     # 1. one worker per campaign
-    with campaign_lock(res.engine, campaign) as held:
+    with campaign_lock(res.engine, campaign, wait=False) as held:
         if not held:
             raise task.retry(countdown=cfg.model.celery.lock_retry_seconds)
         # 2. the campaign's own state, read under the lock
@@ -250,13 +245,8 @@ def tick_campaign(task: Any, campaign: str, day: str, explore: bool = True) -> d
         # 4. wait for queued images, or end the day
         if rt.generation_jobs:
             jobs = {j["id"]: j["job"] for j in rt.generation_jobs}
-            header = [
-                app.signature(GENERATE_TASK, args=(job,), queue=app.queue_name("generation")).set(task_id=job_id)
-                for job_id, job in jobs.items()
-            ]
-            again = app.signature(
-                TICK_TASK, args=(campaign, day, explore), queue=app.queue_name("ticks"), immutable=True
-            ).set(task_id=str(uuid.uuid4()))
+            header = [app.generate_signature(job).set(task_id=job_id) for job_id, job in jobs.items()]
+            again = app.tick_signature(campaign, day, explore).set(task_id=str(uuid.uuid4()))
             chord(header, app=app)(again)
             return {**out, "status": "waiting for generation", "jobs": len(jobs), "continuation": again.id}
         if isinstance(platform, ShardedSimulatedAdPlatform):

@@ -9,7 +9,7 @@ draws depend on the order in which the others were served.
 ``ShardedSimulatedAdPlatform`` gives each campaign its own
 ``SimulatedAdPlatform`` over a one-campaign scenario, saved in
 ``<state_dir>/<campaign>.json``.  Campaigns then share nothing: a worker that
-holds a campaign's lock (``loop.executors.campaign_lock``) is the only writer
+holds a campaign's lock (``loop.locks.campaign_lock``) is the only writer
 of that campaign's file, and the outcome of a campaign is the same whatever
 order, process or machine its ticks run in.  Each shard's random stream is
 seeded from the scenario seed and the campaign id, so it differs from the
