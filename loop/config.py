@@ -7,14 +7,13 @@ the file and converted to integer minor units here, at the edge.
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, create_model, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from connectors.ads.registry import PLATFORMS
 from connectors.ads.scenario import SimulatedSettings
@@ -253,9 +252,10 @@ class WebSettings(_Frozen):
 class ConfigModel(_Frozen):
     """The whole file: the loop's own sections and one section per registered backend.
 
-    The built-in backends' sections are typed fields here; a backend
-    registered later (``connectors.ads.registry``, ``connectors.images.registry``)
-    gets its section in :func:`config_model`.
+    The built-in backends' sections are typed fields here; the section of a
+    backend registered beside them (``connectors.ads.registry``,
+    ``connectors.images.registry``) is validated by its own model
+    (``load_config``, ``Config.sections``).
     """
 
     loop: LoopSettings = LoopSettings()
@@ -303,32 +303,28 @@ class ConfigModel(_Frozen):
         return campaigns
 
 
-def config_model() -> type[ConfigModel]:
-    """``ConfigModel`` plus a section for every registered backend that is not one of its fields."""
+def backend_sections() -> dict[str, type[Settings]]:
+    """Every registered backend's section of the file and the model that validates it."""
     sections: dict[str, type[Settings]] = {}
     for entry in (*PLATFORMS, *GENERATORS):
         if entry.section in LOOP_SECTIONS:
             raise ValueError(f"backend {entry.name!r}: section [{entry.section}] is the loop's own")
         if sections.setdefault(entry.section, entry.settings) is not entry.settings:
             raise ValueError(f"backend {entry.name!r}: section [{entry.section}] is registered twice")
-    extra = tuple((name, cls) for name, cls in sections.items() if name not in ConfigModel.model_fields)
-    return _extended(extra)
-
-
-@functools.lru_cache(maxsize=16)
-def _extended(extra: tuple[tuple[str, type[Settings]], ...]) -> type[ConfigModel]:
-    if not extra:
-        return ConfigModel
-    fields: dict[str, Any] = {name: (cls, cls()) for name, cls in extra}
-    return create_model("ConfigModel", __base__=ConfigModel, **fields)
+    return sections
 
 
 class Config:
-    """The parsed configuration plus where it came from (paths resolve against cwd)."""
+    """The parsed configuration plus where it came from (paths resolve against cwd).
 
-    def __init__(self, model: ConfigModel, path: Path) -> None:
+    ``sections`` holds the sections of backends registered beside the built-in
+    ones (``ConfigModel`` types the built-in backends' sections itself).
+    """
+
+    def __init__(self, model: ConfigModel, path: Path, sections: dict[str, Settings] | None = None) -> None:
         self.model = model
         self.path = path
+        self.sections = dict(sections or {})
 
     @property
     def loop(self) -> LoopSettings:
@@ -366,10 +362,16 @@ class Config:
 
     def section(self, name: str) -> Settings:
         """The validated settings of a registered backend's section (``[meta]``, ``[diffusers]``, ...)."""
-        value = getattr(self.model, name, None)
-        if not isinstance(value, Settings):
+        if name in self.sections:
+            return self.sections[name]
+        if name in ConfigModel.model_fields and name not in LOOP_SECTIONS:
+            value = getattr(self.model, name)
+            assert isinstance(value, Settings)
+            return value
+        registered = backend_sections().get(name)
+        if registered is None:
             raise ConfigError(str(self.path), name, "no such backend section (is its backend registered?)")
-        return value
+        return registered()  # a backend registered after the file was read: its defaults
 
     def secret(self, env_name: str, key: str) -> str:
         """Read a secret from the environment variable the config names."""
@@ -399,7 +401,29 @@ def folder_problem(folder: Path) -> str:
     return "" if writable else f"cannot be made: {existing} is not writable"
 
 
-def _moved_backfill_days(path: Path, data: dict[str, Any], model: ConfigModel) -> ConfigModel:
+def _parse(path: Path, data: dict[str, Any]) -> tuple[ConfigModel, dict[str, Settings]]:
+    """``ConfigModel`` from the file, and the sections of backends it does not type, each by its own model."""
+    registered = {k: v for k, v in backend_sections().items() if k not in ConfigModel.model_fields}
+    try:
+        model = load_model(path, ConfigModel, {k: v for k, v in data.items() if k not in registered})
+    except ConfigError as err:
+        if "." in err.key or "[" in err.key or not err.problem.startswith("unknown key (allowed: "):
+            raise
+        allowed = ", ".join([*ConfigModel.model_fields, *registered])
+        raise ConfigError(str(path), err.key, f"unknown key (allowed: {allowed})") from None
+    sections: dict[str, Settings] = {}
+    for name, model_cls in registered.items():
+        try:
+            sections[name] = model_cls.model_validate(data.get(name, {}))
+        except ValidationError as exc:
+            err = translate(path, model_cls, exc)
+            raise ConfigError(str(path), f"{name}.{err.key}" if err.key else name, err.problem) from None
+    return model, sections
+
+
+def _moved_backfill_days(
+    path: Path, data: dict[str, Any], model: ConfigModel, sections: dict[str, Settings]
+) -> ConfigModel:
     """``backfill_days`` moved from the platform sections to ``[loop]``: the old keys still count.
 
     Each old key logs one deprecation line.  Without ``loop.backfill_days``
@@ -411,7 +435,7 @@ def _moved_backfill_days(path: Path, data: dict[str, Any], model: ConfigModel) -
     for entry in PLATFORMS:
         raw = data.get(entry.section)
         if isinstance(raw, dict) and "backfill_days" in raw:
-            old[entry.name] = int(getattr(model, entry.section).backfill_days)
+            old[entry.name] = int(Config(model, path, sections).section(entry.section).model_dump()["backfill_days"])
             log.warning("%s: %s.backfill_days is deprecated; set backfill_days in [loop] instead", path, entry.section)
     loop_raw = data.get("loop")
     if not old or (isinstance(loop_raw, dict) and "backfill_days" in loop_raw):
@@ -444,8 +468,8 @@ def load_config(path: str | Path | None = None, *, check_paths: bool = True) -> 
         raise ConfigError(
             str(path), "", f"the file is empty; add settings, or pass --config {path} to run on every default"
         )
-    model = load_model(path, config_model(), data)
-    model = _moved_backfill_days(path, data, model)
+    model, sections = _parse(path, data)
+    model = _moved_backfill_days(path, data, model, sections)
     # Campaign entries inherit [defaults]: validate the merged form too, so a
     # bad combination (daily budget above the cap) names the campaign.
     for i, c in enumerate(model.campaigns):
@@ -464,4 +488,4 @@ def load_config(path: str | Path | None = None, *, check_paths: bool = True) -> 
         if scenario and not Path(scenario).is_file():
             kind = " (a folder)" if Path(scenario).is_dir() else ""
             raise ConfigError(str(path), "simulated.scenario", f"no scenario file {scenario!r}{kind}")
-    return Config(model, path)
+    return Config(model, path, sections)

@@ -80,6 +80,10 @@ def test_registered_for_a_block_then_gone() -> None:
         assert "mine" in GENERATORS
         cfg = load_config(ROOT / "config.example.toml")
         assert isinstance(cfg.section("mine"), GeneratorSettings)
+        import pickle
+
+        again = pickle.loads(pickle.dumps(cfg))  # process pools (simulate --compare) get the config pickled
+        assert again.section("mine") == cfg.section("mine") and again.model == cfg.model
     assert "mine" not in GENERATORS
     with pytest.raises(GenerationError, match="generator 'mine' cannot inpaint") as err:
         Mine().inpaint(None, None, "x", 1)  # type: ignore[arg-type]
@@ -159,3 +163,15 @@ def test_an_old_backfill_key_is_still_validated(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as err:
         load_config(write(tmp_path, "[meta]\nbackfill_days = 500\n"))
     assert err.value.key == "meta.backfill_days" and "less than or equal to 90" in err.value.problem
+
+
+def test_queued_generators_know_each_backends_strengths_without_building_it(tmp_path: Path) -> None:
+    """A Celery tick queues jobs for every registered generator, with the strengths its settings give."""
+    from loop.tasks import make_queued_generators
+    from storage.images import ImageStore
+
+    cfg = load_config(write(tmp_path, "[diffusers]\npro_strength = 0.4\nfast_mode = 'text2img'\n"))
+    queued = make_queued_generators(None, cfg, ImageStore(tmp_path / "images"))
+    assert set(GENERATORS.names()) <= set(queued)
+    assert queued["diffusers"].strength("pro") == 0.4 and queued["diffusers"].strength("fast") is None
+    assert queued["procedural"].strength("pro") is None and queued["gemini"].strength("pro") is None
