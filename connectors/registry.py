@@ -29,6 +29,7 @@ from typing import Any, Generic, TypeVar
 from connectors.settings import Settings
 from policies.errors import ConfigError, NotFound
 
+T = TypeVar("T")
 NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
@@ -52,6 +53,11 @@ def installed(modules: tuple[str, ...]) -> bool:
         except ImportError:  # a parent package is missing (or an import hook refuses it)
             return False
     return True
+
+
+def no_secrets(field_name: str, *, required: bool = True) -> str:
+    """The secret reader of a context given none: any read is a programming error."""
+    raise ValueError(f"no secrets were given to read {field_name!r}")
 
 
 class EnvSecrets:
@@ -118,6 +124,13 @@ class Entry:
     def factory_callable(self) -> Callable[[Any], Any]:
         return load(self.factory) if isinstance(self.factory, str) else self.factory
 
+    def _build(self, ctx: Any, expected: type[T]) -> T:
+        """Call the factory with ``ctx``; what it returns must be an ``expected``."""
+        built = self.factory_callable()(ctx)
+        if not isinstance(built, expected):
+            raise TypeError(f"{self.name!r}: the factory returned {type(built).__name__}, not {expected.__name__}")
+        return built
+
 
 E = TypeVar("E", bound=Entry)
 
@@ -174,4 +187,4 @@ class Registry(Generic[E]):
         return iter(self.entries())
 
 
-__all__ = ["EnvSecrets", "Entry", "Registry", "installed", "load"]
+__all__ = ["EnvSecrets", "Entry", "Registry", "installed", "load", "no_secrets"]

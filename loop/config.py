@@ -406,11 +406,11 @@ def _parse(path: Path, data: dict[str, Any]) -> tuple[ConfigModel, dict[str, Set
     registered = {k: v for k, v in backend_sections().items() if k not in ConfigModel.model_fields}
     try:
         model = load_model(path, ConfigModel, {k: v for k, v in data.items() if k not in registered})
-    except ConfigError as err:
-        if "." in err.key or "[" in err.key or not err.problem.startswith("unknown key (allowed: "):
+    except ConfigError as bad:
+        if "." in bad.key or "[" in bad.key or not bad.problem.startswith("unknown key (allowed: "):
             raise
         allowed = ", ".join([*ConfigModel.model_fields, *registered])
-        raise ConfigError(str(path), err.key, f"unknown key (allowed: {allowed})") from None
+        raise ConfigError(str(path), bad.key, f"unknown key (allowed: {allowed})") from None
     sections: dict[str, Settings] = {}
     for name, model_cls in registered.items():
         try:

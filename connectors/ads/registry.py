@@ -23,11 +23,7 @@ from connectors.ads.base import AdPlatform
 from connectors.ads.scenario import Scenario, SimulatedSettings
 from connectors.google_ads.settings import GoogleAdsSettings
 from connectors.meta.settings import MetaSettings
-from connectors.registry import Entry, Registry
-
-
-def _no_secrets(field_name: str, *, required: bool = True) -> str:
-    raise ValueError(f"no secrets were given to read {field_name!r}")
+from connectors.registry import Entry, Registry, no_secrets
 
 
 @dataclass(frozen=True)
@@ -53,7 +49,7 @@ class PlatformContext:
 
     settings: Any  # the entry's settings model, validated from the platform's config section
     campaigns: tuple[PlatformCampaign, ...] = ()  # the configured campaigns that run on this platform
-    secret: Callable[..., str] = _no_secrets
+    secret: Callable[..., str] = no_secrets
     source: str = "config"  # the config file, for ConfigError lines
     data_dir: Path = Path("data")  # where a platform may keep state (the simulator's files)
     engine: Any = None  # the loop's own SQLAlchemy engine: API counts still pending at close() go there
@@ -74,10 +70,7 @@ class PlatformEntry(Entry):
     overspend: float | None = None
 
     def build(self, ctx: PlatformContext) -> AdPlatform:
-        platform = self.factory_callable()(ctx)
-        if not isinstance(platform, AdPlatform):
-            raise TypeError(f"platform {self.name!r}: the factory returned {type(platform).__name__}")
-        return platform
+        return self._build(ctx, AdPlatform)
 
 
 PLATFORMS: Registry[PlatformEntry] = Registry("platform")

@@ -20,11 +20,7 @@ from typing import Any
 from connectors.images.base import GeneratorSettings, ImageGenerator
 from connectors.images.diffusers import DiffusersSettings
 from connectors.images.gemini import GeminiSettings
-from connectors.registry import Entry, Registry
-
-
-def _no_secrets(field_name: str, *, required: bool = True) -> str:
-    raise ValueError(f"no secrets were given to read {field_name!r}")
+from connectors.registry import Entry, Registry, no_secrets
 
 
 @dataclass(frozen=True)
@@ -33,7 +29,7 @@ class GeneratorContext:
 
     settings: Any  # the entry's settings model, validated from the backend's config section
     # secret("api_key_env") -> the value of the environment variable that field names (connectors.registry.EnvSecrets)
-    secret: Callable[..., str] = _no_secrets
+    secret: Callable[..., str] = no_secrets
     source: str = "config"  # the config file, for ConfigError lines
 
 
@@ -44,10 +40,7 @@ class GeneratorEntry(Entry):
     inpaint: bool = False
 
     def build(self, ctx: GeneratorContext) -> ImageGenerator:
-        generator = self.factory_callable()(ctx)
-        if not isinstance(generator, ImageGenerator):
-            raise TypeError(f"generator {self.name!r}: the factory returned {type(generator).__name__}")
-        return generator
+        return self._build(ctx, ImageGenerator)
 
 
 GENERATORS: Registry[GeneratorEntry] = Registry("generator")
