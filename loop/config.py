@@ -27,6 +27,8 @@ from policies.errors import ConfigError
 from storage.tomlfile import load_model, read_toml, translate
 
 log = logging.getLogger("creative_loop.config")
+# Deprecated keys already reported by this process, as (file, key): a daemon re-reads its file every tick.
+_REPORTED: set[tuple[str, str]] = set()
 
 DEFAULT_CONFIG = Path("creative-loop.toml")
 BUNDLED_CONFIG = Path(__file__).resolve().parent / "data" / "config.example.toml"
@@ -426,7 +428,7 @@ def _moved_backfill_days(
 ) -> ConfigModel:
     """``backfill_days`` moved from the platform sections to ``[loop]``: the old keys still count.
 
-    Each old key logs one deprecation line.  Without ``loop.backfill_days``
+    Each old key logs one deprecation line (once per file and process).  Without ``loop.backfill_days``
     the window is what the old keys gave: the longest among the platforms in
     use, each its own section's key (a platform whose section has no such
     key, the simulator, took ``[meta]``'s).
@@ -436,7 +438,11 @@ def _moved_backfill_days(
         raw = data.get(entry.section)
         if isinstance(raw, dict) and "backfill_days" in raw:
             old[entry.name] = int(Config(model, path, sections).section(entry.section).model_dump()["backfill_days"])
-            log.warning("%s: %s.backfill_days is deprecated; set backfill_days in [loop] instead", path, entry.section)
+            if (str(path), entry.section) not in _REPORTED:
+                _REPORTED.add((str(path), entry.section))
+                log.warning(
+                    "%s: %s.backfill_days is deprecated; set backfill_days in [loop] instead", path, entry.section
+                )
     loop_raw = data.get("loop")
     if not old or (isinstance(loop_raw, dict) and "backfill_days" in loop_raw):
         return model

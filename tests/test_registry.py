@@ -157,6 +157,9 @@ def test_backfill_days_is_the_loops_and_the_old_keys_still_count(
     assert cfg.loop.backfill_days == days == backfill_days(cfg)
     lines = [r.getMessage() for r in caplog.records if r.name == "creative_loop.config"]
     assert lines == [f"{path}: {k} is deprecated; set backfill_days in [loop] instead" for k in deprecated]
+    caplog.clear()
+    assert load_config(path).loop.backfill_days == days  # a daemon reads its file every tick: said once
+    assert not [r for r in caplog.records if r.name == "creative_loop.config"]
 
 
 def test_an_old_backfill_key_is_still_validated(tmp_path: Path) -> None:
