@@ -48,16 +48,20 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     # Every registered backend, at collection time: a backend registered by a test module counts too.
     if "platform_name" in metafunc.fixturenames:
-        metafunc.parametrize("platform_name", params(PLATFORMS.names(), PLATFORM_HARNESSES))
+        metafunc.parametrize(("platform_name", "platform_variant"), params(PLATFORMS.names(), PLATFORM_HARNESSES))
     if "generator_name" in metafunc.fixturenames:
-        metafunc.parametrize("generator_name", params(GENERATORS.names(), GENERATOR_HARNESSES))
+        metafunc.parametrize(("generator_name", "generator_variant"), params(GENERATORS.names(), GENERATOR_HARNESSES))
 
 
 @pytest.fixture
-def harness(platform_name: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[PlatformHarness]:
-    yield from open_harness("platform", platform_name, PLATFORM_HARNESSES, request, tmp_path)
+def harness(
+    platform_name: str, platform_variant: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[PlatformHarness]:
+    yield from open_harness(platform_name, platform_variant, PLATFORM_HARNESSES, request, tmp_path)
 
 
 @pytest.fixture
-def gen_harness(generator_name: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[GeneratorHarness]:
-    yield from open_harness("generator", generator_name, GENERATOR_HARNESSES, request, tmp_path)
+def gen_harness(
+    generator_name: str, generator_variant: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[GeneratorHarness]:
+    yield from open_harness(generator_name, generator_variant, GENERATOR_HARNESSES, request, tmp_path)

@@ -48,43 +48,54 @@ def png(size: tuple[int, int], seed: int = 3) -> bytes:
 
 
 # -- platforms ---------------------------------------------------------------------------------------
-@platform_harness("simulated")
-def simulated(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[PlatformHarness]:
+def _simulated(tmp_path: Path, layout: str) -> Iterator[PlatformHarness]:
     from connectors.ads.scenario import SimulatedSettings
-    from connectors.ads.simulated import SimAd, SimAdSet, SimulatedAdPlatform
+    from connectors.ads.sharded import ShardedSimulatedAdPlatform
+    from connectors.ads.simulated import SimulatedAdPlatform
 
     scenario = tmp_path / "scenario.toml"
     scenario.write_text(SMALL_SCENARIO)
-    ctx = PlatformContext(
-        settings=SimulatedSettings(scenario=str(scenario), start_date="2026-01-05"), data_dir=tmp_path / "sim"
-    )
+    settings = SimulatedSettings(scenario=str(scenario), start_date="2026-01-05", layout=layout)  # type: ignore[arg-type]
+    ctx = PlatformContext(settings=settings, data_dir=tmp_path / "sim")
     ctx.data_dir.mkdir()
     entry = PLATFORMS.get("simulated")
     platform = entry.build(ctx)
-    assert isinstance(platform, SimulatedAdPlatform)
+
+    def sim() -> SimulatedAdPlatform:
+        if isinstance(platform, ShardedSimulatedAdPlatform):
+            return platform.shard("shop")
+        assert isinstance(platform, SimulatedAdPlatform)
+        return platform
 
     def state() -> Any:
-        platform.today()  # picks up what another object saved
-        ads: dict[str, SimAd] = platform.ads
-        adsets: dict[str, SimAdSet] = platform.adsets
-        return json.dumps(
-            [{k: dataclasses.asdict(v) for k, v in ads.items()}, {k: dataclasses.asdict(v) for k, v in adsets.items()}],
-            sort_keys=True,
-        )
+        s = sim()
+        s.today()  # picks up what another object saved
+        ads = {k: dataclasses.asdict(v) for k, v in s.ads.items()}
+        return json.dumps([ads, {k: dataclasses.asdict(v) for k, v in s.adsets.items()}], sort_keys=True)
 
     def deliver(day: date) -> None:
-        assert platform.today() == day
-        platform.advance_day()
+        assert platform.today("shop") == day
+        platform.advance_day("shop")
 
     def fault(kind: str) -> Any:
-        return lambda: platform.faults.queue(kind)
+        return lambda: sim().faults.queue(kind)
 
     yield PlatformHarness(
-        platform=platform, campaign="shop", first_day=platform.today(), deliver=deliver, state=state,
+        platform=platform, campaign="shop", first_day=sim().today(), deliver=deliver, state=state,
         reopen=lambda: entry.build(ctx), faults={TransientError: fault("timeout"), RateLimited: fault("throttle")},
         image=png((64, 48)), context=ctx,
     )  # fmt: skip
     platform.close()
+
+
+@platform_harness("simulated")
+def simulated(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[PlatformHarness]:
+    yield from _simulated(tmp_path, "scenario")
+
+
+@platform_harness("simulated", variant="per-campaign")
+def simulated_per_campaign(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[PlatformHarness]:
+    yield from _simulated(tmp_path, "per-campaign")
 
 
 @platform_harness("meta")

@@ -63,44 +63,56 @@ class GeneratorHarness:
 
 @dataclass(frozen=True)
 class Harness:
-    name: str
+    name: str  # the registered backend
     factory: HarnessFactory
     marks: tuple[Any, ...] = ()
+    variant: str = ""  # a second way to set the same backend up (the simulator's per-campaign layout)
+
+    @property
+    def id(self) -> str:
+        return f"{self.name}[{self.variant}]" if self.variant else self.name
 
 
-PLATFORM_HARNESSES: dict[str, Harness] = {}
-GENERATOR_HARNESSES: dict[str, Harness] = {}
+# backend name -> its harnesses (a backend may be set up more than one way)
+PLATFORM_HARNESSES: dict[str, list[Harness]] = {}
+GENERATOR_HARNESSES: dict[str, list[Harness]] = {}
 
 
-def platform_harness(name: str, *marks: Any) -> Callable[[HarnessFactory], HarnessFactory]:
-    """Register the harness factory of the registered platform ``name`` (``marks``: pytest marks)."""
-
+def _register(into: dict[str, list[Harness]], name: str, marks: tuple[Any, ...], variant: str) -> Callable[[HarnessFactory], HarnessFactory]:  # fmt: skip
     def register(factory: HarnessFactory) -> HarnessFactory:
-        PLATFORM_HARNESSES[name] = Harness(name, factory, marks)
+        kept = [h for h in into.get(name, []) if h.variant != variant]
+        into[name] = [*kept, Harness(name, factory, marks, variant)]
         return factory
 
     return register
 
 
-def generator_harness(name: str, *marks: Any) -> Callable[[HarnessFactory], HarnessFactory]:
-    """Register the harness factory of the registered generator ``name``."""
-
-    def register(factory: HarnessFactory) -> HarnessFactory:
-        GENERATOR_HARNESSES[name] = Harness(name, factory, marks)
-        return factory
-
-    return register
+def platform_harness(name: str, *marks: Any, variant: str = "") -> Callable[[HarnessFactory], HarnessFactory]:
+    """Register a harness factory of the registered platform ``name`` (``marks``: pytest marks)."""
+    return _register(PLATFORM_HARNESSES, name, marks, variant)
 
 
-def params(names: tuple[str, ...], harnesses: dict[str, Harness]) -> list[Any]:
-    """One pytest param per registered backend, with its harness's marks."""
-    return [pytest.param(n, marks=harnesses[n].marks if n in harnesses else (), id=n) for n in names]
+def generator_harness(name: str, *marks: Any, variant: str = "") -> Callable[[HarnessFactory], HarnessFactory]:
+    """Register a harness factory of the registered generator ``name``."""
+    return _register(GENERATOR_HARNESSES, name, marks, variant)
+
+
+def params(names: tuple[str, ...], harnesses: dict[str, list[Harness]]) -> list[Any]:
+    """One pytest param per harness of every registered backend (a backend without one: a param that fails)."""
+    out = []
+    for name in names:
+        found = harnesses.get(name) or [Harness(name, _missing)]
+        out += [pytest.param(name, h.variant, marks=h.marks, id=h.id) for h in found]
+    return out
+
+
+def _missing(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
+    pytest.fail("registered, but no contract harness is: register one beside it (contract_harness.py)")
+    yield
 
 
 def open_harness(
-    kind: str, name: str, harnesses: dict[str, Harness], request: pytest.FixtureRequest, tmp_path: Path
+    name: str, variant: str, harnesses: dict[str, list[Harness]], request: pytest.FixtureRequest, tmp_path: Path
 ) -> Iterator[Any]:
-    harness = harnesses.get(name)
-    if harness is None:
-        pytest.fail(f"{kind} {name!r} is registered but no contract harness is: register one beside it")
+    harness = next((h for h in harnesses.get(name, []) if h.variant == variant), Harness(name, _missing))
     yield from harness.factory(request, tmp_path)
