@@ -113,7 +113,7 @@ class CeleryExecutor:
     """The scheduler's side of ``executor = "celery"``: send ticks, optionally wait for them."""
 
     def __init__(self, cfg: Config, app: Any = None, engine: Engine | None = None) -> None:
-        from loop.app import make_platform, open_engine, scenario_for
+        from loop.app import make_platform, open_engine, platform_scenario
         from loop.plans import campaign_plans
 
         try:
@@ -128,19 +128,18 @@ class CeleryExecutor:
         self.poll_seconds = 0.05
         self._own_engine = engine is None
         self.engine = engine or open_engine(cfg.database_url)
-        self.scenario = scenario_for(cfg) if cfg.loop.platform == "simulated" else None
+        self.scenario = platform_scenario(cfg)
         self.plans = campaign_plans(cfg, self.scenario)
         self._make_platform = lambda: make_platform(cfg, self.scenario, engine=self.engine)
 
     def days(self) -> dict[str, date]:
-        """The day each campaign's next tick is for: its simulated day, else today (UTC)."""
-        from connectors.ads.sharded import ShardedSimulatedAdPlatform
-
+        """The day each campaign's next tick is for: its platform's own day (the simulator), else today (UTC)."""
         platform = self._make_platform()
-        if isinstance(platform, ShardedSimulatedAdPlatform):
-            return {p.id: platform.today_of(p.id) for p in self.plans}
-        today = datetime.now(UTC).date()
-        return {p.id: today for p in self.plans}
+        try:
+            today = datetime.now(UTC).date()
+            return {p.id: platform.today(p.id) or today for p in self.plans}
+        finally:
+            platform.close()
 
     def orders(self) -> list[TickOrder]:
         """One order per campaign, with the backpressure verdict."""

@@ -782,7 +782,7 @@ def _pro_strengths(rt: Runtime, plan: CampaignPlan) -> list[float | None]:
     s = plan.settings
     base = s.pro_strength
     if base is None:
-        base = getattr(getattr(rt.generator(plan), "pro", None), "strength", None)
+        base = rt.generator(plan).strength("pro")
     if base is None:
         return [None]
     return [round(base * s.fidelity_strength_factor**n, 4) for n in range(s.fidelity_retries + 1)]

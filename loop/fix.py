@@ -50,10 +50,10 @@ def _load_mask(path: Path) -> Image.Image:
 
 
 def _plan_for(cfg: Config, campaign_id: str) -> Any:
-    from loop.app import scenario_for
+    from loop.app import platform_scenario
     from loop.plans import campaign_plans
 
-    scenario = scenario_for(cfg) if cfg.loop.platform == "simulated" else None
+    scenario = platform_scenario(cfg)
     for plan in campaign_plans(cfg, scenario):
         if plan.id == campaign_id:
             return plan
@@ -143,6 +143,7 @@ def _reserve(
     seed: int | None,
 ) -> _Reserved:  # fmt: skip
     """Steps 1-2, under the campaign's lock: the variant as stored now, the fix's id, its credit reserved."""
+    from connectors.images.registry import GENERATORS
     from loop.app import make_generators
 
     session.expire_all()  # read again now that the lock is held
@@ -156,13 +157,14 @@ def _reserve(
             f"expected {image.width}x{image.height} (the variant's size), got {mask.width}x{mask.height}",
         )  # fmt: skip
     plan = _plan_for(cfg, old.campaign_id)
-    gen = make_generators(cfg).get(plan.settings.generator)
-    inpaint = getattr(gen, "inpaint", None)
-    if inpaint is None:
+    gen = make_generators(cfg)[plan.settings.generator]
+    if not gen.can_inpaint:
+        able = " or ".join(e.name for e in GENERATORS if e.inpaint)
         raise ConfigError(
             str(cfg.path), f"campaigns[{plan.id}].generator",
-            f"generator {plan.settings.generator!r} cannot inpaint: use diffusers or gemini",
+            f"generator {plan.settings.generator!r} cannot inpaint: use {able}",
         )  # fmt: skip
+    inpaint = gen.inpaint
     new_id, n = _next_fix_id(session, old)
     seed = stable_seed(old.id, prompt, n) if seed is None else int(seed)
     tier = old.tier or "fast"

@@ -33,13 +33,17 @@ import threading
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from PIL import Image, ImageOps
+from pydantic import Field, model_validator
 
-from connectors.images.base import Brief, ImageGenerator, Rendered
+from connectors.images.base import Brief, GeneratorSettings, ImageGenerator, Rendered
 from connectors.images.prompts import DEFAULT_NEGATIVE, fill
 from policies.errors import GenerationError
+
+if TYPE_CHECKING:
+    from connectors.images.registry import GeneratorContext
 
 MODES = ("img2img", "text2img")
 DEVICES = ("auto", "cuda", "mps", "cpu")
@@ -77,6 +81,55 @@ class TierSpec:
                 f"steps x strength: expected >= 1 for img2img (else no denoising step runs), "
                 f"got {self.steps} x {self.strength}"
             )
+
+
+Side = Annotated[int, Field(ge=64, le=4096)]
+
+
+class DiffusersSettings(GeneratorSettings):
+    """The ``[diffusers]`` section (``generator = "diffusers"``): models load once per process."""
+
+    device: Literal["auto", "cuda", "mps", "cpu"] = "auto"
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
+    fast_model: str = "stabilityai/sd-turbo"
+    fast_mode: Literal["img2img", "text2img"] = "img2img"
+    fast_steps: int = Field(2, ge=1, le=200)
+    fast_guidance: float = Field(0.0, ge=0.0, le=100.0)
+    fast_size: tuple[Side, Side] = (512, 512)
+    fast_strength: float = Field(0.5, gt=0.0, le=1.0)
+    pro_model: str = "stabilityai/stable-diffusion-xl-base-1.0"
+    pro_steps: int = Field(30, ge=1, le=200)
+    pro_guidance: float = Field(5.0, ge=0.0, le=100.0)
+    pro_size: tuple[Side, Side] = (1024, 1024)
+    pro_strength: float = Field(0.35, gt=0.0, le=1.0)
+    inpaint_model: str = ""  # empty: the pro model
+    inpaint_steps: int = Field(30, ge=1, le=200)
+    negative_prompt: str = "blurry, low quality, distorted text, watermark, extra fingers"
+
+    @model_validator(mode="after")
+    def _valid_tiers(self) -> DiffusersSettings:
+        self.tier_specs()  # raises ValueError with "expected ..., got ..." for a bad combination
+        return self
+
+    def tier_specs(self) -> dict[str, TierSpec]:
+        fast = TierSpec(
+            model=self.fast_model, steps=self.fast_steps, guidance=self.fast_guidance, width=self.fast_size[0],
+            height=self.fast_size[1], strength=self.fast_strength, mode=self.fast_mode,
+            negative_prompt=self.negative_prompt,
+        )  # fmt: skip
+        pro = TierSpec(
+            model=self.pro_model, steps=self.pro_steps, guidance=self.pro_guidance, width=self.pro_size[0],
+            height=self.pro_size[1], strength=self.pro_strength, negative_prompt=self.negative_prompt,
+        )  # fmt: skip
+        inpaint = TierSpec(
+            model=self.inpaint_model or self.pro_model, steps=self.inpaint_steps, guidance=self.pro_guidance,
+            width=self.pro_size[0], height=self.pro_size[1], strength=1.0, negative_prompt=self.negative_prompt,
+        )  # fmt: skip
+        return {"fast": fast, "pro": pro, "inpaint": inpaint}
+
+    def tier_strengths(self) -> dict[str, float]:
+        fast = {"fast": self.fast_strength} if self.fast_mode == "img2img" else {}  # text2img has no input image
+        return {**fast, "pro": self.pro_strength}
 
 
 def resolve_device(device: str = "auto") -> str:
@@ -238,6 +291,17 @@ class DiffusersGenerator(ImageGenerator):
     dtype: str = "auto"
     cache: PipelineCache = field(default_factory=lambda: SHARED_CACHE)
     name: str = "diffusers"
+    can_inpaint = True  # a class attribute, not a field
+
+    @classmethod
+    def from_context(cls, ctx: GeneratorContext) -> DiffusersGenerator:
+        """The backend ``[diffusers]`` describes (nothing loads until the first generation)."""
+        settings: DiffusersSettings = ctx.settings
+        specs = settings.tier_specs()
+        return cls(
+            fast=specs["fast"], pro=specs["pro"], inpaint_spec=specs["inpaint"], device=settings.device,
+            dtype=settings.dtype,
+        )  # fmt: skip
 
     def __post_init__(self) -> None:
         if self.device not in DEVICES:
@@ -298,6 +362,11 @@ class DiffusersGenerator(ImageGenerator):
 
     def model_for(self, tier: str) -> str:
         return self.pro.model if tier == "pro" else self.fast.model
+
+    def strength(self, tier: str) -> float | None:
+        if tier == "pro":
+            return self.pro.strength
+        return self.fast.strength if self.fast.mode == "img2img" else None  # text2img has no input image
 
     # -- the seam --------------------------------------------------------------------
     def draft(self, source: Image.Image, brief: Brief, seed: int) -> Rendered:
