@@ -14,11 +14,10 @@ from typing import Annotated
 
 import typer
 
-from loop.cli import ConfigOpt, _config, app, say
+from loop.cli_support import ConfigOpt, config_from, say
 from policies.errors import ConfigError
 
 
-@app.command()
 def insights(
     config: ConfigOpt = None,
     campaign: Annotated[str | None, typer.Option("--campaign", help="Only this campaign's experiments.")] = None,
@@ -30,7 +29,7 @@ def insights(
     from loop.insights import plans_for, sentence
     from storage.db import session as open_session
 
-    cfg = _config(config)
+    cfg = config_from(config)
     plans = plans_for(cfg)
     if campaign is not None and campaign not in {p.id for p in plans}:
         raise ConfigError(

@@ -19,6 +19,7 @@ period boundary is made in parts, one per period (:meth:`reserve_window`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 
@@ -208,7 +209,7 @@ class Ledger:
         """The campaign's account in every period that has entries, and the current one, oldest first."""
         campaign = self._campaign(campaign_id)
         days = self.session.exec(
-            select(LedgerEntry.day)
+            select(col(LedgerEntry.day))
             .where(LedgerEntry.campaign_id == campaign_id, LedgerEntry.account == account)
             .distinct()
         ).all()
@@ -220,11 +221,14 @@ class Ledger:
         row = self.account_cap()
         if row is None:
             return []
-        days = self.session.exec(select(LedgerEntry.day).distinct()).all()
+        days = self.session.exec(select(col(LedgerEntry.day)).distinct()).all()
         return self._by_period([d for d in days if d is not None], day, "month",
                                lambda d: self._account_period(row, d))  # fmt: skip
 
-    def _by_period(self, days, day, period, make):  # type: ignore[no-untyped-def]
+    def _by_period(
+        self, days: list[date], day: date | None, period: str, make: Callable[[date], AccountSummary]
+    ) -> list[AccountSummary]:
+        """``make(first day)`` for each period holding one of ``days`` or ``day`` (default today), oldest first."""
         firsts: dict[date | None, date] = {}
         for d in [*days, day or self.current_day()]:
             firsts.setdefault(period_start(d, period), d)
@@ -352,7 +356,7 @@ class Ledger:
                 LedgerEntry.campaign_id == campaign_id,
                 LedgerEntry.account == account,
                 LedgerEntry.kind == "reserve",
-                LedgerEntry.key.startswith(prefix),  # type: ignore[attr-defined]
+                col(LedgerEntry.key).startswith(prefix),
             )
         ).all()
         released = set(

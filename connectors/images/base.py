@@ -1,13 +1,23 @@
-"""The image-generator seam: fast drafts for testing, a pro render for the winner."""
+"""The image-generator seam: fast drafts for testing, a pro render for the winner.
+
+``ImageGenerator`` is the one interface the loop asks: ``draft``, ``render_pro``,
+``model_for``, ``strength`` (a tier's img2img strength) and ``inpaint`` (which
+refuses unless the backend says ``can_inpaint``).  ``GeneratorSettings`` is the
+base of a backend's config section (``connectors.images.registry``).
+"""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from PIL import Image
+
+from connectors.registry import no_secrets
+from connectors.settings import Settings
+from policies.errors import GenerationError
 
 TIERS = ("fast", "pro")
 
@@ -22,12 +32,6 @@ class Brief:
     prompt_template: str = ""
     # Options per attribute slot of the template (connectors.images.prompts); empty: the defaults.
     attributes: Mapping[str, Sequence[str]] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if not self.attributes:
-            from connectors.images.prompts import DEFAULT_ATTRIBUTES
-
-            object.__setattr__(self, "attributes", dict(DEFAULT_ATTRIBUTES))
 
 
 @dataclass
@@ -47,10 +51,24 @@ class Rendered:
         return self.image.size
 
 
+class GeneratorSettings(Settings):
+    """A generator's section of the config file (``[diffusers]``, ``[gemini]``); every key has a default."""
+
+    def tier_strengths(self) -> dict[str, float]:
+        """The img2img strength of each tier these settings give the backend (none by default).
+
+        Known without building the backend, so a process that only queues
+        generation jobs (``loop.tasks``) can still lower a strength on retry.
+        """
+        return {}
+
+
 class ImageGenerator(ABC):
     """A backend: ``ProceduralGenerator``, ``DiffusersGenerator``, ``GeminiGenerator``."""
 
     name: str = "generator"
+    # Whether inpaint() repaints (True) or refuses with a GenerationError (the default).
+    can_inpaint: bool = False
 
     @abstractmethod
     def draft(self, source: Image.Image, brief: Brief, seed: int) -> Rendered:
@@ -67,8 +85,29 @@ class ImageGenerator(ABC):
         """The model name recorded on variants of ``tier``."""
         return self.name
 
-    def traits(self, rendered: Rendered) -> dict[str, str]:
-        """The named traits of a variant this backend made (``connectors.images.traits``)."""
-        from connectors.images.traits import traits_for
+    def strength(self, tier: str) -> float | None:
+        """How far a render of ``tier`` may move from its input image (img2img strength, in (0, 1]).
 
-        return traits_for(rendered.generator or self.name, rendered.recipe)
+        None: the backend has no such setting (nothing to lower when a pro
+        render strays from its draft).  A render honours a lower one passed in
+        ``draft.recipe["pro_strength"]``.
+        """
+        return None
+
+    def inpaint(self, image: Image.Image, mask: Image.Image, prompt: str, seed: int, tier: str = "pro") -> Rendered:
+        """Repaint the white part of ``mask`` in ``image``; every pixel outside it stays bit-exact.
+
+        ``mask`` has ``image``'s size (``ValueError`` otherwise).  The default
+        refuses: a backend that can repaint sets ``can_inpaint`` and overrides this.
+        """
+        raise GenerationError(f"generator {self.name!r} cannot inpaint", refused=True, generator=self.name)
+
+
+@dataclass(frozen=True)
+class GeneratorContext:
+    """What the loop hands a generator's factory: its settings and a way to read its secrets."""
+
+    settings: Any  # the entry's settings model, validated from the backend's config section
+    # secret("api_key_env") -> the value of the environment variable that field names (connectors.registry.EnvSecrets)
+    secret: Callable[..., str] = no_secrets
+    source: str = "config"  # the config file, for ConfigError lines

@@ -82,9 +82,10 @@ def template_for(brief: Brief, tier: str, template: str = "") -> str:
 def choose_attributes(brief: Brief, seed: int, template: str = "", tier: str = "fast") -> dict[str, str]:
     """One option per attribute slot the template uses, chosen by ``seed`` (each slot on its own hash).
 
-    A slot without options in the brief is left out (it fills as empty).
+    A slot without options in the brief is left out (it fills as empty); a brief
+    without attributes takes :data:`DEFAULT_ATTRIBUTES`.
     """
-    options: Mapping[str, Sequence[str]] = brief.attributes
+    options: Mapping[str, Sequence[str]] = brief.attributes or DEFAULT_ATTRIBUTES
     chosen: dict[str, str] = {}
     for slot in slots_in(template_for(brief, tier, template)):
         values = list(options.get(slot) or ())

@@ -169,8 +169,8 @@ def test_draft_traits_are_the_prompt_attributes_and_the_pro_render_keeps_them(ge
     draft = gen.draft(_source(), BRIEF, seed=8)
     chosen = choose_attributes(BRIEF, 8)
     assert draft.recipe["attributes"] == chosen and set(chosen) == {"subject", "setting", "palette", "style"}
-    assert gen.traits(draft) == traits_for("diffusers", draft.recipe) == chosen
+    assert traits_for(draft.generator, draft.recipe) == chosen
     assert all(value in draft.prompt for value in chosen.values())
     pro = gen.render_pro(_source(), draft, BRIEF)
     assert pro.recipe["attributes"] == chosen and all(value in pro.prompt for value in chosen.values())
-    assert gen.traits(pro) == chosen
+    assert traits_for(pro.generator, pro.recipe) == chosen

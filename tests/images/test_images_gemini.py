@@ -152,7 +152,7 @@ def test_draft_traits_are_the_prompt_attributes_and_the_pro_render_keeps_them(
 
     draft = gen.draft(_source(), BRIEF, seed=42)
     chosen = choose_attributes(BRIEF, 42)
-    assert draft.recipe["attributes"] == chosen and gen.traits(draft) == traits_for("gemini", draft.recipe) == chosen
+    assert draft.recipe["attributes"] == chosen and traits_for(draft.generator, draft.recipe) == chosen
     sent = " ".join(p.get("text", "") for p in server.requests[0]["body"]["contents"][0]["parts"])
     assert all(value in sent for value in chosen.values())
     pro = gen.render_pro(_source(), draft, BRIEF)
