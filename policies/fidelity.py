@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.ndimage import gaussian_filter
 
 COMMON_SIZE = 128
 _LUMA = np.array([0.299, 0.587, 0.114])
@@ -65,6 +64,8 @@ def ssim(a: np.ndarray, b: np.ndarray, data_range: float = 255.0, sigma: float =
     """Mean structural similarity of two equally shaped 2-D arrays."""
     if a.shape != b.shape or a.ndim != 2:
         raise ValueError(f"ssim: expected two equal 2-D arrays, got {a.shape} and {b.shape}")
+    from scipy.ndimage import gaussian_filter
+
     c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
     mu_a, mu_b = gaussian_filter(a, sigma), gaussian_filter(b, sigma)
     var_a = gaussian_filter(a * a, sigma) - mu_a**2
@@ -77,7 +78,10 @@ def ssim(a: np.ndarray, b: np.ndarray, data_range: float = 255.0, sigma: float =
 
 def dhash(pixels: np.ndarray) -> np.ndarray:
     """64-bit difference hash: 8×9 luma thumbnail, is each cell brighter than its right neighbour."""
-    small = luma(pixels, COMMON_SIZE)
+    return _dhash_of_luma(luma(pixels, COMMON_SIZE))
+
+
+def _dhash_of_luma(small: np.ndarray) -> np.ndarray:
     cells = resize_area(small, 8, 9)
     return (cells[:, 1:] > cells[:, :-1]).ravel()
 
@@ -88,6 +92,9 @@ def compare(draft: np.ndarray, render: np.ndarray, threshold: float = 0.5, size:
         raise ValueError(f"threshold: expected an SSIM in -1..1, got {threshold}")
     if size < 16:
         raise ValueError(f"size: expected >= 16, got {size}")
-    score = ssim(luma(draft, size), luma(render, size))
-    distance = int(np.count_nonzero(dhash(draft) != dhash(render)))
+    a, b = luma(draft, size), luma(render, size)
+    score = ssim(a, b)
+    # At the hash's own size the lumas are those the hash would compute again: reuse them.
+    ha, hb = (_dhash_of_luma(a), _dhash_of_luma(b)) if size == COMMON_SIZE else (dhash(draft), dhash(render))
+    distance = int(np.count_nonzero(ha != hb))
     return FidelityVerdict(score >= threshold, score, distance, threshold)

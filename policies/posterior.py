@@ -41,7 +41,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.polynomial import chebyshev as _cheb
-from scipy import special
 
 __all__ = [
     "FAMILIES",
@@ -99,12 +98,16 @@ def posterior_moments(family: str, a: np.ndarray, b: np.ndarray) -> tuple[np.nda
 
 
 def _cdf(family: str, a: np.ndarray, b: np.ndarray, x: np.ndarray) -> np.ndarray:
+    from scipy import special  # here, not at the top: reading a config (policy names) stays light
+
     if family == "beta":
         return special.betainc(a, b, np.clip(x, 0.0, 1.0))
     return special.gammainc(a, b * np.maximum(x, 0.0))
 
 
 def _log_norm(family: str, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    from scipy import special
+
     if family == "beta":
         return -special.betaln(a, b)
     return a * np.log(b) - special.gammaln(a)

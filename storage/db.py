@@ -10,15 +10,17 @@ from __future__ import annotations
 import errno
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config as AlembicConfig
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlmodel import Session, create_engine
 
 from policies.errors import ConfigError, DatabaseUnavailable
+
+if TYPE_CHECKING:  # Alembic loads only when a schema is checked or migrated
+    from alembic.config import Config as AlembicConfig
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 # The name of the migration lock (storage.locks); campaign ids cannot contain "#".
@@ -79,6 +81,8 @@ def make_engine(url: str, **kwargs: object) -> Engine:
 
 
 def alembic_config(engine: Engine) -> AlembicConfig:
+    from alembic.config import Config as AlembicConfig
+
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.attributes["engine"] = engine
@@ -98,6 +102,8 @@ def migrate(engine: Engine) -> None:
     try:
         if current_revision(engine) == head_revision(engine):
             return  # the usual case: no lock needed
+        from alembic import command
+
         with named_lock(engine, MIGRATION_LOCK, what="the schema migration"):
             command.upgrade(alembic_config(engine), "head")
     except SQLAlchemyError as exc:
