@@ -56,8 +56,17 @@ def luma(pixels: np.ndarray, size: int = COMMON_SIZE) -> np.ndarray:
     """The image as (size, size) luma in 0..255."""
     arr = np.asarray(pixels)
     if arr.ndim == 3:
-        arr = arr[..., :3].astype(np.float64) @ _LUMA
+        arr = _weighted(arr)
     return resize_area(arr, size, size)
+
+
+def _weighted(arr: np.ndarray, rows: int = 128) -> np.ndarray:
+    """``arr[..., :3] @ _LUMA`` a band of ``rows`` rows at a time: the product is taken row by row
+    either way (the same numbers), without a float64 copy of a whole 1080 x 1920 render."""
+    out = np.empty(arr.shape[:2])
+    for top in range(0, arr.shape[0], rows):
+        out[top : top + rows] = arr[top : top + rows, :, :3].astype(np.float64) @ _LUMA
+    return out
 
 
 def ssim(a: np.ndarray, b: np.ndarray, data_range: float = 255.0, sigma: float = 1.5) -> float:
