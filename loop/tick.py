@@ -678,7 +678,9 @@ def fatigue_verdicts(
     return fatigue.detect_many(imps, clicks, start_weekday=first_day.weekday(), confounders=learning_days(imps), **kw)
 
 
-def campaign_noise(session: Session, campaign_id: str, first: date, today: date) -> fatigue.NoiseModel:
+def campaign_noise(
+    session: Session, campaign_id: str, first: date, today: date, metrics: list[Any] | None = None
+) -> fatigue.NoiseModel:
     """The fatigue test's noise model for each day of ``[first, today)``, stored once per day.
 
     Over-dispersion and weekday factors are estimated from the baseline
@@ -689,6 +691,9 @@ def campaign_noise(session: Session, campaign_id: str, first: date, today: date)
     first time it is needed and read back ever after, so old days are
     re-tested exactly as they were even when creatives come and go or late
     rows revise the history: verdicts stay prefix-consistent.
+
+    ``metrics`` are the campaign's metric rows as :func:`_portfolio_metrics`
+    reads them, when the caller has them already (:func:`detect`).
     """
     from storage.models import FatigueNoise
 
@@ -699,7 +704,7 @@ def campaign_noise(session: Session, campaign_id: str, first: date, today: date)
     df = np.zeros(width)
     missing = [j for j in range(width) if first + timedelta(days=j) not in stored]
     if missing:
-        est = _estimate_campaign_noise(session, campaign_id, first, today)
+        est = _estimate_campaign_noise(session, campaign_id, first, today, metrics)
     for j in range(width):
         day = first + timedelta(days=j)
         row = stored.get(day)
@@ -718,13 +723,14 @@ def campaign_noise(session: Session, campaign_id: str, first: date, today: date)
 
 
 def _stored_noise(session: Session, campaign_id: str, first: date, today: date) -> dict[date, Any]:
+    """Each stored day's noise (rows with ``extra_variance``, ``weekday_factors`` and ``df``), by day."""
     from storage.models import FatigueNoise
 
-    rows = session.exec(
-        select(FatigueNoise).where(
+    rows = session.execute(
+        select(FatigueNoise.day, FatigueNoise.extra_variance, FatigueNoise.weekday_factors, FatigueNoise.df).where(
             FatigueNoise.campaign_id == campaign_id, FatigueNoise.day >= first, FatigueNoise.day < today
         )
-    ).all()
+    ).all()  # plain rows: the ORM objects are never changed, and building them cost more than the query
     return {r.day: r for r in rows}
 
 
@@ -741,19 +747,33 @@ def stored_noise(session: Session, campaign_id: str, first: date, today: date) -
     )
 
 
-def _estimate_campaign_noise(session: Session, campaign_id: str, first: date, today: date) -> fatigue.NoiseModel:
-    width = (today - first).days
+def _portfolio_metrics(session: Session, campaign_id: str) -> list[Any]:
+    """Every metric row of the campaign's live and pro creatives, each with whether its creative has an ad.
+
+    One read serves all of :func:`detect`: the candidates' series, the
+    calendar's first day and the portfolio the noise model is estimated from.
+    """
     table = DailyMetric.__table__  # type: ignore[attr-defined]
-    portfolio = select(Creative.id).where(
-        Creative.campaign_id == campaign_id,
-        col(Creative.role).in_(("live", "pro")),
-        col(Creative.platform_ad_id).is_not(None),
-    )
-    data = session.execute(
-        select(table.c.creative_id, table.c.day, table.c.impressions, table.c.clicks).where(
-            table.c.creative_id.in_(portfolio), table.c.day >= first, table.c.day < today
-        )
-    ).all()
+    return list(
+        session.execute(
+            select(
+                table.c.creative_id, table.c.day, table.c.impressions, table.c.clicks,
+                col(Creative.platform_ad_id).is_not(None).label("has_ad"),
+            )
+            .join(Creative, col(Creative.id) == table.c.creative_id)
+            .where(Creative.campaign_id == campaign_id, col(Creative.role).in_(("live", "pro")))
+        ).all()
+    )  # fmt: skip
+
+
+def _estimate_campaign_noise(
+    session: Session, campaign_id: str, first: date, today: date, metrics: list[Any] | None = None
+) -> fatigue.NoiseModel:
+    width = (today - first).days
+    if metrics is None:
+        metrics = _portfolio_metrics(session, campaign_id)
+    # The portfolio: the live and pro creatives with an ad in the main ad set.
+    data = [(cid, day, n, c) for cid, day, n, c, has_ad in metrics if has_ad and first <= day < today]
     ids = sorted({cid for cid, *_ in data})
     index = {cid: i for i, cid in enumerate(ids)}
     imps = np.zeros((len(ids), width), dtype=np.int64)
@@ -802,21 +822,14 @@ def detect(session: Session, plan: CampaignPlan, today: date) -> list[Experiment
         # otherwise: cool-down, one fatigue is acted on once
     if not candidates:
         return []
-    table = DailyMetric.__table__  # type: ignore[attr-defined]
-    data = session.execute(
-        select(table.c.creative_id, table.c.day, table.c.impressions, table.c.clicks).where(
-            table.c.creative_id.in_(list(candidates)), table.c.day < today
-        )
-    ).all()
+    # One read of the campaign's metrics (candidates are live creatives: they are among them).
+    metrics = _portfolio_metrics(session, plan.id)
+    data = [(cid, day, n, c) for cid, day, n, c, _ in metrics if cid in candidates and day < today]
     if not data:
         return []
     # One calendar for the candidates and the campaign's stored noise model.
     first = min(d for _, d, _, _ in data)
-    first_any = session.exec(
-        select(func.min(DailyMetric.day))
-        .join(Creative, col(Creative.id) == DailyMetric.creative_id)
-        .where(Creative.campaign_id == plan.id, col(Creative.role).in_(("live", "pro")))
-    ).one()
+    first_any = min((day for _, day, *_ in metrics), default=None)
     first = min(first, first_any or first)
     width = (today - first).days
     ids = list(candidates)
@@ -828,7 +841,7 @@ def detect(session: Session, plan: CampaignPlan, today: date) -> list[Experiment
         if since is None or day >= since:
             imps[index[cid], (day - first).days] = n
             clicks[index[cid], (day - first).days] = c
-    verdicts = fatigue_verdicts(imps, clicks, first, campaign_noise(session, plan.id, first, today))
+    verdicts = fatigue_verdicts(imps, clicks, first, campaign_noise(session, plan.id, first, today, metrics))
     by_id = {c.id: c for c in live}
     signals = {
         s.platform_ad_id: s

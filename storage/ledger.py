@@ -69,20 +69,21 @@ class Ledger:
         self.session = session
 
     def _campaign(self, campaign_id: str, lock: bool = False) -> Campaign:
-        stmt = select(Campaign).where(Campaign.id == campaign_id)
         if lock:
-            stmt = stmt.with_for_update()
-        campaign = self.session.exec(stmt).first()
+            campaign = self.session.exec(select(Campaign).where(Campaign.id == campaign_id).with_for_update()).first()
+        else:
+            # The session's copy when it holds one (a query would return that same object), else one SELECT.
+            campaign = self.session.get(Campaign, campaign_id)
         if campaign is None:
             raise NotFound(f"unknown campaign {campaign_id!r}", campaign=campaign_id)
         return campaign
 
     def account_cap(self, lock: bool = False) -> AccountCap | None:
         """The account-wide monthly cap's row when a cap is set, else None."""
-        stmt = select(AccountCap).where(AccountCap.id == ACCOUNT_ROW)
         if lock:
-            stmt = stmt.with_for_update()
-        row = self.session.exec(stmt).first()
+            row = self.session.exec(select(AccountCap).where(AccountCap.id == ACCOUNT_ROW).with_for_update()).first()
+        else:
+            row = self.session.get(AccountCap, ACCOUNT_ROW)
         return row if row is not None and row.monthly_cap_minor is not None else None
 
     def current_day(self) -> date:
@@ -234,6 +235,10 @@ class Ledger:
     def find(self, key: str, kind: str) -> LedgerEntry | None:
         return self.session.exec(select(LedgerEntry).where(LedgerEntry.key == key, LedgerEntry.kind == kind)).first()
 
+    def _entries(self, key: str) -> dict[str, LedgerEntry]:
+        """Every entry under ``key`` by kind (reserve, release, actual: one each at most), in one query."""
+        return {e.kind: e for e in self.session.exec(select(LedgerEntry).where(LedgerEntry.key == key)).all()}
+
     def _lock(self, campaign_id: str) -> None:
         # Campaign row first, then the account row: every writer takes them in this order.
         self._campaign(campaign_id, lock=True)
@@ -329,7 +334,8 @@ class Ledger:
         return entry
 
     def is_open(self, key: str) -> bool:
-        return self.find(key, "reserve") is not None and self.find(key, "release") is None
+        entries = self._entries(key)
+        return "reserve" in entries and "release" not in entries
 
     def settle(self, key: str, actual: int | None, note: str = "") -> None:
         """Close the reservation ``key``: record ``actual`` spend (None: nothing spent) and release it.
@@ -337,34 +343,34 @@ class Ledger:
         Both entries carry the reservation's day: the money is booked to the
         period that held it in reserve, whenever the report arrives.
         """
-        r = self.find(key, "reserve")
+        entries = self._entries(key)
+        r = entries.get("reserve")
         if r is None:
             raise NotFound(f"no reservation with key {key!r}", key=key)
-        if actual is not None and actual > 0 and self.find(key, "actual") is None:
+        if actual is not None and actual > 0 and "actual" not in entries:
             self._add(r.campaign_id, r.account, "actual", key, actual, r.day, r.experiment_id, r.tier, note)
-        if self.find(key, "release") is None:
+        if "release" not in entries:
             self._add(r.campaign_id, r.account, "release", key, r.amount_minor, r.day, r.experiment_id, r.tier, note)
         self.session.flush()
 
     def open_reservations(self, campaign_id: str, account: str, prefix: str = "") -> list[LedgerEntry]:
-        reserves = self.session.exec(
-            select(LedgerEntry).where(
-                LedgerEntry.campaign_id == campaign_id,
-                LedgerEntry.account == account,
-                LedgerEntry.kind == "reserve",
-                LedgerEntry.key.startswith(prefix),  # type: ignore[attr-defined]
-            )
-        ).all()
-        released = set(
+        """The reservations under ``prefix`` without a release yet, oldest first (one query)."""
+        released = select(LedgerEntry.key).where(
+            LedgerEntry.campaign_id == campaign_id, LedgerEntry.account == account, LedgerEntry.kind == "release"
+        )
+        return list(
             self.session.exec(
-                select(LedgerEntry.key).where(
+                select(LedgerEntry)
+                .where(
                     LedgerEntry.campaign_id == campaign_id,
                     LedgerEntry.account == account,
-                    LedgerEntry.kind == "release",
+                    LedgerEntry.kind == "reserve",
+                    LedgerEntry.key.startswith(prefix),  # type: ignore[attr-defined]
+                    col(LedgerEntry.key).not_in(released),
                 )
+                .order_by(col(LedgerEntry.id))
             ).all()
         )
-        return [r for r in reserves if r.key not in released]
 
     def spent(self, campaign_id: str, account: str, experiment_id: str | None = None) -> int:
         stmt = select(func.coalesce(func.sum(LedgerEntry.amount_minor), 0)).where(
