@@ -335,7 +335,7 @@ def _tick_campaign(rt: Runtime, session: Session, plan: CampaignPlan, today: dat
         # The read above went through: credentials work again.
         events.record(session, events.CAMPAIGN_RESUMED, plan.id, previous=campaign.halted_reason)
         campaign.halted_reason = None
-    sync_ads(session, plan.id, ads)
+    by_ad = sync_ads(session, plan.id, ads)
     rt.commit(session)
     rt.step("sync")
     # 2. ingest the backfill window (re-ingesting a day updates it)
@@ -343,7 +343,7 @@ def _tick_campaign(rt: Runtime, session: Session, plan: CampaignPlan, today: dat
     rows = rt.call(lambda: rt.platform.insights(plan.id, since, today - timedelta(days=1)), f"insights of {plan.id}")
     # All of the batch is checked before any of it is written (InvalidPayload names the row).
     rows = check_rows(rows, since=since, until=today - timedelta(days=1), campaign=plan.id)
-    ingest(session, plan.id, rows)
+    ingest(session, plan.id, rows, by_ad)
     # ... and the platform's own readings about the ads (e.g. Google's asset performance labels)
     record_signals(session, plan.id, rt.call(lambda: rt.platform.signals(plan.id), f"signals of {plan.id}"), today)
     rt.commit(session)
@@ -412,8 +412,11 @@ def sync_account_cap(session: Session, plan: CampaignPlan) -> None:
     from storage.models import AccountCap
 
     row = session.get(AccountCap, "account")
+    # Held for the tick: the session keeps rows only while they are referenced, and the ledger's
+    # cap checks then find this one without a query.
+    session.info["account_cap"] = row
     if row is None:
-        row = AccountCap(id="account")
+        row = session.info["account_cap"] = AccountCap(id="account")
     elif (row.monthly_cap_minor, row.currency) == (plan.account_monthly_cap, plan.currency):
         return
     row.monthly_cap_minor, row.currency, row.updated_at = plan.account_monthly_cap, plan.currency, utcnow()
@@ -424,12 +427,14 @@ def live_creative_id(campaign_id: str, ad_id: str) -> str:
     return f"{campaign_id}:{ad_id}"
 
 
-def sync_ads(session: Session, campaign_id: str, ads: list) -> None:  # type: ignore[type-arg]
+def sync_ads(session: Session, campaign_id: str, ads: list) -> dict[str, str]:  # type: ignore[type-arg]
+    """Store the platform's view of the campaign's ads; returns every known ad id's creative id (for :func:`ingest`)."""
     known = {
         c.platform_ad_id: c
         for c in session.exec(select(Creative).where(Creative.campaign_id == campaign_id)).all()
         if c.platform_ad_id
     }
+    by_ad = {ad_id: c.id for ad_id, c in known.items()}
     for ad in ads:
         if not isinstance(ad.ad_id, str) or not AD_ID.match(ad.ad_id):
             # Every id from outside is checked against what storage holds (platform_ad_id: 100).
@@ -448,6 +453,7 @@ def sync_ads(session: Session, campaign_id: str, ads: list) -> None:  # type: ig
                 status=status,
                 headline=ad.headline,
             )
+            by_ad[ad.ad_id] = creative.id
         elif creative.role in ("live", "pro"):
             creative.status = status
         if creative.role in ("live", "pro"):
@@ -459,23 +465,27 @@ def sync_ads(session: Session, campaign_id: str, ads: list) -> None:  # type: ig
                 creative.flags = {**flags, "delivery": reason} if reason else flags
         session.add(creative)
     session.flush()
+    return by_ad
 
 
-def ingest(session: Session, campaign_id: str, rows: list) -> int:  # type: ignore[type-arg]
+def ingest(session: Session, campaign_id: str, rows: list, by_ad: dict[str, str] | None = None) -> int:  # type: ignore[type-arg]
     """Upsert daily metrics for ads we know; returns the number of rows given for them.
 
-    Bulk statements, not one ORM object per row: a catch-up over months of
-    history for thousands of ads is hundreds of thousands of rows.
+    ``by_ad`` maps the campaign's ad ids to creative ids (what :func:`sync_ads`
+    returns); read from the database when not given.  Bulk statements, not one
+    ORM object per row: a catch-up over months of history for thousands of ads
+    is hundreds of thousands of rows.
     """
     from sqlalchemy import bindparam, insert, update
 
-    by_ad = {
-        ad_id: cid
-        for cid, ad_id in session.exec(
-            select(Creative.id, Creative.platform_ad_id).where(Creative.campaign_id == campaign_id)
-        ).all()
-        if ad_id
-    }
+    if by_ad is None:
+        by_ad = {
+            ad_id: cid
+            for cid, ad_id in session.exec(
+                select(Creative.id, Creative.platform_ad_id).where(Creative.campaign_id == campaign_id)
+            ).all()
+            if ad_id
+        }
     rows = [r for r in rows if r.ad_id in by_ad]
     if not rows:
         return 0
@@ -606,6 +616,14 @@ def reconcile(session: Session, campaign_id: str, today: date) -> None:
         return
     from storage.models import Arm, BanditDecision
 
+    # The experiments' allocation days and arms, read once for all their reservations.
+    exp_ids = sorted({res.key.split(":", 1)[1].rsplit(":", 2)[0] for res in open_res})
+    decision_days: dict[str, list[date]] = {}
+    for exp_id, day in session.exec(
+        select(BanditDecision.experiment_id, BanditDecision.day).where(col(BanditDecision.experiment_id).in_(exp_ids))
+    ).all():
+        decision_days.setdefault(exp_id, []).append(day)
+    arms: dict[str, set[str]] | None = None
     for res in open_res:
         exp_id, day_s, span_s = res.key.split(":", 1)[1].rsplit(":", 2)
         decided = date.fromisoformat(day_s)
@@ -615,11 +633,7 @@ def reconcile(session: Session, campaign_id: str, today: date) -> None:
             first_s, _, n_s = part.partition("+")
             start = date.fromisoformat(first_s)
             end = start + timedelta(days=int(n_s))
-        next_day = session.exec(
-            select(BanditDecision.day)
-            .where(BanditDecision.experiment_id == exp_id, BanditDecision.day > decided)
-            .order_by(BanditDecision.day)
-        ).first()
+        next_day = min((d for d in decision_days.get(exp_id, ()) if d > decided), default=None)
         end = min(end, next_day or date.max)
         if end <= start:
             # A later allocation replaced the budgets before this part's first day: nothing spent under it.
@@ -627,23 +641,24 @@ def reconcile(session: Session, campaign_id: str, today: date) -> None:
             continue
         if end > today:
             continue  # some governed day has not happened yet
-        arm_ids = session.exec(select(Arm.creative_id).where(Arm.experiment_id == exp_id)).all()
-        spent = session.exec(
-            select(DailyMetric).where(
-                col(DailyMetric.creative_id).in_(arm_ids), DailyMetric.day >= start, DailyMetric.day < end
-            )
-        ).all()
-        reported = session.exec(
-            select(DailyMetric.day)
+        if arms is None:
+            arms = {}
+            for arm_exp, creative_id in session.exec(
+                select(Arm.experiment_id, Arm.creative_id).where(col(Arm.experiment_id).in_(exp_ids))
+            ).all():
+                arms.setdefault(arm_exp, set()).add(creative_id)
+        # The window's reported rows of the campaign (the arms' creatives are the campaign's): its spend and days.
+        window = session.exec(
+            select(DailyMetric.creative_id, DailyMetric.day, DailyMetric.spend_minor)
             .join(Creative, col(Creative.id) == DailyMetric.creative_id)
             .where(Creative.campaign_id == campaign_id, DailyMetric.day >= start, DailyMetric.day < end)
-            .distinct()
         ).all()
-        missing = (end - start).days - len(set(reported))
+        missing = (end - start).days - len({day for _, day, _ in window})
         last_day = end - timedelta(days=1)
         if missing and today - last_day < REPORT_GRACE:
             continue
-        actual = sum(m.spend_minor for m in spent)
+        arm_ids = arms.get(exp_id, set())
+        actual = sum(spend for creative_id, _, spend in window if creative_id in arm_ids)
         note = f"spend {start}..{last_day}"
         if missing:
             reserved_days = int(part.partition("+")[2]) if part else int(span_s)
