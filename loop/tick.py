@@ -23,10 +23,11 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from functools import cache
 from typing import Any
 
 import numpy as np
-from sqlalchemy import func
+from sqlalchemy import bindparam, func
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
@@ -359,11 +360,7 @@ def _tick_campaign(rt: Runtime, session: Session, plan: CampaignPlan, today: dat
     rt.commit(session)
     rt.step("detect")
     # 5. advance open experiments
-    open_exps = session.exec(
-        select(Experiment)
-        .where(Experiment.campaign_id == plan.id, col(Experiment.state).in_(OPEN_STATES))
-        .order_by(Experiment.created_at, Experiment.id)
-    ).all()
+    open_exps = session.exec(_open_experiments(), params={"campaign": plan.id}).all()
     for exp in open_exps:
         with log_context(experiment=exp.id):
             moves = advance(rt, session, plan, exp, today)
@@ -377,17 +374,103 @@ def _tick_campaign(rt: Runtime, session: Session, plan: CampaignPlan, today: dat
     rt.step("advance")
 
 
+# -- the tick's statements, built once ---------------------------------------------------
+# Every campaign's tick runs the same small reads.  Building a statement and its cache key
+# cost more than SQLite's own work on them (bench/startup.py), so each is built once with
+# its values as bound parameters: the SQL and the rows are those of a statement built anew.
+@cache
+def _open_experiments() -> Any:
+    return (
+        select(Experiment)
+        .where(Experiment.campaign_id == bindparam("campaign"), col(Experiment.state).in_(OPEN_STATES))
+        .order_by(Experiment.created_at, Experiment.id)
+    )
+
+
+@cache
+def _last_metric_day() -> Any:
+    return (
+        select(func.max(DailyMetric.day))
+        .join(Creative, col(Creative.id) == DailyMetric.creative_id)
+        .where(Creative.campaign_id == bindparam("campaign"))
+    )
+
+
+@cache
+def _campaign_creatives() -> Any:
+    return select(Creative).where(Creative.campaign_id == bindparam("campaign"))
+
+
+@cache
+def _metrics_on_days() -> Any:
+    table = DailyMetric.__table__  # type: ignore[attr-defined]
+    return select(
+        table.c.id, table.c.creative_id, table.c.day, table.c.impressions, table.c.clicks,
+        table.c.spend_minor, table.c.conversions,
+    ).where(table.c.creative_id.in_(bindparam("creatives", expanding=True)),
+            table.c.day.in_(bindparam("days", expanding=True)))  # fmt: skip
+
+
+@cache
+def _stored_noise_rows() -> Any:
+    from storage.models import FatigueNoise
+
+    return select(FatigueNoise.day, FatigueNoise.extra_variance, FatigueNoise.weekday_factors, FatigueNoise.df).where(
+        FatigueNoise.campaign_id == bindparam("campaign"),
+        FatigueNoise.day >= bindparam("first"),
+        FatigueNoise.day < bindparam("today"),
+    )
+
+
+@cache
+def _portfolio_metric_rows() -> Any:
+    table = DailyMetric.__table__  # type: ignore[attr-defined]
+    return (
+        select(
+            table.c.creative_id, table.c.day, table.c.impressions, table.c.clicks,
+            col(Creative.platform_ad_id).is_not(None).label("has_ad"),
+        )
+        .join(Creative, col(Creative.id) == table.c.creative_id)
+        .where(Creative.campaign_id == bindparam("campaign"), col(Creative.role).in_(("live", "pro")))
+    )  # fmt: skip
+
+
+@cache
+def _live_creatives() -> Any:
+    return select(Creative).where(
+        Creative.campaign_id == bindparam("campaign"),
+        Creative.status == "active",
+        col(Creative.role).in_(("live", "pro")),
+        col(Creative.platform_ad_id).is_not(None),
+    )
+
+
+@cache
+def _campaign_experiments() -> Any:
+    return select(Experiment).where(Experiment.campaign_id == bindparam("campaign")).order_by(Experiment.created_at)
+
+
+@cache
+def _fatigue_signals() -> Any:
+    from storage.models import PlatformSignal
+
+    return (
+        select(PlatformSignal)
+        .where(
+            col(PlatformSignal.platform_ad_id).in_(bindparam("ads", expanding=True)),
+            PlatformSignal.name == FATIGUE_SIGNAL,
+        )
+        .order_by(PlatformSignal.received_at)
+    )
+
+
 def catch_up_since(session: Session, campaign_id: str, since: date, today: date) -> date:
     """The first day to ingest: the backfill window, or earlier if ticks failed for longer than it.
 
     Otherwise a platform or database outage longer than the window would lose
     the days in between for good. Bounded by ``MAX_CATCH_UP``.
     """
-    last = session.exec(
-        select(func.max(DailyMetric.day))
-        .join(Creative, col(Creative.id) == DailyMetric.creative_id)
-        .where(Creative.campaign_id == campaign_id)
-    ).one()
+    last = session.exec(_last_metric_day(), params={"campaign": campaign_id}).one()
     if last is None or last + timedelta(days=1) >= since:
         return since
     return max(last + timedelta(days=1), today - MAX_CATCH_UP)
@@ -431,7 +514,7 @@ def sync_ads(session: Session, campaign_id: str, ads: list) -> dict[str, str]:  
     """Store the platform's view of the campaign's ads; returns every known ad id's creative id (for :func:`ingest`)."""
     known = {
         c.platform_ad_id: c
-        for c in session.exec(select(Creative).where(Creative.campaign_id == campaign_id)).all()
+        for c in session.exec(_campaign_creatives(), params={"campaign": campaign_id}).all()
         if c.platform_ad_id
     }
     by_ad = {ad_id: c.id for ad_id, c in known.items()}
@@ -494,12 +577,9 @@ def ingest(session: Session, campaign_id: str, rows: list, by_ad: dict[str, str]
     existing = {
         (cid, day): (mid, (n, c, sp, conv))
         for mid, cid, day, n, c, sp, conv in session.execute(
-            select(
-                table.c.id, table.c.creative_id, table.c.day, table.c.impressions, table.c.clicks,
-                table.c.spend_minor, table.c.conversions,
-            ).where(table.c.creative_id.in_(set(by_ad.values())), table.c.day.in_(days))
+            _metrics_on_days(), {"creatives": list(set(by_ad.values())), "days": list(days)}
         ).all()
-    }  # fmt: skip
+    }
     now = utcnow()
     inserts: dict[tuple[str, date], dict[str, Any]] = {}
     updates: dict[int, dict[str, Any]] = {}
@@ -739,14 +819,9 @@ def campaign_noise(
 
 def _stored_noise(session: Session, campaign_id: str, first: date, today: date) -> dict[date, Any]:
     """Each stored day's noise (rows with ``extra_variance``, ``weekday_factors`` and ``df``), by day."""
-    from storage.models import FatigueNoise
 
-    rows = session.execute(
-        select(FatigueNoise.day, FatigueNoise.extra_variance, FatigueNoise.weekday_factors, FatigueNoise.df).where(
-            FatigueNoise.campaign_id == campaign_id, FatigueNoise.day >= first, FatigueNoise.day < today
-        )
-    ).all()  # plain rows: the ORM objects are never changed, and building them cost more than the query
-    return {r.day: r for r in rows}
+    rows = session.execute(_stored_noise_rows(), {"campaign": campaign_id, "first": first, "today": today}).all()
+    return {r.day: r for r in rows}  # plain rows: the ORM objects are never changed and cost more than the query
 
 
 def stored_noise(session: Session, campaign_id: str, first: date, today: date) -> fatigue.NoiseModel | None:
@@ -768,17 +843,7 @@ def _portfolio_metrics(session: Session, campaign_id: str) -> list[Any]:
     One read serves all of :func:`detect`: the candidates' series, the
     calendar's first day and the portfolio the noise model is estimated from.
     """
-    table = DailyMetric.__table__  # type: ignore[attr-defined]
-    return list(
-        session.execute(
-            select(
-                table.c.creative_id, table.c.day, table.c.impressions, table.c.clicks,
-                col(Creative.platform_ad_id).is_not(None).label("has_ad"),
-            )
-            .join(Creative, col(Creative.id) == table.c.creative_id)
-            .where(Creative.campaign_id == campaign_id, col(Creative.role).in_(("live", "pro")))
-        ).all()
-    )  # fmt: skip
+    return list(session.execute(_portfolio_metric_rows(), {"campaign": campaign_id}).all())
 
 
 def _estimate_campaign_noise(
@@ -807,20 +872,10 @@ def detect(session: Session, plan: CampaignPlan, today: date) -> list[Experiment
     abandoned experiment) carry no impressions and are ignored by the test.
     """
     from connectors.images.procedural import stable_seed
-    from storage.models import PlatformSignal
 
-    live = session.exec(
-        select(Creative).where(
-            Creative.campaign_id == plan.id,
-            Creative.status == "active",
-            col(Creative.role).in_(("live", "pro")),
-            col(Creative.platform_ad_id).is_not(None),
-        )
-    ).all()
+    live = session.exec(_live_creatives(), params={"campaign": plan.id}).all()
     latest: dict[str, Experiment] = {}
-    for e in session.exec(
-        select(Experiment).where(Experiment.campaign_id == plan.id).order_by(Experiment.created_at)
-    ).all():
+    for e in session.exec(_campaign_experiments(), params={"campaign": plan.id}).all():
         latest[e.parent_creative_id] = e
     candidates: dict[str, date | None] = {}
     for creative in live:
@@ -860,14 +915,7 @@ def detect(session: Session, plan: CampaignPlan, today: date) -> list[Experiment
     by_id = {c.id: c for c in live}
     signals = {
         s.platform_ad_id: s
-        for s in session.exec(
-            select(PlatformSignal)
-            .where(
-                col(PlatformSignal.platform_ad_id).in_([by_id[c].platform_ad_id for c in ids]),
-                PlatformSignal.name == FATIGUE_SIGNAL,
-            )
-            .order_by(PlatformSignal.received_at)
-        ).all()
+        for s in session.exec(_fatigue_signals(), params={"ads": [by_id[c].platform_ad_id for c in ids]}).all()
     }
     opened = []
     for cid, verdict in zip(ids, verdicts, strict=True):

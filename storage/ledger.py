@@ -21,8 +21,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
+from functools import cache
+from typing import Any
 
-from sqlalchemy import func
+from sqlalchemy import bindparam, func
 from sqlmodel import Session, col, select
 
 from policies.budget import CapState, period_end, period_label, period_start, split_window
@@ -34,6 +36,53 @@ ACCOUNT_ROW = "account"
 # How reports name the account-wide cap, in the campaign and account columns.
 ALL_CAMPAIGNS = "(all campaigns)"
 ALL_ACCOUNTS = "test+credit"
+
+
+# Statements every tick runs per campaign, built once with their values as bound parameters
+# (building one and its cache key costs more than SQLite's work on these small reads).
+@cache
+def _entries_of_key() -> Any:
+    return select(LedgerEntry).where(LedgerEntry.key == bindparam("key"))
+
+
+@cache
+def _entry() -> Any:
+    return select(LedgerEntry).where(LedgerEntry.key == bindparam("key"), LedgerEntry.kind == bindparam("kind"))
+
+
+@cache
+def _open_reserves() -> Any:
+    released = select(LedgerEntry.key).where(
+        LedgerEntry.campaign_id == bindparam("campaign"),
+        LedgerEntry.account == bindparam("account"),
+        LedgerEntry.kind == "release",
+    )
+    return (
+        select(LedgerEntry)
+        .where(
+            LedgerEntry.campaign_id == bindparam("campaign"),
+            LedgerEntry.account == bindparam("account"),
+            LedgerEntry.kind == "reserve",
+            LedgerEntry.key.startswith(bindparam("prefix")),  # type: ignore[attr-defined]
+            col(LedgerEntry.key).not_in(released),
+        )
+        .order_by(col(LedgerEntry.id))
+    )
+
+
+@cache
+def _sums_by_kind(campaign: bool, account: bool, start: bool, end: bool) -> Any:
+    """Sums per kind of entry, filtered by whichever of campaign, account and period bounds are given."""
+    stmt = select(LedgerEntry.kind, func.coalesce(func.sum(LedgerEntry.amount_minor), 0))
+    if campaign:
+        stmt = stmt.where(LedgerEntry.campaign_id == bindparam("campaign"))
+    if account:
+        stmt = stmt.where(LedgerEntry.account == bindparam("account"))
+    if start:
+        stmt = stmt.where(col(LedgerEntry.day) >= bindparam("start"))
+    if end:
+        stmt = stmt.where(col(LedgerEntry.day) < bindparam("end"))
+    return stmt.group_by(LedgerEntry.kind)
 
 
 @dataclass(frozen=True)
@@ -100,16 +149,10 @@ class Ledger:
     def _totals(
         self, campaign_id: str | None, account: str | None, start: date | None, end: date | None
     ) -> dict[str, int]:
-        stmt = select(LedgerEntry.kind, func.coalesce(func.sum(LedgerEntry.amount_minor), 0))
-        if campaign_id is not None:
-            stmt = stmt.where(LedgerEntry.campaign_id == campaign_id)
-        if account is not None:
-            stmt = stmt.where(LedgerEntry.account == account)
-        if start is not None:
-            stmt = stmt.where(col(LedgerEntry.day) >= start)
-        if end is not None:
-            stmt = stmt.where(col(LedgerEntry.day) < end)
-        sums = {kind: int(total) for kind, total in self.session.exec(stmt.group_by(LedgerEntry.kind)).all()}
+        given = {"campaign": campaign_id, "account": account, "start": start, "end": end}
+        stmt = _sums_by_kind(*(v is not None for v in given.values()))
+        params = {k: v for k, v in given.items() if v is not None}
+        sums = {kind: int(total) for kind, total in self.session.exec(stmt, params=params).all()}
         return {
             "spent": sums.get("actual", 0),
             "reserved": max(0, sums.get("reserve", 0) - sums.get("release", 0)),
@@ -233,11 +276,11 @@ class Ledger:
 
     # -- entries -------------------------------------------------------------------------
     def find(self, key: str, kind: str) -> LedgerEntry | None:
-        return self.session.exec(select(LedgerEntry).where(LedgerEntry.key == key, LedgerEntry.kind == kind)).first()
+        return self.session.exec(_entry(), params={"key": key, "kind": kind}).first()
 
     def _entries(self, key: str) -> dict[str, LedgerEntry]:
         """Every entry under ``key`` by kind (reserve, release, actual: one each at most), in one query."""
-        return {e.kind: e for e in self.session.exec(select(LedgerEntry).where(LedgerEntry.key == key)).all()}
+        return {e.kind: e for e in self.session.exec(_entries_of_key(), params={"key": key}).all()}
 
     def _lock(self, campaign_id: str) -> None:
         # Campaign row first, then the account row: every writer takes them in this order.
@@ -355,22 +398,8 @@ class Ledger:
 
     def open_reservations(self, campaign_id: str, account: str, prefix: str = "") -> list[LedgerEntry]:
         """The reservations under ``prefix`` without a release yet, oldest first (one query)."""
-        released = select(LedgerEntry.key).where(
-            LedgerEntry.campaign_id == campaign_id, LedgerEntry.account == account, LedgerEntry.kind == "release"
-        )
-        return list(
-            self.session.exec(
-                select(LedgerEntry)
-                .where(
-                    LedgerEntry.campaign_id == campaign_id,
-                    LedgerEntry.account == account,
-                    LedgerEntry.kind == "reserve",
-                    LedgerEntry.key.startswith(prefix),  # type: ignore[attr-defined]
-                    col(LedgerEntry.key).not_in(released),
-                )
-                .order_by(col(LedgerEntry.id))
-            ).all()
-        )
+        params = {"campaign": campaign_id, "account": account, "prefix": prefix}
+        return list(self.session.exec(_open_reserves(), params=params).all())
 
     def spent(self, campaign_id: str, account: str, experiment_id: str | None = None) -> int:
         stmt = select(func.coalesce(func.sum(LedgerEntry.amount_minor), 0)).where(
