@@ -56,3 +56,21 @@ def test_help_still_lists_every_command() -> None:
     for command in ("simulate", "tick", "run", "status", "spend", "approve", "reject", "doctor", "worker", "fix",
                     "serve", "report"):  # fmt: skip
         assert f" {command} " in out.stdout, command
+
+
+def test_the_quick_schema_check_agrees_with_alembic(tmp_path: Path) -> None:
+    """``migrate`` skips Alembic when the version table holds the scripts' head: the same head Alembic finds."""
+    from alembic import command
+
+    from storage.db import _known_at_head, _scripts_head, alembic_config, head_revision, make_engine, migrate
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    try:
+        assert _scripts_head() == head_revision(engine)
+        assert not _known_at_head(engine)  # a new database: no version table
+        command.upgrade(alembic_config(engine), "0002")
+        assert not _known_at_head(engine)  # an old schema is Alembic's to upgrade
+        migrate(engine)
+        assert _known_at_head(engine)
+    finally:
+        engine.dispose()
