@@ -126,6 +126,8 @@ def main() -> None:
     trees = {"before": base, "after": ROOT}
     rows: list[tuple[str, str, str]] = []
     try:
+        for tree in trees.values():  # warm-up: bytecode written, as after an install
+            run(tree, ["-c", "import loop.cli, loop.daemon, loop.simulate, loop.experiments, loop.web.app"])
         for name, what in (("import loop.cli", "loop.cli"), ("tick's imports", "loop.cli,loop.daemon")):
             res = {k: [measured(t, ["-c", IMPORTS_CHILD, what, ",".join(HEAVY)]) for _ in range(args.repeats)]
                    for k, t in trees.items()}  # fmt: skip
