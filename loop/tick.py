@@ -819,7 +819,6 @@ def campaign_noise(
 
 def _stored_noise(session: Session, campaign_id: str, first: date, today: date) -> dict[date, Any]:
     """Each stored day's noise (rows with ``extra_variance``, ``weekday_factors`` and ``df``), by day."""
-
     rows = session.execute(_stored_noise_rows(), {"campaign": campaign_id, "first": first, "today": today}).all()
     return {r.day: r for r in rows}  # plain rows: the ORM objects are never changed and cost more than the query
 
