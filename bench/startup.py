@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -187,7 +188,7 @@ def main() -> None:
                          *(f"{median_of(ticks_of[k], 'cpu'):.2f} s" for k in trees)))  # fmt: skip
     finally:
         subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(base)], check=False)
-        subprocess.run(["rm", "-rf", str(work)], check=False)
+        shutil.rmtree(work, ignore_errors=True)
     head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
     print(f"before: {args.base[:10]}   after: this tree ({head.stdout.strip()}, with its uncommitted changes)")
     print(f"median of {args.repeats} run(s) each, interleaved; {os.cpu_count()} CPU(s)")
