@@ -44,10 +44,11 @@ redis:
 		&& for i in 1 2 3 4 5 6 7 8 9 10; do redis-cli ping >/dev/null 2>&1 && break; sleep 0.5; done; } \
 		|| echo "note: could not start Redis; the Celery tests will skip"
 
-## test: lint, then every test on SQLite and on PostgreSQL
+## test: lint, type-check (mypy, configured in pyproject.toml), then every test on SQLite and on PostgreSQL
 test: dev browser-deps redis
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 	CREATIVE_LOOP_TEST_PG=$${CREATIVE_LOOP_TEST_PG-postgresql+psycopg://postgres@127.0.0.1:5432/test} \
 		$(BIN)/python -m pytest -q -n 2
 

@@ -30,6 +30,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests" / "images"))  # dummy_diffusers: random-weight pipelines beside the tests
 
 CPU_CASES = {
     # name: (backend, tier, size, steps, images)
@@ -67,8 +68,9 @@ def run_cpu_case(name: str) -> dict[str, Any]:
 
     else:
         import torch
+        from dummy_diffusers import random_pipeline
 
-        from connectors.images.diffusers import DiffusersGenerator, PipelineCache, TierSpec, random_pipeline
+        from connectors.images.diffusers import DiffusersGenerator, PipelineCache, TierSpec
 
         torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "1")))
         cache = PipelineCache()
@@ -163,8 +165,9 @@ def gpu_cases(repeats: int = 3) -> tuple[list[dict[str, Any]], str]:
 
 def _gpu_case(case: tuple, built: dict, cache_box: list, source: Any, brief: Any, card: str, repeats: int) -> dict:  # type: ignore[type-arg]
     import torch
+    from dummy_diffusers import random_pipeline
 
-    from connectors.images.diffusers import DiffusersGenerator, PipelineCache, TierSpec, random_pipeline
+    from connectors.images.diffusers import DiffusersGenerator, PipelineCache, TierSpec
 
     label, arch, tier, size, steps, guidance, strength, published = case
     if arch not in built:

@@ -54,7 +54,8 @@ from connectors.images.procedural import ProceduralGenerator  # noqa: E402
 from connectors.retry import NO_WAIT  # noqa: E402
 from loop.config import CampaignSettings  # noqa: E402
 from loop.plans import CampaignPlan  # noqa: E402
-from loop.tick import Runtime, ingest, tick  # noqa: E402
+from loop.runtime import Runtime  # noqa: E402
+from loop.tick import ingest, tick  # noqa: E402
 from storage.db import make_engine, migrate  # noqa: E402
 from storage.db import session as open_session  # noqa: E402
 from storage.images import ImageStore  # noqa: E402

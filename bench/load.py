@@ -104,7 +104,8 @@ def one_tick(backend: str, campaigns: int, ads: int, days: int) -> dict[str, flo
     from connectors.images.procedural import ProceduralGenerator
     from loop.config import load_config
     from loop.plans import campaign_plans
-    from loop.tick import Runtime, live_creative_id, tick
+    from loop.runtime import Runtime
+    from loop.tick import live_creative_id, tick
     from storage.db import make_engine, migrate
     from storage.images import ImageStore
     from storage.models import Campaign, Creative, DailyMetric

@@ -49,7 +49,8 @@ from connectors.meta.usage import GateSettings, UsageGate  # noqa: E402
 from connectors.retry import NO_WAIT, RetrySettings  # noqa: E402
 from loop.config import CampaignSettings  # noqa: E402
 from loop.plans import CampaignPlan  # noqa: E402
-from loop.tick import Runtime, ingest, tick  # noqa: E402
+from loop.runtime import Runtime  # noqa: E402
+from loop.tick import ingest, tick  # noqa: E402
 from policies.errors import ConnectorError  # noqa: E402
 from storage.db import make_engine, migrate  # noqa: E402
 from storage.db import session as open_session  # noqa: E402

@@ -33,7 +33,7 @@ from scipy import integrate, special, stats  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from policies import fatigue  # noqa: E402
+from policies import fatigue, fatigue_calibration  # noqa: E402
 from policies.bandit import ThompsonSampling, get_policy  # noqa: E402
 from policies.posterior import integrate_prob_best  # noqa: E402
 
@@ -598,9 +598,9 @@ def ruptures_case(rng, volume, od, weekly, m):
 def calibrate(series):
     seed = 20240601
     t = time.perf_counter()
-    table_ = fatigue.calibration_table(np.random.default_rng(seed), series=series)
+    table_ = fatigue_calibration.calibration_table(np.random.default_rng(seed), series=series)
     path = ROOT / "policies" / "_fatigue_table.py"
-    path.write_text(fatigue.format_table(table_, series=series, seed=seed))
+    path.write_text(fatigue_calibration.format_table(table_, series=series, seed=seed))
     print(f"wrote {path} in {time.perf_counter() - t:.1f} s")
 
 

@@ -29,7 +29,8 @@ from connectors.images.procedural import ProceduralGenerator  # noqa: E402
 from connectors.retry import NO_WAIT  # noqa: E402
 from loop.config import load_config  # noqa: E402
 from loop.plans import campaign_plans  # noqa: E402
-from loop.tick import Runtime, tick  # noqa: E402
+from loop.runtime import Runtime  # noqa: E402
+from loop.tick import tick  # noqa: E402
 from storage.db import make_engine, migrate  # noqa: E402
 from storage.images import ImageStore  # noqa: E402
 

@@ -1,26 +1,29 @@
 """Wiring: build the runtime (engine, platform, generators, image store, plans) from a config.
 
-This is the only place that chooses concrete backends; everything else
-receives them injected.
+This is the only place that builds backends: it looks each up in its
+registry (``connectors.ads.registry``, ``connectors.images.registry``) and
+hands its factory a context made from the config (the backend's section,
+its campaigns, its secrets, the engine).  Everything else receives them
+injected and talks to the interfaces.
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import date
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy.engine import Engine
 
 from connectors.ads.base import AdPlatform
+from connectors.ads.registry import PLATFORMS, PlatformCampaign, PlatformContext, PlatformEntry
 from connectors.ads.scenario import Scenario, load_scenario
-from connectors.ads.sharded import ShardedSimulatedAdPlatform
-from connectors.ads.simulated import SimulatedAdPlatform
 from connectors.images.base import ImageGenerator
-from connectors.images.procedural import ProceduralGenerator
+from connectors.images.registry import GENERATORS, GeneratorContext
+from connectors.registry import EnvSecrets
 from loop.config import Config
 from loop.plans import CampaignPlan, campaign_plans
-from loop.tick import Runtime
+from loop.runtime import Runtime
 from policies.errors import ConfigError
 from storage.db import make_engine, migrate
 from storage.images import ImageStore
@@ -40,37 +43,72 @@ def scenario_for(cfg: Config, path: str | Path | None = None) -> Scenario:
     return load_scenario(chosen)
 
 
+def platform_scenario(cfg: Config) -> Scenario | None:
+    """The scenario ``loop.platform`` plays when it is scenario-driven (the simulator), else None."""
+    return scenario_for(cfg) if PLATFORMS.get(cfg.loop.platform).scenario else None
+
+
+def _asked_by(cfg: Config, name: str) -> str:
+    """The config key that chose platform ``name`` (for error lines)."""
+    if cfg.loop.platform == name:
+        return "loop.platform"
+    return next((f"campaigns[{i}].platform" for i, c in enumerate(cfg.model.campaigns) if c.platform == name), "loop.platform")  # fmt: skip
+
+
+def platform_context(
+    cfg: Config, entry: PlatformEntry, engine: Engine | None = None, scenario: Scenario | None = None
+) -> PlatformContext:
+    """What ``entry``'s factory gets: its section, its campaigns, its secrets, the engine."""
+    settings = cfg.section(entry.section)
+    campaigns = []
+    for i, c in enumerate(cfg.model.campaigns):
+        if cfg.platform_of(c.id) != entry.name:
+            continue  # a campaign on another platform (routed there)
+        s = cfg.campaign_settings(c.id)
+        campaigns.append(
+            PlatformCampaign(
+                s.id, key=f"campaigns[{i}]", account_id=s.account_id, campaign_id=s.campaign_id,
+                test_campaign_id=s.test_campaign_id, currency=s.currency,
+            )
+        )  # fmt: skip
+    return PlatformContext(
+        settings=settings, campaigns=tuple(campaigns), secret=EnvSecrets(settings, entry.section, str(cfg.path)),
+        source=str(cfg.path), data_dir=cfg.data_dir, engine=engine, scenario=scenario,
+    )  # fmt: skip
+
+
+def build_platform(
+    cfg: Config, name: str, engine: Engine | None = None, scenario: Scenario | None = None
+) -> AdPlatform:
+    """One registered platform for the campaigns configured on it (secrets from the environment)."""
+    entry = PLATFORMS.get(name)
+    missing = entry.missing()
+    if missing:
+        raise ConfigError(str(cfg.path), _asked_by(cfg, name), f"the {name} platform needs: {missing}")
+    return entry.build(platform_context(cfg, entry, engine, scenario))
+
+
 def make_platform(cfg: Config, scenario: Scenario | None = None, engine: Engine | None = None) -> AdPlatform:
     """The configured ad platform.
 
     ``engine`` is the loop's own engine: a platform that counts its API calls
     stores what a tick has not stored when it is closed.  The tick stores the
     counts itself through its session (one writer), and without an engine
-    (``doctor``) nothing is written.
+    (``doctor``) nothing is written.  ``scenario`` replaces the one a
+    scenario-driven platform (the simulator) would load.
     """
-    if cfg.loop.platform == "simulated":
-        scenario = scenario or scenario_for(cfg)
-        if cfg.model.simulated.layout == "per-campaign":
-            return ShardedSimulatedAdPlatform(
-                scenario,
-                start=date.fromisoformat(cfg.model.simulated.start_date),
-                state_dir=cfg.data_dir / "simulated-platform",
-            )
-        return SimulatedAdPlatform(
-            scenario,
-            start=date.fromisoformat(cfg.model.simulated.start_date),
-            state_path=cfg.data_dir / "simulated-platform.json",
-        )
+    if PLATFORMS.get(cfg.loop.platform).scenario:
+        return build_platform(cfg, cfg.loop.platform, engine, scenario or scenario_for(cfg))
     names = cfg.platforms
     if len(names) == 1:
-        return _real_platform(cfg, names[0], engine)
+        return build_platform(cfg, names[0], engine)
     # Meta and Google Ads campaigns side by side: each campaign's calls go to its own platform.
     from connectors.ads.routing import RoutingAdPlatform
 
     built: dict[str, AdPlatform] = {}
     try:
         for name in names:
-            built[name] = _real_platform(cfg, name, engine)
+            built[name] = build_platform(cfg, name, engine)
     except BaseException:
         for platform in built.values():
             platform.close()
@@ -78,35 +116,30 @@ def make_platform(cfg: Config, scenario: Scenario | None = None, engine: Engine 
     return RoutingAdPlatform(built, {c.id: cfg.platform_of(c.id) for c in cfg.model.campaigns})
 
 
-def _real_platform(cfg: Config, name: str, engine: Engine | None = None) -> AdPlatform:
-    """One real platform for the campaigns configured on it (secrets from the environment)."""
-    import importlib.util
-
-    if name == "meta":
-        try:
-            from connectors.meta import MetaAdPlatform  # type: ignore[import-not-found]
-        except ImportError:
-            raise ConfigError(str(cfg.path), "loop.platform", "the Meta connector is not installed") from None
-        return MetaAdPlatform.from_config(cfg, counter_engine=engine)  # type: ignore[no-any-return]
-    if name == "google_ads":
-        try:
-            installed = importlib.util.find_spec("google.ads.googleads") is not None
-        except ImportError:  # no "google" namespace at all
-            installed = False
-        if not installed:
-            raise ConfigError(
-                str(cfg.path), "loop.platform", "the google_ads platform needs: pip install 'creative-loop[google]'"
-            )
-        from connectors.google_ads import GoogleAdsPlatform
-
-        return GoogleAdsPlatform.from_config(cfg, counter_engine=engine)
-    raise ConfigError(str(cfg.path), "loop.platform", f"unknown platform {name!r}")
-
-
 def backfill_days(cfg: Config) -> int:
-    """Days re-read every tick: the longest window of the platforms in use."""
-    windows = {"meta": cfg.model.meta.backfill_days, "google_ads": cfg.model.google_ads.backfill_days}
-    return max(windows.get(name, cfg.model.meta.backfill_days) for name in cfg.platforms)
+    """Days of insights re-read every tick (``loop.backfill_days``; the old per-platform keys are folded in)."""
+    return cfg.loop.backfill_days
+
+
+def generators_in_use(cfg: Config) -> dict[str, str]:
+    """Each generator a campaign asks for, with the first config key that asks for it."""
+    wanted: dict[str, str] = {cfg.model.defaults.generator: "defaults.generator"}
+    for i, c in enumerate(cfg.model.campaigns):
+        wanted.setdefault(cfg.campaign_settings(c.id).generator, f"campaigns[{i}].generator")
+    return wanted
+
+
+def build_generator(cfg: Config, name: str, key: str = "") -> ImageGenerator:
+    """One registered generator; a missing extra or API key is a ConfigError naming ``key``."""
+    entry = GENERATORS.get(name)
+    missing = entry.missing()
+    if missing:
+        raise ConfigError(str(cfg.path), key or "defaults.generator", f"the {name} backend needs: {missing}")
+    settings = cfg.section(entry.section)
+    ctx = GeneratorContext(
+        settings=settings, secret=EnvSecrets(settings, entry.section, str(cfg.path)), source=str(cfg.path)
+    )
+    return entry.build(ctx)
 
 
 def make_generators(cfg: Config) -> dict[str, ImageGenerator]:
@@ -116,45 +149,20 @@ def make_generators(cfg: Config) -> dict[str, ImageGenerator]:
     first use (once per process), and a missing extra or API key is a
     ConfigError naming the key that asked for it.
     """
-    generators: dict[str, ImageGenerator] = {"procedural": ProceduralGenerator()}
-    wanted: dict[str, str] = {cfg.model.defaults.generator: "defaults.generator"}
-    for i, c in enumerate(cfg.model.campaigns):
-        wanted.setdefault(cfg.campaign_settings(c.id).generator, f"campaigns[{i}].generator")
-    if "diffusers" in wanted:
-        import importlib.util
+    wanted = {"procedural": "", **generators_in_use(cfg)}
+    return {name: build_generator(cfg, name, key) for name, key in wanted.items()}
 
-        from connectors.images.diffusers import DiffusersGenerator
 
-        if importlib.util.find_spec("torch") is None or importlib.util.find_spec("diffusers") is None:
-            raise ConfigError(
-                str(cfg.path),
-                wanted["diffusers"],
-                "the diffusers backend needs: pip install 'creative-loop[diffusion]'",
-            )
-        d = cfg.model.diffusers
-        specs = d.tier_specs()
-        generators["diffusers"] = DiffusersGenerator(
-            fast=specs["fast"], pro=specs["pro"], inpaint_spec=specs["inpaint"], device=d.device, dtype=d.dtype,  # type: ignore[arg-type]
-        )  # fmt: skip
-    if "gemini" in wanted:
-        import importlib.util
+def meta_webhook(cfg: Config, engine: Engine | None = None) -> Any:
+    """Meta's fatigue webhook (an ASGI app) for this config; secrets from the environment variables it names."""
+    from connectors.meta.webhook import app_from_settings
 
-        try:
-            has_genai = importlib.util.find_spec("google.genai") is not None
-        except ModuleNotFoundError:  # no "google" namespace at all
-            has_genai = False
-        if not has_genai:
-            raise ConfigError(
-                str(cfg.path), wanted["gemini"], "the gemini backend needs: pip install 'creative-loop[gemini]'"
-            )
-        from connectors.images.gemini import GeminiGenerator
-
-        g = cfg.model.gemini
-        generators["gemini"] = GeminiGenerator(
-            api_key=cfg.secret(g.api_key_env, "gemini.api_key_env"), fast_model=g.fast_model, pro_model=g.pro_model,
-            base_url=g.base_url or None, timeout_s=g.timeout_s,
-        )  # fmt: skip
-    return generators
+    settings = cfg.section("meta")
+    return app_from_settings(
+        settings,  # type: ignore[arg-type]
+        engine if engine is not None else make_engine(cfg.database_url),
+        EnvSecrets(settings, "meta", str(cfg.path)),
+    )
 
 
 def build_runtime(
@@ -168,16 +176,11 @@ def build_runtime(
     approval: str | None = None,
     tiering: str = "tiered",
 ) -> Runtime:
-    scenario = None
     engine = engine or open_engine(cfg.database_url)
     if platform is None:
-        if cfg.loop.platform == "simulated":
-            scenario = scenario_for(cfg)
-        platform = make_platform(cfg, scenario, engine=engine)
+        platform = make_platform(cfg, engine=engine)
     if plans is None:
-        if isinstance(platform, SimulatedAdPlatform | ShardedSimulatedAdPlatform):
-            scenario = platform.scenario
-        plans = campaign_plans(cfg, scenario)
+        plans = campaign_plans(cfg, platform.scenario)
     return Runtime(
         engine=engine,
         platform=platform,

@@ -33,10 +33,11 @@ from sqlmodel import Session
 from connectors.ads.base import SetBudgets
 from loop import events
 from loop.plans import CampaignPlan
-from loop.tick import Runtime
+from loop.runtime import Runtime
 from policies.budget import affordable_across, affordable_daily_budget
 from storage.ledger import AccountSummary, Ledger
 from storage.models import Arm, Experiment
+from storage.states import ArmStatus, ExperimentState
 
 log = logging.getLogger("creative_loop.experiments")
 
@@ -94,7 +95,7 @@ def wait_while_testing(
     """:func:`wait` for a running test: its live arms are paused until the budget is back."""
     if not wait(rt, session, plan, exp, "test", today, blockers, needed):
         return False
-    live = [a for a in arms if a.platform_adset_id and a.status == "live"]
+    live = [a for a in arms if a.platform_adset_id and a.status == ArmStatus.LIVE]
     if live:
         rt.perform(
             session,
@@ -107,7 +108,7 @@ def wait_while_testing(
             exp.id,
         )
         for a in live:
-            a.daily_budget_minor, a.status = 0, "paused"
+            a.daily_budget_minor, a.status = 0, ArmStatus.PAUSED
             session.add(a)
         rt.commit(session)
     return True
@@ -118,7 +119,7 @@ def resume(session: Session, plan: CampaignPlan, exp: Experiment, today: date) -
     if exp.waiting_since is None:
         return
     waited = (today - exp.waiting_since).days
-    if exp.state == "testing":
+    if exp.state == ExperimentState.TESTING:
         exp.waited_days += waited
     events.record(
         session, events.BUDGET_RESUMED, plan.id, exp.id, state=exp.state, waited_days=waited,
@@ -130,7 +131,11 @@ def resume(session: Session, plan: CampaignPlan, exp: Experiment, today: date) -
 
 def waited_test_days(exp: Experiment, today: date) -> int:
     """Days this test has spent waiting for budget, the current wait included."""
-    current = (today - exp.waiting_since).days if exp.waiting_since is not None and exp.state == "testing" else 0
+    current = (
+        (today - exp.waiting_since).days
+        if exp.waiting_since is not None and exp.state == ExperimentState.TESTING
+        else 0
+    )
     return exp.waited_days + current
 
 

@@ -43,6 +43,14 @@ class CreativeLoopCelery(Celery):
             raise ValueError(f"queue: expected one of {QUEUES}, got {logical!r}")
         return self.loop_config.model.celery.queue_prefix + logical
 
+    def tick_signature(self, campaign: str, day: str, explore: bool = True) -> Any:
+        """One campaign's tick for ``day`` on the ``ticks`` queue (immutable: as a chord's callback it keeps its args)."""
+        return self.signature(TICK_TASK, args=(campaign, day, explore), queue=self.queue_name("ticks"), immutable=True)
+
+    def generate_signature(self, job: dict[str, Any]) -> Any:
+        """One image job on the ``generation`` queue."""
+        return self.signature(GENERATE_TASK, args=(job,), queue=self.queue_name("generation"))
+
     @property
     def resources(self) -> Any:
         """Engine, image store, plans, generators: built once per process (never across a fork)."""

@@ -7,59 +7,28 @@ file, key and problem; never a traceback for a user's mistake).
 from __future__ import annotations
 
 import json
-import logging
-import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import click
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
-from loop.config import Config, load_config
+from loop import doctor, executors, fix
+from loop.cli_support import ConfigOpt, config_from, console, current_actor, err_console, literal, say, setup_logging
+from loop.config import Config
+from loop.web import commands as web_commands
 from policies.errors import ConfigError, CreativeLoopError, NotFound
 
-app = typer.Typer(
+app: typer.Typer = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     help="Keep ad creatives fresh and cheap to test.",
 )
-console = Console(width=None if Console().is_terminal else 160)
-err_console = Console(stderr=True)
-
-
-def say(line: str, *, err: bool = False) -> None:
-    """Print one line exactly as given: never read as Rich markup ("[meta]" stays), highlighted or wrapped.
-
-    Every line that carries text from outside (errors, ad names, reasons) goes through here.
-    """
-    (err_console if err else console).print(line, markup=False, highlight=False, emoji=False, soft_wrap=True)
-
-
-def literal(text: object) -> Text:
-    """A table cell shown exactly as given (a Rich ``Text`` is never parsed as markup)."""
-    return Text(str(text))
-
-
-ConfigOpt = Annotated[
-    Path | None,
-    typer.Option("--config", "-c", help="Config file (default ./creative-loop.toml, else the bundled example)."),
-]
-
-
-def _config(path: Path | None) -> Config:
-    return load_config(path)
-
-
-def _setup_logging(cfg: Config, verbose: bool = False) -> None:
-    from loop.logs import configure
-
-    configure(cfg.loop.log_format, logging.DEBUG if verbose else logging.INFO)
 
 
 @app.command()
@@ -84,7 +53,7 @@ def simulate(
     from connectors.ads.scenario import load_scenario
     from loop.simulate import TIERINGS, export_gallery, run_simulation, write_dashboard_config
 
-    cfg = _config(config)
+    cfg = config_from(config)
     if tiering not in TIERINGS:
         raise ConfigError("--tiering", "tiering", f"expected one of {', '.join(TIERINGS)}, got {tiering!r}")
     if policy is not None:
@@ -129,8 +98,9 @@ def _simulate_compare(
     cfg: Config, scen: Any, scenario: Path | None, compare: str | None, policy: str | None, runs: int,
     days: int, tiering: str, json_out: Path | None, report: Path | None, quiet: bool,
 ) -> None:  # fmt: skip
-    """``simulate --compare``: every policy on common random numbers, then the table (loop.compare)."""
-    from loop.compare import compare_policies, parse_policies, rich_table, write_report
+    """``simulate --compare``: every policy on common random numbers (loop.compare), then the table (loop.compare_report)."""
+    from loop.compare import compare_policies, parse_policies
+    from loop.compare_report import rich_table, write_report
 
     if compare is None:
         raise ConfigError("--runs", "runs", "--runs needs --compare (e.g. --compare thompson,uniform)")
@@ -208,8 +178,8 @@ def tick_cmd(
     """Run one pass of the loop over every campaign (for cron)."""
     from loop.daemon import run_one_tick
 
-    cfg = _config(config)
-    _setup_logging(cfg)
+    cfg = config_from(config)
+    setup_logging(cfg)
     report = run_one_tick(cfg, dry_run=dry_run)
     for line in report.detected:
         say(f"fatigue detected: {line}")
@@ -230,8 +200,8 @@ def run(config: ConfigOpt = None) -> None:
     """Run the loop as a daemon on the configured interval or cron schedule."""
     from loop.daemon import run_daemon
 
-    cfg = _config(config)
-    _setup_logging(cfg)
+    cfg = config_from(config)
+    setup_logging(cfg)
     run_daemon(cfg)
 
 
@@ -240,7 +210,7 @@ def status(config: ConfigOpt = None) -> None:
     """Campaigns, live creatives, open experiments and the last tick."""
     from loop.reports import status_rows
 
-    cfg = _config(config)
+    cfg = config_from(config)
     rows = status_rows(cfg)
     table = Table(title="experiments")
     for col in ("id", "campaign", "state", "detected", "winner", "status", "reason", "test plan"):
@@ -284,7 +254,7 @@ def spend(
     """The money ledger per campaign and cap period: period start, cap, spent, reserved, left."""
     from loop.reports import SPEND_COLUMNS, spend_table
 
-    cfg = _config(config)
+    cfg = config_from(config)
     rows = spend_table(cfg)
     if csv_path is not None:
         import csv
@@ -323,7 +293,7 @@ def approve(
     """Approve what an experiment waits for (drafts or the pro render)."""
     from loop.reports import decide_approval
 
-    exp = decide_approval(_config(config), experiment_id, approve=True, actor=_actor(), reason=note)
+    exp = decide_approval(config_from(config), experiment_id, approve=True, actor=current_actor(), reason=note)
     say(f"approved {exp.id} ({exp.approved_stage}); the next tick acts on it")
 
 
@@ -336,7 +306,7 @@ def reject(
     """Reject an experiment: it is abandoned with the reason stored."""
     from loop.reports import decide_approval
 
-    exp = decide_approval(_config(config), experiment_id, approve=False, actor=_actor(), reason=reason)
+    exp = decide_approval(config_from(config), experiment_id, approve=False, actor=current_actor(), reason=reason)
     say(f"rejected {exp.id}: {exp.reason}")
 
 
@@ -357,19 +327,6 @@ def _shown_path(path: Path) -> str:
         return shlex.quote(str(path.resolve().relative_to(Path.cwd())))
     except ValueError:
         return shlex.quote(str(path))
-
-
-def _actor() -> str:
-    """Who runs the command, for the audit log (storage keeps at most 100 characters)."""
-    for name in ("CREATIVE_LOOP_USER", "USER"):
-        value = os.environ.get(name, "")
-        if value:
-            if len(value) > 100 or not value.isprintable():
-                raise ConfigError(
-                    name, "", f"expected a user name of at most 100 printable characters, got {len(value)}"
-                )
-            return value
-    return "cli"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -411,10 +368,12 @@ def _outage_line(exc: BaseException) -> str | None:
     return None
 
 
-import loop.doctor  # noqa: E402,F401  (registers `doctor`)
-import loop.executors  # noqa: E402,F401  (registers `worker`, the Celery executor's worker)
-import loop.fix  # noqa: E402,F401  (registers `fix`, inpainting a variant)
-import loop.web.commands  # noqa: E402,F401  (registers `serve` and `report`)
+# Commands declared in their own modules, registered here (in this order in --help).
+app.command()(doctor.doctor)
+app.command()(executors.worker)  # the Celery executor's worker
+app.command()(fix.fix)  # inpainting a variant
+app.command()(web_commands.serve)
+app.command()(web_commands.report)
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

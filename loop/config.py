@@ -7,29 +7,38 @@ the file and converted to integer minor units here, at the edge.
 
 from __future__ import annotations
 
+import logging
 import os
-from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
+from connectors.ads.registry import PLATFORMS
+from connectors.ads.scenario import SimulatedSettings
+from connectors.google_ads.settings import GoogleAdsSettings
+from connectors.images.diffusers import DiffusersSettings
+from connectors.images.gemini import GeminiSettings
+from connectors.images.registry import GENERATORS
+from connectors.meta.settings import MetaSettings
+from connectors.settings import ENV_NAME, MAX_MONEY, MAX_SECONDS, Money, Settings
 from policies.errors import ConfigError
 from storage.tomlfile import load_model, read_toml, translate
 
+log = logging.getLogger("creative_loop.config")
+# Deprecated keys already reported by this process, as (file, key): a daemon re-reads its file every tick.
+_REPORTED: set[tuple[str, str]] = set()
+
 DEFAULT_CONFIG = Path("creative-loop.toml")
 BUNDLED_CONFIG = Path(__file__).resolve().parent / "data" / "config.example.toml"
-# What storage can hold.  Money columns are 32-bit integers of minor units (2^31 - 1 = 21,474,836.47
-# currency units), so any one amount stays below that; ids end up inside longer ids (a variant's is
-# campaign:ad:day:v3:pro-r1:live, at most 200 characters), so a campaign id is at most 64.
-MAX_MONEY = 20_000_000.0
+# What storage can hold (money: connectors.settings.MAX_MONEY).  Ids end up inside longer ids (a
+# variant's is campaign:ad:day:v3:pro-r1:live, at most 200 characters), so a campaign id is at most 64.
 MAX_CAMPAIGN_ID = 64
 MAX_DAYS = 3650
 MAX_COUNT = 10**9
-MAX_SECONDS = 7 * 24 * 3600.0
-Money = Annotated[float, Field(ge=0, le=MAX_MONEY)]
-Side = Annotated[int, Field(ge=64, le=4096)]
+# Sections of the file that are the loop's own; every other section belongs to a registered backend.
+LOOP_SECTIONS = frozenset({"loop", "defaults", "budget", "web", "celery", "campaigns"})
 
 
 def to_minor(amount: float, exponent: int = 2) -> int:
@@ -41,9 +50,7 @@ def to_major(minor: int, exponent: int = 2) -> float:
     return round(minor / 10**exponent, exponent)
 
 
-class _Frozen(BaseModel):
-    # inf and nan are valid TOML floats: never a valid setting.
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+_Frozen = Settings  # frozen, unknown keys refused, no inf/nan (connectors.settings)
 
 
 class PolicySettings(_Frozen):
@@ -65,7 +72,7 @@ class PolicySettings(_Frozen):
     commitment_days: int = Field(1, ge=1, le=30)
     overspend: float = Field(1.25, ge=1.0, le=3.0)
     reserve_pro_credit: bool = True
-    generator: Literal["procedural", "diffusers", "gemini"] = "procedural"
+    generator: str = "procedural"  # a name in connectors.images.registry.GENERATORS
     brand_terms: tuple[str, ...] = ()
     # Images (issue 4): prompt templates, brand-colour and fidelity guards.
     prompt_template: str = ""  # fast tier; empty: the generator's default
@@ -95,6 +102,13 @@ class PolicySettings(_Frozen):
             parse_hex(colour)
         return value
 
+    @field_validator("generator")
+    @classmethod
+    def _registered_generator(cls, value: str) -> str:
+        if value not in GENERATORS:
+            raise ValueError(f"unknown generator {value!r} (registered: {', '.join(GENERATORS.names())})")
+        return value
+
     @field_validator("policy")
     @classmethod
     def _known_policy(cls, value: str) -> str:
@@ -118,11 +132,19 @@ class CampaignSettings(PolicySettings):
     cap_period: Literal["month", "week", "lifetime"] = "month"
     currency: str = Field("USD", pattern=r"^[A-Z]{3}$")
     # The ad platform this campaign runs on; empty: loop.platform. Meta and Google Ads campaigns can share a deployment.
-    platform: Literal["", "meta", "google_ads"] = ""
+    platform: str = ""
     # Platform ids (ignored by the simulated platform).
     account_id: str = ""
     campaign_id: str = ""
     test_campaign_id: str = ""
+
+    @field_validator("platform")
+    @classmethod
+    def _real_platform(cls, value: str) -> str:
+        real = [e.name for e in PLATFORMS if not e.scenario]
+        if value and value not in real:
+            raise ValueError(f"unknown platform {value!r} (a campaign may name: {', '.join(real)})")
+        return value
 
     @model_validator(mode="after")
     def _budget_within_cap(self) -> CampaignSettings:
@@ -141,7 +163,7 @@ class CampaignSettings(PolicySettings):
 class LoopSettings(_Frozen):
     database: str = "sqlite:///data/creative-loop.db"
     data_dir: str = "data"
-    platform: Literal["simulated", "meta", "google_ads"] = "simulated"
+    platform: str = "simulated"  # a name in connectors.ads.registry.PLATFORMS
     approval: Literal["none", "pro", "all"] = "pro"
     interval_minutes: float | None = Field(60.0, gt=0, le=366 * 24 * 60)
     cron: str | None = None
@@ -149,6 +171,15 @@ class LoopSettings(_Frozen):
     log_format: Literal["text", "json"] = "text"
     # inline: one process ticks every campaign; celery: `run` only schedules, workers tick (see [celery]).
     executor: Literal["inline", "celery"] = "inline"
+    # Days of insights re-read every tick (late attribution updates them), whatever the platform.
+    backfill_days: int = Field(7, ge=1, le=90)
+
+    @field_validator("platform")
+    @classmethod
+    def _registered_platform(cls, value: str) -> str:
+        if value not in PLATFORMS:
+            raise ValueError(f"unknown platform {value!r} (registered: {', '.join(PLATFORMS.names())})")
+        return value
 
     @field_validator("cron")
     @classmethod
@@ -199,24 +230,6 @@ class BudgetSettings(_Frozen):
     account_monthly_cap: float | None = Field(None, ge=0)
 
 
-class SimulatedSettings(_Frozen):
-    scenario: str = ""  # empty: the bundled example scenario
-    start_date: str = "2026-01-05"
-    # scenario: one state file for the whole scenario; per-campaign: one per campaign (needed by Celery workers).
-    layout: Literal["scenario", "per-campaign"] = "scenario"
-
-    @field_validator("start_date")
-    @classmethod
-    def _iso_date(cls, value: str) -> str:
-        try:
-            day = date.fromisoformat(value)
-        except ValueError:
-            raise ValueError(f"expected a date YYYY-MM-DD, got {value!r}") from None
-        if not date(2000, 1, 1) <= day <= date(2100, 1, 1):
-            raise ValueError(f"expected a date between 2000 and 2100, got {value!r}")
-        return value
-
-
 class CelerySettings(_Frozen):
     """``executor = "celery"``: the broker, the result backend and the limits of the queues."""
 
@@ -229,133 +242,24 @@ class CelerySettings(_Frozen):
     tick_timeout: float = Field(600.0, gt=0, le=MAX_SECONDS)
 
 
-class MetaSettings(_Frozen):
-    access_token_env: str = "META_ACCESS_TOKEN"
-    app_secret_env: str = "META_APP_SECRET"
-    app_id: str = ""
-    api_version: str = Field("v26.0", pattern=r"^v[0-9]+\.[0-9]+$")
-    graph_url: str = "https://graph.facebook.com"
-    page_id: str = ""
-    conversion_action: str = "offsite_conversion.fb_pixel_lead"
-    backfill_days: int = Field(7, ge=1, le=90)
-    async_insights_after_days: int = Field(14, ge=1, le=90)
-    batch_size: int = Field(50, ge=1, le=50)
-    min_daily_budget: Money = 1.0
-    request_timeout: float = Field(30.0, gt=0, le=MAX_SECONDS)
-    usage_slow_at: float = Field(75.0, ge=0, lt=100)
-    usage_pause_at: float = Field(90.0, gt=0, le=100)
-    webhook_verify_token_env: str = "META_WEBHOOK_VERIFY_TOKEN"
-    # Points of the Graph API not verified against a live account (README, "Meta"): one switch each.
-    batch_one_adset_per_campaign: bool = True
-    name_filter: bool = True
-    name_lookup_max_pages: int = Field(20, ge=1, le=1000)
-    settle_timeout: float = Field(30.0, ge=0, le=600)
-    webhook_fields: list[str] = Field(default_factory=lambda: ["*fatigue*"], min_length=1)
-    webhook_level_keys: list[str] = Field(
-        default_factory=lambda: ["level", "fatigue_level", "creative_fatigue"], min_length=1
-    )
-
-    @model_validator(mode="after")
-    def _usage_order(self) -> MetaSettings:
-        if self.usage_slow_at >= self.usage_pause_at:
-            raise ValueError(f"usage_slow_at {self.usage_slow_at} must be below usage_pause_at {self.usage_pause_at}")
-        return self
-
-
-def _customer_id(value: str) -> str:
-    digits = value.replace("-", "")
-    if value and not (digits.isdigit() and len(digits) == 10):
-        raise ValueError(f"expected a 10-digit customer id (dashes allowed), got {value!r}")
-    return digits
-
-
-class GoogleAdsSettings(_Frozen):
-    """The Google Ads connector (``platform = "google_ads"``): ids here, secrets in the environment."""
-
-    customer_id: str = ""  # the account whose campaigns run (a campaign's account_id overrides it)
-    login_customer_id: str = ""  # the manager account the credentials act through; empty: none
-    developer_token_env: str = Field("GOOGLE_ADS_DEVELOPER_TOKEN", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
-    client_id_env: str = Field("GOOGLE_ADS_CLIENT_ID", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
-    client_secret_env: str = Field("GOOGLE_ADS_CLIENT_SECRET", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
-    refresh_token_env: str = Field("GOOGLE_ADS_REFRESH_TOKEN", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
-    api_version: str = Field("v26", pattern=r"^v[0-9]+$")
-    endpoint: str = Field("", pattern=r"^([A-Za-z0-9.-]+:[0-9]{1,5})?$")  # host:port; empty: Google's
-    token_uri: str = Field("https://oauth2.googleapis.com/token", pattern=r"^https?://")
-    conversion_action: str = Field("", pattern=r"^([0-9]+|customers/[0-9]+/conversionActions/[0-9]+)?$")
-    backfill_days: int = Field(7, ge=1, le=90)
-    min_daily_budget: float = Field(1.0, ge=0)
-    request_timeout: float = Field(120.0, gt=0)
-
-    @field_validator("customer_id", "login_customer_id")
-    @classmethod
-    def _ids(cls, value: str) -> str:
-        return _customer_id(value)
-
-
 class WebSettings(_Frozen):
     """``creative-loop serve``: where the dashboard listens and how it is protected."""
 
     host: str = Field("127.0.0.1", min_length=1)
     port: int = Field(8080, ge=1, le=65535)
     # Any bind other than loopback refuses to start unless this variable holds a token.
-    access_token_env: str = Field("CREATIVE_LOOP_WEB_TOKEN", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-
-class DiffusersSettings(_Frozen):
-    """The local diffusion backend (``generator = "diffusers"``): models load once per process."""
-
-    device: Literal["auto", "cuda", "mps", "cpu"] = "auto"
-    dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
-    fast_model: str = "stabilityai/sd-turbo"
-    fast_mode: Literal["img2img", "text2img"] = "img2img"
-    fast_steps: int = Field(2, ge=1, le=200)
-    fast_guidance: float = Field(0.0, ge=0.0, le=100.0)
-    fast_size: tuple[Side, Side] = (512, 512)
-    fast_strength: float = Field(0.5, gt=0.0, le=1.0)
-    pro_model: str = "stabilityai/stable-diffusion-xl-base-1.0"
-    pro_steps: int = Field(30, ge=1, le=200)
-    pro_guidance: float = Field(5.0, ge=0.0, le=100.0)
-    pro_size: tuple[Side, Side] = (1024, 1024)
-    pro_strength: float = Field(0.35, gt=0.0, le=1.0)
-    inpaint_model: str = ""  # empty: the pro model
-    inpaint_steps: int = Field(30, ge=1, le=200)
-    negative_prompt: str = "blurry, low quality, distorted text, watermark, extra fingers"
-
-    @model_validator(mode="after")
-    def _valid_tiers(self) -> DiffusersSettings:
-        self.tier_specs()  # raises ValueError with "expected ..., got ..." for a bad combination
-        return self
-
-    def tier_specs(self) -> dict[str, object]:
-        from connectors.images.diffusers import TierSpec
-
-        fast = TierSpec(
-            model=self.fast_model, steps=self.fast_steps, guidance=self.fast_guidance, width=self.fast_size[0],
-            height=self.fast_size[1], strength=self.fast_strength, mode=self.fast_mode,
-            negative_prompt=self.negative_prompt,
-        )  # fmt: skip
-        pro = TierSpec(
-            model=self.pro_model, steps=self.pro_steps, guidance=self.pro_guidance, width=self.pro_size[0],
-            height=self.pro_size[1], strength=self.pro_strength, negative_prompt=self.negative_prompt,
-        )  # fmt: skip
-        inpaint = TierSpec(
-            model=self.inpaint_model or self.pro_model, steps=self.inpaint_steps, guidance=self.pro_guidance,
-            width=self.pro_size[0], height=self.pro_size[1], strength=1.0, negative_prompt=self.negative_prompt,
-        )  # fmt: skip
-        return {"fast": fast, "pro": pro, "inpaint": inpaint}
-
-
-class GeminiSettings(_Frozen):
-    """The Gemini image backend (``generator = "gemini"``, the "Nano Banana" tiers)."""
-
-    api_key_env: str = "GEMINI_API_KEY"
-    fast_model: str = "gemini-2.5-flash-image"
-    pro_model: str = "gemini-3-pro-image-preview"
-    base_url: str = ""  # empty: Google's endpoint
-    timeout_s: float = Field(120.0, gt=0, le=MAX_SECONDS)
+    access_token_env: str = Field("CREATIVE_LOOP_WEB_TOKEN", pattern=ENV_NAME)
 
 
 class ConfigModel(_Frozen):
+    """The whole file: the loop's own sections and one section per registered backend.
+
+    The built-in backends' sections are typed fields here; the section of a
+    backend registered beside them (``connectors.ads.registry``,
+    ``connectors.images.registry``) is validated by its own model
+    (``load_config``, ``Config.sections``).
+    """
+
     loop: LoopSettings = LoopSettings()
     defaults: PolicySettings = PolicySettings()
     budget: BudgetSettings = BudgetSettings()
@@ -384,10 +288,11 @@ class ConfigModel(_Frozen):
     @model_validator(mode="after")
     def _real_platforms_only(self) -> ConfigModel:
         named = [i for i, c in enumerate(self.campaigns) if c.platform]
-        if named and self.loop.platform == "simulated":
+        if named and PLATFORMS.get(self.loop.platform).scenario:
+            real = " or ".join(f'"{e.name}"' for e in PLATFORMS if not e.scenario)
             raise ValueError(
-                f'campaigns[{named[0]}].platform: per-campaign platforms need loop.platform = "meta" or '
-                '"google_ads" (the simulated platform runs a scenario\'s campaigns only)'
+                f"campaigns[{named[0]}].platform: per-campaign platforms need loop.platform = {real} "
+                f"(the {self.loop.platform} platform runs a scenario's campaigns only)"
             )
         return self
 
@@ -400,12 +305,28 @@ class ConfigModel(_Frozen):
         return campaigns
 
 
-class Config:
-    """The parsed configuration plus where it came from (paths resolve against cwd)."""
+def backend_sections() -> dict[str, type[Settings]]:
+    """Every registered backend's section of the file and the model that validates it."""
+    sections: dict[str, type[Settings]] = {}
+    for entry in (*PLATFORMS, *GENERATORS):
+        if entry.section in LOOP_SECTIONS:
+            raise ValueError(f"backend {entry.name!r}: section [{entry.section}] is the loop's own")
+        if sections.setdefault(entry.section, entry.settings) is not entry.settings:
+            raise ValueError(f"backend {entry.name!r}: section [{entry.section}] is registered twice")
+    return sections
 
-    def __init__(self, model: ConfigModel, path: Path) -> None:
+
+class Config:
+    """The parsed configuration plus where it came from (paths resolve against cwd).
+
+    ``sections`` holds the sections of backends registered beside the built-in
+    ones (``ConfigModel`` types the built-in backends' sections itself).
+    """
+
+    def __init__(self, model: ConfigModel, path: Path, sections: dict[str, Settings] | None = None) -> None:
         self.model = model
         self.path = path
+        self.sections = dict(sections or {})
 
     @property
     def loop(self) -> LoopSettings:
@@ -441,6 +362,19 @@ class Config:
         used = [self.platform_of(c.id) for c in self.model.campaigns] or [self.model.loop.platform]
         return sorted(set(used))
 
+    def section(self, name: str) -> Settings:
+        """The validated settings of a registered backend's section (``[meta]``, ``[diffusers]``, ...)."""
+        if name in self.sections:
+            return self.sections[name]
+        if name in ConfigModel.model_fields and name not in LOOP_SECTIONS:
+            value = getattr(self.model, name)
+            assert isinstance(value, Settings)
+            return value
+        registered = backend_sections().get(name)
+        if registered is None:
+            raise ConfigError(str(self.path), name, "no such backend section (is its backend registered?)")
+        return registered()  # a backend registered after the file was read: its defaults
+
     def secret(self, env_name: str, key: str) -> str:
         """Read a secret from the environment variable the config names."""
         value = os.environ.get(env_name, "")
@@ -469,6 +403,59 @@ def folder_problem(folder: Path) -> str:
     return "" if writable else f"cannot be made: {existing} is not writable"
 
 
+def _parse(path: Path, data: dict[str, Any]) -> tuple[ConfigModel, dict[str, Settings]]:
+    """``ConfigModel`` from the file, and the sections of backends it does not type, each by its own model."""
+    registered = {k: v for k, v in backend_sections().items() if k not in ConfigModel.model_fields}
+    try:
+        model = load_model(path, ConfigModel, {k: v for k, v in data.items() if k not in registered})
+    except ConfigError as bad:
+        if "." in bad.key or "[" in bad.key or not bad.problem.startswith("unknown key (allowed: "):
+            raise
+        allowed = ", ".join([*ConfigModel.model_fields, *registered])
+        raise ConfigError(str(path), bad.key, f"unknown key (allowed: {allowed})") from None
+    sections: dict[str, Settings] = {}
+    for name, model_cls in registered.items():
+        try:
+            sections[name] = model_cls.model_validate(data.get(name, {}))
+        except ValidationError as exc:
+            err = translate(path, model_cls, exc)
+            raise ConfigError(str(path), f"{name}.{err.key}" if err.key else name, err.problem) from None
+    return model, sections
+
+
+def _moved_backfill_days(
+    path: Path, data: dict[str, Any], model: ConfigModel, sections: dict[str, Settings]
+) -> ConfigModel:
+    """``backfill_days`` moved from the platform sections to ``[loop]``: the old keys still count.
+
+    Each old key logs one deprecation line (once per file and process).  Without ``loop.backfill_days``
+    the window is what the old keys gave: the longest among the platforms in
+    use, each its own section's key (a platform whose section has no such
+    key, the simulator, took ``[meta]``'s).
+    """
+    old: dict[str, int] = {}
+    for entry in PLATFORMS:
+        raw = data.get(entry.section)
+        if isinstance(raw, dict) and "backfill_days" in raw:
+            old[entry.name] = int(Config(model, path, sections).section(entry.section).model_dump()["backfill_days"])
+            if (str(path), entry.section) not in _REPORTED:
+                _REPORTED.add((str(path), entry.section))
+                log.warning(
+                    "%s: %s.backfill_days is deprecated; set backfill_days in [loop] instead", path, entry.section
+                )
+    loop_raw = data.get("loop")
+    if not old or (isinstance(loop_raw, dict) and "backfill_days" in loop_raw):
+        return model
+    default = model.loop.backfill_days
+
+    def window(name: str) -> int:
+        has_key = "backfill_days" in PLATFORMS.get(name).settings.model_fields
+        return old.get(name, default) if has_key else old.get("meta", default)
+
+    days = max(window(name) for name in Config(model, path).platforms)
+    return model.model_copy(update={"loop": model.loop.model_copy(update={"backfill_days": days})})
+
+
 def load_config(path: str | Path | None = None, *, check_paths: bool = True) -> Config:
     """Load ``path``, or ``./creative-loop.toml``, or the bundled example.
 
@@ -487,7 +474,8 @@ def load_config(path: str | Path | None = None, *, check_paths: bool = True) -> 
         raise ConfigError(
             str(path), "", f"the file is empty; add settings, or pass --config {path} to run on every default"
         )
-    model = load_model(path, ConfigModel, data)
+    model, sections = _parse(path, data)
+    model = _moved_backfill_days(path, data, model, sections)
     # Campaign entries inherit [defaults]: validate the merged form too, so a
     # bad combination (daily budget above the cap) names the campaign.
     for i, c in enumerate(model.campaigns):
@@ -506,4 +494,4 @@ def load_config(path: str | Path | None = None, *, check_paths: bool = True) -> 
         if scenario and not Path(scenario).is_file():
             kind = " (a folder)" if Path(scenario).is_dir() else ""
             raise ConfigError(str(path), "simulated.scenario", f"no scenario file {scenario!r}{kind}")
-    return Config(model, path)
+    return Config(model, path, sections)

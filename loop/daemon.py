@@ -24,9 +24,7 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
-from connectors.ads.sharded import ShardedSimulatedAdPlatform
-from connectors.ads.simulated import SimulatedAdPlatform
-from loop.app import build_runtime, make_generators, make_platform, open_engine, scenario_for
+from loop.app import build_runtime, make_generators, make_platform, open_engine
 from loop.config import Config, load_config
 from loop.locks import LockGuard, round_lock, single_instance
 from loop.plans import campaign_plans
@@ -87,9 +85,8 @@ def run_one_tick(cfg: Config, dry_run: bool = False) -> TickReport:
             executor.close()
     # The platform, the plans and the generators first: a bad config, scenario or missing secret
     # fails before the database is touched.
-    platform = make_platform(cfg, scenario_for(cfg) if cfg.loop.platform == "simulated" else None)
-    sim = platform if isinstance(platform, SimulatedAdPlatform | ShardedSimulatedAdPlatform) else None
-    plans = campaign_plans(cfg, sim.scenario if sim is not None else None)
+    platform = make_platform(cfg)
+    plans = campaign_plans(cfg, platform.scenario)
     generators = make_generators(cfg)
     rt = build_runtime(
         cfg, engine=process_engine(cfg.database_url), platform=platform, plans=plans, generators=generators,
@@ -101,9 +98,11 @@ def run_one_tick(cfg: Config, dry_run: bool = False) -> TickReport:
         with round_lock(rt.engine):
             if not dry_run and (closed := close_unfinished(rt.engine)):
                 log.warning("closed %d unfinished tick record(s) as failed (a tick process died)", closed)
-            today = sim.today() if sim is not None else datetime.now(UTC).date()
+            # A platform with its own clock (the simulator) says which day it is; the others follow the calendar.
+            own_day = platform.today()
+            today = own_day if own_day is not None else datetime.now(UTC).date()
             # The day's delivery is saved before the tick is recorded as done.
-            end_of_day = sim.run_day if sim is not None and not dry_run else None
+            end_of_day = platform.advance_day if own_day is not None and not dry_run else None
             report = tick(rt, today, end_of_day=end_of_day, one_record_per_day=True)
     finally:
         platform.close()  # the tick stored its API counts; this closes connections

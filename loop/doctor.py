@@ -3,7 +3,10 @@
 Checks, in order (a check that cannot run because an earlier one failed is
 reported as skipped): the config parses; the data folder is writable; the
 database answers; its schema is at the newest migration; the secrets the
-config names are in the environment; the ad platform answers a read.
+config names are in the environment; the extras of the platforms and
+generators in use are installed; the ad platform answers a read.  What a
+backend needs comes from its registry line (``connectors.ads.registry``,
+``connectors.images.registry``).
 Exit code 0 when every check passes, 1 otherwise (2 for a config that does
 not parse, like every command).
 """
@@ -18,7 +21,8 @@ from typing import Annotated
 import typer
 from rich.text import Text
 
-from loop.cli import ConfigOpt, app, console, say
+from connectors.registry import Entry
+from loop.cli_support import ConfigOpt, console, say
 from loop.config import Config, load_config
 from policies.errors import CreativeLoopError
 
@@ -81,29 +85,46 @@ def _database(cfg: Config) -> tuple[Check, Check]:
     )  # fmt: skip
 
 
+def _platforms(cfg: Config) -> list[str]:
+    """The platforms in use (a scenario-driven one, the simulator, is the only one of its deployment)."""
+    from connectors.ads.registry import PLATFORMS
+
+    return [cfg.loop.platform] if PLATFORMS.get(cfg.loop.platform).scenario else cfg.platforms
+
+
+def _in_use(cfg: Config) -> list[Entry]:
+    """The registry lines of the platforms and generators this config uses."""
+    from connectors.ads.registry import PLATFORMS
+    from connectors.images.registry import GENERATORS
+    from loop.app import generators_in_use
+
+    return [*(PLATFORMS.get(n) for n in _platforms(cfg)), *(GENERATORS.get(n) for n in generators_in_use(cfg))]
+
+
 def _secrets(cfg: Config) -> Check:
+    from connectors.registry import EnvSecrets
+
     names: list[tuple[str, str]] = []
-    if "meta" in cfg.platforms:
-        names.append(("meta.access_token_env", cfg.model.meta.access_token_env))
-    if "google_ads" in cfg.platforms:
-        g = cfg.model.google_ads
-        names += [(f"google_ads.{k}", getattr(g, k)) for k in ("developer_token_env", "client_id_env", "client_secret_env", "refresh_token_env")]  # fmt: skip
-    for campaign in cfg.model.campaigns:
-        if cfg.campaign_settings(campaign.id).generator == "gemini":
-            gemini = getattr(cfg.model, "gemini", None)
-            env = getattr(gemini, "api_key_env", "GEMINI_API_KEY")
-            names.append(("gemini.api_key_env", env))
-            break
+    for entry in _in_use(cfg):
+        env = EnvSecrets(cfg.section(entry.section), entry.section, str(cfg.path))
+        names += [(f"{entry.section}.{key}", env.variable(key)) for key in entry.secrets]
     missing = [f"{env} ({key})" for key, env in names if not os.environ.get(env)]
     if missing:
         return Check("secrets", False, "not set: " + ", ".join(missing), "export the variable(s) named in the config")
     return Check("secrets", True, ", ".join(env for _, env in names) + " set" if names else "none needed")
 
 
+def _extras(cfg: Config) -> Check:
+    needed = [f"{e.name}: {e.missing()}" for e in _in_use(cfg) if e.missing()]
+    if needed:
+        return Check("extras", False, "not installed: " + "; ".join(needed), "install the extra(s) named")
+    return Check("extras", True, "installed: " + ", ".join(sorted({e.name for e in _in_use(cfg)})))
+
+
 def _platform(cfg: Config) -> Check:
     from loop.app import make_platform
 
-    label = cfg.loop.platform if cfg.loop.platform == "simulated" else "+".join(cfg.platforms)
+    label = "+".join(_platforms(cfg))
     try:
         platform = make_platform(cfg)
     except CreativeLoopError as exc:
@@ -112,7 +133,8 @@ def _platform(cfg: Config) -> Check:
     try:
         # One read per platform in use: the first campaign on each.
         firsts = {cfg.platform_of(c.id): c.id for c in reversed(cfg.model.campaigns)}
-        ids = sorted(firsts.values()) or [c.id for c in getattr(platform, "scenario", None).campaigns][:1]  # type: ignore[union-attr]
+        scenario = platform.scenario
+        ids = sorted(firsts.values()) or ([c.id for c in scenario.campaigns][:1] if scenario is not None else [])
         for cid in ids:
             seen.append(f"campaign {cid} lists {len(platform.list_ads(cid))} ad(s)")
     except CreativeLoopError as exc:
@@ -125,18 +147,19 @@ def _platform(cfg: Config) -> Check:
 
 
 def run_checks(cfg: Config, platform: bool = True) -> list[Check]:
-    secrets = _secrets(cfg)
-    checks = [Check("config", True, f"{cfg.path} parses"), _data_dir(cfg), *_database(cfg), secrets]
+    secrets, extras = _secrets(cfg), _extras(cfg)
+    checks = [Check("config", True, f"{cfg.path} parses"), _data_dir(cfg), *_database(cfg), secrets, extras]
     if not platform:
         checks.append(Check("platform", None, "skipped (--skip-platform)"))
     elif secrets.ok is False:
         checks.append(Check("platform", None, "skipped: secrets missing"))
+    elif extras.ok is False:
+        checks.append(Check("platform", None, "skipped: extras missing"))
     else:
         checks.append(_platform(cfg))
     return checks
 
 
-@app.command()
 def doctor(
     config: ConfigOpt = None,
     skip_platform: Annotated[bool, typer.Option("--skip-platform", help="Do not call the ad platform.")] = False,

@@ -16,8 +16,8 @@ waiting experiment may explore while room is left, so the queue can exceed
 its limit by at most one round of fresh detections; once it is full, no
 campaign explores.
 
-A campaign is ticked by one worker at a time: :func:`campaign_lock` is the
-campaign's lock of ``loop.locks``, the one the CLI and the dashboard take, a
+A campaign is ticked by one worker at a time: the task takes the campaign's
+lock of ``loop.locks`` without waiting, the one the CLI and the dashboard take, a
 PostgreSQL advisory lock keyed by the schema and the campaign id (a file
 lock beside the SQLite database, which only suits workers on one machine).
 PostgreSQL releases the lock of a dead worker's connection, so a
@@ -28,16 +28,15 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from loop import cli
+from loop.cli_support import ConfigOpt, config_from, setup_logging
 from policies.errors import ConfigError, CreativeLoopError
+from storage.states import ExperimentState
 
 if TYPE_CHECKING:  # the CLI imports this module to register `worker`: the database stack loads on use
     from sqlalchemy.engine import Engine
@@ -48,16 +47,6 @@ if TYPE_CHECKING:  # the CLI imports this module to register `worker`: the datab
     from loop.tick import TickReport
 
 log = logging.getLogger("creative_loop.executors")
-
-
-# -- the per-campaign lock -------------------------------------------------------------
-@contextmanager
-def campaign_lock(engine: Engine, campaign: str) -> Iterator[bool]:
-    """Try to take ``campaign``'s lock (``loop.locks.campaign_lock``); yields whether it was taken (never waits)."""
-    from loop.locks import campaign_lock as lock
-
-    with lock(engine, campaign, wait=False) as held:
-        yield held
 
 
 # -- backpressure -------------------------------------------------------------------------
@@ -72,7 +61,7 @@ def exploration_demand(session: Session, plan: CampaignPlan, tiering: str = "tie
     waiting = session.exec(
         select(func.count())
         .select_from(Experiment)
-        .where(Experiment.campaign_id == plan.id, Experiment.state == "detected")
+        .where(Experiment.campaign_id == plan.id, Experiment.state == ExperimentState.DETECTED)
     ).one()
     if not waiting:
         return 0
@@ -109,7 +98,7 @@ def admit(session: Session, plans: list[CampaignPlan], depth: int, limit: int) -
     oldest = dict(
         session.exec(
             select(Experiment.campaign_id, func.min(Experiment.created_at))
-            .where(Experiment.state == "detected")
+            .where(Experiment.state == ExperimentState.DETECTED)
             .group_by(Experiment.campaign_id)
         ).all()
     )
@@ -135,7 +124,7 @@ class CeleryExecutor:
     """The scheduler's side of ``executor = "celery"``: send ticks, optionally wait for them."""
 
     def __init__(self, cfg: Config, app: Any = None, engine: Engine | None = None) -> None:
-        from loop.app import make_platform, open_engine, scenario_for
+        from loop.app import make_platform, open_engine, platform_scenario
         from loop.plans import campaign_plans
 
         try:
@@ -150,19 +139,18 @@ class CeleryExecutor:
         self.poll_seconds = 0.05
         self._own_engine = engine is None
         self.engine = engine or open_engine(cfg.database_url)
-        self.scenario = scenario_for(cfg) if cfg.loop.platform == "simulated" else None
+        self.scenario = platform_scenario(cfg)
         self.plans = campaign_plans(cfg, self.scenario)
         self._make_platform = lambda: make_platform(cfg, self.scenario, engine=self.engine)
 
     def days(self) -> dict[str, date]:
-        """The day each campaign's next tick is for: its simulated day, else today (UTC)."""
-        from connectors.ads.sharded import ShardedSimulatedAdPlatform
-
+        """The day each campaign's next tick is for: its platform's own day (the simulator), else today (UTC)."""
         platform = self._make_platform()
-        if isinstance(platform, ShardedSimulatedAdPlatform):
-            return {p.id: platform.today_of(p.id) for p in self.plans}
-        today = datetime.now(UTC).date()
-        return {p.id: today for p in self.plans}
+        try:
+            today = datetime.now(UTC).date()
+            return {p.id: platform.today(p.id) or today for p in self.plans}
+        finally:
+            platform.close()
 
     def orders(self) -> list[TickOrder]:
         """One order per campaign, with the backpressure verdict."""
@@ -251,9 +239,8 @@ class CeleryExecutor:
 
 
 # -- `creative-loop worker` ----------------------------------------------------------------
-@cli.app.command()
 def worker(
-    config: cli.ConfigOpt = None,
+    config: ConfigOpt = None,
     queues: Annotated[str, typer.Option(help="Queues to consume: ticks, generation or both (comma-separated).")] = (
         "ticks,generation"
     ),
@@ -265,8 +252,8 @@ def worker(
     import os
     import socket
 
-    cfg = cli._config(config)
-    cli._setup_logging(cfg)
+    cfg = config_from(config)
+    setup_logging(cfg)
     try:
         from loop.celery_app import QUEUES, create_app
     except ImportError:

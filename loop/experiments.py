@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+from collections.abc import Callable
 from datetime import date, timedelta
 from typing import Any
 
@@ -26,7 +27,7 @@ from connectors.images.base import Brief, Rendered
 from connectors.images.procedural import stable_seed
 from loop import budget_wait, events
 from loop.plans import CampaignPlan
-from loop.tick import Runtime, series
+from loop.runtime import Runtime
 from policies import brand, fidelity
 from policies.bandit import get_policy
 from policies.budget import reservation_for, split_budget
@@ -36,11 +37,17 @@ from policies.planning import ExperimentPlan, plan_experiment
 from storage.imagecheck import ImageRejected, load_image
 from storage.ledger import Ledger
 from storage.models import Arm, AuditEvent, BanditDecision, Creative, DailyMetric, Experiment, FatigueNoise, utcnow
+from storage.states import (
+    END_STATES,
+    STOPPED_ARMS,
+    ArmStatus,
+    CreativeRole,
+    CreativeStatus,
+    ExperimentState,
+)
 
 log = logging.getLogger("creative_loop.experiments")
 
-# Arm states in which its ad set no longer spends (an eliminated arm keeps its state for the record).
-STOPPED = ("paused", "eliminated")
 
 # Image-guard events (issue 4), past-tense like those in loop.events.
 BRAND_CHECK_FAILED = "BrandCheckFailed"
@@ -62,15 +69,10 @@ class GenerationPending(Exception):
         self.jobs = list(jobs)
 
 
-def _queued_jobs(rt: Runtime) -> list[Any] | None:
-    """The jobs a queuing runtime (``loop.tasks.QueuedRuntime``) collects; None when generation is inline."""
-    return getattr(rt, "generation_jobs", None)
-
-
 def advance(rt: Runtime, session: Session, plan: CampaignPlan, exp: Experiment, today: date) -> list[str]:
     """Advance ``exp`` through as many states as today allows; returns 'id: a→b' lines."""
     moves: list[str] = []
-    queued = _queued_jobs(rt)
+    queued = rt.generation_jobs
     if queued and any(job.get("campaign") == plan.id for job in queued):
         return moves  # an earlier experiment waits for queued generation: keep the campaign's order
     for _ in range(8):  # a bound, not a budget: at most one pass per state
@@ -93,7 +95,7 @@ def advance(rt: Runtime, session: Session, plan: CampaignPlan, exp: Experiment, 
     return moves
 
 
-def _move(rt: Runtime, session: Session, exp: Experiment, state: str, reason: str = "") -> None:
+def _move(rt: Runtime, session: Session, exp: Experiment, state: ExperimentState, reason: str = "") -> None:
     exp.state = state
     if reason:
         exp.reason = reason
@@ -107,7 +109,7 @@ def abandon(
 ) -> None:
     """End an experiment without a winner: pause its arms, free its open credit reservations."""
     arms = _arms(session, exp)
-    live = [a for a in arms if a.platform_ad_id and a.status != "paused"]
+    live = [a for a in arms if a.platform_ad_id and a.status != ArmStatus.PAUSED]
     if live:
         rt.perform(
             session,
@@ -120,27 +122,27 @@ def abandon(
             exp.id,
         )
         for a in live:
-            a.status = "eliminated" if a.status == "eliminated" else "paused"
+            a.status = ArmStatus.ELIMINATED if a.status == ArmStatus.ELIMINATED else ArmStatus.PAUSED
             session.add(a)
     ledger = Ledger(session)
     for res in ledger.open_reservations(plan.id, "credit", prefix=f"credit:{exp.id}:"):
         ledger.settle(res.key, None, note=f"abandoned: {reason}")
     exp.waiting_since = exp.waiting_until = None  # an ended experiment waits for nothing
     events.record(session, events.EXPERIMENT_ABANDONED, plan.id, exp.id, actor=actor, reason=reason)
-    _move(rt, session, exp, "abandoned", reason)
+    _move(rt, session, exp, ExperimentState.ABANDONED, reason)
 
 
 # -- helpers -------------------------------------------------------------------
 def _arms(session: Session, exp: Experiment) -> list[Arm]:
-    return list(session.exec(select(Arm).where(Arm.experiment_id == exp.id).order_by(Arm.position)).all())
+    return list(session.exec(select(Arm).where(Arm.experiment_id == exp.id).order_by(col(Arm.position))).all())
 
 
 def _variants(session: Session, exp: Experiment) -> list[Creative]:
     return list(
         session.exec(
             select(Creative)
-            .where(Creative.experiment_id == exp.id, Creative.role == "draft")
-            .order_by(Creative.created_at, Creative.id)
+            .where(Creative.experiment_id == exp.id, Creative.role == CreativeRole.DRAFT)
+            .order_by(col(Creative.created_at), col(Creative.id))
         ).all()
     )
 
@@ -204,7 +206,14 @@ def _as_rendered(rt: Runtime, creative: Creative) -> Rendered:
 
 
 def _store_variant(
-    rt: Runtime, session: Session, cid: str, exp: Experiment, parent: Creative, label: str, r: Rendered, role: str
+    rt: Runtime,
+    session: Session,
+    cid: str,
+    exp: Experiment,
+    parent: Creative,
+    label: str,
+    r: Rendered,
+    role: CreativeRole,
 ) -> Creative:
     digest = rt.images.put(r.image)
     creative = Creative(
@@ -214,7 +223,7 @@ def _store_variant(
         parent_id=parent.id,
         experiment_id=exp.id,
         label=label,
-        status="candidate",
+        status=CreativeStatus.CANDIDATE,
         headline=parent.headline,
         recipe=r.recipe,
         prompt=r.prompt,
@@ -288,8 +297,8 @@ def _to_launch(session: Session, exp: Experiment, variants: list[Creative]) -> l
 
     chosen = sorted(variants, key=rank)[: max(2, k)]
     for v in variants:
-        if v not in chosen and v.status == "candidate":
-            v.status = "untested"
+        if v not in chosen and v.status == CreativeStatus.CANDIDATE:
+            v.status = CreativeStatus.UNTESTED
             session.add(v)
     return [v for v in variants if v in chosen]
 
@@ -337,7 +346,7 @@ def on_detected(rt: Runtime, session: Session, plan: CampaignPlan, exp: Experime
         events.record(session, events.CAP_REACHED, plan.id, exp.id, account="credit", left=credit_left)
         abandon(rt, session, plan, exp, f"credit cap: room for {fit} variant(s), need at least 2")
         return
-    if getattr(rt, "hold_exploration", False):
+    if rt.hold_exploration:
         # Backpressure (loop.executors): the generation queue is full; stay detected, try the next tick.
         log.info("experiment %s: exploration held, the generation queue is full", exp.id)
         return
@@ -354,7 +363,7 @@ def on_detected(rt: Runtime, session: Session, plan: CampaignPlan, exp: Experime
         ledger.reserve(
             plan.id, "credit", f"credit:{exp.id}:v{i}", per_variant, exp.id, "fast", f"variant v{i}", day=today
         )
-    _move(rt, session, exp, "exploring")
+    _move(rt, session, exp, ExperimentState.EXPLORING)
 
 
 def on_exploring(rt: Runtime, session: Session, plan: CampaignPlan, exp: Experiment, today: date) -> None:
@@ -416,7 +425,7 @@ def on_exploring(rt: Runtime, session: Session, plan: CampaignPlan, exp: Experim
                         ledger.settle(key, None, note=f"rejected off brand: {cid}")
                         rt.commit(session)
                         continue
-                stored = _store_variant(rt, session, cid, exp, parent, label, r, "draft")
+                stored = _store_variant(rt, session, cid, exp, parent, label, r, CreativeRole.DRAFT)
                 if brand_flags is not None:
                     stored.flags = {**stored.flags, "brand": brand_flags}
             ledger.settle(key, ledger.find(key, "reserve").amount_minor, note=f"generated {cid}")  # type: ignore[union-attr]
@@ -459,8 +468,8 @@ def on_exploring(rt: Runtime, session: Session, plan: CampaignPlan, exp: Experim
             exp.id,
         )
         arm.platform_adset_id, arm.platform_ad_id = result["adset_id"], result["ad_id"]
-        arm.status = "paused"
-        v.platform_ad_id, v.status = result["ad_id"], "testing"
+        arm.status = ArmStatus.PAUSED
+        v.platform_ad_id, v.status = result["ad_id"], CreativeStatus.TESTING
         session.add_all([arm, v])
         rt.commit(session)
     events.record(session, events.ARMS_LAUNCHED, plan.id, exp.id, arms=len(variants))
@@ -468,13 +477,13 @@ def on_exploring(rt: Runtime, session: Session, plan: CampaignPlan, exp: Experim
         _wait(rt, session, plan, exp, "drafts")
         return
     exp.testing_started_on = today
-    _move(rt, session, exp, "testing")
+    _move(rt, session, exp, ExperimentState.TESTING)
 
 
 def _wait(rt: Runtime, session: Session, plan: CampaignPlan, exp: Experiment, stage: str) -> None:
     exp.waiting_for = stage
     events.record(session, events.APPROVAL_REQUESTED, plan.id, exp.id, stage=stage)
-    _move(rt, session, exp, "awaiting_approval")
+    _move(rt, session, exp, ExperimentState.AWAITING_APPROVAL)
 
 
 def on_awaiting(rt: Runtime, session: Session, plan: CampaignPlan, exp: Experiment, today: date) -> None:
@@ -484,7 +493,7 @@ def on_awaiting(rt: Runtime, session: Session, plan: CampaignPlan, exp: Experime
     if exp.waiting_for == "drafts":
         exp.testing_started_on = today
         exp.waiting_for = None
-        _move(rt, session, exp, "testing")
+        _move(rt, session, exp, ExperimentState.TESTING)
     else:
         exp.waiting_for = None
         on_scale(rt, session, plan, exp, today)
@@ -498,9 +507,12 @@ def arm_metrics(session: Session, arms: list[Arm], until: date) -> list[Any]:
     ids = [a.creative_id for a in arms]
     return list(
         session.execute(
-            select(DailyMetric.creative_id, DailyMetric.day, DailyMetric.clicks, DailyMetric.impressions).where(
-                col(DailyMetric.creative_id).in_(ids), DailyMetric.day < until
-            )
+            select(
+                col(DailyMetric.creative_id),
+                col(DailyMetric.day),
+                col(DailyMetric.clicks),
+                col(DailyMetric.impressions),
+            ).where(col(DailyMetric.creative_id).in_(ids), DailyMetric.day < until)
         ).all()
     )
 
@@ -558,11 +570,11 @@ def on_testing(rt: Runtime, session: Session, plan: CampaignPlan, exp: Experimen
     if decision_row is None:
         if exp.waiting_since is None:  # the last split is checked once, not on every day of a budget wait
             check_delivery_of_last_split(session, plan, exp, arms, today, metrics)
-        active = np.array([a.status != "eliminated" for a in arms])
+        active = np.array([a.status != ArmStatus.ELIMINATED for a in arms])
         out = policy.eliminate(clicks, imps, rng, active=active)
         if out.any():
             for i in np.flatnonzero(out):
-                arms[i].status = "eliminated"
+                arms[i].status = ArmStatus.ELIMINATED
                 session.add(arms[i])
             events.record(
                 session, events.ARMS_ELIMINATED, plan.id, exp.id, day=today.isoformat(),
@@ -636,8 +648,8 @@ def on_testing(rt: Runtime, session: Session, plan: CampaignPlan, exp: Experimen
     for a, b in zip(arms, budgets, strict=True):
         live = b > 0 and a.platform_adset_id not in paused
         a.daily_budget_minor = b
-        if a.status != "eliminated":
-            a.status = "live" if live else "paused"
+        if a.status != ArmStatus.ELIMINATED:
+            a.status = ArmStatus.LIVE if live else ArmStatus.PAUSED
         session.add(a)
     rt.commit(session)
 
@@ -703,7 +715,7 @@ def _end_best_so_far(rt, session, plan, exp, arms, clicks, imps, today, why) -> 
         abandon(rt, session, plan, exp, f"{why}; no test data")
         return
     policy = get_policy(exp.policy)
-    active = np.array([a.status != "eliminated" for a in arms])
+    active = np.array([a.status != ArmStatus.ELIMINATED for a in arms])
     best = int(policy.best_so_far(clicks, imps, active=active))
     prob = policy.prob_best(clicks, imps, np.random.default_rng(exp.seed), active=active)
     _declare(rt, session, plan, exp, arms, best, today, f"{why}: best arm so far", prob)
@@ -716,14 +728,14 @@ def _declare(rt, session, plan, exp, arms, winner, today, reason, prob_best) -> 
         session, events.WINNER_DECLARED, plan.id, exp.id,
         winner=exp.winner_creative_id, reason=reason, prob_best=[float(p) for p in prob_best],
     )  # fmt: skip
-    _move(rt, session, exp, "decided", reason)
+    _move(rt, session, exp, ExperimentState.DECIDED, reason)
 
 
 def on_decided(rt: Runtime, session: Session, plan: CampaignPlan, exp: Experiment, today: date) -> None:
     """Stop the test, then render the winner at the pro tier (same seed, same recipe)."""
     arms = _arms(session, exp)
     live = [a for a in arms if a.platform_ad_id]
-    if live and any(a.status not in STOPPED for a in live):
+    if live and any(a.status not in STOPPED_ARMS for a in live):
         rt.perform(
             session,
             PauseAds(
@@ -735,7 +747,7 @@ def on_decided(rt: Runtime, session: Session, plan: CampaignPlan, exp: Experimen
             exp.id,
         )
         for a in live:
-            a.status = "eliminated" if a.status == "eliminated" else "paused"
+            a.status = ArmStatus.ELIMINATED if a.status == ArmStatus.ELIMINATED else ArmStatus.PAUSED
             session.add(a)
         rt.commit(session)
     winner = session.get(Creative, exp.winner_creative_id)
@@ -773,7 +785,7 @@ def on_decided(rt: Runtime, session: Session, plan: CampaignPlan, exp: Experimen
             return
     if ledger.is_open(key):
         ledger.settle(key, None, note="pro render not needed")
-    _move(rt, session, exp, "rendering")
+    _move(rt, session, exp, ExperimentState.RENDERING)
 
 
 def _pro_strengths(rt: Runtime, plan: CampaignPlan) -> list[float | None]:
@@ -785,7 +797,7 @@ def _pro_strengths(rt: Runtime, plan: CampaignPlan) -> list[float | None]:
     s = plan.settings
     base = s.pro_strength
     if base is None:
-        base = getattr(getattr(rt.generator(plan), "pro", None), "strength", None)
+        base = rt.generator(plan).strength("pro")
     if base is None:
         return [None]
     return [round(base * s.fidelity_strength_factor**n, 4) for n in range(s.fidelity_retries + 1)]
@@ -843,7 +855,7 @@ def _render_pro(
                 np.asarray(r.image.convert("RGB")),
                 plan.settings.fidelity_threshold,
             )
-            creative = _store_variant(rt, session, cid, exp, winner, f"{winner.label}-{suffix}", r, "pro")
+            creative = _store_variant(rt, session, cid, exp, winner, f"{winner.label}-{suffix}", r, CreativeRole.PRO)
             creative.flags = {
                 **creative.flags,
                 "fidelity": {**verdict.as_flags(), "attempt": attempt, "strength": strength},
@@ -894,34 +906,41 @@ def on_scale(rt: Runtime, session: Session, plan: CampaignPlan, exp: Experiment,
     if rt.dry_run:
         return
     # The scaled ad is a creative of its own (a pro row keeps the draft's lineage).
-    scaled_id = f"{pro.id}:live" if pro.role == "draft" else pro.id
+    scaled_id = f"{pro.id}:live" if pro.role == CreativeRole.DRAFT else pro.id
     scaled = session.get(Creative, scaled_id)
     if scaled is None:
         scaled = Creative(
-            **{**pro.model_dump(), "id": scaled_id, "role": "pro", "parent_id": pro.id, "label": f"{pro.label}-live"}
+            **{
+                **pro.model_dump(),
+                "id": scaled_id,
+                "role": CreativeRole.PRO,
+                "parent_id": pro.id,
+                "label": f"{pro.label}-live",
+            }
         )
-    scaled.platform_ad_id, scaled.status, scaled.role = result["ad_id"], "active", "pro"
-    parent.status = "paused"
+    scaled.platform_ad_id, scaled.status, scaled.role = result["ad_id"], CreativeStatus.ACTIVE, CreativeRole.PRO
+    parent.status = CreativeStatus.PAUSED
     exp.scaled_creative_id = scaled.id
     session.add_all([scaled, parent])
     events.record(
         session, events.WINNER_SCALED, plan.id, exp.id, creative=scaled.id, ad_id=result["ad_id"], replaced=parent.id
     )
-    _move(rt, session, exp, "scaled")
+    _move(rt, session, exp, ExperimentState.SCALED)
 
 
-HANDLERS = {
-    "detected": on_detected,
-    "exploring": on_exploring,
-    "awaiting_approval": on_awaiting,
-    "testing": on_testing,
-    "decided": on_decided,
-    "rendering": on_rendering,
+# Keyed by the plain strings rows hold (a member hashes and compares as its value).
+HANDLERS: dict[str, Callable[[Runtime, Session, CampaignPlan, Experiment, date], None]] = {
+    ExperimentState.DETECTED: on_detected,
+    ExperimentState.EXPLORING: on_exploring,
+    ExperimentState.AWAITING_APPROVAL: on_awaiting,
+    ExperimentState.TESTING: on_testing,
+    ExperimentState.DECIDED: on_decided,
+    ExperimentState.RENDERING: on_rendering,
 }
 
 
 def approve(rt: Runtime, session: Session, exp: Experiment, actor: str, note: str = "") -> None:
-    if exp.state != "awaiting_approval" or exp.waiting_for is None:
+    if exp.state != ExperimentState.AWAITING_APPROVAL or exp.waiting_for is None:
         from policies.errors import CreativeLoopError
 
         raise CreativeLoopError(f"experiment {exp.id} is {exp.state}, not awaiting approval", experiment=exp.id)
@@ -935,10 +954,10 @@ def approve(rt: Runtime, session: Session, exp: Experiment, actor: str, note: st
 def reject(rt: Runtime, session: Session, plan: CampaignPlan, exp: Experiment, actor: str, reason: str) -> None:
     from policies.errors import CreativeLoopError
 
-    if exp.state in ("scaled", "abandoned"):
+    if exp.state in END_STATES:
         raise CreativeLoopError(f"experiment {exp.id} already ended ({exp.state})", experiment=exp.id)
     events.record(session, events.REJECTED, exp.campaign_id, exp.id, actor=actor, stage=exp.waiting_for, reason=reason)
     abandon(rt, session, plan, exp, f"rejected by {actor}: {reason}", actor=actor)
 
 
-__all__ = ["advance", "approve", "reject", "abandon", "arm_counts", "series"]
+__all__ = ["advance", "approve", "reject", "abandon", "arm_counts"]

@@ -18,8 +18,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from loop.cli import ConfigOpt, _actor, _config, app, say
+from loop.cli_support import ConfigOpt, config_from, current_actor, say
 from policies.errors import ConfigError, NotFound
+from storage.states import CreativeRole, CreativeStatus
 
 if TYPE_CHECKING:  # the CLI imports this module to register `fix`: images and the database load on use
     from PIL import Image
@@ -47,10 +48,10 @@ def _load_mask(path: Path) -> Image.Image:
 
 
 def _plan_for(cfg: Config, campaign_id: str) -> Any:
-    from loop.app import scenario_for
+    from loop.app import platform_scenario
     from loop.plans import campaign_plans
 
-    scenario = scenario_for(cfg) if cfg.loop.platform == "simulated" else None
+    scenario = platform_scenario(cfg)
     for plan in campaign_plans(cfg, scenario):
         if plan.id == campaign_id:
             return plan
@@ -150,6 +151,7 @@ def _reserve(
 ) -> _Reserved:  # fmt: skip
     """Steps 1-2, under the campaign's lock: the variant as stored now, the fix's id, its credit reserved."""
     from connectors.images.procedural import stable_seed
+    from connectors.images.registry import GENERATORS
     from loop.app import make_generators
     from storage.ledger import Ledger
     from storage.models import Creative
@@ -165,13 +167,14 @@ def _reserve(
             f"expected {image.width}x{image.height} (the variant's size), got {mask.width}x{mask.height}",
         )  # fmt: skip
     plan = _plan_for(cfg, old.campaign_id)
-    gen = make_generators(cfg).get(plan.settings.generator)
-    inpaint = getattr(gen, "inpaint", None)
-    if inpaint is None:
+    gen = make_generators(cfg)[plan.settings.generator]
+    if not gen.can_inpaint:
+        able = " or ".join(e.name for e in GENERATORS if e.inpaint)
         raise ConfigError(
             str(cfg.path), f"campaigns[{plan.id}].generator",
-            f"generator {plan.settings.generator!r} cannot inpaint: use diffusers or gemini",
+            f"generator {plan.settings.generator!r} cannot inpaint: use {able}",
         )  # fmt: skip
+    inpaint = gen.inpaint
     new_id, n = _next_fix_id(session, old)
     seed = stable_seed(old.id, prompt, n) if seed is None else int(seed)
     tier = old.tier or "fast"
@@ -204,8 +207,8 @@ def _store(
         )  # fmt: skip
         flags["brand"] = {**verdict.as_flags(), "action": "flag"}
     fixed = Creative(
-        id=new_id, campaign_id=old.campaign_id, role="fix", parent_id=old.id, experiment_id=old.experiment_id,
-        label=f"{old.label or 'creative'}-fix{n}"[:40], status="candidate", headline=old.headline,
+        id=new_id, campaign_id=old.campaign_id, role=CreativeRole.FIX, parent_id=old.id, experiment_id=old.experiment_id,
+        label=f"{old.label or 'creative'}-fix{n}"[:40], status=CreativeStatus.CANDIDATE, headline=old.headline,
         recipe={**r.recipe, "inpaint": {"source": old.image_hash, "mask": mask_digest}}, prompt=r.prompt,
         seed=r.seed, generator=r.generator, model=r.model, tier=res.tier, width=r.image.width,
         height=r.image.height, image_hash=images.put(r.image), flags=flags,
@@ -222,7 +225,6 @@ def _store(
     return fixed
 
 
-@app.command()
 def fix(
     variant: Annotated[str, typer.Argument(metavar="VARIANT", help="The creative to fix (its id).")],
     mask: Annotated[Path, typer.Option(help="Mask PNG of the variant's size: white = repaint, black = keep.")],
@@ -231,5 +233,5 @@ def fix(
     seed: Annotated[int | None, typer.Option(help="Seed (default: derived from the variant and the prompt).")] = None,
 ) -> None:
     """Repaint a region of a variant; the result is a new variant with the old one as parent."""
-    fixed = fix_variant(_config(config), variant, mask, prompt, seed, actor=_actor())
+    fixed = fix_variant(config_from(config), variant, mask, prompt, seed, actor=current_actor())
     say(f"fixed {variant} -> {fixed.id} ({fixed.generator} {fixed.model}, seed {fixed.seed}, image {fixed.image_hash})")

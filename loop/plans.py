@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from pydantic import ValidationError
 
+from connectors.ads.registry import PLATFORMS
 from connectors.ads.scenario import CampaignSpec, Scenario
 from loop.config import CampaignSettings, Config, to_minor
 from policies.errors import ConfigError
@@ -44,14 +45,11 @@ def _required(cfg: Config, settings: CampaignSettings, key: str) -> float:
     return float(value)
 
 
-# The most a platform may spend over a daily budget on one day. Google Ads may spend up to twice
-# an average daily budget on a day (the month stays within 30.4 days of it): the loop reserves at
-# least that much, whatever ``overspend`` says, so that caps hold.
-PLATFORM_OVERSPEND = {"google_ads": 2.0}
-
-
 def plan_from_settings(cfg: Config, settings: CampaignSettings) -> CampaignPlan:
-    floor = PLATFORM_OVERSPEND.get(settings.platform or cfg.loop.platform)
+    # The most the platform may spend over a daily budget on one day (its registry line: Google Ads
+    # may spend up to twice an average daily budget on a day): the loop reserves at least that much,
+    # whatever ``overspend`` says, so that caps hold.
+    floor = PLATFORMS.get(settings.platform or cfg.loop.platform).overspend
     if floor is not None and settings.overspend < floor:
         settings = settings.model_copy(update={"overspend": floor})
         budget, cap = settings.test_daily_budget, settings.test_spend_cap

@@ -15,12 +15,13 @@ from loop import events
 from loop.app import build_runtime, open_engine
 from loop.budget_wait import waiting_note
 from loop.config import Config, to_major
-from loop.tick import END_STATES, Runtime
+from loop.runtime import Runtime
 from policies.errors import CreativeLoopError, NotFound
 from policies.planning import ExperimentPlan
 from storage.db import session as open_session
 from storage.ledger import ACCOUNT_ROW, ACCOUNTS, AccountSummary, Ledger
 from storage.models import AccountCap, AuditEvent, Campaign, Creative, DailyMetric, Experiment, TickRun, utcnow
+from storage.states import END_STATES, RUNNING_ROLES, ExperimentState
 
 
 @contextmanager
@@ -40,7 +41,7 @@ def status_rows(cfg: Config) -> dict[str, Any]:
         exps = s.exec(select(Experiment).order_by(col(Experiment.created_at).desc())).all()
         names = names_of(s, [e.winner_creative_id for e in exps] + [e.scaled_creative_id for e in exps])
         creatives = s.exec(
-            select(Creative).where(col(Creative.role).in_(("live", "pro")), col(Creative.platform_ad_id).is_not(None))
+            select(Creative).where(col(Creative.role).in_(RUNNING_ROLES), col(Creative.platform_ad_id).is_not(None))
         ).all()
         out_creatives = []
         for c in creatives:
@@ -157,12 +158,12 @@ def refusal(s: Session, exp: Experiment, approve: bool) -> str | None:
     A second approval of the same stage is refused (the first one stands and
     the next tick acts on it), and so is a rejection after an approval.
     """
-    if exp.state in ("scaled", "abandoned"):
+    if exp.state in END_STATES:
         rejected = _last_decision(s, exp.id, events.REJECTED)
         if rejected is not None:
             return f"experiment {exp.id} was already rejected{_by(rejected)}"
         return f"experiment {exp.id} already ended ({exp.state}{': ' + exp.reason if exp.reason else ''})"
-    pending = exp.state == "awaiting_approval" and exp.waiting_for is not None
+    pending = exp.state == ExperimentState.AWAITING_APPROVAL and exp.waiting_for is not None
     if pending and exp.approved_stage == exp.waiting_for:
         approved = _last_decision(s, exp.id, events.APPROVED)
         what = "the pro render" if exp.waiting_for == "pro" else "the drafts"
@@ -216,7 +217,7 @@ def decide(
         with campaign_lock(rt.engine, exp.campaign_id):
             s.refresh(exp)  # what is stored now that the lock is held (the daemon may have moved it)
             why = refusal(s, exp, approve)
-            if why is None and waiting_only and exp.state != "awaiting_approval":
+            if why is None and waiting_only and exp.state != ExperimentState.AWAITING_APPROVAL:
                 why = f"experiment {exp.id} is {exp.state}, not awaiting approval"
             if why is not None:
                 raise CreativeLoopError(why, experiment=exp.id)

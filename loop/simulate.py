@@ -22,7 +22,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from connectors.ads.scenario import Scenario
 from connectors.ads.simulated import SimulatedAdPlatform
@@ -31,12 +31,14 @@ from loop import events
 from loop.app import make_generators, open_engine
 from loop.config import Config, to_major
 from loop.plans import campaign_plans
-from loop.tick import Runtime, tick
+from loop.runtime import Runtime
+from loop.tick import tick
 from storage.db import session as open_session
 from storage.images import ImageStore
 from storage.ledger import Ledger
 from storage.models import Arm, AuditEvent, Creative, DailyMetric, Experiment
 from storage.safenames import safe_component
+from storage.states import CreativeRole, ExperimentState
 
 TIERINGS = ("tiered", "pro-only")
 
@@ -115,14 +117,11 @@ def _ad_label(session: Session, platform: SimulatedAdPlatform, ad_id: str) -> st
     creative = session.exec(select(Creative).where(Creative.platform_ad_id == ad_id)).first()
     if creative is None:
         return ad_id
-    if creative.role == "live" or creative.parent_id is None:
+    if creative.role == CreativeRole.LIVE or creative.parent_id is None:
         return creative.label or ad_id
     # A scaled winner: name it by its lineage, e.g. "hero/v3-pro".
-    root = (
-        session.get(Creative, session.get(Experiment, creative.experiment_id or "").parent_creative_id)
-        if creative.experiment_id and session.get(Experiment, creative.experiment_id)
-        else None
-    )
+    exp = session.get(Experiment, creative.experiment_id) if creative.experiment_id else None
+    root = session.get(Creative, exp.parent_creative_id) if exp is not None else None
     return f"{root.label}/{creative.label}" if root is not None else (creative.label or creative.id)
 
 
@@ -132,7 +131,9 @@ def _score_campaign(session: Session, platform: SimulatedAdPlatform, campaign_id
     test = replace(ledger.summary(campaign_id, "test"), spent=ledger.spent(campaign_id, "test"))
     credit = replace(ledger.summary(campaign_id, "credit"), spent=ledger.spent(campaign_id, "credit"))
     exps = session.exec(
-        select(Experiment).where(Experiment.campaign_id == campaign_id).order_by(Experiment.created_at, Experiment.id)
+        select(Experiment)
+        .where(Experiment.campaign_id == campaign_id)
+        .order_by(col(Experiment.created_at), col(Experiment.id))
     ).all()
     detected_by_ad: dict[str, int] = {}
     for exp in exps:
@@ -155,7 +156,7 @@ def _score_campaign(session: Session, platform: SimulatedAdPlatform, campaign_id
 
     experiments, regret, recovered, winners = [], 0.0, 0.0, 0
     for exp in exps:
-        arms = session.exec(select(Arm).where(Arm.experiment_id == exp.id).order_by(Arm.position)).all()
+        arms = session.exec(select(Arm).where(Arm.experiment_id == exp.id).order_by(col(Arm.position))).all()
         arm_ctr = {
             a.creative_id: platform.ads[a.platform_ad_id].base_ctr for a in arms if a.platform_ad_id in platform.ads
         }
@@ -166,9 +167,11 @@ def _score_campaign(session: Session, platform: SimulatedAdPlatform, campaign_id
         parent = session.get(Creative, exp.parent_creative_id)
         winner = session.get(Creative, exp.winner_creative_id) if exp.winner_creative_id else None
         n_variants = len(
-            session.exec(select(Creative).where(Creative.experiment_id == exp.id, Creative.role == "draft")).all()
+            session.exec(
+                select(Creative).where(Creative.experiment_id == exp.id, Creative.role == CreativeRole.DRAFT)
+            ).all()
         )
-        if exp.state == "scaled" and exp.scaled_creative_id:
+        if exp.state == ExperimentState.SCALED and exp.scaled_creative_id:
             winners += 1
             scaled = session.get(Creative, exp.scaled_creative_id)
             if scaled is not None and parent is not None and scaled.platform_ad_id and parent.platform_ad_id:
@@ -228,7 +231,7 @@ def ending(session: Session, exp: Experiment) -> str:
     ).first()
     if declared is not None:
         return "confident" if str(declared.data.get("reason", "")).startswith(CONFIDENT_PREFIXES) else "best_so_far"
-    return "abandoned" if exp.state == "abandoned" else "open"
+    return "abandoned" if exp.state == ExperimentState.ABANDONED else "open"
 
 
 def export_gallery(rt: Runtime, out_dir: str | Path) -> list[Path]:

@@ -7,16 +7,16 @@ run has no second effect.
     1. take the campaign's lock (``loop.locks.campaign_lock``, the one the
        CLI and the dashboard take too); if another worker or command holds
        it, retry later: a campaign is never changed by two writers at once;
-    2. on the simulated platform, load the campaign's state file (under the
-       lock, so it is the only writer) and skip if its day has already run:
-       a redelivered task after a finished day does nothing;
+    2. on a platform with its own clock (the simulator), load the campaign's
+       state (under the lock, so it is the only writer) and skip if its day
+       has already run: a redelivered task after a finished day does nothing;
     3. run :func:`loop.tick.tick` for this one campaign: every step is
        idempotent (mutation intents, ledger keys), so a task cut short by a
        dead worker is completed by its redelivery;
     4. if the tick queued generation jobs, send them to the ``generation``
        queue as a chord whose callback is this same tick again (the
-       campaign's day ends once the images exist); otherwise, on the
-       simulated platform, run the campaign's day.
+       campaign's day ends once the images exist); otherwise end the
+       campaign's day (``advance_day``: the simulator delivers it).
 
 ``generate(job)``
     Render one image with the configured backend and put it in the shared
@@ -40,11 +40,14 @@ from typing import Any
 
 from PIL import Image
 
-from connectors.ads.sharded import ShardedSimulatedAdPlatform
+from connectors.ads.base import AdPlatform
 from connectors.images.base import Brief, ImageGenerator, Rendered
+from connectors.images.registry import GENERATORS
 from loop.config import Config
 from loop.experiments import GenerationPending
-from loop.tick import Runtime, tick
+from loop.locks import campaign_lock
+from loop.runtime import Runtime
+from loop.tick import tick
 from policies.errors import GenerationError
 from storage.images import ImageStore
 
@@ -59,14 +62,14 @@ class WorkerResources:
     """What a worker process builds once: engine, image store, scenario and plans."""
 
     def __init__(self, cfg: Config) -> None:
-        from loop.app import open_engine, scenario_for
+        from loop.app import open_engine, platform_scenario
         from loop.plans import campaign_plans
 
         self.cfg = cfg
         # The scheduler migrates; workers only connect.
         self.engine = open_engine(cfg.database_url, run_migrations=False)
         self.images = ImageStore(cfg.data_dir / "images")
-        self.scenario = scenario_for(cfg) if cfg.loop.platform == "simulated" else None
+        self.scenario = platform_scenario(cfg)
         self.plans = {p.id: p for p in campaign_plans(cfg, self.scenario)}
         self._generators: dict[str, ImageGenerator] | None = None
 
@@ -79,7 +82,7 @@ class WorkerResources:
             self._generators = make_generators(self.cfg)
         return self._generators
 
-    def platform(self) -> Any:
+    def platform(self) -> AdPlatform:
         """A fresh platform object: on the simulated platform it reads the campaign's file anew."""
         from loop.app import make_platform
 
@@ -88,14 +91,9 @@ class WorkerResources:
 
 @dataclass
 class QueuedRuntime(Runtime):
-    """A runtime whose generators queue jobs (``loop.experiments`` collects them here).
+    """A runtime whose generators queue jobs: ``loop.experiments`` collects them in ``generation_jobs``."""
 
-    ``hold_exploration`` is the scheduler's backpressure: experiments stay
-    ``detected`` instead of reserving credits and queueing drafts.
-    """
-
-    generation_jobs: list[dict[str, Any]] = field(default_factory=list)
-    hold_exploration: bool = False
+    generation_jobs: list[dict[str, Any]] | None = field(default_factory=list)
 
 
 class QueuedGenerator(ImageGenerator):
@@ -107,11 +105,14 @@ class QueuedGenerator(ImageGenerator):
     deterministic per seed, so a job that runs twice produces the same file.
     """
 
-    def __init__(self, app: Any, name: str, images: ImageStore, pro: Any = None) -> None:
+    def __init__(self, app: Any, name: str, images: ImageStore, strengths: dict[str, float] | None = None) -> None:
         self.app = app
         self.name = name
         self.images = images
-        self.pro = pro  # the pro tier's settings (its strength drives the fidelity retries)
+        self.strengths = dict(strengths or {})  # the backend's tier strengths (they drive the fidelity retries)
+
+    def strength(self, tier: str) -> float | None:
+        return self.strengths.get(tier)
 
     def draft(self, source: Image.Image, brief: Brief, seed: int) -> Rendered:
         return self._result(
@@ -151,7 +152,8 @@ def _brief_dict(brief: Brief) -> dict[str, Any]:
 
 
 def _brief(data: dict[str, Any]) -> Brief:
-    return Brief(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+    fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+    return Brief(**fields)
 
 
 def _rendered(images: ImageStore, out: dict[str, Any]) -> Rendered:
@@ -167,15 +169,10 @@ def _rendered(images: ImageStore, out: dict[str, Any]) -> Rendered:
 
 
 def make_queued_generators(app: Any, cfg: Config, images: ImageStore) -> dict[str, ImageGenerator]:
-    pro = None
-    try:
-        pro = cfg.model.diffusers.tier_specs()["pro"]
-    except Exception:  # the diffusers extra is absent on this machine: no strength to lower
-        pro = None
+    """One queueing stand-in per registered generator, with the tier strengths its settings give."""
     return {
-        "procedural": QueuedGenerator(app, "procedural", images),
-        "diffusers": QueuedGenerator(app, "diffusers", images, pro=pro),
-        "gemini": QueuedGenerator(app, "gemini", images),
+        e.name: QueuedGenerator(app, e.name, images, strengths=cfg.section(e.section).tier_strengths())  # type: ignore[attr-defined]
+        for e in GENERATORS
     }
 
 
@@ -202,8 +199,6 @@ def tick_campaign(task: Any, campaign: str, day: str, explore: bool = True) -> d
     from celery import chord
 
     from loop.app import backfill_days
-    from loop.celery_app import GENERATE_TASK, TICK_TASK
-    from loop.executors import campaign_lock
 
     app = task.app
     cfg = app.loop_config
@@ -213,16 +208,16 @@ def tick_campaign(task: Any, campaign: str, day: str, explore: bool = True) -> d
         return {"campaign": campaign, "day": day, "status": "unknown campaign"}
     today = date.fromisoformat(day)
     # 1. one worker per campaign
-    with campaign_lock(res.engine, campaign) as held:
+    with campaign_lock(res.engine, campaign, wait=False) as held:
         if not held:
             raise task.retry(countdown=cfg.model.celery.lock_retry_seconds)
         # 2. the campaign's own state, read under the lock
         platform = res.platform()
-        if isinstance(platform, ShardedSimulatedAdPlatform):
-            at = platform.today_of(campaign)
-            if at != today:
-                status = "already ticked" if at > today else f"behind: at {at.isoformat()}"
-                return {"campaign": campaign, "day": day, "status": status}
+        at = platform.today(campaign)  # a platform with its own clock (the simulator); None: the calendar
+        if at is not None and at != today:
+            platform.close()
+            status = "already ticked" if at > today else f"behind: at {at.isoformat()}"
+            return {"campaign": campaign, "day": day, "status": status}
         # 3. the tick
         rt = QueuedRuntime(
             engine=res.engine,
@@ -249,17 +244,11 @@ def tick_campaign(task: Any, campaign: str, day: str, explore: bool = True) -> d
         # 4. wait for queued images, or end the day
         if rt.generation_jobs:
             jobs = {j["id"]: j["job"] for j in rt.generation_jobs}
-            header = [
-                app.signature(GENERATE_TASK, args=(job,), queue=app.queue_name("generation")).set(task_id=job_id)
-                for job_id, job in jobs.items()
-            ]
-            again = app.signature(
-                TICK_TASK, args=(campaign, day, explore), queue=app.queue_name("ticks"), immutable=True
-            ).set(task_id=str(uuid.uuid4()))
+            header = [app.generate_signature(job).set(task_id=job_id) for job_id, job in jobs.items()]
+            again = app.tick_signature(campaign, day, explore).set(task_id=str(uuid.uuid4()))
             chord(header, app=app)(again)
             return {**out, "status": "waiting for generation", "jobs": len(jobs), "continuation": again.id}
-        if isinstance(platform, ShardedSimulatedAdPlatform):
-            platform.run_day(campaign)
+        platform.advance_day(campaign)  # the simulated campaign's day ends here; a real platform's own
         return {**out, "status": "ticked"}
 
 

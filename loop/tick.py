@@ -31,18 +31,16 @@ from sqlalchemy import bindparam, func
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from connectors.ads.base import AdPlatform, Mutation
+from connectors.ads.base import AdPlatform
 from connectors.ads.payloads import AD_ID, InvalidPayload, check_rows
-from connectors.images.base import ImageGenerator
-from connectors.retry import RetrySettings, call_with_retry
 from loop import events
 from loop.locks import campaign_lock
 from loop.logs import log_context
 from loop.plans import CampaignPlan
+from loop.runtime import Runtime
 from policies import fatigue
 from policies.errors import AuthExpired, ConnectorError
 from storage.db import session as open_session
-from storage.images import ImageStore
 from storage.ledger import Ledger
 from storage.models import (
     Campaign,
@@ -50,15 +48,13 @@ from storage.models import (
     DailyMetric,
     Experiment,
     LedgerEntry,
-    PlatformMutation,
     TickRun,
     utcnow,
 )
+from storage.states import OPEN_STATES, RUNNING_ROLES, CreativeRole, CreativeStatus, ExperimentState
 
 log = logging.getLogger("creative_loop.tick")
 
-OPEN_STATES = ("detected", "exploring", "awaiting_approval", "testing", "decided", "rendering")
-END_STATES = ("scaled", "abandoned")
 # Days at the start of an ad's life that the fatigue test never uses as its baseline.
 LEARNING_DAYS = 2
 # A creative whose experiment was abandoned may be tried again after this long.
@@ -73,120 +69,6 @@ MAX_CATCH_UP = timedelta(days=90)
 
 class StopTick(BaseException):
     """Raised by a step hook to stop a tick between two steps (crash tests)."""
-
-
-@dataclass
-class Runtime:
-    """Everything a tick needs, injected (``loop.app`` wires the defaults)."""
-
-    engine: Engine
-    platform: AdPlatform
-    generators: dict[str, ImageGenerator]
-    images: ImageStore
-    plans: list[CampaignPlan]
-    approval: str = "pro"
-    tiering: str = "tiered"
-    backfill_days: int = 7
-    dry_run: bool = False
-    retry: RetrySettings = field(default_factory=RetrySettings)
-    sleep: Callable[[float], None] | None = None
-    on_step: Callable[[str], None] | None = None
-    plan_lines: list[str] = field(default_factory=list)
-
-    # -- unit of work ---------------------------------------------------------
-    def commit(self, session: Session) -> None:
-        if self.dry_run:
-            session.flush()
-        else:
-            session.commit()
-
-    def step(self, name: str) -> None:
-        """A point between two steps; tests hook here to crash the tick."""
-        if self.on_step is not None:
-            self.on_step(name)
-
-    # -- the outside world ----------------------------------------------------
-    def call(self, fn: Callable[[], Any], what: str = "") -> Any:
-        kwargs: dict[str, Any] = {"settings": self.retry, "what": what}
-        if self.sleep is not None:
-            kwargs["sleep"] = self.sleep
-        return call_with_retry(fn, **kwargs)
-
-    def perform(self, session: Session, mutation: Mutation, experiment_id: str | None = None) -> dict[str, Any]:
-        """Apply a platform mutation exactly once: intent, send, result."""
-        rec = session.exec(select(PlatformMutation).where(PlatformMutation.key == mutation.key)).first()
-        if rec is not None and rec.status == "done":
-            return dict(rec.result)
-        if self.dry_run:
-            # Every mutation in full (images by hash): what would be sent, to check before going live.
-            import json
-
-            detail = {k: v for k, v in mutation.payload().items() if k not in ("key", "campaign")}
-            self.plan_lines.append(f"{mutation.kind} {mutation.key} {json.dumps(detail, sort_keys=True, default=str)}")
-            return {"adset_id": f"dry-run:{mutation.key}", "ad_id": f"dry-run:{mutation.key}"}
-        if rec is None:
-            rec = PlatformMutation(
-                key=mutation.key,
-                campaign_id=mutation.campaign,
-                experiment_id=experiment_id,
-                kind=mutation.kind,
-                payload=mutation.payload(),
-            )
-            session.add(rec)
-            session.commit()  # the intent is durable before anything is sent
-            self.step(f"intent:{mutation.kind}")
-            # Nothing was ever sent for this key: the platform need not look for its objects.
-            self.platform.remember(mutation.key, {}, fresh=True)
-        else:
-            # An intent without a result: a crash after sending, perhaps. Look first,
-            # starting from the objects the record already names.
-            self.platform.remember(mutation.key, dict(rec.objects or {}), fresh=False)
-            found = self.call(lambda: self.platform.find(mutation), f"find {mutation.kind} {mutation.key}")
-            if found is not None:
-                rec.objects = self.platform.objects(mutation.key)
-                return self._done(session, rec, found)
-
-        def send() -> dict[str, Any]:
-            # Counted (and committed) before it goes out: a send cut short by a kill still counts.
-            rec.attempts += 1
-            rec.updated_at = utcnow()
-            session.commit()
-            return self.platform.apply(mutation)
-
-        try:
-            result = self.call(send, f"{mutation.kind} {mutation.key}")
-        except ConnectorError as exc:
-            rec.objects = self.platform.objects(mutation.key)  # what exists so far: the retry adopts it by id
-            rec.error = str(exc)
-            rec.status = "intent" if exc.temporary else "failed"
-            rec.updated_at = utcnow()
-            events.record(
-                session, events.MUTATION_FAILED, mutation.campaign, experiment_id,
-                key=mutation.key, kind=mutation.kind, error=str(exc),
-            )  # fmt: skip
-            session.commit()
-            raise
-        self.step(f"sent:{mutation.kind}")
-        rec.objects = self.platform.objects(mutation.key)
-        return self._done(session, rec, result)
-
-    def _done(self, session: Session, rec: PlatformMutation, result: dict[str, Any]) -> dict[str, Any]:
-        rec.status = "done"
-        rec.result = dict(result)
-        rec.error = ""
-        rec.updated_at = utcnow()
-        session.commit()
-        return dict(result)
-
-    def generator(self, plan: CampaignPlan) -> ImageGenerator:
-        try:
-            return self.generators[plan.settings.generator]
-        except KeyError:
-            from policies.errors import ConfigError
-
-            raise ConfigError(
-                "config", f"campaigns[{plan.id}].generator", f"generator {plan.settings.generator!r} is not available"
-            ) from None
 
 
 @dataclass
@@ -209,8 +91,6 @@ def tick(
     saved.  With ``one_record_per_day`` (an inline round) a retry of a day
     whose record is unfinished or failed reuses that record.
     """
-    from loop.experiments import advance
-
     report = TickReport(today)
     with open_session(rt.engine) as session:
         run = _tick_record(session, today, rt.dry_run, one_record_per_day)
@@ -223,7 +103,7 @@ def tick(
                 with log_context(campaign=plan.id), campaign_lock(rt.engine, plan.id):
                     session.expire_all()  # read everything again now that nobody else writes it
                     try:
-                        _tick_campaign(rt, session, plan, today, report, advance)
+                        _tick_campaign(rt, session, plan, today, report)
                     except AuthExpired as exc:
                         session.rollback()
                         _halt(rt, session, plan.id, str(exc))
@@ -328,7 +208,7 @@ def _halt(rt: Runtime, session: Session, campaign_id: str, why: str) -> None:
     log.error("campaign %s halted: %s (fix the access token, the next tick resumes)", campaign_id, why)
 
 
-def _tick_campaign(rt: Runtime, session: Session, plan: CampaignPlan, today: date, report: TickReport, advance) -> None:  # type: ignore[no-untyped-def]
+def _tick_campaign(rt: Runtime, session: Session, plan: CampaignPlan, today: date, report: TickReport) -> None:
     # 1. sync the campaign's caps and its live ads
     campaign = sync_campaign(session, plan)
     ads = rt.call(lambda: rt.platform.list_ads(plan.id), f"list ads of {plan.id}")
@@ -359,14 +239,17 @@ def _tick_campaign(rt: Runtime, session: Session, plan: CampaignPlan, today: dat
         log.info("fatigue detected on %s", exp.parent_creative_id, extra={"experiment": exp.id})
     rt.commit(session)
     rt.step("detect")
-    # 5. advance open experiments
+    # 5. advance open experiments (loop.experiments brings scipy with it: loaded by a tick that runs, not by
+    # every command that imports this module)
+    from loop.experiments import advance
+
     open_exps = session.exec(_open_experiments(), params={"campaign": plan.id}).all()
     for exp in open_exps:
         with log_context(experiment=exp.id):
             moves = advance(rt, session, plan, exp, today)
             for move in moves:
                 log.info("%s", move)
-            if exp.state == "abandoned" and exp.abandoned_on is None:
+            if exp.state == ExperimentState.ABANDONED and exp.abandoned_on is None:
                 exp.abandoned_on = today  # the platform's day: the retry cool-down counts from it
                 session.add(exp)
                 rt.commit(session)
@@ -383,7 +266,7 @@ def _open_experiments() -> Any:
     return (
         select(Experiment)
         .where(Experiment.campaign_id == bindparam("campaign"), col(Experiment.state).in_(OPEN_STATES))
-        .order_by(Experiment.created_at, Experiment.id)
+        .order_by(col(Experiment.created_at), col(Experiment.id))
     )
 
 
@@ -404,7 +287,7 @@ def _campaign_creatives() -> Any:
 @cache
 def _metrics_on_days() -> Any:
     table = DailyMetric.__table__  # type: ignore[attr-defined]
-    return select(
+    return select(  # type: ignore[call-overload]  # sqlmodel's select() is typed for at most 4 columns
         table.c.id, table.c.creative_id, table.c.day, table.c.impressions, table.c.clicks,
         table.c.spend_minor, table.c.conversions,
     ).where(table.c.creative_id.in_(bindparam("creatives", expanding=True)),
@@ -415,7 +298,9 @@ def _metrics_on_days() -> Any:
 def _stored_noise_rows() -> Any:
     from storage.models import FatigueNoise
 
-    return select(FatigueNoise.day, FatigueNoise.extra_variance, FatigueNoise.weekday_factors, FatigueNoise.df).where(
+    return select(
+        col(FatigueNoise.day), col(FatigueNoise.extra_variance), col(FatigueNoise.weekday_factors), col(FatigueNoise.df)
+    ).where(
         FatigueNoise.campaign_id == bindparam("campaign"),
         FatigueNoise.day >= bindparam("first"),
         FatigueNoise.day < bindparam("today"),
@@ -426,12 +311,12 @@ def _stored_noise_rows() -> Any:
 def _portfolio_metric_rows() -> Any:
     table = DailyMetric.__table__  # type: ignore[attr-defined]
     return (
-        select(
+        select(  # type: ignore[call-overload]  # sqlmodel's select() is typed for at most 4 columns
             table.c.creative_id, table.c.day, table.c.impressions, table.c.clicks,
             col(Creative.platform_ad_id).is_not(None).label("has_ad"),
         )
         .join(Creative, col(Creative.id) == table.c.creative_id)
-        .where(Creative.campaign_id == bindparam("campaign"), col(Creative.role).in_(("live", "pro")))
+        .where(Creative.campaign_id == bindparam("campaign"), col(Creative.role).in_(RUNNING_ROLES))
     )  # fmt: skip
 
 
@@ -439,15 +324,17 @@ def _portfolio_metric_rows() -> Any:
 def _live_creatives() -> Any:
     return select(Creative).where(
         Creative.campaign_id == bindparam("campaign"),
-        Creative.status == "active",
-        col(Creative.role).in_(("live", "pro")),
+        Creative.status == CreativeStatus.ACTIVE,
+        col(Creative.role).in_(RUNNING_ROLES),
         col(Creative.platform_ad_id).is_not(None),
     )
 
 
 @cache
 def _campaign_experiments() -> Any:
-    return select(Experiment).where(Experiment.campaign_id == bindparam("campaign")).order_by(Experiment.created_at)
+    return (
+        select(Experiment).where(Experiment.campaign_id == bindparam("campaign")).order_by(col(Experiment.created_at))
+    )
 
 
 @cache
@@ -460,7 +347,7 @@ def _fatigue_signals() -> Any:
             col(PlatformSignal.platform_ad_id).in_(bindparam("ads", expanding=True)),
             PlatformSignal.name == FATIGUE_SIGNAL,
         )
-        .order_by(PlatformSignal.received_at)
+        .order_by(col(PlatformSignal.received_at))
     )
 
 
@@ -522,7 +409,7 @@ def sync_ads(session: Session, campaign_id: str, ads: list) -> dict[str, str]:  
         if not isinstance(ad.ad_id, str) or not AD_ID.match(ad.ad_id):
             # Every id from outside is checked against what storage holds (platform_ad_id: 100).
             raise InvalidPayload(f"ad_id: expected an id, got {str(ad.ad_id)[:60]!r}", campaign_id, "ads")
-        status = "active" if ad.status == "ACTIVE" else "paused"
+        status = CreativeStatus.ACTIVE if ad.status == "ACTIVE" else CreativeStatus.PAUSED
         creative = known.get(ad.ad_id)
         if creative is None and ad.name.startswith("cl:"):
             continue  # our own objects are adopted through their mutations, never here
@@ -530,19 +417,19 @@ def sync_ads(session: Session, campaign_id: str, ads: list) -> dict[str, str]:  
             creative = Creative(
                 id=live_creative_id(campaign_id, ad.ad_id),
                 campaign_id=campaign_id,
-                role="live",
+                role=CreativeRole.LIVE,
                 label=ad.name[:40],  # storage keeps 40 characters of a label; ad names run to 400
                 platform_ad_id=ad.ad_id,
                 status=status,
                 headline=ad.headline,
             )
             by_ad[ad.ad_id] = creative.id
-        elif creative.role in ("live", "pro"):
+        elif creative.role in RUNNING_ROLES:
             creative.status = status
-        if creative.role in ("live", "pro"):
+        if creative.role in RUNNING_ROLES:
             # Why a paused ad does not deliver (Meta: its ad set is paused, it was disapproved...):
             # shown by `status`; such an ad is never tested for fatigue (only "active" ones are).
-            reason = ad.reason if status == "paused" else ""
+            reason = ad.reason if status == CreativeStatus.PAUSED else ""
             if (creative.flags or {}).get("delivery", "") != reason:
                 flags = {k: v for k, v in (creative.flags or {}).items() if k != "delivery"}
                 creative.flags = {**flags, "delivery": reason} if reason else flags
@@ -664,7 +551,7 @@ def series(session: Session, creative_id: str, until: date) -> tuple[list[date],
     rows = session.exec(
         select(DailyMetric)
         .where(DailyMetric.creative_id == creative_id, DailyMetric.day < until)
-        .order_by(DailyMetric.day)
+        .order_by(col(DailyMetric.day))
     ).all()
     days = [r.day for r in rows]
     return (
@@ -700,7 +587,9 @@ def reconcile(session: Session, campaign_id: str, today: date) -> None:
     exp_ids = sorted({res.key.split(":", 1)[1].rsplit(":", 2)[0] for res in open_res})
     decision_days: dict[str, list[date]] = {}
     for exp_id, day in session.exec(
-        select(BanditDecision.experiment_id, BanditDecision.day).where(col(BanditDecision.experiment_id).in_(exp_ids))
+        select(col(BanditDecision.experiment_id), col(BanditDecision.day)).where(
+            col(BanditDecision.experiment_id).in_(exp_ids)
+        )
     ).all():
         decision_days.setdefault(exp_id, []).append(day)
     arms: dict[str, set[str]] | None = None
@@ -724,12 +613,12 @@ def reconcile(session: Session, campaign_id: str, today: date) -> None:
         if arms is None:
             arms = {}
             for arm_exp, creative_id in session.exec(
-                select(Arm.experiment_id, Arm.creative_id).where(col(Arm.experiment_id).in_(exp_ids))
+                select(col(Arm.experiment_id), col(Arm.creative_id)).where(col(Arm.experiment_id).in_(exp_ids))
             ).all():
                 arms.setdefault(arm_exp, set()).add(creative_id)
         # The window's reported rows of the campaign (the arms' creatives are the campaign's): its spend and days.
         window = session.exec(
-            select(DailyMetric.creative_id, DailyMetric.day, DailyMetric.spend_minor)
+            select(col(DailyMetric.creative_id), col(DailyMetric.day), col(DailyMetric.spend_minor))
             .join(Creative, col(Creative.id) == DailyMetric.creative_id)
             .where(Creative.campaign_id == campaign_id, DailyMetric.day >= start, DailyMetric.day < end)
         ).all()
@@ -882,11 +771,15 @@ def detect(session: Session, plan: CampaignPlan, today: date) -> list[Experiment
         if previous is None:
             candidates[creative.id] = None
             continue
-        if previous.state == "abandoned" and previous.abandoned_on is None:
+        if previous.state == ExperimentState.ABANDONED and previous.abandoned_on is None:
             # Abandoned outside a tick (a rejection): the first platform day the loop knows of it.
             previous.abandoned_on = today
             session.add(previous)
-        if previous.state == "abandoned" and today - previous.abandoned_on >= RETRY_AFTER_ABANDON:
+        if (
+            previous.state == ExperimentState.ABANDONED
+            and previous.abandoned_on is not None
+            and today - previous.abandoned_on >= RETRY_AFTER_ABANDON
+        ):
             candidates[creative.id] = previous.abandoned_on  # test only what came after
         # otherwise: cool-down, one fatigue is acted on once
     if not candidates:
@@ -936,7 +829,7 @@ def detect(session: Session, plan: CampaignPlan, today: date) -> list[Experiment
             id=exp_id,
             campaign_id=plan.id,
             parent_creative_id=cid,
-            state="detected",
+            state=ExperimentState.DETECTED,
             seed=stable_seed(exp_id),
             policy=plan.settings.policy,
             detected_on=today,

@@ -5,7 +5,7 @@ relative drop ``delta`` and expected clicks per day ``λ``, the smallest ``h``
 giving at most 0.8 x 0.001 false alarms per monitored ad-day (a margin
 for simulation noise and interpolation) on 20000 stable
 binomial series of 60 days (seed 20240601), baseline 14 days, testing from day
-7.  See :func:`policies.fatigue.calibrate_threshold`.
+7.  See :func:`policies.fatigue_calibration.calibrate_threshold`.
 """
 
 TARGET_FALSE_ALARM_RATE = 0.001

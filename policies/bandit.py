@@ -62,8 +62,10 @@ from __future__ import annotations
 import inspect
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from typing import Any, Literal, overload
 
 import numpy as np
+import numpy.typing as npt
 
 from policies import objectives as _obj
 from policies.posterior import (
@@ -112,7 +114,35 @@ class Decision:
 # -- argument checks ---------------------------------------------------------
 
 
-def _check_number(name: str, value, *, lo=None, hi=None, lo_open=False, allow_none=False):
+@overload
+def _check_number(
+    name: str,
+    value: object,
+    *,
+    lo: float | None = ...,
+    hi: float | None = ...,
+    lo_open: bool = ...,
+    allow_none: Literal[False] = ...,
+) -> float: ...
+@overload
+def _check_number(
+    name: str,
+    value: object,
+    *,
+    lo: float | None = ...,
+    hi: float | None = ...,
+    lo_open: bool = ...,
+    allow_none: Literal[True],
+) -> float | None: ...
+def _check_number(
+    name: str,
+    value: object,
+    *,
+    lo: float | None = None,
+    hi: float | None = None,
+    lo_open: bool = False,
+    allow_none: bool = False,
+) -> float | None:
     if value is None and allow_none:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
@@ -128,7 +158,7 @@ def _check_number(name: str, value, *, lo=None, hi=None, lo_open=False, allow_no
     return v
 
 
-def _check_rng(rng, *, allow_none: bool):
+def _check_rng(rng: object, *, allow_none: bool) -> np.random.Generator | None:
     if rng is None and allow_none:
         return None
     if not isinstance(rng, np.random.Generator):
@@ -136,7 +166,7 @@ def _check_rng(rng, *, allow_none: bool):
     return rng
 
 
-def _check_prior(name: str, value) -> np.ndarray:
+def _check_prior(name: str, value: npt.ArrayLike) -> np.ndarray:
     arr = np.asarray(value, dtype=float)
     if arr.ndim > 2 or np.any(~np.isfinite(arr)) or np.any(arr <= 0):
         raise ValueError(f"{name}: expected positive finite number(s), got {value!r}")
@@ -153,8 +183,8 @@ class AllocationPolicy(ABC):
 
     def __init__(
         self,
-        prior_alpha=1.0,
-        prior_beta=1.0,
+        prior_alpha: npt.ArrayLike = 1.0,
+        prior_beta: npt.ArrayLike = 1.0,
         *,
         floor: float = 0.02,
         burn_in_impressions: float = 1000,
@@ -188,7 +218,13 @@ class AllocationPolicy(ABC):
 
     # -- counts ----------------------------------------------------------------
 
-    def _counts(self, clicks, impressions, daily_clicks=None, daily_impressions=None):
+    def _counts(
+        self,
+        clicks: npt.ArrayLike | None,
+        impressions: npt.ArrayLike | None,
+        daily_clicks: npt.ArrayLike | None = None,
+        daily_impressions: npt.ArrayLike | None = None,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
         """Validated ``(successes, exposure, raw_exposure, was_1d)`` as 2-D floats."""
         if daily_clicks is not None or daily_impressions is not None:
             if daily_clicks is None or daily_impressions is None:
@@ -220,7 +256,7 @@ class AllocationPolicy(ABC):
         c2, n2 = np.atleast_2d(c), np.atleast_2d(n)
         return c2, n2, n2, was_1d
 
-    def _check_values(self, c, n, cname, nname):
+    def _check_values(self, c: np.ndarray, n: np.ndarray, cname: str, nname: str) -> None:
         if not (np.all(np.isfinite(c)) and np.all(np.isfinite(n))):
             raise ValueError(f"{cname}, {nname}: expected finite counts, got nan or inf")
         if np.any(c < 0) or np.any(n < 0):
@@ -229,10 +265,12 @@ class AllocationPolicy(ABC):
             i = tuple(int(v) for v in np.argwhere(c > n)[0])
             raise ValueError(f"{cname}: expected at most {nname} per arm, got {c[i]:g} > {n[i]:g} at {i}")
 
-    def _combine_days(self, dc, di):
+    def _combine_days(self, dc: np.ndarray, di: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return dc.sum(axis=1), di.sum(axis=1)
 
-    def _posterior(self, s, x, prior=None):
+    def _posterior(
+        self, s: np.ndarray, x: np.ndarray, prior: tuple[np.ndarray, np.ndarray] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         pa, pb = prior if prior is not None else (self.prior_alpha, self.prior_beta)
         try:
             a = np.broadcast_to(pa, s.shape) + s
@@ -245,7 +283,7 @@ class AllocationPolicy(ABC):
         b = b + (x - s if self.family == "beta" else x)
         return a, b
 
-    def _prior_for(self, rows: np.ndarray, idx: np.ndarray, n_rows: int):
+    def _prior_for(self, rows: np.ndarray, idx: np.ndarray, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
         """The priors restricted to experiments ``rows`` and arms ``idx`` (priors may be per arm or per cell)."""
 
         def narrow(prior: np.ndarray) -> np.ndarray:
@@ -260,7 +298,14 @@ class AllocationPolicy(ABC):
 
     # -- probabilities -----------------------------------------------------------
 
-    def _summary(self, s, x, rng, draws, active=None):
+    def _summary(
+        self,
+        s: np.ndarray,
+        x: np.ndarray,
+        rng: np.random.Generator | None,
+        draws: int,
+        active: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray, str, np.ndarray]:
         """(prob_best, expected_loss, method, error) for 2-D successes/exposure.
 
         ``active`` (a boolean mask like ``s``) leaves arms out of the contest:
@@ -283,7 +328,9 @@ class AllocationPolicy(ABC):
             loss[row, out] = np.maximum(np.max(mean[row, idx] + lo[0]) - mean[row, out], 0.0)
         return prob, loss, method, error
 
-    def _summary_ab(self, a, b, rng, draws):
+    def _summary_ab(
+        self, a: np.ndarray, b: np.ndarray, rng: np.random.Generator | None, draws: int
+    ) -> tuple[np.ndarray, np.ndarray, str, np.ndarray]:
         res = integrate_prob_best(self.family, a, b, tol=PROB_BEST_TOL)
         prob, e_max = res.prob_best.copy(), res.expected_max.copy()
         error = res.error.copy()
@@ -299,7 +346,7 @@ class AllocationPolicy(ABC):
         loss = np.maximum(e_max[:, None] - mean, 0.0)
         return prob, loss, method, error
 
-    def _active(self, active, shape):
+    def _active(self, active: npt.ArrayLike | None, shape: tuple[int, ...]) -> np.ndarray | None:
         """The validated mask of arms still in the test (all of them when ``None``)."""
         if active is None:
             return None
@@ -311,14 +358,32 @@ class AllocationPolicy(ABC):
             raise ValueError("active: expected at least one active arm per experiment, got none")
         return np.array(m2)
 
-    def prob_best(self, clicks, impressions, rng=None, draws=10_000, *, active=None, **daily) -> np.ndarray:
+    def prob_best(
+        self,
+        clicks: npt.ArrayLike | None,
+        impressions: npt.ArrayLike | None,
+        rng: np.random.Generator | None = None,
+        draws: int = 10_000,
+        *,
+        active: npt.ArrayLike | None = None,
+        **daily: npt.ArrayLike | None,
+    ) -> np.ndarray:
         """P(each arm has the highest rate), same shape as ``clicks``; 0 for inactive arms."""
         _check_rng(rng, allow_none=True)
         s, x, _, was_1d = self._counts(clicks, impressions, **daily)
         prob = self._summary(s, x, rng, draws, self._active(active, s.shape))[0]
         return prob[0] if was_1d else prob
 
-    def expected_loss(self, clicks, impressions, rng=None, draws=10_000, *, active=None, **daily) -> np.ndarray:
+    def expected_loss(
+        self,
+        clicks: npt.ArrayLike | None,
+        impressions: npt.ArrayLike | None,
+        rng: np.random.Generator | None = None,
+        draws: int = 10_000,
+        *,
+        active: npt.ArrayLike | None = None,
+        **daily: npt.ArrayLike | None,
+    ) -> np.ndarray:
         """E[max_j θ_j − θ_i] over the active arms j: the rate given up by choosing arm i."""
         _check_rng(rng, allow_none=True)
         s, x, _, was_1d = self._counts(clicks, impressions, **daily)
@@ -331,18 +396,28 @@ class AllocationPolicy(ABC):
     eliminates: bool = True
 
     @abstractmethod
-    def _weights(self, s, x, a, b, rng) -> np.ndarray:
+    def _weights(
+        self, s: np.ndarray, x: np.ndarray, a: np.ndarray, b: np.ndarray, rng: np.random.Generator | None
+    ) -> np.ndarray:
         """Split before burn-in and floor, rows summing to 1, shape of ``s``."""
 
-    def _burning_in(self, s, raw, on) -> np.ndarray:
+    def _burning_in(self, s: np.ndarray, raw: np.ndarray, on: np.ndarray) -> np.ndarray:
         """Per experiment: is any active arm still short of the burn-in (exposure or expected successes)?"""
-        short = np.any(on & (raw < self.burn_in_impressions), axis=1)
+        short: np.ndarray = np.any(on & (raw < self.burn_in_impressions), axis=1)
         if self.burn_in_clicks > 0:
             pooled = s.sum(axis=1, keepdims=True) / np.maximum(raw.sum(axis=1, keepdims=True), 1e-12)
             short |= np.any(on & (raw * pooled < self.burn_in_clicks), axis=1) | (s.sum(axis=1) == 0)
         return short
 
-    def allocate(self, clicks, impressions, rng, *, active=None, **daily) -> np.ndarray:
+    def allocate(
+        self,
+        clicks: npt.ArrayLike | None,
+        impressions: npt.ArrayLike | None,
+        rng: np.random.Generator,
+        *,
+        active: npt.ArrayLike | None = None,
+        **daily: npt.ArrayLike | None,
+    ) -> np.ndarray:
         """Share of the next batch per arm; rows sum to 1, active arms respect the floor, others get 0."""
         _check_rng(rng, allow_none=False)
         s, x, raw, was_1d = self._counts(clicks, impressions, **daily)
@@ -363,7 +438,15 @@ class AllocationPolicy(ABC):
         weights /= weights.sum(axis=1, keepdims=True)
         return weights[0] if was_1d else weights
 
-    def eliminate(self, clicks, impressions, rng=None, *, active=None, **daily) -> np.ndarray:
+    def eliminate(
+        self,
+        clicks: npt.ArrayLike | None,
+        impressions: npt.ArrayLike | None,
+        rng: np.random.Generator | None = None,
+        *,
+        active: npt.ArrayLike | None = None,
+        **daily: npt.ArrayLike | None,
+    ) -> np.ndarray:
         """Arms to take out of the test now (a boolean mask like ``clicks``; already inactive arms stay out).
 
         Nothing is eliminated during burn-in, when ``eliminate_below`` is ``None``,
@@ -394,7 +477,14 @@ class AllocationPolicy(ABC):
 
     # -- stopping ----------------------------------------------------------------------
 
-    def best_so_far(self, clicks, impressions, *, active=None, **daily) -> int:
+    def best_so_far(
+        self,
+        clicks: npt.ArrayLike | None,
+        impressions: npt.ArrayLike | None,
+        *,
+        active: npt.ArrayLike | None = None,
+        **daily: npt.ArrayLike | None,
+    ) -> int:
         """Arm with the highest posterior mean among the active ones (ties: lowest index), one experiment."""
         s, x, _, was_1d = self._counts(clicks, impressions, **daily)
         if not was_1d:
@@ -407,7 +497,14 @@ class AllocationPolicy(ABC):
         return int(np.argmax(mean))
 
     def decide(
-        self, clicks, impressions, rng=None, *, budget_exhausted: bool = False, active=None, **daily
+        self,
+        clicks: npt.ArrayLike | None,
+        impressions: npt.ArrayLike | None,
+        rng: np.random.Generator | None = None,
+        *,
+        budget_exhausted: bool = False,
+        active: npt.ArrayLike | None = None,
+        **daily: npt.ArrayLike | None,
     ) -> Decision:
         """Winner of one experiment, or ``None`` with the reason it is undecided."""
         _check_rng(rng, allow_none=True)
@@ -501,7 +598,9 @@ class ThompsonSampling(AllocationPolicy):
 
     name = "thompson"
 
-    def _weights(self, s, x, a, b, rng):
+    def _weights(
+        self, s: np.ndarray, x: np.ndarray, a: np.ndarray, b: np.ndarray, rng: np.random.Generator | None
+    ) -> np.ndarray:
         return self._summary_ab(a, b, rng, 10_000)[0]
 
 
@@ -517,18 +616,28 @@ class TopTwoThompson(ThompsonSampling):
 
     name = "top_two_thompson"
 
-    def __init__(self, prior_alpha=1.0, prior_beta=1.0, *, top_two_beta: float = 0.5, **kw) -> None:
+    def __init__(
+        self,
+        prior_alpha: npt.ArrayLike = 1.0,
+        prior_beta: npt.ArrayLike = 1.0,
+        *,
+        top_two_beta: float = 0.5,
+        **kw: Any,
+    ) -> None:
         super().__init__(prior_alpha, prior_beta, **kw)
         self.top_two_beta = _check_number("top_two_beta", top_two_beta, lo=0.0, hi=1.0)
 
-    def _weights(self, s, x, a, b, rng):
+    def _weights(
+        self, s: np.ndarray, x: np.ndarray, a: np.ndarray, b: np.ndarray, rng: np.random.Generator | None
+    ) -> np.ndarray:
         p = np.clip(super()._weights(s, x, a, b, rng), 0.0, 1.0)
         ratio = p / np.maximum(1.0 - p, 1e-12)
         challenger = p * (ratio.sum(axis=1, keepdims=True) - ratio)
         challenger = np.where(p >= 1.0 - 1e-12, 0.0, challenger)
         psi = self.top_two_beta * p + (1.0 - self.top_two_beta) * challenger
         total = psi.sum(axis=1, keepdims=True)
-        return np.where(total > 0, psi / np.where(total > 0, total, 1.0), p)
+        split: np.ndarray = np.where(total > 0, psi / np.where(total > 0, total, 1.0), p)
+        return split
 
 
 class DiscountedThompson(ThompsonSampling):
@@ -542,11 +651,13 @@ class DiscountedThompson(ThompsonSampling):
 
     name = "discounted_thompson"
 
-    def __init__(self, prior_alpha=1.0, prior_beta=1.0, *, discount: float = 0.9, **kw) -> None:
+    def __init__(
+        self, prior_alpha: npt.ArrayLike = 1.0, prior_beta: npt.ArrayLike = 1.0, *, discount: float = 0.9, **kw: Any
+    ) -> None:
         super().__init__(prior_alpha, prior_beta, **kw)
         self.discount = _check_number("discount", discount, lo=0.0, hi=1.0, lo_open=True)
 
-    def _combine_days(self, dc, di):
+    def _combine_days(self, dc: np.ndarray, di: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         days = dc.shape[1]
         w = self.discount ** np.arange(days)[::-1]
         return np.einsum("edk,d->ek", dc, w), np.einsum("edk,d->ek", di, w)
@@ -558,13 +669,16 @@ class Uniform(AllocationPolicy):
     name = "uniform"
     eliminates = False
 
-    def _weights(self, s, x, a, b, rng):
+    def _weights(
+        self, s: np.ndarray, x: np.ndarray, a: np.ndarray, b: np.ndarray, rng: np.random.Generator | None
+    ) -> np.ndarray:
         return np.full(s.shape, 1.0 / s.shape[1])
 
 
 def _argmax_split(score: np.ndarray) -> np.ndarray:
     top = score == score.max(axis=1, keepdims=True)
-    return top / top.sum(axis=1, keepdims=True)
+    split: np.ndarray = top / top.sum(axis=1, keepdims=True)
+    return split
 
 
 class EpsilonGreedy(AllocationPolicy):
@@ -572,15 +686,20 @@ class EpsilonGreedy(AllocationPolicy):
 
     name = "epsilon_greedy"
 
-    def __init__(self, prior_alpha=1.0, prior_beta=1.0, *, epsilon: float = 0.1, **kw) -> None:
+    def __init__(
+        self, prior_alpha: npt.ArrayLike = 1.0, prior_beta: npt.ArrayLike = 1.0, *, epsilon: float = 0.1, **kw: Any
+    ) -> None:
         super().__init__(prior_alpha, prior_beta, **kw)
         self.epsilon = _check_number("epsilon", epsilon, lo=0.0, hi=1.0)
 
-    def _weights(self, s, x, a, b, rng):
+    def _weights(
+        self, s: np.ndarray, x: np.ndarray, a: np.ndarray, b: np.ndarray, rng: np.random.Generator | None
+    ) -> np.ndarray:
         with np.errstate(invalid="ignore", divide="ignore"):
             rate = np.where(x > 0, s / np.where(x > 0, x, 1.0), np.inf)
         k = s.shape[1]
-        return self.epsilon / k + (1.0 - self.epsilon) * _argmax_split(rate)
+        split: np.ndarray = self.epsilon / k + (1.0 - self.epsilon) * _argmax_split(rate)
+        return split
 
 
 class UCB1(AllocationPolicy):
@@ -593,11 +712,15 @@ class UCB1(AllocationPolicy):
 
     name = "ucb1"
 
-    def __init__(self, prior_alpha=1.0, prior_beta=1.0, *, c: float = 2.0, **kw) -> None:
+    def __init__(
+        self, prior_alpha: npt.ArrayLike = 1.0, prior_beta: npt.ArrayLike = 1.0, *, c: float = 2.0, **kw: Any
+    ) -> None:
         super().__init__(prior_alpha, prior_beta, **kw)
         self.c = _check_number("c", c, lo=0.0)
 
-    def _weights(self, s, x, a, b, rng):
+    def _weights(
+        self, s: np.ndarray, x: np.ndarray, a: np.ndarray, b: np.ndarray, rng: np.random.Generator | None
+    ) -> np.ndarray:
         total = x.sum(axis=1, keepdims=True)
         with np.errstate(invalid="ignore", divide="ignore"):
             rate = s / np.where(x > 0, x, 1.0)
@@ -612,7 +735,7 @@ _REGISTRY: dict[str, type[AllocationPolicy]] = {
 POLICY_NAMES: tuple[str, ...] = tuple(_REGISTRY)
 
 
-def get_policy(name: str = "thompson", **params) -> AllocationPolicy:
+def get_policy(name: str = "thompson", **params: Any) -> AllocationPolicy:
     """A policy by registry name, built with ``params`` (checked, ``ValueError`` if unknown)."""
     cls = _REGISTRY.get(name) if isinstance(name, str) else None
     if cls is None:

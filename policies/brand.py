@@ -60,7 +60,7 @@ def srgb_to_lab(rgb: np.ndarray) -> np.ndarray:
     linear = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
     xyz = linear @ _RGB_TO_XYZ.T / _WHITE_D65
     f = np.where(xyz > _EPS, np.cbrt(xyz), xyz / _K + 4.0 / 29.0)
-    lab = np.empty_like(f)
+    lab: np.ndarray = np.empty_like(f)
     lab[..., 0] = 116.0 * f[..., 1] - 16.0
     lab[..., 1] = 500.0 * (f[..., 0] - f[..., 1])
     lab[..., 2] = 200.0 * (f[..., 1] - f[..., 2])
@@ -75,7 +75,8 @@ def lab_to_srgb(lab: np.ndarray) -> np.ndarray:
     xyz = np.where(f > 6.0 / 29.0, f**3, _K * (f - 4.0 / 29.0)) * _WHITE_D65
     linear = np.clip(xyz @ _XYZ_TO_RGB.T, 0.0, 1.0)
     c = np.where(linear <= 0.0031308, linear * 12.92, 1.055 * linear ** (1.0 / 2.4) - 0.055)
-    return np.clip(c * 255.0, 0.0, 255.0)
+    srgb: np.ndarray = np.clip(c * 255.0, 0.0, 255.0)
+    return srgb
 
 
 def ciede2000(lab1: np.ndarray, lab2: np.ndarray) -> np.ndarray:
@@ -125,7 +126,8 @@ def ciede2000(lab1: np.ndarray, lab2: np.ndarray) -> np.ndarray:
     s_h = 1.0 + 0.015 * c_bar * t
     r_t = -np.sin(np.radians(2.0 * d_theta)) * r_c
     tl, tc, th = dl / s_l, dc / s_c, d_hue / s_h
-    return np.sqrt(np.maximum(tl**2 + tc**2 + th**2 + r_t * tc * th, 0.0))
+    delta_e: np.ndarray = np.sqrt(np.maximum(tl**2 + tc**2 + th**2 + r_t * tc * th, 0.0))
+    return delta_e
 
 
 # -- dominant colours ---------------------------------------------------------------
@@ -235,7 +237,8 @@ def _palette_lab(palette: list[str] | tuple[str, ...]) -> tuple[np.ndarray, list
 
 
 def _chroma(lab: np.ndarray) -> np.ndarray:
-    return np.hypot(lab[..., 1], lab[..., 2])
+    chroma: np.ndarray = np.hypot(lab[..., 1], lab[..., 2])
+    return chroma
 
 
 def check(
@@ -304,7 +307,7 @@ def correct(
         )
     shifted = flat + np.where(move[owner][:, None], shift[owner], 0.0)
     out = lab_to_srgb(shifted.reshape(lab.shape))
-    result = np.rint(out).astype(np.uint8)
+    result: np.ndarray = np.rint(out).astype(np.uint8)
     # Pixels whose cluster did not move keep their exact values (no round-trip drift).
     keep = ~move[owner].reshape(rgb.shape[:2])
     result[keep] = rgb[keep]

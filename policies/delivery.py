@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 __all__ = ["DeliveryCheck", "check_delivery"]
 
@@ -28,7 +29,9 @@ class DeliveryCheck:
     reason: str = ""
 
 
-def check_delivery(requested_weights, delivered_impressions, alpha: float = 0.001) -> DeliveryCheck:
+def check_delivery(
+    requested_weights: npt.ArrayLike, delivered_impressions: npt.ArrayLike, alpha: float = 0.001
+) -> DeliveryCheck:
     """Chi-square test of ``delivered_impressions`` (per arm) against ``requested_weights``.
 
     Weights are normalised to sum to 1; an arm requested at weight 0 that

@@ -38,7 +38,8 @@ def _area_matrix(n_in: int, n_out: int) -> np.ndarray:
     lo, hi = edges[:-1, None], edges[1:, None]
     px = np.arange(n_in)[None, :]
     overlap = np.clip(np.minimum(hi, px + 1) - np.maximum(lo, px), 0.0, None)
-    return overlap / overlap.sum(axis=1, keepdims=True)
+    weights: np.ndarray = overlap / overlap.sum(axis=1, keepdims=True)
+    return weights
 
 
 def resize_area(pixels: np.ndarray, height: int, width: int) -> np.ndarray:

@@ -31,6 +31,7 @@ Beta posterior is not more certain than the data allow.
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 
 __all__ = ["OBJECTIVES", "counts", "effective_counts", "family", "mature", "prior_from_parent"]
 
@@ -51,10 +52,10 @@ def family(objective: str) -> str:
 def counts(
     objective: str,
     *,
-    impressions=None,
-    clicks=None,
-    conversions=None,
-    spend=None,
+    impressions: npt.ArrayLike | None = None,
+    clicks: npt.ArrayLike | None = None,
+    conversions: npt.ArrayLike | None = None,
+    spend: npt.ArrayLike | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(successes, exposure)`` for ``objective`` from the platform's counts.
 
@@ -77,11 +78,11 @@ def counts(
 
 
 def mature(
-    daily_successes,
-    daily_exposure,
+    daily_successes: npt.ArrayLike,
+    daily_exposure: npt.ArrayLike,
     *,
     attribution_days: int | None = None,
-    delay_cdf=None,
+    delay_cdf: npt.ArrayLike | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Totals over days (axis ``-2``, oldest first) that respect late conversions.
 

@@ -100,20 +100,29 @@ def posterior_moments(family: str, a: np.ndarray, b: np.ndarray) -> tuple[np.nda
 def _cdf(family: str, a: np.ndarray, b: np.ndarray, x: np.ndarray) -> np.ndarray:
     from scipy import special  # here, not at the top: reading a config (policy names) stays light
 
+    # scipy ships no type hints: its ufuncs are Any to mypy.
+    out: np.ndarray
     if family == "beta":
-        return special.betainc(a, b, np.clip(x, 0.0, 1.0))
-    return special.gammainc(a, b * np.maximum(x, 0.0))
+        out = special.betainc(a, b, np.clip(x, 0.0, 1.0))
+    else:
+        out = special.gammainc(a, b * np.maximum(x, 0.0))
+    return out
 
 
 def _log_norm(family: str, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     from scipy import special
 
+    out: np.ndarray
     if family == "beta":
-        return -special.betaln(a, b)
-    return a * np.log(b) - special.gammaln(a)
+        out = -special.betaln(a, b)
+    else:
+        out = a * np.log(b) - special.gammaln(a)
+    return out
 
 
-def _range(family: str, a: np.ndarray, b: np.ndarray, tol: float):
+def _range(
+    family: str, a: np.ndarray, b: np.ndarray, tol: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Integration range per experiment, with the exact CDFs at both ends."""
     mean, sd = posterior_moments(family, a, b)
     upper_cap = 1.0 if family == "beta" else np.inf
@@ -154,7 +163,9 @@ def _range(family: str, a: np.ndarray, b: np.ndarray, tol: float):
     return lo, hi, f_lo, f_hi, mean, sd
 
 
-def _integrate_panels(family, a, b, edges, f_lo, log_norm):
+def _integrate_panels(
+    family: str, a: np.ndarray, b: np.ndarray, edges: np.ndarray, f_lo: np.ndarray, log_norm: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Core quadrature on given panel edges ``(E, P+1)``; see the module docstring."""
     half = 0.5 * (edges[:, 1:] - edges[:, :-1])  # (E, P)
     mid = 0.5 * (edges[:, 1:] + edges[:, :-1])
@@ -198,12 +209,13 @@ def _bucket(n: int) -> int:
     return p * 3 // 4 if p * 3 // 4 >= n else p
 
 
-def _uniform_edges(lo, hi, n_panels):
+def _uniform_edges(lo: np.ndarray, hi: np.ndarray, n_panels: int) -> np.ndarray:
     frac = np.linspace(0.0, 1.0, n_panels + 1)
-    return lo[:, None] + (hi - lo)[:, None] * frac
+    edges: np.ndarray = lo[:, None] + (hi - lo)[:, None] * frac
+    return edges
 
 
-def _union_edges(lo, hi, mean, sd, relevant, max_panels=None):
+def _union_edges(lo: np.ndarray, hi: np.ndarray, mean: np.ndarray, sd: np.ndarray, relevant: np.ndarray) -> np.ndarray:
     """Panel edges from every relevant arm's own μ ± kσ grid (uneven widths)."""
     ks = np.arange(-_SIGMA_STEPS[0], _SIGMA_STEPS[0] + 1e-9, PANEL_SIGMAS)
     rows = []
@@ -249,7 +261,11 @@ def integrate_prob_best(family: str, a: np.ndarray, b: np.ndarray, *, tol: float
     n_rel = max(2, int(relevant.sum(axis=1).max()))
     cols = order[:, :n_rel]
     rows_ix = np.arange(n_exp)[:, None]
-    take = lambda v: v[rows_ix, cols]  # noqa: E731
+
+    def take(v: np.ndarray) -> np.ndarray:
+        picked: np.ndarray = v[rows_ix, cols]
+        return picked
+
     a_r, b_r, flo_r, fhi_r, ln_r = take(a), take(b), take(f_lo), take(f_hi), take(log_norm)
     mean_r, sd_r, rel_r = take(mean), take(sd), take(relevant)
     sd_min = np.where(rel_r, sd_r, np.inf).min(axis=1)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy import update
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from storage.models import Counter, utcnow
 
@@ -15,10 +15,10 @@ def labels_text(labels: dict[str, str]) -> str:
 def increment(session: Session, name: str, amount: float = 1.0, **labels: str) -> None:
     """Add ``amount`` to the counter (created at 0 on first use). The caller commits."""
     text = labels_text(labels)
-    result = session.exec(  # type: ignore[call-overload]
+    result = session.exec(
         update(Counter)
-        .where(Counter.name == name, Counter.labels == text)  # type: ignore[arg-type]
-        .values(value=Counter.value + amount, updated_at=utcnow())
+        .where(col(Counter.name) == name, col(Counter.labels) == text)
+        .values(value=col(Counter.value) + amount, updated_at=utcnow())
     )
     if result.rowcount == 0:
         session.add(Counter(name=name, labels=text, value=amount))

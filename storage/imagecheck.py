@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 import warnings
+from typing import cast
 
 from PIL import Image, UnidentifiedImageError
 
@@ -75,7 +76,8 @@ def _to_rgb(image: Image.Image, where: str) -> Image.Image:
     if mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         # High bit depth greyscale: scale its range to 8 bits (Pillow's plain convert clips at 255).
         values = image.convert("F")
-        lo, hi = values.getextrema()
+        # One band: Pillow's (min, max) as floats (its stub also covers multi-band tuples).
+        lo, hi = cast(tuple[float, float], values.getextrema())
         scale = 255.0 / (hi - lo) if hi > lo else 0.0
         return values.point(lambda v: (v - lo) * scale).convert("L").convert("RGB")
     if mode == "P" and "transparency" in image.info:

@@ -19,6 +19,7 @@ period boundary is made in parts, one per period (:meth:`reserve_window`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from functools import cache
@@ -26,6 +27,7 @@ from typing import Any
 
 from sqlalchemy import bindparam, func
 from sqlmodel import Session, col, select
+from sqlmodel.sql.expression import SelectOfScalar
 
 from policies.budget import CapState, period_end, period_label, period_start, split_window
 from policies.errors import CapExceeded, NotFound
@@ -41,17 +43,17 @@ ALL_ACCOUNTS = "test+credit"
 # Statements every tick runs per campaign, built once with their values as bound parameters
 # (building one and its cache key costs more than SQLite's work on these small reads).
 @cache
-def _entries_of_key() -> Any:
+def _entries_of_key() -> SelectOfScalar[LedgerEntry]:
     return select(LedgerEntry).where(LedgerEntry.key == bindparam("key"))
 
 
 @cache
-def _entry() -> Any:
+def _entry() -> SelectOfScalar[LedgerEntry]:
     return select(LedgerEntry).where(LedgerEntry.key == bindparam("key"), LedgerEntry.kind == bindparam("kind"))
 
 
 @cache
-def _open_reserves() -> Any:
+def _open_reserves() -> SelectOfScalar[LedgerEntry]:
     released = select(LedgerEntry.key).where(
         LedgerEntry.campaign_id == bindparam("campaign"),
         LedgerEntry.account == bindparam("account"),
@@ -63,7 +65,7 @@ def _open_reserves() -> Any:
             LedgerEntry.campaign_id == bindparam("campaign"),
             LedgerEntry.account == bindparam("account"),
             LedgerEntry.kind == "reserve",
-            LedgerEntry.key.startswith(bindparam("prefix")),  # type: ignore[attr-defined]
+            col(LedgerEntry.key).startswith(bindparam("prefix")),
             col(LedgerEntry.key).not_in(released),
         )
         .order_by(col(LedgerEntry.id))
@@ -252,7 +254,7 @@ class Ledger:
         """The campaign's account in every period that has entries, and the current one, oldest first."""
         campaign = self._campaign(campaign_id)
         days = self.session.exec(
-            select(LedgerEntry.day)
+            select(col(LedgerEntry.day))
             .where(LedgerEntry.campaign_id == campaign_id, LedgerEntry.account == account)
             .distinct()
         ).all()
@@ -264,11 +266,14 @@ class Ledger:
         row = self.account_cap()
         if row is None:
             return []
-        days = self.session.exec(select(LedgerEntry.day).distinct()).all()
+        days = self.session.exec(select(col(LedgerEntry.day)).distinct()).all()
         return self._by_period([d for d in days if d is not None], day, "month",
                                lambda d: self._account_period(row, d))  # fmt: skip
 
-    def _by_period(self, days, day, period, make):  # type: ignore[no-untyped-def]
+    def _by_period(
+        self, days: list[date], day: date | None, period: str, make: Callable[[date], AccountSummary]
+    ) -> list[AccountSummary]:
+        """``make(first day)`` for each period holding one of ``days`` or ``day`` (default today), oldest first."""
         firsts: dict[date | None, date] = {}
         for d in [*days, day or self.current_day()]:
             firsts.setdefault(period_start(d, period), d)

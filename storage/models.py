@@ -2,7 +2,8 @@
 
 Money columns end in ``_minor`` and hold integer minor units.  Every table a
 tick writes has a natural unique key, so that repeating a step after a crash
-finds the row it wrote instead of adding a second one.
+finds the row it wrote instead of adding a second one.  States and statuses
+are plain strings here; their values are the ``StrEnum``s of ``storage.states``.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from typing import Any
 
 from sqlalchemy import JSON, Column, UniqueConstraint
 from sqlmodel import Field, SQLModel
+
+from storage.states import ArmStatus, CreativeStatus, MutationStatus
 
 
 def utcnow() -> datetime:
@@ -37,12 +40,12 @@ class Creative(SQLModel, table=True):
 
     id: str = Field(primary_key=True, max_length=200)
     campaign_id: str = Field(foreign_key="campaign.id", index=True)
-    role: str = Field(max_length=20)  # live | draft | pro
+    role: str = Field(max_length=20)  # a CreativeRole
     parent_id: str | None = Field(default=None, foreign_key="creative.id", index=True)
     experiment_id: str | None = Field(default=None, index=True)
     label: str | None = Field(default=None, max_length=40)  # "v3" inside its experiment
     platform_ad_id: str | None = Field(default=None, max_length=100)
-    status: str = Field(default="active", max_length=20)  # active | paused | testing | candidate
+    status: str = Field(default=CreativeStatus.ACTIVE, max_length=20)  # a CreativeStatus
     headline: str = ""
     recipe: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
     prompt: str = ""
@@ -78,7 +81,7 @@ class Experiment(SQLModel, table=True):
     id: str = Field(primary_key=True, max_length=200)
     campaign_id: str = Field(foreign_key="campaign.id", index=True)
     parent_creative_id: str = Field(foreign_key="creative.id")
-    state: str = Field(max_length=30, index=True)
+    state: str = Field(max_length=30, index=True)  # an ExperimentState
     reason: str = ""
     seed: int = 0
     policy: str = "thompson"
@@ -116,7 +119,7 @@ class Arm(SQLModel, table=True):
     platform_adset_id: str | None = None
     platform_ad_id: str | None = None
     daily_budget_minor: int = 0
-    status: str = Field(default="pending", max_length=20)  # pending | live | paused | eliminated
+    status: str = Field(default=ArmStatus.PENDING, max_length=20)  # an ArmStatus
 
 
 class BanditDecision(SQLModel, table=True):
@@ -198,7 +201,7 @@ class PlatformMutation(SQLModel, table=True):
     experiment_id: str | None = Field(default=None, index=True)
     kind: str = Field(max_length=40)
     payload: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
-    status: str = Field(default="intent", max_length=10)  # intent | done | failed
+    status: str = Field(default=MutationStatus.INTENT, max_length=10)  # a MutationStatus
     result: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
     # Platform objects made or adopted so far (ids by role, duplicates archived):
     # a retry adopts them by id instead of looking them up by name.

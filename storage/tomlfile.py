@@ -30,19 +30,20 @@ def _dotted(loc: tuple[Any, ...]) -> str:
 
 def _model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:
     """The pydantic model that owns the field at ``loc`` (for listing allowed keys)."""
-    current: Any = model
+    current = model
     for part in loc:
         if isinstance(part, int):
             continue
-        field = getattr(current, "model_fields", {}).get(part)
+        field = current.model_fields.get(part)
         if field is None:
             return None
         annotation = field.annotation
         args = getattr(annotation, "__args__", ())
         candidates = [annotation, *args]
-        current = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
-        if current is None:
+        owner = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
+        if owner is None:
             return None
+        current = owner
     return current
 
 

@@ -61,7 +61,7 @@ def make_runtime(
     from connectors.retry import NO_WAIT
     from loop.config import load_config
     from loop.plans import campaign_plans
-    from loop.tick import Runtime
+    from loop.runtime import Runtime
     from storage.images import ImageStore
 
     cfg = load_config(config_path or Path(__file__).resolve().parents[1] / "config.example.toml")

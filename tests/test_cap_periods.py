@@ -444,7 +444,7 @@ def test_a_day_never_reported_is_booked_at_its_reservation_after_the_grace(engin
 # -- waiting ------------------------------------------------------------------------------------
 def test_waiting_is_for_period_caps_with_room_for_the_need_and_is_recorded_once(engine, tmp_path):
     from loop import budget_wait
-    from loop.tick import Runtime
+    from loop.runtime import Runtime
 
     from loop_helpers import plan_for
 
@@ -496,7 +496,8 @@ def test_a_running_test_pauses_for_a_used_period_cap_and_ends_for_a_used_lifetim
     from connectors.ads.simulated import SimulatedAdPlatform
     from connectors.retry import NO_WAIT
     from loop.experiments import on_testing
-    from loop.tick import Runtime, sync_campaign
+    from loop.runtime import Runtime
+    from loop.tick import sync_campaign
     from storage.images import ImageStore
 
     from loop_helpers import plan_for

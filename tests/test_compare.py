@@ -1,4 +1,4 @@
-"""Policy comparison (loop.compare, `simulate --compare`): same streams, consistent table, offline report."""
+"""Policy comparison (loop.compare, loop.compare_report, `simulate --compare`): same streams, consistent table, offline report."""
 
 from __future__ import annotations
 
@@ -10,17 +10,8 @@ import pytest
 
 from connectors.ads.scenario import Scenario, load_scenario
 from loop.cli import main
-from loop.compare import (
-    COLUMNS,
-    Comparison,
-    compare_policies,
-    markdown_table,
-    parse_policies,
-    render_report,
-    summarize,
-    table_rows,
-    write_report,
-)
+from loop.compare import Comparison, compare_policies, parse_policies, summarize
+from loop.compare_report import COLUMNS, markdown_table, render_report, table_rows, write_report
 from loop.config import BUNDLED_CONFIG, Config, load_config
 
 # One campaign whose hero tires early, so that an experiment is tested within a short run.

@@ -11,7 +11,10 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from connectors.ads.scenario import Scenario
 
 
 @dataclass(frozen=True)
@@ -145,10 +148,14 @@ class AdPlatform(ABC):
     """One ad account's platform.
 
     Implementations: ``SimulatedAdPlatform``, ``MetaAdPlatform``, ``GoogleAdsPlatform``, and
-    ``RoutingAdPlatform`` (each campaign on its own platform).
+    ``RoutingAdPlatform`` (each campaign on its own platform); each is registered in
+    ``connectors.ads.registry``.  The five abstract methods are the contract every platform
+    keeps (``tests/contract``); the rest have defaults that suit a real platform.
     """
 
     name: str = "platform"
+    # The scenario a simulated platform plays (its campaigns, budgets and caps); None on a real one.
+    scenario: Scenario | None = None
 
     @abstractmethod
     def list_ads(self, campaign: str) -> list[LiveAd]:
@@ -208,6 +215,22 @@ class AdPlatform(ABC):
         """Take back counts that could not be stored: the next drain returns them again."""
         return None
 
+    # -- a platform with its own clock (the simulator); real ones follow the calendar ---
+    def today(self, campaign: str | None = None) -> date | None:
+        """The day the platform is at (the next tick's day), or None: it follows the real calendar.
+
+        ``campaign``: the day of that campaign, where campaigns keep their own clocks.
+        """
+        return None
+
+    def advance_day(self, campaign: str | None = None) -> None:
+        """End the day: a platform with its own clock delivers it and moves on one day.
+
+        ``campaign``: that campaign's day only.  A real platform delivers by
+        itself, so the default does nothing.
+        """
+        return None
+
     def close(self) -> None:
-        """Release connections (and store what is still pending)."""
+        """Release connections (and store what is still pending). Safe to call twice."""
         return None

@@ -7,6 +7,7 @@ change applied, then an error) or a lost response (all of it applied, the
 answer lost).  Draws come from the caller's seeded generator, so a run with
 faults is as reproducible as one without.
 
+    queue(*kinds)       script the next calls' faults (before any drawn at random)
     before(rng, what)   at the start of every call: may raise or sleep
     after(rng, what)    after a mutation was applied: may raise "lost response"
     partial(rng, n)     how many of a batch's n parts to apply before failing, or None
@@ -37,6 +38,7 @@ class FaultPlan:
     sleep: Callable[[float], None] = time.sleep
     injected: Counter[str] = field(default_factory=Counter)
     _pending: str | None = field(default=None, init=False, repr=False)
+    _queued: list[str] = field(default_factory=list, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.rate < 1.0:
@@ -47,7 +49,18 @@ class FaultPlan:
         if self.slow_seconds < 0 or self.retry_after < 0:
             raise ValueError("slow_seconds, retry_after: expected >= 0")
 
+    def queue(self, *kinds: str) -> None:
+        """Script faults: the next calls that allow them fail with ``kinds``, in order, before any drawn one."""
+        unknown = set(kinds) - set(KINDS)
+        if unknown:
+            raise ValueError(f"fault kinds: expected some of {', '.join(KINDS)}, got {', '.join(sorted(unknown))}")
+        self._queued.extend(kinds)
+
     def _draw(self, rng: np.random.Generator, allowed: tuple[str, ...]) -> str | None:
+        if self._queued and self._queued[0] in allowed:
+            kind = self._queued.pop(0)
+            self.injected[kind] += 1
+            return kind
         if not self.rate:
             return None
         kinds = [k for k in self.kinds if k in allowed]

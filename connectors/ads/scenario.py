@@ -7,10 +7,13 @@ loop accepts from a platform, ids short enough for the ids built from them.
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
+from connectors.settings import Settings
 from storage.tomlfile import load_model
 
 BUNDLED_SCENARIO = Path(__file__).resolve().parents[2] / "loop" / "data" / "example-scenario.toml"
@@ -161,3 +164,23 @@ def load_scenario(path: str | Path | None = None) -> Scenario:
     scenario = load_model(source, Scenario)
     scenario._path = str(source)
     return scenario
+
+
+class SimulatedSettings(Settings):
+    """The ``[simulated]`` section: the simulated platform (``loop.platform = "simulated"``)."""
+
+    scenario: str = ""  # empty: the bundled example scenario
+    start_date: str = "2026-01-05"
+    # scenario: one state file for the whole scenario; per-campaign: one per campaign (needed by Celery workers).
+    layout: Literal["scenario", "per-campaign"] = "scenario"
+
+    @field_validator("start_date")
+    @classmethod
+    def _iso_date(cls, value: str) -> str:
+        try:
+            day = date.fromisoformat(value)
+        except ValueError:
+            raise ValueError(f"expected a date YYYY-MM-DD, got {value!r}") from None
+        if not date(2000, 1, 1) <= day <= date(2100, 1, 1):
+            raise ValueError(f"expected a date between 2000 and 2100, got {value!r}")
+        return value

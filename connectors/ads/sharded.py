@@ -9,7 +9,7 @@ draws depend on the order in which the others were served.
 ``ShardedSimulatedAdPlatform`` gives each campaign its own
 ``SimulatedAdPlatform`` over a one-campaign scenario, saved in
 ``<state_dir>/<campaign>.json``.  Campaigns then share nothing: a worker that
-holds a campaign's lock (``loop.executors.campaign_lock``) is the only writer
+holds a campaign's lock (``loop.locks.campaign_lock``) is the only writer
 of that campaign's file, and the outcome of a campaign is the same whatever
 order, process or machine its ticks run in.  Each shard's random stream is
 seeded from the scenario seed and the campaign id, so it differs from the
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -29,6 +29,21 @@ from connectors.ads.scenario import Scenario
 from connectors.ads.simulated import SimulatedAdPlatform
 from connectors.images.procedural import stable_seed
 from policies.errors import NotFound
+
+if TYPE_CHECKING:
+    from connectors.ads.registry import PlatformContext
+
+
+def simulated_platform(ctx: PlatformContext) -> AdPlatform:
+    """The ``simulated`` registry line: ``[simulated]``'s scenario, one state file or one per campaign."""
+    from connectors.ads.scenario import load_scenario
+
+    settings = ctx.settings
+    scenario = ctx.scenario or load_scenario(settings.scenario or None)
+    start = date.fromisoformat(settings.start_date)
+    if settings.layout == "per-campaign":
+        return ShardedSimulatedAdPlatform(scenario, start=start, state_dir=ctx.data_dir / "simulated-platform")
+    return SimulatedAdPlatform(scenario, start=start, state_path=ctx.data_dir / "simulated-platform.json")
 
 
 class ShardedSimulatedAdPlatform(AdPlatform):
@@ -39,6 +54,7 @@ class ShardedSimulatedAdPlatform(AdPlatform):
     """
 
     name = "simulated"
+    scenario: Scenario
 
     def __init__(self, scenario: Scenario, start: date = date(2026, 1, 5), state_dir: str | Path | None = None) -> None:
         self.scenario = scenario
@@ -75,8 +91,10 @@ class ShardedSimulatedAdPlatform(AdPlatform):
         """The simulated day a campaign's shard is at (its next tick's day)."""
         return self.shard(campaign).today()
 
-    def today(self) -> date:
-        """The earliest day of any campaign (all equal when ticked together)."""
+    def today(self, campaign: str | None = None) -> date:
+        """The day of ``campaign``'s shard; without one, the earliest of any (all equal when ticked together)."""
+        if campaign is not None:
+            return self.today_of(campaign)
         return min(self.today_of(c) for c in self.campaign_ids)
 
     def day_index(self, day: date) -> int:
@@ -86,6 +104,9 @@ class ShardedSimulatedAdPlatform(AdPlatform):
         """Deliver the current day for one campaign, or for every campaign."""
         for c in [campaign] if campaign else self.campaign_ids:
             self.shard(c).run_day()
+
+    def advance_day(self, campaign: str | None = None) -> None:
+        self.run_day(campaign)
 
     def save(self) -> None:
         for shard in self._shards.values():

@@ -95,6 +95,7 @@ class SimulatedAdPlatform(AdPlatform):
     """``AdPlatform`` over a scenario, with a virtual clock (``day``) and a seeded RNG."""
 
     name = "simulated"
+    scenario: Scenario
 
     def __init__(
         self,
@@ -145,9 +146,14 @@ class SimulatedAdPlatform(AdPlatform):
             self._load()
 
     # -- clock ---------------------------------------------------------------
-    def today(self) -> date:
+    def today(self, campaign: str | None = None) -> date:
+        """The simulated day (every campaign of the scenario shares it)."""
         self._sync()
         return self.start + timedelta(days=self.day)
+
+    def advance_day(self, campaign: str | None = None) -> None:
+        """Deliver the day for every campaign and move on (one clock: ``campaign`` changes nothing)."""
+        self.run_day()
 
     def day_index(self, day: date) -> int:
         return (day - self.start).days
@@ -223,9 +229,14 @@ class SimulatedAdPlatform(AdPlatform):
         self.faults.before(self._fault_rng, what, mutation)
 
     # -- reads ----------------------------------------------------------------
+    def _known(self, campaign: str) -> None:
+        if campaign not in self._audience:
+            raise NotFound(f"no campaign {campaign!r} in the scenario", campaign=campaign)
+
     def list_ads(self, campaign: str) -> list[LiveAd]:
         self._sync()
         self._maybe_fail("list_ads")
+        self._known(campaign)
         main = f"main:{campaign}"
         return [
             LiveAd(ad.ad_id, ad.name, ad.status, ad.headline)
@@ -236,6 +247,7 @@ class SimulatedAdPlatform(AdPlatform):
     def insights(self, campaign: str, since: date, until: date) -> list[InsightRow]:
         self._sync()
         self._maybe_fail("insights")
+        self._known(campaign)
         lo, hi = max(0, self.day_index(since)), min(self.day - 1, self.day_index(until))
         out: list[InsightRow] = []
         for d in range(lo, hi + 1):

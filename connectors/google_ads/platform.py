@@ -48,7 +48,7 @@ database; :meth:`close` stores what is left when a ``counter_engine`` (the
 loop's own engine) is given.
 
 Secrets: the developer token, the OAuth client and refresh token come in as
-arguments (``from_config`` reads them from the environment variables the
+arguments (``from_context`` reads them from the environment variables the
 config names) and are scrubbed from every error message.  The OAuth token is
 refreshed here, before a call, so that a refused refresh token is an
 ``AuthExpired`` and not a retried gRPC failure.
@@ -63,7 +63,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from google.ads.googleads.client import GoogleAdsClient
@@ -83,7 +83,11 @@ from connectors.ads.base import (
 from connectors.google_ads import gaql
 from connectors.google_ads.errors import FailureDetail, boundary, build_error, classify, failure_details
 from connectors.google_ads.images import SLOT_BY_FIELD, SLOTS, Fitted, ad_images
+from connectors.google_ads.settings import GoogleAdsSettings
 from policies.errors import ConfigError, ConnectorError, NotFound, PlatformError
+
+if TYPE_CHECKING:
+    from connectors.ads.registry import PlatformContext
 
 log = logging.getLogger("creative_loop.google_ads")
 
@@ -298,36 +302,30 @@ class GoogleAdsPlatform(AdPlatform):
         )  # fmt: skip
 
     @classmethod
-    def from_config(cls, cfg: Any, counter_engine: Any = None) -> GoogleAdsPlatform:
-        """The platform ``[google_ads]`` and the ``[[campaigns]]`` on it describe; secrets from the environment.
+    def from_settings(
+        cls,
+        settings: GoogleAdsSettings,
+        campaigns: Mapping[str, GoogleCampaign],
+        *,
+        developer_token: str,
+        client_id: str,
+        client_secret: str,
+        refresh_token: str,
+        counter_engine: Any = None,
+        **kwargs: Any,
+    ) -> GoogleAdsPlatform:
+        """The platform the ``[google_ads]`` settings describe, for ``campaigns``.
 
         ``counter_engine`` (the loop's own engine, never a second one) only stores the counts
-        still pending at :meth:`close`; without it they stay in memory.
+        still pending at :meth:`close`; without it they stay in memory.  ``kwargs`` go to
+        :meth:`connect` (``trust_env``).
         """
-        g = cfg.model.google_ads
-        secrets = {
-            name: cfg.secret(getattr(g, f"{name}_env"), f"google_ads.{name}_env")
-            for name in ("developer_token", "client_id", "client_secret", "refresh_token")
-        }
-        campaigns: dict[str, GoogleCampaign] = {}
-        for i, c in enumerate(cfg.model.campaigns):
-            if cfg.platform_of(c.id) != "google_ads":
-                continue
-            s = cfg.campaign_settings(c.id)
-            customer = s.account_id.replace("-", "") if s.account_id else g.customer_id
-            if not customer:
-                raise ConfigError(str(cfg.path), "google_ads.customer_id", f"required by campaigns[{i}] (or set its account_id)")  # fmt: skip
-            if not s.campaign_id:
-                raise ConfigError(str(cfg.path), f"campaigns[{i}].campaign_id", "required when the campaign is on google_ads")  # fmt: skip
-            try:
-                campaigns[s.id] = GoogleCampaign(s.id, customer, s.campaign_id, s.currency)
-            except ValueError as exc:
-                raise ConfigError(str(cfg.path), f"campaigns[{i}]", str(exc)) from None
+        g = settings
         return cls.connect(
-            developer_token=secrets["developer_token"],
-            client_id=secrets["client_id"],
-            client_secret=secrets["client_secret"],
-            refresh_token=secrets["refresh_token"],
+            developer_token=developer_token,
+            client_id=client_id,
+            client_secret=client_secret,
+            refresh_token=refresh_token,
             login_customer_id=g.login_customer_id,
             endpoint=g.endpoint,
             token_uri=g.token_uri,
@@ -339,7 +337,26 @@ class GoogleAdsPlatform(AdPlatform):
                 request_timeout=g.request_timeout,
             ),
             counter_engine=counter_engine,
+            **kwargs,
         )
+
+    @classmethod
+    def from_context(cls, ctx: PlatformContext) -> GoogleAdsPlatform:
+        """The ``google_ads`` registry line: ``[google_ads]``, the campaigns on it, secrets from the environment."""
+        g: GoogleAdsSettings = ctx.settings
+        secrets = {name: ctx.secret(f"{name}_env") for name in ("developer_token", "client_id", "client_secret", "refresh_token")}  # fmt: skip
+        campaigns: dict[str, GoogleCampaign] = {}
+        for c in ctx.campaigns:
+            customer = c.account_id.replace("-", "") if c.account_id else g.customer_id
+            if not customer:
+                raise ConfigError(ctx.source, "google_ads.customer_id", f"required by {c.key} (or set its account_id)")  # fmt: skip
+            if not c.campaign_id:
+                raise ConfigError(ctx.source, f"{c.key}.campaign_id", "required when the campaign is on google_ads")  # fmt: skip
+            try:
+                campaigns[c.id] = GoogleCampaign(c.id, customer, c.campaign_id, c.currency)
+            except ValueError as exc:
+                raise ConfigError(ctx.source, c.key, str(exc)) from None
+        return cls.from_settings(g, campaigns, **secrets, counter_engine=ctx.engine)
 
     def close(self) -> None:
         """Close the gRPC channel, the token and image HTTP sessions; store pending counts if given an engine."""

@@ -1,4 +1,10 @@
-"""The image-generator seam: fast drafts for testing, a pro render for the winner."""
+"""The image-generator seam: fast drafts for testing, a pro render for the winner.
+
+``ImageGenerator`` is the one interface the loop asks: ``draft``, ``render_pro``,
+``model_for``, ``strength`` (a tier's img2img strength) and ``inpaint`` (which
+refuses unless the backend says ``can_inpaint``).  ``GeneratorSettings`` is the
+base of a backend's config section (``connectors.images.registry``).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from PIL import Image
+
+from connectors.settings import Settings
+from policies.errors import GenerationError
 
 TIERS = ("fast", "pro")
 
@@ -38,10 +47,24 @@ class Rendered:
         return self.image.size
 
 
+class GeneratorSettings(Settings):
+    """A generator's section of the config file (``[diffusers]``, ``[gemini]``); every key has a default."""
+
+    def tier_strengths(self) -> dict[str, float]:
+        """The img2img strength of each tier these settings give the backend (none by default).
+
+        Known without building the backend, so a process that only queues
+        generation jobs (``loop.tasks``) can still lower a strength on retry.
+        """
+        return {}
+
+
 class ImageGenerator(ABC):
     """A backend: ``ProceduralGenerator``, ``DiffusersGenerator``, ``GeminiGenerator``."""
 
     name: str = "generator"
+    # Whether inpaint() repaints (True) or refuses with a GenerationError (the default).
+    can_inpaint: bool = False
 
     @abstractmethod
     def draft(self, source: Image.Image, brief: Brief, seed: int) -> Rendered:
@@ -57,3 +80,20 @@ class ImageGenerator(ABC):
     def model_for(self, tier: str) -> str:
         """The model name recorded on variants of ``tier``."""
         return self.name
+
+    def strength(self, tier: str) -> float | None:
+        """How far a render of ``tier`` may move from its input image (img2img strength, in (0, 1]).
+
+        None: the backend has no such setting (nothing to lower when a pro
+        render strays from its draft).  A render honours a lower one passed in
+        ``draft.recipe["pro_strength"]``.
+        """
+        return None
+
+    def inpaint(self, image: Image.Image, mask: Image.Image, prompt: str, seed: int, tier: str = "pro") -> Rendered:
+        """Repaint the white part of ``mask`` in ``image``; every pixel outside it stays bit-exact.
+
+        ``mask`` has ``image``'s size (``ValueError`` otherwise).  The default
+        refuses: a backend that can repaint sets ``can_inpaint`` and overrides this.
+        """
+        raise GenerationError(f"generator {self.name!r} cannot inpaint", refused=True, generator=self.name)

@@ -20,14 +20,19 @@ from __future__ import annotations
 import io
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PIL import Image, UnidentifiedImageError
+from pydantic import Field
 
-from connectors.images.base import Brief, ImageGenerator, Rendered
+from connectors.images.base import Brief, GeneratorSettings, ImageGenerator, Rendered
 from connectors.images.prompts import fill
 from connectors.retry import RetrySettings, call_with_retry
+from connectors.settings import MAX_SECONDS
 from policies.errors import GenerationError, RateLimited, TransientError
+
+if TYPE_CHECKING:
+    from connectors.images.registry import GeneratorContext
 
 FAST_MODEL = "gemini-2.5-flash-image"
 PRO_MODEL = "gemini-3-pro-image-preview"
@@ -35,6 +40,16 @@ PRO_MODEL = "gemini-3-pro-image-preview"
 REFUSALS = frozenset(
     {"SAFETY", "IMAGE_SAFETY", "PROHIBITED_CONTENT", "BLOCKLIST", "SPII", "RECITATION", "IMAGE_PROHIBITED_CONTENT"}
 )
+
+
+class GeminiSettings(GeneratorSettings):
+    """The ``[gemini]`` section (``generator = "gemini"``, the "Nano Banana" tiers)."""
+
+    api_key_env: str = "GEMINI_API_KEY"
+    fast_model: str = FAST_MODEL
+    pro_model: str = PRO_MODEL
+    base_url: str = ""  # empty: Google's endpoint
+    timeout_s: float = Field(120.0, gt=0, le=MAX_SECONDS)
 
 
 def _png(image: Image.Image) -> bytes:
@@ -53,6 +68,7 @@ class GeminiGenerator(ImageGenerator):
     """Image generation and editing with Gemini image models."""
 
     name = "gemini"
+    can_inpaint = True
 
     def __init__(
         self,
@@ -87,6 +103,15 @@ class GeminiGenerator(ImageGenerator):
             )
             client = genai.Client(api_key=api_key, vertexai=False, http_options=options)
         self.client = client
+
+    @classmethod
+    def from_context(cls, ctx: GeneratorContext) -> GeminiGenerator:
+        """The backend ``[gemini]`` describes; its API key from the environment variable named there."""
+        settings: GeminiSettings = ctx.settings
+        return cls(
+            api_key=ctx.secret("api_key_env"), fast_model=settings.fast_model, pro_model=settings.pro_model,
+            base_url=settings.base_url or None, timeout_s=settings.timeout_s,
+        )  # fmt: skip
 
     def model_for(self, tier: str) -> str:
         return self.pro_model if tier == "pro" else self.fast_model

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import hashlib
 import zlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont, ImageOps
 
 from connectors.images.base import Brief, ImageGenerator, Rendered
+
+if TYPE_CHECKING:
+    from connectors.images.registry import GeneratorContext
 
 ASPECTS = {"1:1": (1, 1), "4:5": (4, 5), "9:16": (9, 16), "1.91:1": (191, 100)}
 GRADES = ("none", "warm", "cool", "vivid", "muted")
@@ -166,6 +169,11 @@ class ProceduralGenerator(ImageGenerator):
             raise ValueError(f"widths: expected 64 <= draft_width <= pro_width, got {draft_width}, {pro_width}")
         self.draft_width = draft_width
         self.pro_width = pro_width
+
+    @classmethod
+    def from_context(cls, ctx: GeneratorContext) -> ProceduralGenerator:
+        """The procedural backend has no settings: drafts 512 px wide, pro renders 1080 px."""
+        return cls()
 
     def model_for(self, tier: str) -> str:
         return f"procedural-v1-{tier}"

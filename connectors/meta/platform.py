@@ -84,7 +84,7 @@ from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from facebook_business.adobjects.ad import Ad
@@ -109,6 +109,7 @@ from connectors.ads.base import (
 )
 from connectors.meta import insights as ins
 from connectors.meta.errors import boundary, translate_request_error
+from connectors.meta.settings import MetaSettings
 from connectors.meta.usage import GateSettings, MeteredAdapter, UsageGate
 from policies.errors import (
     AuthExpired,
@@ -119,6 +120,9 @@ from policies.errors import (
     RateLimited,
     TransientError,
 )
+
+if TYPE_CHECKING:
+    from connectors.ads.registry import PlatformContext
 
 log = logging.getLogger("creative_loop.meta")
 
@@ -315,32 +319,27 @@ class MetaAdPlatform(AdPlatform):
         return cls(session, campaigns, api_version=api_version, **kwargs)
 
     @classmethod
-    def from_config(cls, cfg: Any, counter_engine: Any = None) -> MetaAdPlatform:
-        """The platform ``[meta]`` and ``[[campaigns]]`` describe; secrets from the environment.
+    def from_settings(
+        cls,
+        settings: MetaSettings,
+        campaigns: Mapping[str, MetaCampaign],
+        *,
+        access_token: str,
+        app_secret: str | None = None,
+        counter_engine: Any = None,
+        **kwargs: Any,
+    ) -> MetaAdPlatform:
+        """The platform the ``[meta]`` settings describe, for ``campaigns``.
 
         ``counter_engine`` (the loop's own engine, never a second one) only
         stores the counts still pending at :meth:`close`; without it they stay
-        in memory (``creative-loop doctor`` stores nothing).
+        in memory (``creative-loop doctor`` stores nothing).  ``kwargs`` go to
+        :meth:`connect` (``trust_env``, ``clock``, ``sleep``).
         """
-        import os
-
-        m = cfg.model.meta
-        token = cfg.secret(m.access_token_env, "meta.access_token_env")
-        campaigns: dict[str, MetaCampaign] = {}
-        for i, c in enumerate(cfg.model.campaigns):
-            if cfg.platform_of(c.id) not in ("meta", "simulated"):
-                continue  # a campaign on another real platform (loop.app routes its calls there)
-            s = cfg.campaign_settings(c.id)
-            for key in ("account_id", "campaign_id", "test_campaign_id"):
-                if not getattr(s, key):
-                    raise ConfigError(str(cfg.path), f"campaigns[{i}].{key}", "required when loop.platform = 'meta'")
-            try:
-                campaigns[s.id] = MetaCampaign(s.id, s.account_id, s.campaign_id, s.test_campaign_id)
-            except ValueError as exc:
-                raise ConfigError(str(cfg.path), f"campaigns[{i}]", str(exc)) from None
+        m = settings
         return cls.connect(
-            access_token=token,
-            app_secret=os.environ.get(m.app_secret_env) or None,
+            access_token=access_token,
+            app_secret=app_secret or None,
             app_id=m.app_id or None,
             graph_url=m.graph_url,
             api_version=m.api_version,
@@ -359,7 +358,26 @@ class MetaAdPlatform(AdPlatform):
             ),
             gate=UsageGate(GateSettings(slow_at=m.usage_slow_at, pause_at=m.usage_pause_at)),
             counter_engine=counter_engine,
+            **kwargs,
         )
+
+    @classmethod
+    def from_context(cls, ctx: PlatformContext) -> MetaAdPlatform:
+        """The ``meta`` registry line: ``[meta]``, the campaigns on Meta, secrets from the environment."""
+        token = ctx.secret("access_token_env")
+        campaigns: dict[str, MetaCampaign] = {}
+        for c in ctx.campaigns:
+            for key in ("account_id", "campaign_id", "test_campaign_id"):
+                if not getattr(c, key):
+                    raise ConfigError(ctx.source, f"{c.key}.{key}", "required when loop.platform = 'meta'")
+            try:
+                campaigns[c.id] = MetaCampaign(c.id, c.account_id, c.campaign_id, c.test_campaign_id)
+            except ValueError as exc:
+                raise ConfigError(ctx.source, c.key, str(exc)) from None
+        return cls.from_settings(
+            ctx.settings, campaigns, access_token=token,
+            app_secret=ctx.secret("app_secret_env", required=False) or None, counter_engine=ctx.engine,
+        )  # fmt: skip
 
     def close(self) -> None:
         """Close the HTTP connections (Graph and image downloads); store pending counts if given an engine."""

@@ -10,9 +10,9 @@ dashboard does this for ``/webhooks/meta``)::
 
 or serve it on its own, e.g. in a small script::
 
+    from loop.app import meta_webhook
     from loop.config import load_config
-    from connectors.meta.webhook import app_from_config
-    app = app_from_config(load_config("creative-loop.toml"))   # then: uvicorn script:app
+    app = meta_webhook(load_config("creative-loop.toml"))   # then: uvicorn script:app
 
 Subscription handshake (GET)
     When the callback URL is registered, Meta calls
@@ -51,7 +51,7 @@ import hashlib
 import hmac
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqlalchemy.engine import Engine
@@ -61,6 +61,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
+from connectors.meta.settings import MetaSettings
 from storage.db import session as open_session
 from storage.models import Creative, PlatformSignal
 
@@ -232,17 +233,16 @@ def webhook_routes(prefix: str, app: WebhookApp) -> list[BaseRoute]:
     ]
 
 
-def app_from_config(cfg: Any, engine: Engine | None = None) -> WebhookApp:
-    """The webhook app of a loaded config (secrets from the environment variables it names)."""
-    if engine is None:
-        from storage.db import make_engine
+def app_from_settings(settings: MetaSettings, engine: Engine, secret: Callable[..., str]) -> WebhookApp:
+    """The webhook app the ``[meta]`` settings describe.
 
-        engine = make_engine(cfg.database_url)
-    m = cfg.model.meta
+    ``secret(field)`` reads the environment variable a settings field names
+    (``connectors.registry.EnvSecrets``; ``loop.app.meta_webhook`` wires it).
+    """
     return make_webhook_app(
         engine,
-        app_secret=cfg.secret(m.app_secret_env, "meta.app_secret_env"),
-        verify_token=cfg.secret(m.webhook_verify_token_env, "meta.webhook_verify_token_env"),
-        fields=m.webhook_fields,
-        level_keys=m.webhook_level_keys,
+        app_secret=secret("app_secret_env"),
+        verify_token=secret("webhook_verify_token_env"),
+        fields=settings.webhook_fields,
+        level_keys=settings.webhook_level_keys,
     )

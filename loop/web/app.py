@@ -379,12 +379,12 @@ def _csv_safe(value: Any) -> Any:
 
 def _meta_webhook(cfg: Config, engine: Engine) -> Any:
     """The Meta connector's fatigue webhook, when it is installed and its secrets are set."""
+    from loop.app import meta_webhook
+
     try:
-        from connectors.meta.webhook import app_from_config
+        return meta_webhook(cfg, engine)
     except ImportError:
         return None
-    try:
-        return app_from_config(cfg, engine)
     except (ConfigError, ValueError, AttributeError) as exc:
         log.info("Meta webhook not mounted at %s: %s", WEBHOOK_PREFIX, exc)
         return None

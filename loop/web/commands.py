@@ -1,4 +1,4 @@
-"""``creative-loop serve`` and ``creative-loop report``, registered on the CLI's Typer app.
+"""``creative-loop serve`` and ``creative-loop report`` (``loop.cli`` registers them).
 
 The web packages are imported inside the commands, so the rest of the CLI
 starts without loading them.
@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from loop.cli import ConfigOpt, _config, app, say
+from loop.cli_support import ConfigOpt, config_from, say
 from policies.errors import ConfigError
 
 
@@ -26,7 +26,6 @@ def _require_web(what: str) -> None:
         ) from None
 
 
-@app.command()
 def serve(
     config: ConfigOpt = None,
     host: Annotated[str | None, typer.Option(help="Bind address (default: [web].host, 127.0.0.1).")] = None,
@@ -38,7 +37,7 @@ def serve(
 
     from loop.web.app import create_app
 
-    cfg = _config(config)
+    cfg = config_from(config)
     host = host or cfg.model.web.host
     port = port or cfg.model.web.port
     web_app = create_app(cfg, host=host)
@@ -47,7 +46,6 @@ def serve(
     uvicorn.run(web_app, host=host, port=port, log_level="warning", proxy_headers=False, server_header=False)
 
 
-@app.command()
 def report(
     config: ConfigOpt = None,
     campaign: Annotated[str | None, typer.Option(help="Only this campaign (default: all).")] = None,
@@ -64,7 +62,7 @@ def report(
     from loop.web.report import known_plans, write_report
     from storage.images import ImageStore
 
-    cfg = _config(config)
+    cfg = config_from(config)
     engine = open_engine(cfg.database_url)
     t0 = time.perf_counter()
     try:

@@ -34,7 +34,7 @@ from sqlmodel import Session, col, select
 from loop import events
 from loop.config import to_major
 from loop.plans import CampaignPlan
-from loop.tick import END_STATES, OPEN_STATES, fatigue_verdicts, series, stored_noise
+from loop.tick import fatigue_verdicts, series, stored_noise
 from loop.web.status import Status, creative_status, experiment_status
 from policies.bandit import get_policy
 from policies.budget import CapState, affordable_daily_budget, period_label, period_start
@@ -53,6 +53,7 @@ from storage.models import (
     PlatformMutation,
     TickRun,
 )
+from storage.states import END_STATES, OPEN_STATES, RUNNING_ROLES, CreativeRole, CreativeStatus, ExperimentState
 
 # A bar turns amber at this share of its cap (or when less than a full day's test budget is left),
 # red when what is left cannot fund the next step (see Bar.of).
@@ -67,7 +68,15 @@ KNOWN_FLAGS = {
     "delta_e": "brand ΔE",
     "fidelity_score": "fidelity",
 }
-STAGES = ("detected", "exploring", "testing", "decided", "rendering", "scaled")
+# The timeline's stages in order (an approval is shown where one was asked for, abandoned where it ended).
+STAGES = (
+    ExperimentState.DETECTED,
+    ExperimentState.EXPLORING,
+    ExperimentState.TESTING,
+    ExperimentState.DECIDED,
+    ExperimentState.RENDERING,
+    ExperimentState.SCALED,
+)
 GALLERY_PAGE = 12  # experiments per gallery page
 # Keys of audit data that hold money in minor units (and any key ending in _minor).
 MONEY_KEYS = frozenset({"left", "reserved", "actual", "budgets", "amount", "cost", "cap", "spent"})
@@ -503,7 +512,7 @@ def overview(
     camps_stmt = select(Campaign).order_by(Campaign.id)
     live_stmt = (
         select(*(ctab.c[k] for k in _CREATIVE_COLUMNS))
-        .where(ctab.c.role.in_(("live", "pro")), ctab.c.platform_ad_id.is_not(None))
+        .where(ctab.c.role.in_(RUNNING_ROLES), ctab.c.platform_ad_id.is_not(None))
         .order_by(ctab.c.campaign_id, ctab.c.created_at, ctab.c.id)
     )
     exps_stmt = select(*(etab.c[k] for k in _EXPERIMENT_COLUMNS)).order_by(etab.c.created_at.desc(), etab.c.id)
@@ -540,7 +549,7 @@ def overview(
     readings: dict[str, dict[str, Any]] = {}
     todo = []
     for c in live:
-        if c.id in latest or c.status != "active" or c.id not in shape:
+        if c.id in latest or c.status != CreativeStatus.ACTIVE or c.id not in shape:
             continue
         key = ("verdict", c.id, *shape[c.id])
         found = cache.get(key) if cache is not None else None
@@ -570,7 +579,7 @@ def overview(
             reading = readings.get(c.id, {"status": "too little data", "day": None})
             shown, clicked = recent.get(c.id, (0, 0))
             # Active ads in the table; paused or replaced ones in a line under it.
-            (creatives if c.status == "active" else others).append(
+            (creatives if c.status == CreativeStatus.ACTIVE else others).append(
                 {
                     "creative": c,
                     "ctr": clicked / shown if shown else None,
@@ -602,17 +611,17 @@ def overview(
 def _stage_of(event: AuditEvent) -> str | None:
     stage = (event.data or {}).get("stage")
     return {
-        events.FATIGUE_DETECTED: "detected",
-        events.VARIANTS_GENERATED: "exploring",
-        events.ARMS_LAUNCHED: "exploring",
-        events.ALLOCATION_SET: "testing",
-        events.WINNER_DECLARED: "decided",
-        events.PRO_RENDERED: "rendering",
+        events.FATIGUE_DETECTED: ExperimentState.DETECTED,
+        events.VARIANTS_GENERATED: ExperimentState.EXPLORING,
+        events.ARMS_LAUNCHED: ExperimentState.EXPLORING,
+        events.ALLOCATION_SET: ExperimentState.TESTING,
+        events.WINNER_DECLARED: ExperimentState.DECIDED,
+        events.PRO_RENDERED: ExperimentState.RENDERING,
         events.APPROVAL_REQUESTED: f"awaiting approval ({stage})",
         events.APPROVED: f"approved ({stage})",
         events.REJECTED: "rejected",
-        events.WINNER_SCALED: "scaled",
-        events.EXPERIMENT_ABANDONED: "abandoned",
+        events.WINNER_SCALED: ExperimentState.SCALED,
+        events.EXPERIMENT_ABANDONED: ExperimentState.ABANDONED,
     }.get(event.name)
 
 
@@ -630,16 +639,16 @@ def timeline(exp: Experiment, evts: list[AuditEvent], calendar: PlatformCalendar
             reached.setdefault(stage, e)
     asked = [s for s in reached if s.startswith("awaiting approval")]
     stages: list[str] = []
-    for s in STAGES:
-        if s == "testing" and "awaiting approval (drafts)" in asked:
+    for stage in STAGES:
+        if stage == ExperimentState.TESTING and "awaiting approval (drafts)" in asked:
             stages.append("awaiting approval (drafts)")
-        if s == "scaled" and ("awaiting approval (pro)" in asked or exp.waiting_for == "pro"):
+        if stage == ExperimentState.SCALED and ("awaiting approval (pro)" in asked or exp.waiting_for == "pro"):
             stages.append("awaiting approval (pro)")
-        stages.append(s)
-    current = f"awaiting approval ({exp.waiting_for})" if exp.state == "awaiting_approval" else exp.state
-    if exp.state == "abandoned":
+        stages.append(stage)
+    current = f"awaiting approval ({exp.waiting_for})" if exp.state == ExperimentState.AWAITING_APPROVAL else exp.state
+    if exp.state == ExperimentState.ABANDONED:
         last = max((stages.index(s) for s in reached if s in stages), default=0)
-        stages = stages[: last + 1] + ["abandoned"]
+        stages = stages[: last + 1] + [ExperimentState.ABANDONED]
     idx = stages.index(current) if current in stages else len(stages) - 1
     out = []
     for i, s in enumerate(stages):
@@ -841,7 +850,7 @@ def lineages(session: Session, exps: Sequence[Experiment]) -> list[dict[str, Any
     if ids:
         for c in session.exec(
             select(Creative)
-            .where(col(Creative.experiment_id).in_(ids), Creative.role == "draft")
+            .where(col(Creative.experiment_id).in_(ids), Creative.role == CreativeRole.DRAFT)
             .order_by(col(Creative.created_at), col(Creative.id))
         ).all():
             drafts[c.experiment_id or ""].append(c)
@@ -903,7 +912,7 @@ def approvals(session: Session, targets: Mapping[str, float] | None = None) -> l
     targets = targets or {}
     waiting = session.exec(
         select(Experiment)
-        .where(Experiment.state == "awaiting_approval")
+        .where(Experiment.state == ExperimentState.AWAITING_APPROVAL)
         .order_by(col(Experiment.updated_at), col(Experiment.id))
     ).all()
     out = []
@@ -946,7 +955,7 @@ def waiting_count(session: Session) -> int:
             select(func.count())
             .select_from(table)
             .where(
-                table.c.state == "awaiting_approval",
+                table.c.state == ExperimentState.AWAITING_APPROVAL,
                 (table.c.approved_stage.is_(None)) | (table.c.approved_stage != table.c.waiting_for),
             )
         ).scalar_one()
@@ -1013,7 +1022,7 @@ def _ledger_view(session: Session, campaign: str | None, plans: Mapping[str, Cam
     scaled = dict(
         session.exec(  # type: ignore[arg-type]
             select(Experiment.campaign_id, func.count())
-            .where(Experiment.state == "scaled")
+            .where(Experiment.state == ExperimentState.SCALED)
             .group_by(Experiment.campaign_id)
         ).all()
     )
@@ -1276,7 +1285,7 @@ def metrics_text(session: Session) -> str:
 
     gens = session.exec(
         select(Creative.tier, Creative.role, func.count())
-        .where(col(Creative.tier).is_not(None), col(Creative.role).in_(("draft", "pro")))
+        .where(col(Creative.tier).is_not(None), col(Creative.role).in_((CreativeRole.DRAFT, CreativeRole.PRO)))
         .group_by(Creative.tier, Creative.role)
     ).all()
     family(

@@ -40,11 +40,11 @@ JOB_TIMEOUT_S = 3 * 3600
 
 def known_plans(cfg: Config) -> dict[str, CampaignPlan]:
     """The campaigns' plans (budgets, caps, policy targets) as the loop sees them; empty if the config has none."""
-    from loop.app import scenario_for
+    from loop.app import platform_scenario
     from loop.plans import campaign_plans
 
     try:
-        scenario = scenario_for(cfg) if cfg.loop.platform == "simulated" else None
+        scenario = platform_scenario(cfg)
         return {p.id: p for p in campaign_plans(cfg, scenario)}
     except ConfigError as exc:
         log.info("campaign plans unavailable (%s): cap bars fall back to the share of each cap", exc)

@@ -22,7 +22,7 @@ import hmac
 import ipaddress
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from http.cookies import SimpleCookie
 from typing import Any
 from urllib.parse import urlsplit
@@ -212,7 +212,7 @@ def _cookies(headers: Headers) -> dict[str, str]:
     return {k: m.value for k, m in jar.items()}
 
 
-def _quote_path(scope: dict[str, Any]) -> str:
+def _quote_path(scope: Mapping[str, Any]) -> str:
     from urllib.parse import quote
 
     path = scope.get("path", "/")

@@ -12,8 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 
-from loop.tick import OPEN_STATES
 from storage.models import Creative, Experiment
+from storage.states import OPEN_STATES, CreativeStatus, ExperimentState
 
 
 @dataclass(frozen=True)
@@ -39,37 +39,51 @@ def experiment_status(exp: Experiment, names: Mapping[str, str] | None = None) -
     winner = _name(names, exp.winner_creative_id)
     if exp.waiting_until is not None and exp.state in OPEN_STATES:
         # Caps per period (loop.budget_wait): the experiment resumes by itself when its period turns.
-        doing = "testing paused" if exp.state == "testing" else exp.state
+        doing = "testing paused" if exp.state == ExperimentState.TESTING else exp.state
         return Status(
             "waiting_for_budget", "warn", f"waiting for budget until {exp.waiting_until}",
             f"{doing}: a cap of this period is used; waiting for budget until {exp.waiting_until}", exp.id,
         )  # fmt: skip
-    if exp.state == "detected":
+    if exp.state == ExperimentState.DETECTED:
         return Status(
-            "detected", "info", "fatigue detected", f"detected on {exp.detected_on}; variants are next", exp.id
+            ExperimentState.DETECTED,
+            "info",
+            "fatigue detected",
+            f"detected on {exp.detected_on}; variants are next",
+            exp.id,
         )
-    if exp.state == "exploring":
-        return Status("exploring", "info", "generating variants", "the variants are being generated", exp.id)
-    if exp.state == "awaiting_approval":
+    if exp.state == ExperimentState.EXPLORING:
+        return Status(
+            ExperimentState.EXPLORING, "info", "generating variants", "the variants are being generated", exp.id
+        )
+    if exp.state == ExperimentState.AWAITING_APPROVAL:
         what = "the pro render" if exp.waiting_for == "pro" else "the drafts"
         if exp.approved_stage is not None and exp.approved_stage == exp.waiting_for:
             return Status("approved", "info", f"{what} approved", f"{what} approved; the next tick acts on it", exp.id)
         return Status(
-            "awaiting_approval", "warn", f"waiting for approval of {what}",
+            ExperimentState.AWAITING_APPROVAL, "warn", f"waiting for approval of {what}",
             f"a person must approve or reject {what}" + (f" of {winner}" if exp.waiting_for == "pro" else ""), exp.id,
         )  # fmt: skip
-    if exp.state == "testing":
+    if exp.state == ExperimentState.TESTING:
         since = f" since {exp.testing_started_on}" if exp.testing_started_on else ""
-        return Status("testing", "info", "testing", f"the bandit splits the test budget{since}", exp.id)
-    if exp.state == "decided":
-        return Status("decided", "info", f"{winner} won", f"{winner} won the test; its pro render is next", exp.id)
-    if exp.state == "rendering":
-        return Status("rendering", "info", f"{winner} rendered", f"the pro render of {winner} goes live next", exp.id)
-    if exp.state == "scaled":
+        return Status(ExperimentState.TESTING, "info", "testing", f"the bandit splits the test budget{since}", exp.id)
+    if exp.state == ExperimentState.DECIDED:
+        return Status(
+            ExperimentState.DECIDED, "info", f"{winner} won", f"{winner} won the test; its pro render is next", exp.id
+        )
+    if exp.state == ExperimentState.RENDERING:
+        return Status(
+            ExperimentState.RENDERING,
+            "info",
+            f"{winner} rendered",
+            f"the pro render of {winner} goes live next",
+            exp.id,
+        )
+    if exp.state == ExperimentState.SCALED:
         live = _name(names, exp.scaled_creative_id)
-        return Status("scaled", "ok", f"live as {live}", f"{live} replaced the fatigued creative", exp.id)
-    if exp.state == "abandoned":
-        return Status("abandoned", "alert", "abandoned", exp.reason or "ended without a winner", exp.id)
+        return Status(ExperimentState.SCALED, "ok", f"live as {live}", f"{live} replaced the fatigued creative", exp.id)
+    if exp.state == ExperimentState.ABANDONED:
+        return Status(ExperimentState.ABANDONED, "alert", "abandoned", exp.reason or "ended without a winner", exp.id)
     return Status(exp.state, "muted", exp.state, exp.reason, exp.id)
 
 
@@ -89,10 +103,10 @@ def creative_status(
     the day the detector first saw the drop when no experiment exists yet.
     """
     names = names or {}
-    live = creative.status == "active"
+    live = creative.status == CreativeStatus.ACTIVE
     if latest is not None:
         detected = f"fatigue detected on {latest.detected_on}" if latest.detected_on else "fatigue detected"
-        if latest.state == "scaled":
+        if latest.state == ExperimentState.SCALED:
             by = _name(names, latest.scaled_creative_id)
             return Status("replaced", "muted", f"replaced by {by}", f"{detected}; replaced by {by}", latest.id)
         if latest.state in OPEN_STATES:
@@ -101,7 +115,7 @@ def creative_status(
                 "replacing", "warn", f"fatigued, being replaced ({step.text})",
                 f"{detected}; experiment {latest.id} is replacing it: {step.detail}", latest.id,
             )  # fmt: skip
-        if latest.state == "abandoned":
+        if latest.state == ExperimentState.ABANDONED:
             why = latest.reason or "no winner"
             if live:
                 return Status(

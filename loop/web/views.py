@@ -17,6 +17,7 @@ from loop.web import charts, queries
 from policies.errors import NotFound
 from storage.images import ImageStore
 from storage.models import Creative, Experiment
+from storage.states import RUNNING_ROLES, CreativeStatus
 
 ImageUrl = Callable[[str | None], str | None]
 
@@ -145,11 +146,11 @@ def report_context(
         target = plan.settings.prob_best_target if plan else queries.DEFAULT_TARGET
         creatives = session.exec(
             select(Creative)
-            .where(Creative.campaign_id == cid, col(Creative.role).in_(("live", "pro")))
+            .where(Creative.campaign_id == cid, col(Creative.role).in_(RUNNING_ROLES))
             .order_by(col(Creative.created_at), col(Creative.id))
         ).all()
         # A chart for each ad live now; the paused and replaced ones are listed with their status.
-        live = [cr for cr in creatives if cr.platform_ad_id and cr.status == "active"]
+        live = [cr for cr in creatives if cr.platform_ad_id and cr.status == CreativeStatus.ACTIVE]
         fatigue = [creative_context(session, cr, cache) for cr in live]
         exps = session.exec(
             select(Experiment)

@@ -12,7 +12,7 @@ from connectors.google_ads import GoogleAdsPlatform, GoogleCampaign, GoogleOptio
 def make_platform(
     fake: FakeGoogleAds, ids: dict[str, Any], campaign: str = "lead-gen", **options: Any
 ) -> GoogleAdsPlatform:
-    """The platform as ``from_config`` builds it, with the fake's endpoint, token URI and credentials."""
+    """The platform as ``from_context`` builds it, with the fake's endpoint, token URI and credentials."""
     connect: dict[str, Any] = {
         "refresh_token": options.pop("refresh_token", REFRESH_TOKEN),
         "login_customer_id": options.pop("login_customer_id", MANAGER),

@@ -16,7 +16,8 @@ from connectors.images.procedural import ProceduralGenerator
 from connectors.retry import NO_WAIT, RetrySettings
 from loop.config import CampaignSettings
 from loop.plans import CampaignPlan
-from loop.tick import Runtime, StopTick, tick
+from loop.runtime import Runtime
+from loop.tick import StopTick, tick
 from storage.db import session as open_session
 from storage.images import ImageStore
 from storage.ledger import Ledger

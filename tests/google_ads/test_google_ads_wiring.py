@@ -54,18 +54,18 @@ def write(tmp_path: Path, text: str) -> Path:
     return path
 
 
-def test_from_config_reads_the_secrets_from_the_environment(
+def test_the_loop_builds_it_with_the_secrets_from_the_environment(
     fake: FakeGoogleAds, ids: dict[str, Any], tmp_path: Path, env: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     campaign = f'[[campaigns]]\nid = "shop"\ncampaign_id = "{ids["main"]}"\n{CAPS}'
     path = write(tmp_path, 'platform = "google_ads"\n' + google_section(fake) + campaign)
     monkeypatch.delenv("T_REFRESH")
-    with pytest.raises(ConfigError, match="T_REFRESH") as err:
-        GoogleAdsPlatform.from_config(load_config(path))
-    assert err.value.key == "google_ads.refresh_token_env"
-    monkeypatch.setenv("T_REFRESH", REFRESH_TOKEN)
     from loop.app import make_platform
 
+    with pytest.raises(ConfigError, match="T_REFRESH") as err:
+        make_platform(load_config(path))
+    assert err.value.key == "google_ads.refresh_token_env"
+    monkeypatch.setenv("T_REFRESH", REFRESH_TOKEN)
     p = make_platform(load_config(path))
     try:
         assert isinstance(p, GoogleAdsPlatform)
@@ -89,9 +89,11 @@ def test_from_config_reads_the_secrets_from_the_environment(
 def test_bad_google_ads_settings_name_the_key(
     fake: FakeGoogleAds, tmp_path: Path, env: None, section: dict[str, str], campaign: str, key: str, problem: str
 ) -> None:
+    from loop.app import make_platform
+
     path = write(tmp_path, 'platform = "google_ads"\n' + google_section(fake, **section) + f'[[campaigns]]\nid = "shop"\n{campaign}{CAPS}')  # fmt: skip
     with pytest.raises(ConfigError) as err:
-        GoogleAdsPlatform.from_config(load_config(path))
+        make_platform(load_config(path))
     assert err.value.key == key and problem in err.value.problem
 
 
@@ -141,7 +143,7 @@ def test_tick_dry_run_reads_for_real_and_prints_every_mutation(
     for d in range(26):
         fake.deliver(start + timedelta(days=d))
     campaign = f'[[campaigns]]\nid = "shop"\ncampaign_id = "{ids["main"]}"\nvariants = 3\n{CAPS}'
-    path = write(tmp_path, 'platform = "google_ads"\napproval = "none"\n' + google_section(fake, backfill_days="30") + campaign)  # fmt: skip
+    path = write(tmp_path, 'platform = "google_ads"\napproval = "none"\nbackfill_days = 30\n' + google_section(fake) + campaign)  # fmt: skip
     code = main(["tick", "--dry-run", "--config", str(path)])
     out = capsys.readouterr().out
     assert code == 0, out

@@ -1,4 +1,4 @@
-"""Helpers for the image tests: a tiny random-weight SD pipeline saved to a folder (no download).
+"""Helpers for the image tests: a tiny random-weight SD pipeline (``dummy_diffusers``) saved to a folder.
 
 Not a conftest.py: several test folders' conftest modules would clash under
 one name; test modules import the fixture from here instead.
@@ -20,8 +20,7 @@ def tiny_model_dir_fixture(tmp_path_factory: pytest.TempPathFactory) -> Path:
     pytest.importorskip("torch")
     pytest.importorskip("diffusers")
     import torch
-
-    from connectors.images.diffusers import random_pipeline
+    from dummy_diffusers import random_pipeline
 
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("tiny-sd")
@@ -46,7 +45,7 @@ def make_runtime(
     from connectors.retry import NO_WAIT
     from loop.config import load_config
     from loop.plans import campaign_plans
-    from loop.tick import Runtime
+    from loop.runtime import Runtime
     from storage.images import ImageStore
 
     text = SCENARIO if credit_cap is None else SCENARIO.replace("credit_cap = 5.0", f"credit_cap = {credit_cap}")

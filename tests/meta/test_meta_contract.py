@@ -560,9 +560,11 @@ def test_counters_are_stored_when_an_engine_is_given(
 
 
 # -- configuration -------------------------------------------------------------------------------
-def test_from_config(
+def test_the_loop_builds_it_from_the_config(
     graph: FakeGraph, ids: dict[str, Any], tmp_path: Any, monkeypatch: pytest.MonkeyPatch, sqlite_engine: Any
 ) -> None:
+    """``[meta]`` and the campaigns on Meta, through the registry line (``loop.app.make_platform``)."""
+    from loop.app import make_platform
     from loop.config import load_config
     from policies.errors import ConfigError
 
@@ -570,21 +572,39 @@ def test_from_config(
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")
     cfg_path = tmp_path / "c.toml"
+    loop = '[loop]\nplatform = "meta"\n'
     campaign = f'[[campaigns]]\nid = "lead-gen"\naccount_id = "act_111"\ncampaign_id = "{ids["main"]}"\n'
     meta = f'[meta]\ngraph_url = "{graph.base_url}"\naccess_token_env = "T_TOKEN"\napp_secret_env = "T_SECRET"\nbatch_size = 20\n'
-    cfg_path.write_text(meta + campaign)
+    cfg_path.write_text(loop + meta + campaign)
     monkeypatch.delenv("T_TOKEN", raising=False)
-    with pytest.raises(ConfigError, match="T_TOKEN"):
-        MetaAdPlatform.from_config(load_config(cfg_path), counter_engine=sqlite_engine)
+    with pytest.raises(ConfigError, match="T_TOKEN") as err:
+        make_platform(load_config(cfg_path), engine=sqlite_engine)
+    assert err.value.key == "meta.access_token_env"
     monkeypatch.setenv("T_TOKEN", TOKEN)
     monkeypatch.setenv("T_SECRET", "fake-app-secret")
     with pytest.raises(ConfigError, match=r"campaigns\[0\]\.test_campaign_id"):
-        MetaAdPlatform.from_config(load_config(cfg_path), counter_engine=sqlite_engine)
-    cfg_path.write_text(meta + campaign + f'test_campaign_id = "{ids["test"]}"\n')
-    p = MetaAdPlatform.from_config(load_config(cfg_path), counter_engine=sqlite_engine)
+        make_platform(load_config(cfg_path), engine=sqlite_engine)
+    cfg_path.write_text(loop + meta + campaign + f'test_campaign_id = "{ids["test"]}"\n')
+    p = make_platform(load_config(cfg_path), engine=sqlite_engine)
     try:
+        assert isinstance(p, MetaAdPlatform) and p.counter_engine is sqlite_engine
         assert p.options.batch_size == 20
         assert str(p.session.GRAPH) == graph.base_url
+        assert [a.ad_id for a in p.list_ads("lead-gen")] == ids["ads"]
+    finally:
+        p.close()
+
+
+def test_from_settings_takes_typed_settings_and_secrets(graph: FakeGraph, ids: dict[str, Any]) -> None:
+    """The connector never reads the application config: settings, campaigns and secrets come in typed."""
+    from connectors.meta import MetaCampaign
+    from connectors.meta.settings import MetaSettings
+
+    settings = MetaSettings(graph_url=graph.base_url, batch_size=7, page_id="5550001")
+    campaigns = {"lead-gen": MetaCampaign("lead-gen", graph.account, ids["main"], ids["test"])}
+    p = MetaAdPlatform.from_settings(settings, campaigns, access_token=TOKEN, app_secret="fake-app-secret", trust_env=False)  # fmt: skip
+    try:
+        assert p.options.batch_size == 7 and p.options.page_id == "5550001" and p.counter_engine is None
         assert [a.ad_id for a in p.list_ads("lead-gen")] == ids["ads"]
     finally:
         p.close()

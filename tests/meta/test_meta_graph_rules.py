@@ -288,7 +288,7 @@ def test_meta_s_own_explanation_reaches_the_error_and_the_mutation_record(
     from sqlmodel import select
 
     from connectors.images.procedural import ProceduralGenerator
-    from loop.tick import Runtime
+    from loop.runtime import Runtime
     from storage.db import session as open_session
     from storage.images import ImageStore
     from storage.models import Campaign, PlatformMutation
@@ -320,7 +320,7 @@ def test_every_retry_logs_what_why_the_wait_and_the_attempt(
     caplog: pytest.LogCaptureFixture,
 ) -> None:  # fmt: skip
     from connectors.images.procedural import ProceduralGenerator
-    from loop.tick import Runtime
+    from loop.runtime import Runtime
     from storage.images import ImageStore
 
     p = make_platform(graph, ids, clock, timeout=0.3)

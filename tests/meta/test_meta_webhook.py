@@ -114,10 +114,10 @@ def test_the_app_needs_its_secrets(sqlite_engine: Any) -> None:
         make_webhook_app(sqlite_engine, app_secret=SECRET, verify_token="")
 
 
-def test_app_from_config_reads_the_environment(
+def test_the_loop_wires_the_webhook_from_the_environment(
     sqlite_engine: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
 ) -> None:
-    from connectors.meta.webhook import app_from_config
+    from loop.app import meta_webhook
     from loop.config import load_config
     from policies.errors import ConfigError
 
@@ -126,9 +126,9 @@ def test_app_from_config_reads_the_environment(
     cfg = load_config(cfg_path)
     monkeypatch.setenv("T_SECRET", SECRET)
     with pytest.raises(ConfigError, match="T_VERIFY"):
-        app_from_config(cfg, sqlite_engine)
+        meta_webhook(cfg, sqlite_engine)
     monkeypatch.setenv("T_VERIFY", VERIFY)
-    c = TestClient(app_from_config(cfg, sqlite_engine))
+    c = TestClient(meta_webhook(cfg, sqlite_engine))
     assert c.get("/", params={"hub.mode": "subscribe", "hub.verify_token": VERIFY, "hub.challenge": "7"}).text == "7"
 
 

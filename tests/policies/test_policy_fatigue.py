@@ -95,6 +95,16 @@ def test_detect_many_equals_detect_row_by_row(noise):
         assert many[r] == detect(n[r], c[r], **noise)
 
 
+def test_overdispersion_per_row():
+    # One φ per creative is each row's own fixed φ (the weekday factors are still pooled over the rows).
+    rng = np.random.default_rng(10)
+    n, c = decaying(rng, rows=4)
+    phis = [1.0, 1.5, 2.0, 3.0]
+    per_row = detect_many(n, c, overdispersion=np.array(phis))
+    assert per_row == [detect_many(n, c, overdispersion=phi)[r] for r, phi in enumerate(phis)]
+    assert per_row[0] != per_row[3]
+
+
 def test_short_series_and_no_clicks_are_not_fatigued():
     v = detect(np.full(5, 1000), np.full(5, 10))
     assert not v.fatigued and "baseline not ready" in v.reason

@@ -1,4 +1,7 @@
-"""Invalid arguments: every one is a ValueError that says what was expected and what came."""
+"""Invalid arguments: every one is a ValueError that says what was expected and what came.
+
+(An unknown keyword is Python's own TypeError, naming the keyword.)
+"""
 
 from __future__ import annotations
 
@@ -140,12 +143,30 @@ def test_objective_helpers():
         ({"spend": np.ones(20)}, "spend, conversions: expected both for the CPA signal, got one"),
         ({"frequency": -np.ones(20)}, "frequency: expected finite non-negative values"),
         ({"start": -2}, "start: expected an integer >= 0, got -2"),
-        ({"windows": 3}, "signals: expected keywords among .*, got windows"),
+        ({"min_baseline_days": 0}, "min_baseline_days: expected an integer >= 1, got 0"),
     ],
 )
 def test_detect_keywords(kwargs, match):
     with pytest.raises(ValueError, match=match):
         detect(np.full(20, 1000), np.full(20, 15), **kwargs)
+    if "confounders" not in kwargs:  # a series of the wrong shape is detect's own check
+        with pytest.raises(ValueError, match=match):
+            detect_many(np.full((1, 20), 1000), np.full((1, 20), 15), **_one_row(kwargs))
+
+
+def _one_row(kwargs):
+    """detect's keywords as detect_many takes them for a single creative."""
+    series = ("spend", "conversions", "frequency", "confounders")
+    return {k: (np.asarray(v)[None] if k in series else v) for k, v in kwargs.items()}
+
+
+@pytest.mark.parametrize("many", [False, True])
+def test_detect_unknown_keyword(many):
+    signals = {"delta": 0.2, "windows": 3}
+    n, c = np.full(20, 1000), np.full(20, 15)
+    call = (lambda: detect_many(n[None], c[None], **signals)) if many else (lambda: detect(n, c, **signals))
+    with pytest.raises(TypeError, match="unexpected keyword argument 'windows'"):
+        call()
 
 
 @pytest.mark.parametrize(

@@ -212,7 +212,7 @@ def make_runtime(engine: Engine, folder: Path, scenario_path: Path, *, faults: A
     from connectors.retry import NO_WAIT
     from loop.config import load_config
     from loop.plans import campaign_plans
-    from loop.tick import Runtime
+    from loop.runtime import Runtime
     from storage.images import ImageStore
 
     folder.mkdir(parents=True, exist_ok=True)

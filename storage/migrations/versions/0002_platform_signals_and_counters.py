@@ -7,7 +7,7 @@ Create Date: 2026-11-26 18:11:39.567249
 
 from alembic import op
 import sqlalchemy as sa
-import sqlmodel
+import sqlmodel.sql.sqltypes
 
 
 revision = '0002'

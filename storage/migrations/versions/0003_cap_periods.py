@@ -10,7 +10,7 @@ that is known of them), so they fall in that day's period.
 """
 
 import sqlalchemy as sa
-import sqlmodel
+import sqlmodel.sql.sqltypes
 from alembic import op
 
 revision = "0003"
