@@ -9,11 +9,13 @@ base of a backend's config section (``connectors.images.registry``).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from PIL import Image
 
+from connectors.registry import no_secrets
 from connectors.settings import Settings
 from policies.errors import GenerationError
 
@@ -97,3 +99,13 @@ class ImageGenerator(ABC):
         refuses: a backend that can repaint sets ``can_inpaint`` and overrides this.
         """
         raise GenerationError(f"generator {self.name!r} cannot inpaint", refused=True, generator=self.name)
+
+
+@dataclass(frozen=True)
+class GeneratorContext:
+    """What the loop hands a generator's factory: its settings and a way to read its secrets."""
+
+    settings: Any  # the entry's settings model, validated from the backend's config section
+    # secret("api_key_env") -> the value of the environment variable that field names (connectors.registry.EnvSecrets)
+    secret: Callable[..., str] = no_secrets
+    source: str = "config"  # the config file, for ConfigError lines

@@ -43,7 +43,7 @@ from connectors.images.prompts import DEFAULT_NEGATIVE, fill
 from policies.errors import GenerationError
 
 if TYPE_CHECKING:
-    from connectors.images.registry import GeneratorContext
+    from connectors.images.base import GeneratorContext
 
 MODES = ("img2img", "text2img")
 DEVICES = ("auto", "cuda", "mps", "cpu")

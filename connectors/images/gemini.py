@@ -32,7 +32,7 @@ from connectors.settings import MAX_SECONDS
 from policies.errors import GenerationError, RateLimited, TransientError
 
 if TYPE_CHECKING:
-    from connectors.images.registry import GeneratorContext
+    from connectors.images.base import GeneratorContext
 
 FAST_MODEL = "gemini-2.5-flash-image"
 PRO_MODEL = "gemini-3-pro-image-preview"

@@ -17,7 +17,7 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont, ImageOps
 from connectors.images.base import Brief, ImageGenerator, Rendered
 
 if TYPE_CHECKING:
-    from connectors.images.registry import GeneratorContext
+    from connectors.images.base import GeneratorContext
 
 ASPECTS = {"1:1": (1, 1), "4:5": (4, 5), "9:16": (9, 16), "1.91:1": (191, 100)}
 GRADES = ("none", "warm", "cool", "vivid", "muted")

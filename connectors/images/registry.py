@@ -13,24 +13,12 @@ only when a campaign asks for it.  Adding a backend::
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
-from connectors.images.base import GeneratorSettings, ImageGenerator
+from connectors.images.base import GeneratorContext, GeneratorSettings, ImageGenerator
 from connectors.images.diffusers import DiffusersSettings
 from connectors.images.gemini import GeminiSettings
-from connectors.registry import Entry, Registry, no_secrets
-
-
-@dataclass(frozen=True)
-class GeneratorContext:
-    """What the loop hands a generator's factory: its settings and a way to read its secrets."""
-
-    settings: Any  # the entry's settings model, validated from the backend's config section
-    # secret("api_key_env") -> the value of the environment variable that field names (connectors.registry.EnvSecrets)
-    secret: Callable[..., str] = no_secrets
-    source: str = "config"  # the config file, for ConfigError lines
+from connectors.registry import Entry, Registry
 
 
 @dataclass(frozen=True)
