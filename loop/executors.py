@@ -30,21 +30,21 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from sqlalchemy import func
-from sqlalchemy.engine import Engine
-from sqlmodel import Session, select
 
 from loop.cli_support import ConfigOpt, config_from, setup_logging
-from loop.config import Config
-from loop.plans import CampaignPlan
-from loop.tick import TickReport
 from policies.errors import ConfigError, CreativeLoopError
-from storage.ledger import Ledger
-from storage.models import Experiment
 from storage.states import ExperimentState
+
+if TYPE_CHECKING:  # the CLI imports this module to register `worker`: the database stack loads on use
+    from sqlalchemy.engine import Engine
+    from sqlmodel import Session
+
+    from loop.config import Config
+    from loop.plans import CampaignPlan
+    from loop.tick import TickReport
 
 log = logging.getLogger("creative_loop.executors")
 
@@ -52,6 +52,12 @@ log = logging.getLogger("creative_loop.executors")
 # -- backpressure -------------------------------------------------------------------------
 def exploration_demand(session: Session, plan: CampaignPlan, tiering: str = "tiered") -> int:
     """Generation jobs the campaign's waiting (``detected``) experiments would queue, within its credits."""
+    from sqlalchemy import func
+    from sqlmodel import select
+
+    from storage.ledger import Ledger
+    from storage.models import Experiment
+
     waiting = session.exec(
         select(func.count())
         .select_from(Experiment)
@@ -79,6 +85,11 @@ def exploration_demand(session: Session, plan: CampaignPlan, tiering: str = "tie
 
 def admit(session: Session, plans: list[CampaignPlan], depth: int, limit: int) -> dict[str, bool]:
     """Which campaigns may start exploration this round (see the module docstring)."""
+    from sqlalchemy import func
+    from sqlmodel import select
+
+    from storage.models import Experiment
+
     room = limit - depth
     demand = {p.id: exploration_demand(session, p) for p in plans}
     oldest = dict(
@@ -140,6 +151,8 @@ class CeleryExecutor:
 
     def orders(self) -> list[TickOrder]:
         """One order per campaign, with the backpressure verdict."""
+        from sqlmodel import Session
+
         from loop.celery_app import queue_depth
 
         depth = queue_depth(self.app, "generation")
@@ -209,6 +222,8 @@ class CeleryExecutor:
 
     def tick(self, timeout: float | None = None) -> TickReport:
         """One round over every campaign, waited for: what ``creative-loop tick`` does."""
+        from loop.tick import TickReport
+
         results = self.schedule()
         finals = self.wait(results, timeout or self.cfg.model.celery.tick_timeout)
         days = sorted({date.fromisoformat(f["day"]) for f in finals if "day" in f})

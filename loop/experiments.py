@@ -547,30 +547,45 @@ def on_awaiting(rt: Runtime, session: Session, plan: CampaignPlan, exp: Experime
         on_scale(rt, session, plan, exp, today)
 
 
-def arm_counts(session: Session, arms: list[Arm], until: date) -> tuple[np.ndarray, np.ndarray]:
-    """Cumulative clicks and impressions per arm, from what the platform reported."""
+def arm_metrics(session: Session, arms: list[Arm], until: date) -> list[Any]:
+    """Every reported day of the arms before ``until``: rows of (creative_id, day, clicks, impressions).
+
+    One read that :func:`arm_counts`, :func:`arm_days` and the delivery check of a testing day share.
+    """
+    ids = [a.creative_id for a in arms]
+    return list(
+        session.execute(
+            select(
+                col(DailyMetric.creative_id),
+                col(DailyMetric.day),
+                col(DailyMetric.clicks),
+                col(DailyMetric.impressions),
+            ).where(col(DailyMetric.creative_id).in_(ids), DailyMetric.day < until)
+        ).all()
+    )
+
+
+def arm_counts(
+    session: Session, arms: list[Arm], until: date, metrics: list[Any] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Cumulative clicks and impressions per arm, from what the platform reported (``metrics``: :func:`arm_metrics`)."""
     clicks = np.zeros(len(arms), dtype=np.int64)
     imps = np.zeros(len(arms), dtype=np.int64)
     ids = [a.creative_id for a in arms]
-    for m in session.exec(
-        select(DailyMetric).where(col(DailyMetric.creative_id).in_(ids), DailyMetric.day < until)
-    ).all():
-        i = ids.index(m.creative_id)
-        clicks[i] += m.clicks
-        imps[i] += m.impressions
+    for cid, _day, c, n in arm_metrics(session, arms, until) if metrics is None else metrics:
+        i = ids.index(cid)
+        clicks[i] += c
+        imps[i] += n
     return clicks, imps
 
 
-def arm_days(session: Session, arms: list[Arm], until: date) -> np.ndarray:
-    """Days with delivery per arm before ``until``."""
+def arm_days(session: Session, arms: list[Arm], until: date, metrics: list[Any] | None = None) -> np.ndarray:
+    """Days with delivery per arm before ``until`` (``metrics``: :func:`arm_metrics`)."""
     ids = [a.creative_id for a in arms]
     days = np.zeros(len(arms))
-    for m in session.exec(
-        select(DailyMetric).where(
-            col(DailyMetric.creative_id).in_(ids), DailyMetric.day < until, DailyMetric.impressions > 0
-        )
-    ).all():
-        days[ids.index(m.creative_id)] += 1
+    for cid, _day, _c, n in arm_metrics(session, arms, until) if metrics is None else metrics:
+        if n > 0:
+            days[ids.index(cid)] += 1
     return days
 
 
@@ -588,11 +603,12 @@ def on_testing(rt: Runtime, session: Session, plan: CampaignPlan, exp: Experimen
     """Decide if the data allows, else split tomorrow's test budget by the bandit."""
     s = plan.settings
     arms = _arms(session, exp)
-    raw_clicks, raw_imps = arm_counts(session, arms, today)
+    metrics = arm_metrics(session, arms, today)
+    raw_clicks, raw_imps = arm_counts(session, arms, today, metrics)
     # Day-level noise beyond binomial (the fatigue test's estimate for the campaign) makes a day's
     # clicks worth less evidence: the bandit sees the binomial sample with the same variance.
     tau2 = campaign_extra_variance(session, plan.id, today)
-    clicks, imps = effective_counts(raw_clicks, raw_imps, arm_days(session, arms, today), tau2)
+    clicks, imps = effective_counts(raw_clicks, raw_imps, arm_days(session, arms, today, metrics), tau2)
     seed = stable_seed(exp.seed, today.isoformat())
     rng = np.random.default_rng(seed)
     policy = loop_policy(exp.policy, s)
@@ -601,7 +617,7 @@ def on_testing(rt: Runtime, session: Session, plan: CampaignPlan, exp: Experimen
     ).first()
     if decision_row is None:
         if exp.waiting_since is None:  # the last split is checked once, not on every day of a budget wait
-            check_delivery_of_last_split(session, plan, exp, arms, today)
+            check_delivery_of_last_split(session, plan, exp, arms, today, metrics)
         active = np.array([a.status != ArmStatus.ELIMINATED for a in arms])
         out = policy.eliminate(clicks, imps, rng, active=active)
         if out.any():
@@ -709,9 +725,11 @@ DELIVERY_CV = 0.15
 
 
 def check_delivery_of_last_split(
-    session: Session, plan: CampaignPlan, exp: Experiment, arms: list[Arm], today: date
-) -> None:
-    """Compare what was delivered since the last allocation with the split asked for."""
+    session: Session, plan: CampaignPlan, exp: Experiment, arms: list[Arm], today: date,
+    metrics: list[Any] | None = None,
+) -> None:  # fmt: skip
+    """Compare what was delivered since the last allocation with the split asked for (``metrics``: :func:`arm_metrics`
+    up to ``today``)."""
     from policies.delivery import check_delivery
 
     last = session.exec(
@@ -723,12 +741,9 @@ def check_delivery_of_last_split(
         return
     delivered = np.zeros(len(arms))
     ids = [a.creative_id for a in arms]
-    for m in session.exec(
-        select(DailyMetric).where(
-            col(DailyMetric.creative_id).in_(ids), DailyMetric.day >= last.day, DailyMetric.day < today
-        )
-    ).all():
-        delivered[ids.index(m.creative_id)] += m.impressions
+    for cid, day, _c, n in arm_metrics(session, arms, today) if metrics is None else metrics:
+        if day >= last.day:
+            delivered[ids.index(cid)] += n  # whole numbers: the order of the sum does not matter
     if delivered.sum() == 0:
         return
     weights = np.asarray(last.budgets_minor, dtype=float)

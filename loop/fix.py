@@ -14,24 +14,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import numpy as np
 import typer
-from PIL import Image, UnidentifiedImageError
-from sqlmodel import Session, col, select
 
-from connectors.images.procedural import stable_seed
-from loop import events
 from loop.cli_support import ConfigOpt, config_from, current_actor, say
-from loop.config import Config
-from loop.locks import campaign_lock
-from policies import brand
 from policies.errors import ConfigError, NotFound
-from storage.db import session as open_session
-from storage.ledger import Ledger
-from storage.models import Creative, LedgerEntry
 from storage.states import CreativeRole, CreativeStatus
+
+if TYPE_CHECKING:  # the CLI imports this module to register `fix`: images and the database load on use
+    from PIL import Image
+    from sqlmodel import Session
+
+    from loop.config import Config
+    from storage.models import Creative
 
 MAX_CREATIVE_ID = 200  # storage.models.Creative.id
 
@@ -39,6 +35,8 @@ VARIANT_FIXED = "VariantFixed"
 
 
 def _load_mask(path: Path) -> Image.Image:
+    from PIL import Image, UnidentifiedImageError
+
     try:
         mask = Image.open(path)
         mask.load()
@@ -61,6 +59,10 @@ def _plan_for(cfg: Config, campaign_id: str) -> Any:
 
 
 def _next_fix_id(session: Session, variant: Creative) -> tuple[str, int]:
+    from sqlmodel import col, select
+
+    from storage.models import Creative, LedgerEntry
+
     taken = set(session.exec(select(Creative.id).where(Creative.parent_id == variant.id)).all())
     # A fix still being generated has its reservation but no creative yet.
     prefix = f"credit:fix:{variant.id}:fix"
@@ -99,8 +101,13 @@ def fix_variant(
     cfg: Config, variant_id: str, mask_path: Path, prompt: str, seed: int | None = None, actor: str = "cli"
 ) -> Creative:
     """Inpaint ``variant_id`` under the mask; returns the new (committed) creative."""
+    from loop import events
     from loop.app import open_engine
+    from loop.locks import campaign_lock
+    from storage.db import session as open_session
     from storage.images import ImageStore
+    from storage.ledger import Ledger
+    from storage.models import Creative
 
     # 1. check inputs before anything is reserved
     if not prompt.strip():
@@ -143,8 +150,11 @@ def _reserve(
     seed: int | None,
 ) -> _Reserved:  # fmt: skip
     """Steps 1-2, under the campaign's lock: the variant as stored now, the fix's id, its credit reserved."""
+    from connectors.images.procedural import stable_seed
     from connectors.images.registry import GENERATORS
     from loop.app import make_generators
+    from storage.ledger import Ledger
+    from storage.models import Creative
 
     session.expire_all()  # read again now that the lock is held
     old = session.get(Creative, variant_id)
@@ -179,6 +189,13 @@ def _reserve(
 def _store(
     session: Session, images: Any, res: _Reserved, mask: Image.Image, prompt: str, r: Any, actor: str
 ) -> Creative:
+    import numpy as np
+
+    from loop import events
+    from policies import brand
+    from storage.ledger import Ledger
+    from storage.models import Creative
+
     old, plan, new_id, n = res.old, res.plan, res.new_id, res.n
     binary = mask.convert("L").point(lambda v: 255 if v >= 128 else 0)
     mask_digest = images.put(binary)

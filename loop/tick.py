@@ -23,10 +23,11 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from functools import cache
 from typing import Any
 
 import numpy as np
-from sqlalchemy import func
+from sqlalchemy import bindparam, func
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
@@ -215,7 +216,7 @@ def _tick_campaign(rt: Runtime, session: Session, plan: CampaignPlan, today: dat
         # The read above went through: credentials work again.
         events.record(session, events.CAMPAIGN_RESUMED, plan.id, previous=campaign.halted_reason)
         campaign.halted_reason = None
-    sync_ads(session, plan.id, ads)
+    by_ad = sync_ads(session, plan.id, ads)
     rt.commit(session)
     rt.step("sync")
     # 2. ingest the backfill window (re-ingesting a day updates it)
@@ -223,7 +224,7 @@ def _tick_campaign(rt: Runtime, session: Session, plan: CampaignPlan, today: dat
     rows = rt.call(lambda: rt.platform.insights(plan.id, since, today - timedelta(days=1)), f"insights of {plan.id}")
     # All of the batch is checked before any of it is written (InvalidPayload names the row).
     rows = check_rows(rows, since=since, until=today - timedelta(days=1), campaign=plan.id)
-    ingest(session, plan.id, rows)
+    ingest(session, plan.id, rows, by_ad)
     # ... and the platform's own readings about the ads (e.g. Google's asset performance labels)
     record_signals(session, plan.id, rt.call(lambda: rt.platform.signals(plan.id), f"signals of {plan.id}"), today)
     rt.commit(session)
@@ -242,11 +243,7 @@ def _tick_campaign(rt: Runtime, session: Session, plan: CampaignPlan, today: dat
     # every command that imports this module)
     from loop.experiments import advance
 
-    open_exps = session.exec(
-        select(Experiment)
-        .where(Experiment.campaign_id == plan.id, col(Experiment.state).in_(OPEN_STATES))
-        .order_by(col(Experiment.created_at), col(Experiment.id))
-    ).all()
+    open_exps = session.exec(_open_experiments(), params={"campaign": plan.id}).all()
     for exp in open_exps:
         with log_context(experiment=exp.id):
             moves = advance(rt, session, plan, exp, today)
@@ -260,17 +257,107 @@ def _tick_campaign(rt: Runtime, session: Session, plan: CampaignPlan, today: dat
     rt.step("advance")
 
 
+# -- the tick's statements, built once ---------------------------------------------------
+# Every campaign's tick runs the same small reads.  Building a statement and its cache key
+# cost more than SQLite's own work on them (bench/startup.py), so each is built once with
+# its values as bound parameters: the SQL and the rows are those of a statement built anew.
+@cache
+def _open_experiments() -> Any:
+    return (
+        select(Experiment)
+        .where(Experiment.campaign_id == bindparam("campaign"), col(Experiment.state).in_(OPEN_STATES))
+        .order_by(col(Experiment.created_at), col(Experiment.id))
+    )
+
+
+@cache
+def _last_metric_day() -> Any:
+    return (
+        select(func.max(DailyMetric.day))
+        .join(Creative, col(Creative.id) == DailyMetric.creative_id)
+        .where(Creative.campaign_id == bindparam("campaign"))
+    )
+
+
+@cache
+def _campaign_creatives() -> Any:
+    return select(Creative).where(Creative.campaign_id == bindparam("campaign"))
+
+
+@cache
+def _metrics_on_days() -> Any:
+    table = DailyMetric.__table__  # type: ignore[attr-defined]
+    return select(  # type: ignore[call-overload]  # sqlmodel's select() is typed for at most 4 columns
+        table.c.id, table.c.creative_id, table.c.day, table.c.impressions, table.c.clicks,
+        table.c.spend_minor, table.c.conversions,
+    ).where(table.c.creative_id.in_(bindparam("creatives", expanding=True)),
+            table.c.day.in_(bindparam("days", expanding=True)))  # fmt: skip
+
+
+@cache
+def _stored_noise_rows() -> Any:
+    from storage.models import FatigueNoise
+
+    return select(
+        col(FatigueNoise.day), col(FatigueNoise.extra_variance), col(FatigueNoise.weekday_factors), col(FatigueNoise.df)
+    ).where(
+        FatigueNoise.campaign_id == bindparam("campaign"),
+        FatigueNoise.day >= bindparam("first"),
+        FatigueNoise.day < bindparam("today"),
+    )
+
+
+@cache
+def _portfolio_metric_rows() -> Any:
+    table = DailyMetric.__table__  # type: ignore[attr-defined]
+    return (
+        select(  # type: ignore[call-overload]  # sqlmodel's select() is typed for at most 4 columns
+            table.c.creative_id, table.c.day, table.c.impressions, table.c.clicks,
+            col(Creative.platform_ad_id).is_not(None).label("has_ad"),
+        )
+        .join(Creative, col(Creative.id) == table.c.creative_id)
+        .where(Creative.campaign_id == bindparam("campaign"), col(Creative.role).in_(RUNNING_ROLES))
+    )  # fmt: skip
+
+
+@cache
+def _live_creatives() -> Any:
+    return select(Creative).where(
+        Creative.campaign_id == bindparam("campaign"),
+        Creative.status == CreativeStatus.ACTIVE,
+        col(Creative.role).in_(RUNNING_ROLES),
+        col(Creative.platform_ad_id).is_not(None),
+    )
+
+
+@cache
+def _campaign_experiments() -> Any:
+    return (
+        select(Experiment).where(Experiment.campaign_id == bindparam("campaign")).order_by(col(Experiment.created_at))
+    )
+
+
+@cache
+def _fatigue_signals() -> Any:
+    from storage.models import PlatformSignal
+
+    return (
+        select(PlatformSignal)
+        .where(
+            col(PlatformSignal.platform_ad_id).in_(bindparam("ads", expanding=True)),
+            PlatformSignal.name == FATIGUE_SIGNAL,
+        )
+        .order_by(col(PlatformSignal.received_at))
+    )
+
+
 def catch_up_since(session: Session, campaign_id: str, since: date, today: date) -> date:
     """The first day to ingest: the backfill window, or earlier if ticks failed for longer than it.
 
     Otherwise a platform or database outage longer than the window would lose
     the days in between for good. Bounded by ``MAX_CATCH_UP``.
     """
-    last = session.exec(
-        select(func.max(DailyMetric.day))
-        .join(Creative, col(Creative.id) == DailyMetric.creative_id)
-        .where(Creative.campaign_id == campaign_id)
-    ).one()
+    last = session.exec(_last_metric_day(), params={"campaign": campaign_id}).one()
     if last is None or last + timedelta(days=1) >= since:
         return since
     return max(last + timedelta(days=1), today - MAX_CATCH_UP)
@@ -295,8 +382,11 @@ def sync_account_cap(session: Session, plan: CampaignPlan) -> None:
     from storage.models import AccountCap
 
     row = session.get(AccountCap, "account")
+    # Held for the tick: the session keeps rows only while they are referenced, and the ledger's
+    # cap checks then find this one without a query.
+    session.info["account_cap"] = row
     if row is None:
-        row = AccountCap(id="account")
+        row = session.info["account_cap"] = AccountCap(id="account")
     elif (row.monthly_cap_minor, row.currency) == (plan.account_monthly_cap, plan.currency):
         return
     row.monthly_cap_minor, row.currency, row.updated_at = plan.account_monthly_cap, plan.currency, utcnow()
@@ -307,12 +397,14 @@ def live_creative_id(campaign_id: str, ad_id: str) -> str:
     return f"{campaign_id}:{ad_id}"
 
 
-def sync_ads(session: Session, campaign_id: str, ads: list) -> None:  # type: ignore[type-arg]
+def sync_ads(session: Session, campaign_id: str, ads: list) -> dict[str, str]:  # type: ignore[type-arg]
+    """Store the platform's view of the campaign's ads; returns every known ad id's creative id (for :func:`ingest`)."""
     known = {
         c.platform_ad_id: c
-        for c in session.exec(select(Creative).where(Creative.campaign_id == campaign_id)).all()
+        for c in session.exec(_campaign_creatives(), params={"campaign": campaign_id}).all()
         if c.platform_ad_id
     }
+    by_ad = {ad_id: c.id for ad_id, c in known.items()}
     for ad in ads:
         if not isinstance(ad.ad_id, str) or not AD_ID.match(ad.ad_id):
             # Every id from outside is checked against what storage holds (platform_ad_id: 100).
@@ -331,6 +423,7 @@ def sync_ads(session: Session, campaign_id: str, ads: list) -> None:  # type: ig
                 status=status,
                 headline=ad.headline,
             )
+            by_ad[ad.ad_id] = creative.id
         elif creative.role in RUNNING_ROLES:
             creative.status = status
         if creative.role in RUNNING_ROLES:
@@ -342,23 +435,27 @@ def sync_ads(session: Session, campaign_id: str, ads: list) -> None:  # type: ig
                 creative.flags = {**flags, "delivery": reason} if reason else flags
         session.add(creative)
     session.flush()
+    return by_ad
 
 
-def ingest(session: Session, campaign_id: str, rows: list) -> int:  # type: ignore[type-arg]
+def ingest(session: Session, campaign_id: str, rows: list, by_ad: dict[str, str] | None = None) -> int:  # type: ignore[type-arg]
     """Upsert daily metrics for ads we know; returns the number of rows given for them.
 
-    Bulk statements, not one ORM object per row: a catch-up over months of
-    history for thousands of ads is hundreds of thousands of rows.
+    ``by_ad`` maps the campaign's ad ids to creative ids (what :func:`sync_ads`
+    returns); read from the database when not given.  Bulk statements, not one
+    ORM object per row: a catch-up over months of history for thousands of ads
+    is hundreds of thousands of rows.
     """
     from sqlalchemy import bindparam, insert, update
 
-    by_ad = {
-        ad_id: cid
-        for cid, ad_id in session.exec(
-            select(Creative.id, Creative.platform_ad_id).where(Creative.campaign_id == campaign_id)
-        ).all()
-        if ad_id
-    }
+    if by_ad is None:
+        by_ad = {
+            ad_id: cid
+            for cid, ad_id in session.exec(
+                select(Creative.id, Creative.platform_ad_id).where(Creative.campaign_id == campaign_id)
+            ).all()
+            if ad_id
+        }
     rows = [r for r in rows if r.ad_id in by_ad]
     if not rows:
         return 0
@@ -367,12 +464,9 @@ def ingest(session: Session, campaign_id: str, rows: list) -> int:  # type: igno
     existing = {
         (cid, day): (mid, (n, c, sp, conv))
         for mid, cid, day, n, c, sp, conv in session.execute(
-            select(  # type: ignore[call-overload]  # sqlmodel's select() is typed for at most 4 columns
-                table.c.id, table.c.creative_id, table.c.day, table.c.impressions, table.c.clicks,
-                table.c.spend_minor, table.c.conversions,
-            ).where(table.c.creative_id.in_(set(by_ad.values())), table.c.day.in_(days))
+            _metrics_on_days(), {"creatives": list(set(by_ad.values())), "days": list(days)}
         ).all()
-    }  # fmt: skip
+    }
     now = utcnow()
     inserts: dict[tuple[str, date], dict[str, Any]] = {}
     updates: dict[int, dict[str, Any]] = {}
@@ -489,6 +583,16 @@ def reconcile(session: Session, campaign_id: str, today: date) -> None:
         return
     from storage.models import Arm, BanditDecision
 
+    # The experiments' allocation days and arms, read once for all their reservations.
+    exp_ids = sorted({res.key.split(":", 1)[1].rsplit(":", 2)[0] for res in open_res})
+    decision_days: dict[str, list[date]] = {}
+    for exp_id, day in session.exec(
+        select(col(BanditDecision.experiment_id), col(BanditDecision.day)).where(
+            col(BanditDecision.experiment_id).in_(exp_ids)
+        )
+    ).all():
+        decision_days.setdefault(exp_id, []).append(day)
+    arms: dict[str, set[str]] | None = None
     for res in open_res:
         exp_id, day_s, span_s = res.key.split(":", 1)[1].rsplit(":", 2)
         decided = date.fromisoformat(day_s)
@@ -498,11 +602,7 @@ def reconcile(session: Session, campaign_id: str, today: date) -> None:
             first_s, _, n_s = part.partition("+")
             start = date.fromisoformat(first_s)
             end = start + timedelta(days=int(n_s))
-        next_day = session.exec(
-            select(col(BanditDecision.day))
-            .where(BanditDecision.experiment_id == exp_id, BanditDecision.day > decided)
-            .order_by(col(BanditDecision.day))
-        ).first()
+        next_day = min((d for d in decision_days.get(exp_id, ()) if d > decided), default=None)
         end = min(end, next_day or date.max)
         if end <= start:
             # A later allocation replaced the budgets before this part's first day: nothing spent under it.
@@ -510,23 +610,24 @@ def reconcile(session: Session, campaign_id: str, today: date) -> None:
             continue
         if end > today:
             continue  # some governed day has not happened yet
-        arm_ids = session.exec(select(Arm.creative_id).where(Arm.experiment_id == exp_id)).all()
-        spent = session.exec(
-            select(DailyMetric).where(
-                col(DailyMetric.creative_id).in_(arm_ids), DailyMetric.day >= start, DailyMetric.day < end
-            )
-        ).all()
-        reported = session.exec(
-            select(col(DailyMetric.day))
+        if arms is None:
+            arms = {}
+            for arm_exp, creative_id in session.exec(
+                select(col(Arm.experiment_id), col(Arm.creative_id)).where(col(Arm.experiment_id).in_(exp_ids))
+            ).all():
+                arms.setdefault(arm_exp, set()).add(creative_id)
+        # The window's reported rows of the campaign (the arms' creatives are the campaign's): its spend and days.
+        window = session.exec(
+            select(col(DailyMetric.creative_id), col(DailyMetric.day), col(DailyMetric.spend_minor))
             .join(Creative, col(Creative.id) == DailyMetric.creative_id)
             .where(Creative.campaign_id == campaign_id, DailyMetric.day >= start, DailyMetric.day < end)
-            .distinct()
         ).all()
-        missing = (end - start).days - len(set(reported))
+        missing = (end - start).days - len({day for _, day, _ in window})
         last_day = end - timedelta(days=1)
         if missing and today - last_day < REPORT_GRACE:
             continue
-        actual = sum(m.spend_minor for m in spent)
+        arm_ids = arms.get(exp_id, set())
+        actual = sum(spend for creative_id, _, spend in window if creative_id in arm_ids)
         note = f"spend {start}..{last_day}"
         if missing:
             reserved_days = int(part.partition("+")[2]) if part else int(span_s)
@@ -561,7 +662,9 @@ def fatigue_verdicts(
     return fatigue.detect_many(imps, clicks, start_weekday=first_day.weekday(), confounders=learning_days(imps), **kw)
 
 
-def campaign_noise(session: Session, campaign_id: str, first: date, today: date) -> fatigue.NoiseModel:
+def campaign_noise(
+    session: Session, campaign_id: str, first: date, today: date, metrics: list[Any] | None = None
+) -> fatigue.NoiseModel:
     """The fatigue test's noise model for each day of ``[first, today)``, stored once per day.
 
     Over-dispersion and weekday factors are estimated from the baseline
@@ -572,6 +675,9 @@ def campaign_noise(session: Session, campaign_id: str, first: date, today: date)
     first time it is needed and read back ever after, so old days are
     re-tested exactly as they were even when creatives come and go or late
     rows revise the history: verdicts stay prefix-consistent.
+
+    ``metrics`` are the campaign's metric rows as :func:`_portfolio_metrics`
+    reads them, when the caller has them already (:func:`detect`).
     """
     from storage.models import FatigueNoise
 
@@ -582,7 +688,7 @@ def campaign_noise(session: Session, campaign_id: str, first: date, today: date)
     df = np.zeros(width)
     missing = [j for j in range(width) if first + timedelta(days=j) not in stored]
     if missing:
-        est = _estimate_campaign_noise(session, campaign_id, first, today)
+        est = _estimate_campaign_noise(session, campaign_id, first, today, metrics)
     for j in range(width):
         day = first + timedelta(days=j)
         row = stored.get(day)
@@ -601,14 +707,9 @@ def campaign_noise(session: Session, campaign_id: str, first: date, today: date)
 
 
 def _stored_noise(session: Session, campaign_id: str, first: date, today: date) -> dict[date, Any]:
-    from storage.models import FatigueNoise
-
-    rows = session.exec(
-        select(FatigueNoise).where(
-            FatigueNoise.campaign_id == campaign_id, FatigueNoise.day >= first, FatigueNoise.day < today
-        )
-    ).all()
-    return {r.day: r for r in rows}
+    """Each stored day's noise (rows with ``extra_variance``, ``weekday_factors`` and ``df``), by day."""
+    rows = session.execute(_stored_noise_rows(), {"campaign": campaign_id, "first": first, "today": today}).all()
+    return {r.day: r for r in rows}  # plain rows: the ORM objects are never changed and cost more than the query
 
 
 def stored_noise(session: Session, campaign_id: str, first: date, today: date) -> fatigue.NoiseModel | None:
@@ -624,19 +725,23 @@ def stored_noise(session: Session, campaign_id: str, first: date, today: date) -
     )
 
 
-def _estimate_campaign_noise(session: Session, campaign_id: str, first: date, today: date) -> fatigue.NoiseModel:
+def _portfolio_metrics(session: Session, campaign_id: str) -> list[Any]:
+    """Every metric row of the campaign's live and pro creatives, each with whether its creative has an ad.
+
+    One read serves all of :func:`detect`: the candidates' series, the
+    calendar's first day and the portfolio the noise model is estimated from.
+    """
+    return list(session.execute(_portfolio_metric_rows(), {"campaign": campaign_id}).all())
+
+
+def _estimate_campaign_noise(
+    session: Session, campaign_id: str, first: date, today: date, metrics: list[Any] | None = None
+) -> fatigue.NoiseModel:
     width = (today - first).days
-    table = DailyMetric.__table__  # type: ignore[attr-defined]
-    portfolio = select(Creative.id).where(
-        Creative.campaign_id == campaign_id,
-        col(Creative.role).in_(RUNNING_ROLES),
-        col(Creative.platform_ad_id).is_not(None),
-    )
-    data = session.execute(
-        select(table.c.creative_id, table.c.day, table.c.impressions, table.c.clicks).where(
-            table.c.creative_id.in_(portfolio), table.c.day >= first, table.c.day < today
-        )
-    ).all()
+    if metrics is None:
+        metrics = _portfolio_metrics(session, campaign_id)
+    # The portfolio: the live and pro creatives with an ad in the main ad set.
+    data = [(cid, day, n, c) for cid, day, n, c, has_ad in metrics if has_ad and first <= day < today]
     ids = sorted({cid for cid, *_ in data})
     index = {cid: i for i, cid in enumerate(ids)}
     imps = np.zeros((len(ids), width), dtype=np.int64)
@@ -655,20 +760,10 @@ def detect(session: Session, plan: CampaignPlan, today: date) -> list[Experiment
     abandoned experiment) carry no impressions and are ignored by the test.
     """
     from connectors.images.procedural import stable_seed
-    from storage.models import PlatformSignal
 
-    live = session.exec(
-        select(Creative).where(
-            Creative.campaign_id == plan.id,
-            Creative.status == CreativeStatus.ACTIVE,
-            col(Creative.role).in_(RUNNING_ROLES),
-            col(Creative.platform_ad_id).is_not(None),
-        )
-    ).all()
+    live = session.exec(_live_creatives(), params={"campaign": plan.id}).all()
     latest: dict[str, Experiment] = {}
-    for e in session.exec(
-        select(Experiment).where(Experiment.campaign_id == plan.id).order_by(col(Experiment.created_at))
-    ).all():
+    for e in session.exec(_campaign_experiments(), params={"campaign": plan.id}).all():
         latest[e.parent_creative_id] = e
     candidates: dict[str, date | None] = {}
     for creative in live:
@@ -689,21 +784,14 @@ def detect(session: Session, plan: CampaignPlan, today: date) -> list[Experiment
         # otherwise: cool-down, one fatigue is acted on once
     if not candidates:
         return []
-    table = DailyMetric.__table__  # type: ignore[attr-defined]
-    data = session.execute(
-        select(table.c.creative_id, table.c.day, table.c.impressions, table.c.clicks).where(
-            table.c.creative_id.in_(list(candidates)), table.c.day < today
-        )
-    ).all()
+    # One read of the campaign's metrics (candidates are live creatives: they are among them).
+    metrics = _portfolio_metrics(session, plan.id)
+    data = [(cid, day, n, c) for cid, day, n, c, _ in metrics if cid in candidates and day < today]
     if not data:
         return []
     # One calendar for the candidates and the campaign's stored noise model.
     first = min(d for _, d, _, _ in data)
-    first_any = session.exec(
-        select(func.min(DailyMetric.day))
-        .join(Creative, col(Creative.id) == DailyMetric.creative_id)
-        .where(Creative.campaign_id == plan.id, col(Creative.role).in_(RUNNING_ROLES))
-    ).one()
+    first_any = min((day for _, day, *_ in metrics), default=None)
     first = min(first, first_any or first)
     width = (today - first).days
     ids = list(candidates)
@@ -715,18 +803,11 @@ def detect(session: Session, plan: CampaignPlan, today: date) -> list[Experiment
         if since is None or day >= since:
             imps[index[cid], (day - first).days] = n
             clicks[index[cid], (day - first).days] = c
-    verdicts = fatigue_verdicts(imps, clicks, first, campaign_noise(session, plan.id, first, today))
+    verdicts = fatigue_verdicts(imps, clicks, first, campaign_noise(session, plan.id, first, today, metrics))
     by_id = {c.id: c for c in live}
     signals = {
         s.platform_ad_id: s
-        for s in session.exec(
-            select(PlatformSignal)
-            .where(
-                col(PlatformSignal.platform_ad_id).in_([by_id[c].platform_ad_id for c in ids]),
-                PlatformSignal.name == FATIGUE_SIGNAL,
-            )
-            .order_by(col(PlatformSignal.received_at))
-        ).all()
+        for s in session.exec(_fatigue_signals(), params={"ads": [by_id[c].platform_ad_id for c in ids]}).all()
     }
     opened = []
     for cid, verdict in zip(ids, verdicts, strict=True):

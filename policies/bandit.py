@@ -567,13 +567,24 @@ def _groups(on: np.ndarray, rows_wanted: np.ndarray) -> list[np.ndarray]:
 
 
 def _credible_bounds(family: str, a: np.ndarray, b: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
-    """Equal-tailed ``level`` credible interval of each arm's rate."""
-    from scipy import stats
+    """Equal-tailed ``level`` credible interval of each arm's rate.
 
+    The functions ``scipy.stats.beta.ppf`` and ``scipy.stats.gamma.ppf`` evaluate (bit for bit, for
+    the positive parameters a posterior has), without importing scipy.stats (about a second).
+    """
     tail = (1.0 - level) / 2.0
     if family == "beta":
-        return stats.beta.ppf(tail, a, b), stats.beta.ppf(1.0 - tail, a, b)
-    return stats.gamma.ppf(tail, a, scale=1.0 / b), stats.gamma.ppf(1.0 - tail, a, scale=1.0 / b)
+        try:
+            from scipy.special._ufuncs import _beta_ppf  # Boost's beta quantile, as scipy.stats calls it
+        except ImportError:  # a scipy that moved it
+            from scipy.stats import beta
+
+            return beta.ppf(tail, a, b), beta.ppf(1.0 - tail, a, b)
+        return _beta_ppf(tail, a, b), _beta_ppf(1.0 - tail, a, b)
+    from scipy.special import gammaincinv
+
+    scale = 1.0 / b
+    return gammaincinv(a, tail) * scale, gammaincinv(a, 1.0 - tail) * scale
 
 
 class ThompsonSampling(AllocationPolicy):

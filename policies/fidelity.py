@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.ndimage import gaussian_filter
 
 COMMON_SIZE = 128
 _LUMA = np.array([0.299, 0.587, 0.114])
@@ -58,14 +57,25 @@ def luma(pixels: np.ndarray, size: int = COMMON_SIZE) -> np.ndarray:
     """The image as (size, size) luma in 0..255."""
     arr = np.asarray(pixels)
     if arr.ndim == 3:
-        arr = arr[..., :3].astype(np.float64) @ _LUMA
+        arr = _weighted(arr)
     return resize_area(arr, size, size)
+
+
+def _weighted(arr: np.ndarray, rows: int = 128) -> np.ndarray:
+    """``arr[..., :3] @ _LUMA`` a band of ``rows`` rows at a time: the product is taken row by row
+    either way (the same numbers), without a float64 copy of a whole 1080 x 1920 render."""
+    out = np.empty(arr.shape[:2])
+    for top in range(0, arr.shape[0], rows):
+        out[top : top + rows] = arr[top : top + rows, :, :3].astype(np.float64) @ _LUMA
+    return out
 
 
 def ssim(a: np.ndarray, b: np.ndarray, data_range: float = 255.0, sigma: float = 1.5) -> float:
     """Mean structural similarity of two equally shaped 2-D arrays."""
     if a.shape != b.shape or a.ndim != 2:
         raise ValueError(f"ssim: expected two equal 2-D arrays, got {a.shape} and {b.shape}")
+    from scipy.ndimage import gaussian_filter
+
     c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
     mu_a, mu_b = gaussian_filter(a, sigma), gaussian_filter(b, sigma)
     var_a = gaussian_filter(a * a, sigma) - mu_a**2
@@ -78,7 +88,10 @@ def ssim(a: np.ndarray, b: np.ndarray, data_range: float = 255.0, sigma: float =
 
 def dhash(pixels: np.ndarray) -> np.ndarray:
     """64-bit difference hash: 8×9 luma thumbnail, is each cell brighter than its right neighbour."""
-    small = luma(pixels, COMMON_SIZE)
+    return _dhash_of_luma(luma(pixels, COMMON_SIZE))
+
+
+def _dhash_of_luma(small: np.ndarray) -> np.ndarray:
     cells = resize_area(small, 8, 9)
     return (cells[:, 1:] > cells[:, :-1]).ravel()
 
@@ -89,6 +102,9 @@ def compare(draft: np.ndarray, render: np.ndarray, threshold: float = 0.5, size:
         raise ValueError(f"threshold: expected an SSIM in -1..1, got {threshold}")
     if size < 16:
         raise ValueError(f"size: expected >= 16, got {size}")
-    score = ssim(luma(draft, size), luma(render, size))
-    distance = int(np.count_nonzero(dhash(draft) != dhash(render)))
+    a, b = luma(draft, size), luma(render, size)
+    score = ssim(a, b)
+    # At the hash's own size the lumas are those the hash would compute again: reuse them.
+    ha, hb = (_dhash_of_luma(a), _dhash_of_luma(b)) if size == COMMON_SIZE else (dhash(draft), dhash(render))
+    distance = int(np.count_nonzero(ha != hb))
     return FidelityVerdict(score >= threshold, score, distance, threshold)

@@ -22,8 +22,6 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from scipy.stats import norm
-
 __all__ = ["ExperimentPlan", "plan_experiment", "sample_per_arm"]
 
 
@@ -89,8 +87,10 @@ def sample_per_arm(
     _check(confidence, "confidence", 0.5, 1.0)
     if extra_variance < 0 or not math.isfinite(extra_variance):
         raise ValueError(f"extra_variance: expected a finite number >= 0, got {extra_variance!r}")
+    from scipy.special import ndtri  # the normal quantile (scipy.stats.norm.ppf is ndtri), without scipy.stats
+
     p1, p2 = rate, min(rate * (1.0 + lift), 1.0 - 1e-12)
-    z = float(norm.ppf(confidence) + norm.ppf(power))
+    z = float(ndtri(confidence) + ndtri(power))
     delta2 = (p2 - p1) ** 2
     binomial = p1 * (1 - p1) + p2 * (1 - p2)
     dispersion = (p1 * p1 + p2 * p2) * extra_variance / max(days, 1)

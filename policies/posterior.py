@@ -41,7 +41,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.polynomial import chebyshev as _cheb
-from scipy import special
 
 __all__ = [
     "FAMILIES",
@@ -99,6 +98,8 @@ def posterior_moments(family: str, a: np.ndarray, b: np.ndarray) -> tuple[np.nda
 
 
 def _cdf(family: str, a: np.ndarray, b: np.ndarray, x: np.ndarray) -> np.ndarray:
+    from scipy import special  # here, not at the top: reading a config (policy names) stays light
+
     # scipy ships no type hints: its ufuncs are Any to mypy.
     out: np.ndarray
     if family == "beta":
@@ -109,6 +110,8 @@ def _cdf(family: str, a: np.ndarray, b: np.ndarray, x: np.ndarray) -> np.ndarray
 
 
 def _log_norm(family: str, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    from scipy import special
+
     out: np.ndarray
     if family == "beta":
         out = -special.betaln(a, b)

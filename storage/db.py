@@ -8,17 +8,20 @@ production store.  The schema is owned by Alembic (``storage/migrations``):
 from __future__ import annotations
 
 import errno
+import functools
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config as AlembicConfig
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlmodel import Session, create_engine
 
 from policies.errors import ConfigError, DatabaseUnavailable
+
+if TYPE_CHECKING:  # Alembic loads only when a schema is checked or migrated
+    from alembic.config import Config as AlembicConfig
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 # The name of the migration lock (storage.locks); campaign ids cannot contain "#".
@@ -79,6 +82,8 @@ def make_engine(url: str, **kwargs: object) -> Engine:
 
 
 def alembic_config(engine: Engine) -> AlembicConfig:
+    from alembic.config import Config as AlembicConfig
+
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.attributes["engine"] = engine
@@ -96,8 +101,10 @@ def migrate(engine: Engine) -> None:
     from storage.locks import named_lock
 
     try:
-        if current_revision(engine) == head_revision(engine):
+        if _known_at_head(engine) or current_revision(engine) == head_revision(engine):
             return  # the usual case: no lock needed
+        from alembic import command
+
         with named_lock(engine, MIGRATION_LOCK, what="the schema migration"):
             command.upgrade(alembic_config(engine), "head")
     except SQLAlchemyError as exc:
@@ -160,6 +167,60 @@ def _disk_full(folder: Path) -> bool:
 
 def disk_full(exc: BaseException) -> bool:
     return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+def _known_at_head(engine: Engine) -> bool:
+    """Whether the database is certainly at the newest revision, told without Alembic.
+
+    Every command that opens the database checks its schema; importing Alembic and
+    loading its scripts for that took longer than the rest of a small command
+    (bench/startup.py).  True only when the version table holds exactly the one
+    head that the scripts' ``revision``/``down_revision`` lines give; anything
+    else (no table, several rows, an unreadable script) is left to Alembic.
+    """
+    from sqlalchemy import inspect, text
+
+    head = _scripts_head()
+    if head is None:
+        return False
+    with engine.connect() as conn:
+        if not inspect(conn).has_table("alembic_version"):
+            return False
+        rows = conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
+    return rows == [head]
+
+
+@functools.cache
+def _scripts_head() -> str | None:
+    """The one revision of ``migrations/versions`` that no other names as its ``down_revision`` (None: unsure)."""
+    import ast
+
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for path in sorted((MIGRATIONS / "versions").glob("*.py")):
+        found: dict[str, object] = {}
+        for node in ast.parse(path.read_text(encoding="utf-8")).body:
+            if isinstance(node, ast.Assign) and len(node.targets) == 1:
+                target, value = node.targets[0], node.value
+            elif isinstance(node, ast.AnnAssign) and node.value is not None:
+                target, value = node.target, node.value
+            else:
+                continue
+            if isinstance(target, ast.Name) and target.id in ("revision", "down_revision"):
+                try:
+                    found[target.id] = ast.literal_eval(value)
+                except ValueError:
+                    return None
+        revision, down = found.get("revision"), found.get("down_revision")
+        if not isinstance(revision, str):
+            return None
+        revisions.add(revision)
+        downs = down if isinstance(down, tuple | list) else (down,)
+        if not all(d is None or isinstance(d, str) for d in downs):
+            return None
+        parents.update(d for d in downs if d is not None)
+    heads = revisions - parents
+    return heads.pop() if len(heads) == 1 else None
 
 
 def current_revision(engine: Engine) -> str | None:

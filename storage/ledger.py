@@ -22,9 +22,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
+from functools import cache
+from typing import Any
 
-from sqlalchemy import func
+from sqlalchemy import bindparam, func
 from sqlmodel import Session, col, select
+from sqlmodel.sql.expression import SelectOfScalar
 
 from policies.budget import CapState, period_end, period_label, period_start, split_window
 from policies.errors import CapExceeded, NotFound
@@ -35,6 +38,53 @@ ACCOUNT_ROW = "account"
 # How reports name the account-wide cap, in the campaign and account columns.
 ALL_CAMPAIGNS = "(all campaigns)"
 ALL_ACCOUNTS = "test+credit"
+
+
+# Statements every tick runs per campaign, built once with their values as bound parameters
+# (building one and its cache key costs more than SQLite's work on these small reads).
+@cache
+def _entries_of_key() -> SelectOfScalar[LedgerEntry]:
+    return select(LedgerEntry).where(LedgerEntry.key == bindparam("key"))
+
+
+@cache
+def _entry() -> SelectOfScalar[LedgerEntry]:
+    return select(LedgerEntry).where(LedgerEntry.key == bindparam("key"), LedgerEntry.kind == bindparam("kind"))
+
+
+@cache
+def _open_reserves() -> SelectOfScalar[LedgerEntry]:
+    released = select(LedgerEntry.key).where(
+        LedgerEntry.campaign_id == bindparam("campaign"),
+        LedgerEntry.account == bindparam("account"),
+        LedgerEntry.kind == "release",
+    )
+    return (
+        select(LedgerEntry)
+        .where(
+            LedgerEntry.campaign_id == bindparam("campaign"),
+            LedgerEntry.account == bindparam("account"),
+            LedgerEntry.kind == "reserve",
+            col(LedgerEntry.key).startswith(bindparam("prefix")),
+            col(LedgerEntry.key).not_in(released),
+        )
+        .order_by(col(LedgerEntry.id))
+    )
+
+
+@cache
+def _sums_by_kind(campaign: bool, account: bool, start: bool, end: bool) -> Any:
+    """Sums per kind of entry, filtered by whichever of campaign, account and period bounds are given."""
+    stmt = select(LedgerEntry.kind, func.coalesce(func.sum(LedgerEntry.amount_minor), 0))
+    if campaign:
+        stmt = stmt.where(LedgerEntry.campaign_id == bindparam("campaign"))
+    if account:
+        stmt = stmt.where(LedgerEntry.account == bindparam("account"))
+    if start:
+        stmt = stmt.where(col(LedgerEntry.day) >= bindparam("start"))
+    if end:
+        stmt = stmt.where(col(LedgerEntry.day) < bindparam("end"))
+    return stmt.group_by(LedgerEntry.kind)
 
 
 @dataclass(frozen=True)
@@ -70,20 +120,21 @@ class Ledger:
         self.session = session
 
     def _campaign(self, campaign_id: str, lock: bool = False) -> Campaign:
-        stmt = select(Campaign).where(Campaign.id == campaign_id)
         if lock:
-            stmt = stmt.with_for_update()
-        campaign = self.session.exec(stmt).first()
+            campaign = self.session.exec(select(Campaign).where(Campaign.id == campaign_id).with_for_update()).first()
+        else:
+            # The session's copy when it holds one (a query would return that same object), else one SELECT.
+            campaign = self.session.get(Campaign, campaign_id)
         if campaign is None:
             raise NotFound(f"unknown campaign {campaign_id!r}", campaign=campaign_id)
         return campaign
 
     def account_cap(self, lock: bool = False) -> AccountCap | None:
         """The account-wide monthly cap's row when a cap is set, else None."""
-        stmt = select(AccountCap).where(AccountCap.id == ACCOUNT_ROW)
         if lock:
-            stmt = stmt.with_for_update()
-        row = self.session.exec(stmt).first()
+            row = self.session.exec(select(AccountCap).where(AccountCap.id == ACCOUNT_ROW).with_for_update()).first()
+        else:
+            row = self.session.get(AccountCap, ACCOUNT_ROW)
         return row if row is not None and row.monthly_cap_minor is not None else None
 
     def current_day(self) -> date:
@@ -100,16 +151,10 @@ class Ledger:
     def _totals(
         self, campaign_id: str | None, account: str | None, start: date | None, end: date | None
     ) -> dict[str, int]:
-        stmt = select(LedgerEntry.kind, func.coalesce(func.sum(LedgerEntry.amount_minor), 0))
-        if campaign_id is not None:
-            stmt = stmt.where(LedgerEntry.campaign_id == campaign_id)
-        if account is not None:
-            stmt = stmt.where(LedgerEntry.account == account)
-        if start is not None:
-            stmt = stmt.where(col(LedgerEntry.day) >= start)
-        if end is not None:
-            stmt = stmt.where(col(LedgerEntry.day) < end)
-        sums = {kind: int(total) for kind, total in self.session.exec(stmt.group_by(LedgerEntry.kind)).all()}
+        given = {"campaign": campaign_id, "account": account, "start": start, "end": end}
+        stmt = _sums_by_kind(*(v is not None for v in given.values()))
+        params = {k: v for k, v in given.items() if v is not None}
+        sums = {kind: int(total) for kind, total in self.session.exec(stmt, params=params).all()}
         return {
             "spent": sums.get("actual", 0),
             "reserved": max(0, sums.get("reserve", 0) - sums.get("release", 0)),
@@ -236,7 +281,11 @@ class Ledger:
 
     # -- entries -------------------------------------------------------------------------
     def find(self, key: str, kind: str) -> LedgerEntry | None:
-        return self.session.exec(select(LedgerEntry).where(LedgerEntry.key == key, LedgerEntry.kind == kind)).first()
+        return self.session.exec(_entry(), params={"key": key, "kind": kind}).first()
+
+    def _entries(self, key: str) -> dict[str, LedgerEntry]:
+        """Every entry under ``key`` by kind (reserve, release, actual: one each at most), in one query."""
+        return {e.kind: e for e in self.session.exec(_entries_of_key(), params={"key": key}).all()}
 
     def _lock(self, campaign_id: str) -> None:
         # Campaign row first, then the account row: every writer takes them in this order.
@@ -333,7 +382,8 @@ class Ledger:
         return entry
 
     def is_open(self, key: str) -> bool:
-        return self.find(key, "reserve") is not None and self.find(key, "release") is None
+        entries = self._entries(key)
+        return "reserve" in entries and "release" not in entries
 
     def settle(self, key: str, actual: int | None, note: str = "") -> None:
         """Close the reservation ``key``: record ``actual`` spend (None: nothing spent) and release it.
@@ -341,34 +391,20 @@ class Ledger:
         Both entries carry the reservation's day: the money is booked to the
         period that held it in reserve, whenever the report arrives.
         """
-        r = self.find(key, "reserve")
+        entries = self._entries(key)
+        r = entries.get("reserve")
         if r is None:
             raise NotFound(f"no reservation with key {key!r}", key=key)
-        if actual is not None and actual > 0 and self.find(key, "actual") is None:
+        if actual is not None and actual > 0 and "actual" not in entries:
             self._add(r.campaign_id, r.account, "actual", key, actual, r.day, r.experiment_id, r.tier, note)
-        if self.find(key, "release") is None:
+        if "release" not in entries:
             self._add(r.campaign_id, r.account, "release", key, r.amount_minor, r.day, r.experiment_id, r.tier, note)
         self.session.flush()
 
     def open_reservations(self, campaign_id: str, account: str, prefix: str = "") -> list[LedgerEntry]:
-        reserves = self.session.exec(
-            select(LedgerEntry).where(
-                LedgerEntry.campaign_id == campaign_id,
-                LedgerEntry.account == account,
-                LedgerEntry.kind == "reserve",
-                col(LedgerEntry.key).startswith(prefix),
-            )
-        ).all()
-        released = set(
-            self.session.exec(
-                select(LedgerEntry.key).where(
-                    LedgerEntry.campaign_id == campaign_id,
-                    LedgerEntry.account == account,
-                    LedgerEntry.kind == "release",
-                )
-            ).all()
-        )
-        return [r for r in reserves if r.key not in released]
+        """The reservations under ``prefix`` without a release yet, oldest first (one query)."""
+        params = {"campaign": campaign_id, "account": account, "prefix": prefix}
+        return list(self.session.exec(_open_reserves(), params=params).all())
 
     def spent(self, campaign_id: str, account: str, experiment_id: str | None = None) -> int:
         stmt = select(func.coalesce(func.sum(LedgerEntry.amount_minor), 0)).where(

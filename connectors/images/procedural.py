@@ -136,12 +136,27 @@ def render(source: Image.Image, recipe: dict[str, Any], headline: str, width: in
     # 4. finishing (pro tier only)
     if finish:
         img = img.filter(ImageFilter.UnsharpMask(radius=2, percent=60, threshold=2))
-        yy, xx = np.mgrid[0:height, 0:width]
-        d = np.hypot((xx - width / 2) / (width / 2), (yy - height / 2) / (height / 2))
-        vignette = np.clip(1.0 - 0.18 * np.clip(d - 0.6, 0, None), 0.0, 1.0)
-        arr = np.asarray(img, dtype=np.float32) * vignette[..., None]
-        img = Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8), "RGB")
+        img = Image.fromarray(_vignette(np.asarray(img)), "RGB")
     return img
+
+
+def _vignette(pixels: np.ndarray, rows: int = 128) -> np.ndarray:
+    """Darken the corners: each pixel times ``clip(1 - 0.18·max(0, d - 0.6), 0, 1)``, ``d`` its normalised distance
+    from the centre, rounded back to 8 bits.
+
+    Computed a band of ``rows`` rows at a time (every step is per pixel, so the bands give the same
+    numbers as the whole image at once) to keep a 1080 x 1920 render's float temporaries small.
+    """
+    height, width = pixels.shape[:2]
+    out = np.empty_like(pixels)
+    xs = (np.arange(width)[None, :] - width / 2) / (width / 2)
+    for top in range(0, height, rows):
+        ys = (np.arange(top, min(top + rows, height))[:, None] - height / 2) / (height / 2)
+        d = np.hypot(xs, ys)
+        vignette = np.clip(1.0 - 0.18 * np.clip(d - 0.6, 0, None), 0.0, 1.0)
+        band = pixels[top : top + rows].astype(np.float32) * vignette[..., None]
+        out[top : top + rows] = np.clip(np.rint(band, out=band), 0, 255, out=band).astype(np.uint8)
+    return out
 
 
 class ProceduralGenerator(ImageGenerator):
