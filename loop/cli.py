@@ -13,7 +13,6 @@ from typing import Annotated, Any
 
 import click
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
@@ -66,6 +65,8 @@ def simulate(
     if compare is not None or runs is not None:
         _simulate_compare(cfg, scen, scenario, compare, policy, runs or 50, total, tiering, json_out, report, quiet)
         return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     with Progress(
         TextColumn("[bold]simulating"), BarColumn(), MofNCompleteColumn(), TextColumn("days"), TimeElapsedColumn(),
         console=err_console, disable=quiet,
@@ -110,6 +111,8 @@ def _simulate_compare(
         names = parse_policies(compare)
     except ValueError as exc:
         raise ConfigError("--compare", "compare", str(exc)) from exc
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     with Progress(
         TextColumn("[bold]comparing"), BarColumn(), MofNCompleteColumn(), TextColumn("runs"), TimeElapsedColumn(),
         console=err_console, disable=quiet,
