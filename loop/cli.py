@@ -16,7 +16,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from loop import doctor, executors, fix
+from loop import doctor, executors, fix, insights_command
 from loop.cli_support import ConfigOpt, config_from, console, current_actor, err_console, literal, say, setup_logging
 from loop.config import Config
 from loop.web import commands as web_commands
@@ -47,6 +47,14 @@ def simulate(
     runs: Annotated[
         int | None, typer.Option("--runs", min=1, help="Runs per policy with --compare (default 50).")
     ] = None,
+    selection: Annotated[
+        str | None,
+        typer.Option(
+            "--selection",
+            help="Compare draft selection strategies on the same seeds, e.g. model,first "
+            "(with --compare, or alone for the config's policy).",
+        ),
+    ] = None,
 ) -> None:
     """Run the loop offline on the simulated platform and score it (or compare policies)."""
     from connectors.ads.scenario import load_scenario
@@ -62,8 +70,10 @@ def simulate(
             raise ConfigError("--policy", "policy", f"unknown policy {policy!r} (allowed: {', '.join(POLICY_NAMES)})")
     scen = load_scenario(scenario)
     total = days or scen.days
-    if compare is not None or runs is not None:
-        _simulate_compare(cfg, scen, scenario, compare, policy, runs or 50, total, tiering, json_out, report, quiet)
+    if compare is not None or runs is not None or selection is not None:
+        _simulate_compare(
+            cfg, scen, scenario, compare, policy, runs or 50, total, tiering, json_out, report, quiet, selection
+        )
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -97,30 +107,36 @@ def simulate(
 
 def _simulate_compare(
     cfg: Config, scen: Any, scenario: Path | None, compare: str | None, policy: str | None, runs: int,
-    days: int, tiering: str, json_out: Path | None, report: Path | None, quiet: bool,
+    days: int, tiering: str, json_out: Path | None, report: Path | None, quiet: bool, selection: str | None = None,
 ) -> None:  # fmt: skip
     """``simulate --compare``: every policy on common random numbers (loop.compare), then the table (loop.compare_report)."""
-    from loop.compare import compare_policies, parse_policies
-    from loop.compare_report import rich_table, write_report
+    from loop.compare import compare_policies, parse_policies, parse_selections
+    from loop.compare_report import rich_table, selection_table, write_report
 
-    if compare is None:
+    if compare is None and selection is None:
         raise ConfigError("--runs", "runs", "--runs needs --compare (e.g. --compare thompson,uniform)")
     if policy is not None:
         raise ConfigError("--compare", "compare", "give either --policy or --compare, not both")
     try:
-        names = parse_policies(compare)
+        names = parse_policies(compare if compare is not None else cfg.model.defaults.policy)
     except ValueError as exc:
         raise ConfigError("--compare", "compare", str(exc)) from exc
+    strategies: list[str] | None = None
+    if selection is not None:
+        try:
+            strategies = parse_selections(selection)
+        except ValueError as exc:
+            raise ConfigError("--selection", "selection", str(exc)) from exc
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     with Progress(
         TextColumn("[bold]comparing"), BarColumn(), MofNCompleteColumn(), TextColumn("runs"), TimeElapsedColumn(),
         console=err_console, disable=quiet,
     ) as progress:  # fmt: skip
-        task = progress.add_task("runs", total=runs * len(names))
+        task = progress.add_task("runs", total=runs * len(names) * len(strategies or [None]))
         result = compare_policies(
             cfg, scen, names, runs, scenario_name=str(scenario) if scenario else "bundled example", days=days,
-            tiering=tiering, on_run=lambda i, n: progress.update(task, completed=i),
+            tiering=tiering, on_run=lambda i, n: progress.update(task, completed=i), selections=strategies,
         )  # fmt: skip
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)
@@ -129,10 +145,12 @@ def _simulate_compare(
         write_report(result, report)
     if not quiet:
         console.print(rich_table(result))
+        if strategies:
+            console.print(selection_table(result))
         for line in result.paired_lines():
             console.print(line, markup=False, highlight=False)
         console.print(
-            f"{runs} run(s) x {len(names)} policies in {result.elapsed_s:.0f} s "
+            f"{runs} run(s) x {len(result.policies)} rows in {result.elapsed_s:.0f} s "
             f"({result.cpu_s:.0f} s CPU over {result.workers} process(es))"
         )
 
@@ -375,6 +393,7 @@ def _outage_line(exc: BaseException) -> str | None:
 app.command()(doctor.doctor)
 app.command()(executors.worker)  # the Celery executor's worker
 app.command()(fix.fix)  # inpainting a variant
+app.command()(insights_command.insights)  # what wins for the account
 app.command()(web_commands.serve)
 app.command()(web_commands.report)
 

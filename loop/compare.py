@@ -21,6 +21,29 @@ one :class:`PolicyRow`.  Definitions (per run, summed over campaigns):
 - detection delay: ``detected_day − true_onset_day`` for each fatigue
   detected on or after its onset; a detection before onset is a false alarm.
 
+Draft selection (issue 17): ``--selection model,first`` runs every policy
+under each selection strategy (rows named ``policy/selection``) on the same
+seeds.  Per run it also scores
+
+- ``winner CTR``: per decided experiment, the winner's true CTR over the true
+  base CTR of the scenario creative its lineage started from (so a better
+  winner, which becomes the next parent, counts again in its successors);
+  the per-run mean;
+- the winner's true CTR over its own parent's (``winner lift``);
+- ``regret_at_root``: regret in clicks at a scale both strategies share.  A
+  strategy that finds better winners tests their successors at higher CTRs,
+  where the same relative gap between arms costs more clicks, so raw regret
+  clicks compare the CTR levels as much as the tests.  Each experiment's
+  regret is taken as a share of its best arm's clicks and multiplied back at
+  the true CTR of the scenario creative its lineage started from:
+  Σ impressions × (best − arm) / best × root CTR, i.e. the clicks the test
+  would have lost had it run at the scenario creatives' own CTRs;
+- the trait model fitted at the end of the run (every decided experiment,
+  ``loop.insights``): how many tried trait levels' 90 % intervals cover the
+  true centred effect (``oracle_trait_effect``), and how many were reported
+  reliable (interval excluding zero);
+- cost per winning asset: (test spend + credits) / scaled winners.
+
 Images do not change the simulator's outcomes, so runs use a 64-pixel
 procedural generator; runs are spread over processes.  The table, the charts
 and the HTML report of a :class:`Comparison` are :mod:`loop.compare_report`'s.
@@ -51,6 +74,7 @@ from loop.config import Config
 from loop.simulate import TIERINGS, run_simulation
 from storage.db import session as open_session
 from storage.models import Arm, AuditEvent, BanditDecision, Creative, DailyMetric, Experiment
+from storage.states import ExperimentState
 
 PROB_BEST_LEVEL = 0.95
 BASELINE = "uniform"
@@ -94,6 +118,25 @@ class RunSummary:
     endings: dict[str, int] | None = None  # experiments by how they ended (loop.simulate.ending)
     simple_regret: list[float] | None = None  # per decided experiment: (best true CTR − winner's) / best
     clicks_recovered: float = 0.0  # clicks the scaled winners earned over their fatigued parents
+    best_arm_clicks: float = 0.0  # Σ test impressions × their experiment's best true CTR (regret's scale)
+    regret_at_root: float = 0.0  # Σ per experiment regret / best arm's CTR × its root creative's CTR (common scale)
+    selection: str | None = None  # the draft selection strategy (None: the config's, not compared)
+    winner_vs_root: list[float] | None = None  # per decided experiment: winner true CTR / root creative's base CTR
+    winner_vs_parent: list[float] | None = None  # per decided experiment: winner true CTR / parent's base CTR
+    traits_covered: int = 0  # tried trait levels whose interval covers the true centred effect (end-of-run fit)
+    traits_scored: int = 0  # tried trait levels scored
+    traits_reliable: int = 0  # tried trait levels reported reliable (interval excludes zero)
+    trait_variants: int = 0  # tested variants behind the end-of-run fit
+    scaled_winners: int = 0  # experiments that reached scale
+
+    @property
+    def winner_ctr(self) -> float | None:
+        """Mean over the run's decided experiments of the winner's true CTR over its root creative's."""
+        return float(np.mean(self.winner_vs_root)) if self.winner_vs_root else None
+
+    @property
+    def cost(self) -> float:
+        return self.test_spend + self.credit_spend
 
 
 @dataclass
@@ -128,6 +171,16 @@ class PolicyRow:
     spend_per_decided_winner: float | None = None  # test spend / confident decisions
     simple_regret_pct: float | None = None  # mean CTR the chosen winner gives up against the best arm, in %
     net_clicks_per_spend: float | None = None  # (clicks recovered − regret clicks) per currency unit of test spend
+    regret_share: float | None = None  # regret clicks / the clicks of the best arms on the same impressions
+    regret_at_root_mean: float | None = None  # mean over runs of RunSummary.regret_at_root
+    regret_at_root_se: float | None = None
+    winner_ctr: float | None = None  # mean over runs of RunSummary.winner_ctr (winner CTR / root creative's)
+    winner_ctr_se: float | None = None
+    winner_lift: float | None = None  # mean winner CTR / parent's base CTR, over all decided experiments
+    trait_coverage: float | None = None  # share of tried trait levels whose 90 % interval covered the truth
+    runs_with_reliable_trait: int = 0  # runs whose end-of-run fit reported some trait level as reliable
+    cost_per_winning_asset: float | None = None  # (test spend + credits) / scaled winners, over all runs
+    scaled_winners: int = 0
 
 
 @dataclass
@@ -142,6 +195,7 @@ class Comparison:
     rows: list[PolicyRow]
     elapsed_s: float = 0.0
     workers: int = 1
+    selections: list[str] | None = None  # draft selection strategies compared (rows are policy/selection)
 
     @property
     def cpu_s(self) -> float:
@@ -150,15 +204,17 @@ class Comparison:
     def row(self, policy: str) -> PolicyRow:
         return next(r for r in self.rows if r.policy == policy)
 
-    def paired_difference(self, a: str, b: str) -> tuple[float, float]:
+    def paired_difference(self, a: str, b: str, measure: str = "regret_clicks") -> tuple[float, float]:
         """Mean and standard error of ``a``'s regret minus ``b``'s, run by run.
 
         Runs share their random numbers (same seed, same streams), so the
         difference is taken per run: most of the dice cancel, and the standard
         error is that of the differences, far smaller than either policy's.
+        ``measure`` names the :class:`RunSummary` field (``regret_at_root``:
+        regret at the root creatives' CTRs).
         """
-        ra = {s.run: s.regret_clicks for s in self.summaries[a]}
-        rb = {s.run: s.regret_clicks for s in self.summaries[b]}
+        ra = {s.run: getattr(s, measure) for s in self.summaries[a]}
+        rb = {s.run: getattr(s, measure) for s in self.summaries[b]}
         d = np.array([ra[r] - rb[r] for r in sorted(set(ra) & set(rb))])
         if d.size == 0:
             raise ValueError(f"paired_difference: no common runs of {a!r} and {b!r}")
@@ -172,7 +228,31 @@ class Comparison:
             mean, se = self.paired_difference(first, other)
             z = f", {abs(mean) / se:.1f} s.e." if se and math.isfinite(se) and se > 0 else ""
             lines.append(f"{first} − {other}: {mean:+,.1f} ± {se:,.1f} regret clicks per run (paired{z})")
+            if self.selections:
+                mean, se = self.paired_difference(first, other, "regret_at_root")
+                z = f", {abs(mean) / se:.1f} s.e." if se and math.isfinite(se) and se > 0 else ""
+                lines.append(
+                    f"{first} − {other}: {mean:+,.1f} ± {se:,.1f} regret clicks per run at the root creatives' "
+                    f"CTRs (paired{z})"
+                )
+                ratio = self.paired_winner_ratio(first, other)
+                if ratio is not None:
+                    m, e = ratio
+                    lines.append(
+                        f"{first} vs {other}: winner's true CTR {100 * m:+.1f} % ± {100 * e:.1f} "
+                        f"(paired over {self.runs} run(s), mean of per-run ratios)"
+                    )
         return lines
+
+    def paired_winner_ratio(self, a: str, b: str) -> tuple[float, float] | None:
+        """Mean and s.e. over runs of ``a``'s winner CTR / ``b``'s − 1 (runs where both decided something)."""
+        wa = {s.run: s.winner_ctr for s in self.summaries[a]}
+        wb = {s.run: s.winner_ctr for s in self.summaries[b]}
+        pairs = [(wa[r], wb[r]) for r in sorted(set(wa) & set(wb))]
+        d = np.array([x / y - 1.0 for x, y in pairs if x is not None and y is not None and y > 0])
+        if d.size == 0:
+            return None
+        return float(d.mean()), float(d.std(ddof=1) / math.sqrt(d.size)) if d.size > 1 else float("nan")
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -187,9 +267,22 @@ class Comparison:
             "workers": self.workers,
             "seeds": [self.seed + r for r in range(self.runs)],
             "table": [asdict(r) for r in self.rows],
+            "selections": self.selections,
             "paired": {
                 other: dict(zip(("mean", "se"), self.paired_difference(self.policies[0], other), strict=True))
                 for other in self.policies[1:]
+            },
+            "paired_regret_at_root": {
+                other: dict(
+                    zip(("mean", "se"), self.paired_difference(self.policies[0], other, "regret_at_root"), strict=True)
+                )
+                for other in self.policies[1:]
+                if self.selections
+            },
+            "paired_winner_ctr": {
+                other: dict(zip(("mean", "se"), ratio, strict=True))
+                for other in self.policies[1:]
+                if self.selections and (ratio := self.paired_winner_ratio(self.policies[0], other)) is not None
             },
             "per_run": {
                 p: [{k: v for k, v in asdict(s).items() if k not in ("allocation", "daily_regret")} for s in runs]
@@ -213,6 +306,26 @@ def parse_policies(text: str) -> list[str]:
     return names
 
 
+SELECTIONS = ("model", "first")
+
+
+def parse_selections(text: str) -> list[str]:
+    """``"model,first"`` -> ``["model", "first"]``; ``ValueError`` naming an unknown strategy."""
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in SELECTIONS]
+    if not names or unknown:
+        bad = f"unknown selection {unknown[0]!r}" if unknown else f"expected a comma-separated list, got {text!r}"
+        raise ValueError(f"{bad} (allowed: {', '.join(SELECTIONS)})")
+    if len(set(names)) != len(names):
+        raise ValueError(f"each selection once, got {text!r}")
+    return names
+
+
+def label(policy: str, selection: str | None) -> str:
+    """A comparison row's name: the policy, or ``policy/selection`` when selections are compared."""
+    return policy if selection is None else f"{policy}/{selection}"
+
+
 # -- one run -------------------------------------------------------------------
 
 _GENERATORS: dict[str, ImageGenerator] = {}
@@ -234,21 +347,28 @@ def run_one(
     days: int | None = None,
     tiering: str = "tiered",
     keep_allocation: bool = False,
+    selection: str | None = None,
 ) -> RunSummary:
-    """Simulate ``policy`` on the scenario with seed ``scenario.seed + run`` (in-memory database)."""
+    """Simulate ``policy`` on the scenario with seed ``scenario.seed + run`` (in-memory database).
+
+    ``selection`` overrides every campaign's draft selection (``model`` | ``first``).
+    """
     started = time.process_time()
     seeded = scenario.model_copy(update={"seed": scenario.seed + run})
     days = days or scenario.days
     with tempfile.TemporaryDirectory(prefix="creative-loop-compare-") as tmp:
         sim = run_simulation(
             cfg, seeded, days=days, tiering=tiering, policy=policy, out_dir=tmp,
-            database_url="sqlite://", generators=_small_generators(),
+            database_url="sqlite://", generators=_small_generators(), selection=selection,
         )  # fmt: skip
         try:
             with open_session(sim.runtime.engine) as session:
                 summary = _summarize_run(
                     session, sim.platform, sim.result, policy, run, seeded.seed, days, keep_allocation
                 )
+                _score_selection(session, sim, summary)
+            summary.policy = label(policy, selection)
+            summary.selection = selection
             summary.cpu_s = time.process_time() - started
             return summary
         finally:
@@ -267,6 +387,8 @@ def _summarize_run(
 ) -> RunSummary:
     daily = np.zeros(days)
     wasted = test_imps = winners = winners_best = 0
+    best_clicks = 0.0  # the clicks the test impressions would have got on each experiment's best arm
+    at_root = 0.0  # regret at the root creatives' CTRs (see the module docstring)
     confident: list[tuple[int, bool]] = []
     allocation: dict[str, Any] | None = None
     n_exps = 0
@@ -291,6 +413,9 @@ def _summarize_run(
         best = max(known)
         ids = [a.creative_id for a in arms]
         metrics = session.exec(select(DailyMetric).where(col(DailyMetric.creative_id).in_(ids))).all()
+        parent = session.get(Creative, exp.parent_creative_id)
+        root = _root_ctr(platform, parent.platform_ad_id) if parent and parent.platform_ad_id in platform.ads else None
+        lost = 0.0
         for m in metrics:
             ctr = true_ctr[ids.index(m.creative_id)]
             if ctr is None:
@@ -298,9 +423,13 @@ def _summarize_run(
             d = platform.day_index(m.day)
             if 0 <= d < days:
                 daily[d] += m.impressions * (best - ctr)
+            lost += m.impressions * (best - ctr)
             test_imps += m.impressions
+            best_clicks += m.impressions * best
             if ctr < best:
                 wasted += m.impressions
+        if root is not None and best > 0:
+            at_root += lost / best * root
         point = _first_confident(session, exp, ids, metrics)
         if point is not None:
             imps, arm = point
@@ -321,6 +450,8 @@ def _summarize_run(
         run=run,
         seed=seed,
         regret_clicks=float(daily.sum()),
+        best_arm_clicks=float(best_clicks),
+        regret_at_root=float(at_root),
         daily_regret=[float(x) for x in daily],
         wasted_impressions=int(wasted),
         test_impressions=int(test_imps),
@@ -340,6 +471,49 @@ def _summarize_run(
         simple_regret=simple,
         clicks_recovered=float(sum(c["clicks_recovered"] for c in result["campaigns"])),
     )
+
+
+def _root_ctr(platform: SimulatedAdPlatform, ad_id: str) -> float:
+    """The true base CTR of the scenario creative an ad's lineage starts from."""
+    seen: set[str] = set()
+    ad = platform.ads[ad_id]
+    while (parent := ad.lineage.get("parent")) in platform.ads and parent not in seen:
+        seen.add(parent)
+        ad = platform.ads[parent]
+    return ad.base_ctr
+
+
+def _score_selection(session: Session, sim: Any, summary: RunSummary) -> None:
+    """Winner CTRs against the parent and the root creative, and the end-of-run trait model against the truth."""
+    from loop.insights import fit_account
+
+    platform: SimulatedAdPlatform = sim.platform
+    vs_root, vs_parent = [], []
+    for exp in session.exec(select(Experiment).where(col(Experiment.winner_creative_id).is_not(None))).all():
+        winner = session.get(Creative, exp.winner_creative_id)
+        parent = session.get(Creative, exp.parent_creative_id)
+        if winner is None or parent is None or winner.platform_ad_id not in platform.ads:
+            continue
+        if parent.platform_ad_id not in platform.ads:
+            continue
+        ctr = platform.ads[winner.platform_ad_id].base_ctr
+        vs_parent.append(ctr / platform.ads[parent.platform_ad_id].base_ctr)
+        vs_root.append(ctr / _root_ctr(platform, parent.platform_ad_id))
+    summary.winner_vs_root, summary.winner_vs_parent = vs_root, vs_parent
+    summary.scaled_winners = len(
+        session.exec(select(Experiment).where(Experiment.state == ExperimentState.SCALED)).all()
+    )
+    posterior, data = fit_account(session, sim.runtime.plans, np.random.default_rng(summary.seed))
+    summary.trait_variants = len(data)
+    truth = {lv: platform.oracle_trait_effect(*lv) for lv in posterior.levels}
+    for e in posterior.effects():
+        if e.variants == 0:
+            continue
+        family = [t for (f, _), t in truth.items() if f == e.family]
+        centred = truth[(e.family, e.value)] - float(np.mean(family))
+        summary.traits_scored += 1
+        summary.traits_covered += e.covers(centred)
+        summary.traits_reliable += e.reliable
 
 
 def _first_confident(
@@ -390,9 +564,11 @@ def _allocation(session: Session, exp: Experiment, arms: Sequence[Arm]) -> dict[
 # -- many runs -----------------------------------------------------------------
 
 
-def _job(args: tuple[Config, Scenario, str, int, int, str]) -> RunSummary:
-    cfg, scenario, policy, run, days, tiering = args
-    return run_one(cfg, scenario, policy, run, days=days, tiering=tiering, keep_allocation=run == 0)
+def _job(args: tuple[Config, Scenario, str, int, int, str, str | None]) -> RunSummary:
+    cfg, scenario, policy, run, days, tiering, selection = args
+    return run_one(
+        cfg, scenario, policy, run, days=days, tiering=tiering, keep_allocation=run == 0, selection=selection
+    )
 
 
 def compare_policies(
@@ -406,11 +582,14 @@ def compare_policies(
     tiering: str = "tiered",
     workers: int | None = None,
     on_run: Callable[[int, int], None] | None = None,
+    selections: Sequence[str] | None = None,
 ) -> Comparison:
     """Run every policy ``runs`` times on common random numbers and aggregate.
 
     ``workers`` processes (default: the CPU count; 1 runs in this process);
     ``on_run(done, total)`` is called after each finished simulation.
+    ``selections`` (``model``, ``first``) runs each policy under each draft
+    selection strategy; rows are then named ``policy/selection``.
     """
     # 1. check inputs
     if runs < 1:
@@ -418,9 +597,11 @@ def compare_policies(
     if tiering not in TIERINGS:
         raise ValueError(f"tiering: expected one of {TIERINGS}, got {tiering!r}")
     policies = parse_policies(",".join(policies))
+    chosen: list[str | None] = list(parse_selections(",".join(selections))) if selections else [None]
     days = days or scenario.days
-    # 2. one job per (run, policy); runs first, so an interrupted compare has whole runs
-    jobs = [(cfg, scenario, p, r, days, tiering) for r in range(runs) for p in policies]
+    # 2. one job per (run, policy, selection); runs first, so an interrupted compare has whole runs
+    jobs = [(cfg, scenario, p, r, days, tiering, sel) for r in range(runs) for p in policies for sel in chosen]
+    labels = [label(p, sel) for p in policies for sel in chosen]
     workers = max(1, min(workers or os.cpu_count() or 1, len(jobs)))
     started = datetime.now(UTC)
     done: list[RunSummary] = []
@@ -439,20 +620,21 @@ def compare_policies(
                 if on_run is not None:
                     on_run(len(done), len(jobs))
     # 3. aggregate per policy, in run order
-    summaries = {p: sorted((s for s in done if s.policy == p), key=lambda s: s.run) for p in policies}
+    summaries = {p: sorted((s for s in done if s.policy == p), key=lambda s: s.run) for p in labels}
     baseline = summaries.get(BASELINE)
-    rows = [summarize(summaries[p], baseline) for p in policies]
+    rows = [summarize(summaries[p], baseline) for p in labels]
     return Comparison(
         scenario=scenario_name,
         days=days,
         runs=runs,
         seed=scenario.seed,
         tiering=tiering,
-        policies=list(policies),
+        policies=labels,
         summaries=summaries,
         rows=rows,
         elapsed_s=(datetime.now(UTC) - started).total_seconds(),
         workers=workers,
+        selections=[c for c in chosen if c is not None] or None,
     )
 
 
@@ -475,6 +657,11 @@ def summarize(runs: Sequence[RunSummary], baseline: Sequence[RunSummary] | None 
     simple = [x for s in runs for x in (s.simple_regret or [])]
     spend = float(sum(s.test_spend for s in runs))
     net = float(sum(s.clicks_recovered - s.regret_clicks for s in runs))
+    wctr = np.array([s.winner_ctr for s in runs if s.winner_ctr is not None])
+    lifts = [x for s in runs for x in (s.winner_vs_parent or [])]
+    scored = sum(s.traits_scored for s in runs)
+    scaled = sum(s.scaled_winners for s in runs)
+    at_root = np.array([s.regret_at_root for s in runs])
     return PolicyRow(
         policy=runs[0].policy,
         runs=len(runs),
@@ -504,4 +691,14 @@ def summarize(runs: Sequence[RunSummary], baseline: Sequence[RunSummary] | None 
         spend_per_decided_winner=spend / ended["confident"] if ended["confident"] else None,
         simple_regret_pct=100.0 * float(np.mean(simple)) if simple else None,
         net_clicks_per_spend=net / spend if spend > 0 else None,
+        regret_share=float(regret.sum()) / best if (best := sum(s.best_arm_clicks for s in runs)) > 0 else None,
+        regret_at_root_mean=float(at_root.mean()),
+        regret_at_root_se=float(at_root.std(ddof=1) / math.sqrt(at_root.size)) if at_root.size > 1 else None,
+        winner_ctr=float(wctr.mean()) if wctr.size else None,
+        winner_ctr_se=float(wctr.std(ddof=1) / math.sqrt(wctr.size)) if wctr.size > 1 else None,
+        winner_lift=float(np.mean(lifts)) if lifts else None,
+        trait_coverage=sum(s.traits_covered for s in runs) / scored if scored else None,
+        runs_with_reliable_trait=sum(1 for s in runs if s.traits_reliable > 0),
+        cost_per_winning_asset=float(sum(s.cost for s in runs)) / scaled if scaled else None,
+        scaled_winners=scaled,
     )

@@ -77,6 +77,67 @@ def markdown_table(comparison: Comparison) -> str:
     return "\n".join(lines)
 
 
+SELECTION_COLUMNS = (
+    "selection",
+    "winner CTR / root (± s.e.)",
+    "winner / parent",
+    "regret (± s.e.)",
+    "regret % of best",
+    "regret at root CTR (± s.e.)",
+    "simple regret",
+    "trait coverage (90 %)",
+    "runs with a reliable trait",
+    "test spend",
+    "credits",
+    "winners scaled",
+    "cost / winning asset",
+)
+
+
+def selection_rows(comparison: Comparison) -> list[list[str]]:
+    """The draft-selection table (``--selection``), one list per row, in :data:`SELECTION_COLUMNS` order."""
+    out = []
+    for r in comparison.rows:
+        out.append(
+            [
+                r.policy,
+                f"{_fmt(r.winner_ctr, '{:.4f}')} ± {_fmt(r.winner_ctr_se, '{:.4f}')}",
+                _fmt(r.winner_lift, "{:.4f}"),
+                f"{r.regret_mean:,.1f} ± {r.regret_se:,.1f}",
+                _fmt(r.regret_share, "{:.1%}"),
+                f"{_fmt(r.regret_at_root_mean, '{:,.1f}')} ± {_fmt(r.regret_at_root_se, '{:,.1f}')}",
+                _fmt(r.simple_regret_pct, "{:.1f}%"),
+                _fmt(r.trait_coverage, "{:.1%}"),
+                f"{r.runs_with_reliable_trait}/{r.runs}",
+                f"{r.test_spend:,.2f}",
+                f"{r.credit_spend:,.2f}",
+                f"{r.scaled_winners / r.runs:.2f}",
+                _fmt(r.cost_per_winning_asset, "{:,.2f}"),
+            ]
+        )
+    return out
+
+
+def selection_table(comparison: Comparison) -> Any:
+    """The draft-selection table as a ``rich.table.Table``."""
+    from rich import box
+    from rich.table import Table
+
+    table = Table(title="draft selection (means per run; winner CTR relative to the root creative's true CTR)",
+                  box=box.SIMPLE_HEAD)  # fmt: skip
+    for i, name in enumerate(SELECTION_COLUMNS):
+        table.add_column(name, justify="left" if i == 0 else "right", no_wrap=i == 0)
+    for row in selection_rows(comparison):
+        table.add_row(*row)
+    return table
+
+
+def selection_markdown(comparison: Comparison) -> str:
+    lines = ["| " + " | ".join(SELECTION_COLUMNS) + " |", "|" + "|".join(" --- " for _ in SELECTION_COLUMNS) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in selection_rows(comparison)]
+    return "\n".join(lines)
+
+
 def table_caption(comparison: Comparison) -> str:
     c = comparison
     return (

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from connectors.ads.registry import PLATFORMS
 from connectors.ads.scenario import SimulatedSettings
@@ -50,6 +51,15 @@ def to_major(minor: int, exponent: int = 2) -> float:
     return round(minor / 10**exponent, exponent)
 
 
+_SLOT = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+
+
+def _default_attributes() -> dict[str, tuple[str, ...]]:
+    from connectors.images.prompts import DEFAULT_ATTRIBUTES
+
+    return dict(DEFAULT_ATTRIBUTES)
+
+
 _Frozen = Settings  # frozen, unknown keys refused, no inf/nan (connectors.settings)
 
 
@@ -57,7 +67,11 @@ class PolicySettings(_Frozen):
     """Per-campaign policy settings; ``[defaults]`` sets them for every campaign."""
 
     policy: str = "thompson"
-    variants: int = Field(6, ge=2, le=50)
+    variants: int = Field(6, ge=2, le=50)  # the most drafts one test launches (the test plan may launch fewer)
+    # Draft selection (issue 17): "model" generates `drafts` cheap drafts and tests those the trait
+    # model expects to win (Thompson sampling); "first" generates `variants` and tests the first ones.
+    selection: Literal["model", "first"] = "model"
+    drafts: int = Field(24, ge=2, le=200)
     prob_best_target: float = Field(0.95, gt=0.5, lt=1.0)
     min_impressions_per_arm: int = Field(2000, ge=0, le=MAX_COUNT)
     burn_in_impressions: int = Field(0, ge=0, le=MAX_COUNT)
@@ -75,6 +89,8 @@ class PolicySettings(_Frozen):
     generator: str = "procedural"  # a name in connectors.images.registry.GENERATORS
     brand_terms: tuple[str, ...] = ()
     # Images (issue 4): prompt templates, brand-colour and fidelity guards.
+    # Options per attribute slot of the prompt templates ({palette} ...): the prompt-driven variants' traits.
+    prompt_attributes: dict[str, tuple[str, ...]] = Field(default_factory=_default_attributes)
     prompt_template: str = ""  # fast tier; empty: the generator's default
     pro_prompt_template: str = ""  # pro tier; empty: the generator's default
     pro_strength: float | None = Field(None, gt=0.0, le=1.0)  # None: the backend's own
@@ -86,12 +102,34 @@ class PolicySettings(_Frozen):
     fidelity_retries: int = Field(1, ge=0, le=5)  # re-renders at lower strength before a person decides
     fidelity_strength_factor: float = Field(0.5, gt=0.0, lt=1.0)  # each retry multiplies the strength by this
 
+    @field_validator("prompt_attributes")
+    @classmethod
+    def _attribute_slots(cls, value: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+        from connectors.images.prompts import PLACEHOLDERS
+
+        for slot, options in value.items():
+            if not _SLOT.match(slot) or slot in PLACEHOLDERS:
+                raise ValueError(
+                    f"slot {slot!r}: expected a lower-case name (letters, digits, _) other than {', '.join(PLACEHOLDERS)}"
+                )
+            if not 1 <= len(options) <= 50:
+                raise ValueError(f"slot {slot!r}: expected 1 to 50 options, got {len(options)}")
+            for option in options:
+                if not option.strip() or len(option) > 80 or any(ch in option for ch in "{}\n"):
+                    raise ValueError(
+                        f"slot {slot!r}: option {option!r} must be 1-80 characters, without braces or newlines"
+                    )
+            if len(set(options)) != len(options):
+                raise ValueError(f"slot {slot!r}: options must be unique")
+        return value
+
     @field_validator("prompt_template", "pro_prompt_template")
     @classmethod
-    def _known_placeholders(cls, value: str) -> str:
+    def _known_placeholders(cls, value: str, info: ValidationInfo) -> str:
         from connectors.images.prompts import validate
 
-        return validate(value) if value else value
+        slots = info.data.get("prompt_attributes")
+        return validate(value, list(slots) if slots is not None else None) if value else value
 
     @field_validator("brand_palette")
     @classmethod

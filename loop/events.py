@@ -30,6 +30,7 @@ CAMPAIGN_HALTED = "CampaignHalted"
 CAMPAIGN_RESUMED = "CampaignResumed"
 TEST_PLANNED = "TestPlanned"
 ARMS_ELIMINATED = "ArmsEliminated"
+DRAFTS_SELECTED = "DraftsSelected"  # the trait model chose which drafts to test (issue 17)
 
 
 def record(

@@ -9,7 +9,7 @@ Backpressure: before sending, the scheduler reads the ``generation`` queue's
 depth.  ``room = generation_queue_limit - depth`` generation jobs may be
 added by new exploration.  Experiments already detected and waiting for room
 are admitted first, oldest first, each counting the drafts its credits allow
-(``min(variants, credit left // cost)``; one the credits cannot pay for is let
+(``min(drafts, credit left // cost)``; one the credits cannot pay for is let
 through, since it can only be abandoned); a campaign not admitted gets
 ``explore=False`` and its experiments stay ``detected``.  Campaigns with no
 waiting experiment may explore while room is left, so the queue can exceed
@@ -73,12 +73,9 @@ def exploration_demand(session: Session, plan: CampaignPlan, tiering: str = "tie
     except CreativeLoopError:  # never ticked: no campaign row yet
         left = plan.credit_cap
     demand = 0
+    wanted = plan.drafts(tiering)
     for _ in range(int(waiting)):
-        fit = (
-            plan.settings.variants
-            if per_variant == 0
-            else min(plan.settings.variants, max(0, left - needs_pro) // per_variant)
-        )
+        fit = wanted if per_variant == 0 else min(wanted, max(0, left - needs_pro) // per_variant)
         if fit < 2:
             break  # the credits cannot pay: the tick abandons, no job is queued
         demand += fit

@@ -25,7 +25,9 @@ from sqlmodel import Session, col, select
 from connectors.ads.base import LaunchTestArm, PauseAds, ScaleWinner, SetBudgets
 from connectors.images.base import Brief, Rendered
 from connectors.images.procedural import stable_seed
+from connectors.images.traits import traits_for
 from loop import budget_wait, events
+from loop.insights import account_of, fit_account, variant_traits
 from loop.plans import CampaignPlan
 from loop.runtime import Runtime
 from policies import brand, fidelity
@@ -34,6 +36,7 @@ from policies.budget import reservation_for, split_budget
 from policies.errors import CapExceeded, GenerationError
 from policies.objectives import effective_counts
 from policies.planning import ExperimentPlan, plan_experiment
+from policies.traits import TraitPrior, select_drafts
 from storage.imagecheck import ImageRejected, load_image
 from storage.ledger import Ledger
 from storage.models import Arm, AuditEvent, BanditDecision, Creative, DailyMetric, Experiment, FatigueNoise, utcnow
@@ -154,6 +157,7 @@ def _brief(parent: Creative, plan: CampaignPlan, tier: str = "fast") -> Brief:
         message=parent.headline,
         brand_terms=s.brand_terms,
         prompt_template=(s.pro_prompt_template if tier == "pro" else s.prompt_template),
+        attributes=s.prompt_attributes,
     )
 
 
@@ -234,6 +238,7 @@ def _store_variant(
         width=r.image.width,
         height=r.image.height,
         image_hash=digest,
+        traits=traits_for(r.generator, r.recipe),
     )
     session.add(creative)
     return creative
@@ -286,21 +291,58 @@ def _two_arm_spend(test_plan: ExperimentPlan, plan: CampaignPlan) -> int:
     return reservation_for(plan.test_daily_budget, 1, plan.settings.overspend) + (days - 1) * plan.test_daily_budget
 
 
-def _to_launch(session: Session, exp: Experiment, variants: list[Creative]) -> list[Creative]:
-    """The drafts the plan has room for, on-brand ones first; the others stay untested in the gallery."""
-    k = int(exp.plan.get("arms", len(variants))) if exp.plan else len(variants)
+def _off_brand(v: Creative) -> bool:
+    return bool(v.flags.get("brand")) and not v.flags["brand"].get("ok", True)
+
+
+def _to_launch(
+    rt: Runtime, session: Session, plan: CampaignPlan, exp: Experiment, variants: list[Creative], today: date
+) -> list[Creative]:
+    """The drafts the plan has room for; the others stay untested in the gallery, never uploaded.
+
+    ``selection = "first"`` takes the first ones, on-brand first; ``"model"`` lets the
+    trait model pick (Thompson sampling over the account's decided experiments).  Once
+    made, the choice is stored (the others marked untested), so a repeated pass keeps it.
+    """
+    k = max(2, int(exp.plan.get("arms", len(variants))) if exp.plan else len(variants))
     launched = {a.creative_id for a in _arms(session, exp)}
-
-    def rank(v: Creative) -> tuple[int, int]:
-        off_brand = bool(v.flags.get("brand")) and not v.flags["brand"].get("ok", True)
-        return (0 if v.id in launched else 1, 1 if off_brand else 0)
-
-    chosen = sorted(variants, key=rank)[: max(2, k)]
+    if launched or any(v.status == CreativeStatus.UNTESTED for v in variants):
+        return [v for v in variants if v.id in launched or v.status != CreativeStatus.UNTESTED]
+    if plan.settings.selection == "model" and len(variants) > k:
+        chosen = _model_pick(rt, session, plan, exp, variants, k, today)
+    else:
+        chosen = sorted(variants, key=_off_brand)[:k]
     for v in variants:
         if v not in chosen and v.status == CreativeStatus.CANDIDATE:
             v.status = CreativeStatus.UNTESTED
             session.add(v)
     return [v for v in variants if v in chosen]
+
+
+# The selection needs a few draws from a chain long enough to forget its start, not a full summary.
+SELECTION_PRIOR = TraitPrior(draws=200, burn_in=300)
+
+
+def _model_pick(
+    rt: Runtime, session: Session, plan: CampaignPlan, exp: Experiment, variants: list[Creative], k: int, today: date
+) -> list[Creative]:
+    """The ``k`` drafts the trait model picks by Thompson sampling; off-brand drafts only to fill up."""
+    seed = stable_seed(exp.seed, "select-drafts")
+    rng = np.random.default_rng(seed)
+    members = account_of(rt.plans, plan.id) or [plan]
+    posterior, data = fit_account(session, members, rng, before=today + timedelta(days=1), prior=SELECTION_PRIOR)
+    on_brand = [v for v in variants if not _off_brand(v)]
+    pool = on_brand if len(on_brand) >= k else variants
+    traits = [variant_traits(v) for v in pool]
+    picked = [pool[i] for i in select_drafts(posterior, traits, k, rng, prior=SELECTION_PRIOR)]
+    expected = posterior.design(traits) @ posterior.beta.mean(axis=0) if posterior.beta.size else np.zeros(len(pool))
+    events.record(
+        session, events.DRAFTS_SELECTED, plan.id, exp.id, strategy="model", seed=seed, arms=k,
+        candidates=len(pool), chosen=[v.label for v in picked], model_variants=len(data),
+        model_experiments=posterior.experiments,
+        expected_lift_pct={v.label: round(100 * math.expm1(float(e)), 2) for v, e in zip(pool, expected, strict=True)},
+    )  # fmt: skip
+    return picked
 
 
 # -- states --------------------------------------------------------------------
@@ -336,7 +378,7 @@ def on_detected(rt: Runtime, session: Session, plan: CampaignPlan, exp: Experime
         events.record(session, events.TEST_PLANNED, plan.id, exp.id, **test_plan.to_dict())
         abandon(rt, session, plan, exp, test_plan.reason)
         return
-    wanted = plan.settings.variants
+    wanted = plan.drafts(rt.tiering)
     fit = wanted if per_variant == 0 else min(wanted, max(0, room) // per_variant)
     if fit < 2:
         need = pro_cost + 2 * per_variant
@@ -445,7 +487,7 @@ def on_exploring(rt: Runtime, session: Session, plan: CampaignPlan, exp: Experim
     if len(variants) < 2:
         abandon(rt, session, plan, exp, f"only {len(variants)} variant(s) could be generated")
         return
-    variants = _to_launch(session, exp, variants)
+    variants = _to_launch(rt, session, plan, exp, variants, today)
     # Launch each chosen variant as its own paused test ad set + ad.
     for pos, v in enumerate(variants):
         arm = session.exec(select(Arm).where(Arm.experiment_id == exp.id, Arm.creative_id == v.id)).first()
@@ -463,7 +505,13 @@ def on_exploring(rt: Runtime, session: Session, plan: CampaignPlan, exp: Experim
                 parent_ad_id=parent.platform_ad_id or "",
                 image=_png(rt, v.image_hash),
                 headline=v.headline,
-                lineage={"variant": v.id, "tier": v.tier, "seed": v.seed, "parent": parent.id},
+                lineage={
+                    "variant": v.id,
+                    "tier": v.tier,
+                    "seed": v.seed,
+                    "parent": parent.id,
+                    "traits": variant_traits(v),
+                },  # fmt: skip
             ),
             exp.id,
         )
@@ -899,7 +947,13 @@ def on_scale(rt: Runtime, session: Session, plan: CampaignPlan, exp: Experiment,
             parent_ad_id=parent.platform_ad_id or "",
             image=_png(rt, pro.image_hash),
             headline=pro.headline,
-            lineage={"variant": exp.winner_creative_id, "tier": "pro", "seed": pro.seed, "parent": parent.id},
+            lineage={
+                "variant": exp.winner_creative_id,
+                "tier": "pro",
+                "seed": pro.seed,
+                "parent": parent.id,
+                "traits": _winner_traits(session, exp),
+            },  # fmt: skip
         ),
         exp.id,
     )
@@ -926,6 +980,11 @@ def on_scale(rt: Runtime, session: Session, plan: CampaignPlan, exp: Experiment,
         session, events.WINNER_SCALED, plan.id, exp.id, creative=scaled.id, ad_id=result["ad_id"], replaced=parent.id
     )
     _move(rt, session, exp, ExperimentState.SCALED)
+
+
+def _winner_traits(session: Session, exp: Experiment) -> dict[str, str]:
+    winner = session.get(Creative, exp.winner_creative_id) if exp.winner_creative_id else None
+    return variant_traits(winner) if winner is not None else {}
 
 
 # Keyed by the plain strings rows hold (a member hashes and compares as its value).

@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import logging
 import re
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from typing import Any
 
 _SECRET = re.compile(
     r"(access_token=|appsecret_proof=|refresh_token=|client_secret=|Bearer\s+|developer-token[\"']?[:=,]\s*[\"']?"
@@ -78,8 +80,29 @@ class TextFormatter(logging.Formatter):
         return super().format(record)
 
 
+class StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes each record to ``sys.stderr`` as it is when the record is emitted.
+
+    A plain ``StreamHandler`` keeps the stream it was built with; when that
+    stream is replaced and closed later (a redirect, an embedding program, a
+    test harness capturing output), every later record fails with "I/O
+    operation on closed file".
+    """
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass  # always the current sys.stderr
+
+
 def configure(fmt: str = "text", level: int = logging.INFO) -> None:
-    handler = logging.StreamHandler()
+    handler = StderrHandler()
     handler.addFilter(ContextFilter())
     handler.addFilter(RedactingFilter())
     if fmt == "json":

@@ -37,6 +37,14 @@ class CampaignPlan:
         """month | week | lifetime: the period the campaign's caps hold for."""
         return self.settings.cap_period
 
+    def drafts(self, tiering: str = "tiered") -> int:
+        """Drafts to generate per fatigued creative: ``drafts`` when the trait model selects
+        (fast tier only), else ``variants``, as many as a test may launch."""
+        s = self.settings
+        if s.selection == "model" and tiering != "pro-only":
+            return max(s.drafts, s.variants)
+        return s.variants
+
 
 def _required(cfg: Config, settings: CampaignSettings, key: str) -> float:
     value = getattr(settings, key)

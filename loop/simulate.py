@@ -63,12 +63,14 @@ def run_simulation(
     database_url: str | None = None,
     on_day: Callable[[int, int], None] | None = None,
     generators: dict[str, ImageGenerator] | None = None,
+    selection: str | None = None,
 ) -> SimulationRun:
     """Simulate ``days`` days (default: the scenario's) and return the scored result.
 
     ``generators`` replaces the config's image backends (e.g. a small
     ``ProceduralGenerator`` for fast policy comparisons: images do not change
-    the simulator's outcomes).
+    the simulator's outcomes).  ``selection`` overrides every campaign's draft
+    selection strategy (``model`` | ``first``).
     """
     if tiering not in TIERINGS:
         raise ValueError(f"tiering: expected one of {TIERINGS}, got {tiering!r}")
@@ -83,6 +85,8 @@ def run_simulation(
     engine = open_engine(url)
     platform = SimulatedAdPlatform(scenario, start=date.fromisoformat(cfg.model.simulated.start_date))
     overrides: dict[str, Any] = {"policy": policy} if policy else {}
+    if selection:
+        overrides["selection"] = selection  # the draft selection strategy (issue 17), for comparisons
     images_root = (out / "images") if out else Path(cfg.data_dir) / "simulate-images"
     rt = Runtime(
         engine=engine,

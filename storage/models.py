@@ -57,6 +57,8 @@ class Creative(SQLModel, table=True):
     height: int | None = None
     image_hash: str | None = Field(default=None, max_length=64)
     flags: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+    # Named traits from the recipe or prompt (connectors.images.traits), e.g. {"grade": "warm"}.
+    traits: dict[str, str] = Field(default_factory=dict, sa_column=Column(JSON))
     created_at: datetime = Field(default_factory=utcnow)
 
 

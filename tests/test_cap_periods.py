@@ -664,6 +664,8 @@ id = "shop"
 cap_period = "month"
 test_spend_cap = 450.0
 credit_cap = 10.0
+# When each test ends depends on which drafts are tested: the months were sized with first-come selection.
+selection = "first"
 """
 
 

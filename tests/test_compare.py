@@ -234,3 +234,128 @@ def test_cli_compare_bad_input_exits_2_with_one_line(scenario_path: Path, capsys
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and "\n" not in err
+
+
+# -- draft selection strategies (issue 17) ---------------------------------------------
+
+TRAIT_TINY = TINY_SCENARIO.replace("pro_lift = 0.10", "pro_lift = 0.10\ntrait_sigma = 0.15")
+
+
+@pytest.fixture(scope="module")
+def selection_comparison(cfg: Config, tmp_path_factory: pytest.TempPathFactory) -> Comparison:
+    path = tmp_path_factory.mktemp("selection") / "traits.toml"
+    path.write_text(TRAIT_TINY)
+    return compare_policies(
+        cfg, load_scenario(path), ["thompson"], 2, days=20, workers=1, selections=["model", "first"]
+    )
+
+
+def test_selection_strategies_run_on_the_same_seeds(selection_comparison: Comparison) -> None:
+    from loop.compare_report import SELECTION_COLUMNS, selection_rows
+
+    c = selection_comparison
+    assert c.policies == ["thompson/model", "thompson/first"] and c.selections == ["model", "first"]
+    model, first = c.summaries["thompson/model"], c.summaries["thompson/first"]
+    assert [s.seed for s in model] == [s.seed for s in first] == [21, 22]
+    assert {s.selection for s in model} == {"model"} and {s.selection for s in first} == {"first"}
+
+    # The fatigue before any test is the same dice: detection does not depend on the strategy.
+    def roots(s):  # type: ignore[no-untyped-def]
+        return {k: v for k, v in s.detections.items() if k.count("/") == 1}  # the scenario's own creatives
+
+    assert [roots(s) for s in model] == [roots(s) for s in first]
+    # Extra drafts are fast-tier credits: 24 instead of 6 per experiment, at 0.02 each.
+    for m, f in zip(model, first, strict=True):
+        if m.experiments == f.experiments == 1 and m.winners and f.winners:
+            assert m.credit_spend - f.credit_spend == pytest.approx(18 * 0.02)
+    rows = selection_rows(c)
+    assert [r[0] for r in rows] == c.policies and all(len(r) == len(SELECTION_COLUMNS) for r in rows)
+    for row, runs in zip(c.rows, (model, first), strict=True):
+        scaled = sum(s.scaled_winners for s in runs)
+        if scaled:
+            assert row.cost_per_winning_asset == pytest.approx(
+                sum(s.test_spend + s.credit_spend for s in runs) / scaled
+            )
+        for s in runs:
+            assert s.traits_covered <= s.traits_scored and s.traits_reliable <= s.traits_scored
+            assert all(x > 0 for x in s.winner_vs_root or [])
+    data = c.to_dict()
+    assert data["selections"] == ["model", "first"] and set(data["paired"]) == {"thompson/first"}
+    assert set(data["paired_winner_ctr"]) <= {"thompson/first"}
+    assert set(data["paired_regret_at_root"]) == {"thompson/first"}
+    assert any("regret clicks per run at the root creatives' CTRs" in line for line in c.paired_lines())
+
+
+def test_parse_selections_names_the_problem() -> None:
+    from loop.compare import parse_selections
+
+    assert parse_selections(" model , first ") == ["model", "first"]
+    with pytest.raises(ValueError, match="unknown selection 'best'"):
+        parse_selections("model,best")
+    with pytest.raises(ValueError, match="each selection once"):
+        parse_selections("first,first")
+
+
+def test_cli_selection_writes_both_rows(scenario_path: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "sel.json"
+    argv = ["simulate", "--config", str(BUNDLED_CONFIG), "--scenario", str(scenario_path), "--days", "12"]
+    argv += ["--selection", "model,first", "--runs", "1", "--json", str(out)]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "draft selection" in printed and "thompson/model" in printed and "thompson/first" in printed
+    data = json.loads(out.read_text())
+    assert data["policies"] == ["thompson/model", "thompson/first"] and data["selections"] == ["model", "first"]
+
+
+def test_cli_bad_selection_exits_2_with_one_line(scenario_path: Path, capsys) -> None:
+    argv = ["simulate", "--config", str(BUNDLED_CONFIG), "--scenario", str(scenario_path), "-q"]
+    assert main([*argv, "--selection", "model,best"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--selection: selection: unknown selection 'best'" in err and "\n" not in err
+
+
+def test_regret_at_root_rescales_each_experiment_to_its_root_creatives_ctr(cfg: Config, tmp_path: Path) -> None:
+    """Regret at a common scale: per experiment, the share of its best arm's clicks, times its root creative's CTR.
+
+    Recomputed here from the simulation's own database, walking each experiment's lineage through the
+    creatives' parents (the compare walks the platform's lineage), on a run long enough for a scaled
+    winner to tire and be tested again (a parent that is not the root).
+    """
+    from sqlmodel import col, select
+
+    from loop.compare import _small_generators, run_one
+    from loop.simulate import run_simulation
+    from storage.db import session as open_session
+    from storage.models import Arm, Creative, DailyMetric, Experiment
+
+    path = tmp_path / "traits.toml"
+    path.write_text(TRAIT_TINY)
+    scenario = load_scenario(path)
+    summary = run_one(cfg, scenario, "thompson", 0, days=60, selection="model")
+    sim = run_simulation(cfg, scenario, days=60, policy="thompson", out_dir=tmp_path / "sim",
+                         database_url="sqlite://", generators=_small_generators(), selection="model")  # fmt: skip
+    try:
+        ads = sim.platform.ads
+        expected, raw, deeper = 0.0, 0.0, 0
+        with open_session(sim.runtime.engine) as s:
+            for exp in s.exec(select(Experiment)).all():
+                root = s.get(Creative, exp.parent_creative_id)
+                assert root is not None
+                while root.parent_id is not None:  # a scaled winner's parent is the creative it replaced
+                    root = s.get(Creative, root.parent_id)
+                    assert root is not None
+                deeper += root.id != exp.parent_creative_id
+                arms = s.exec(select(Arm).where(Arm.experiment_id == exp.id)).all()
+                ctr = {a.creative_id: ads[a.platform_ad_id].base_ctr for a in arms if a.platform_ad_id in ads}
+                if not ctr:
+                    continue
+                best = max(ctr.values())
+                rows = s.exec(select(DailyMetric).where(col(DailyMetric.creative_id).in_(list(ctr)))).all()
+                lost = sum(m.impressions * (best - ctr[m.creative_id]) for m in rows)
+                raw += lost
+                expected += lost / best * ads[root.platform_ad_id].base_ctr
+    finally:
+        sim.runtime.engine.dispose()
+    assert deeper >= 1, "no experiment tested a scaled winner's successors"
+    assert summary.regret_clicks == pytest.approx(raw)
+    assert summary.regret_at_root == pytest.approx(expected) and 0 < expected < raw

@@ -35,7 +35,7 @@ def test_fatigued_creative_is_replaced_by_a_tested_winner(engine, tmp_path, scen
 
         drafts = s.exec(select(Creative).where(Creative.experiment_id == exp.id, Creative.role == "draft")).all()
         pros = s.exec(select(Creative).where(Creative.experiment_id == exp.id, Creative.role == "pro")).all()
-        assert len(drafts) == 6
+        assert len(drafts) == 24  # selection = "model": more cheap drafts than the test can take
         assert [p.parent_id for p in pros] == [exp.winner_creative_id]  # a pro render only for the winner
         winner = s.get(Creative, exp.winner_creative_id)
         assert pros[0].seed == winner.seed and pros[0].recipe == winner.recipe
@@ -57,7 +57,7 @@ def test_fatigued_creative_is_replaced_by_a_tested_winner(engine, tmp_path, scen
         for account in ("test", "credit"):
             state = ledger.state("shop", account)
             assert state.spent + state.reserved <= state.cap
-        assert ledger.spent("shop", "credit", exp.id) == 6 * 2 + 60  # six drafts and one pro render, in cents
+        assert ledger.spent("shop", "credit", exp.id) == 24 * 2 + 60  # 24 fast drafts and one pro render, in cents
 
         # every mutation was recorded with its result, once
         muts = s.exec(select(PlatformMutation)).all()
@@ -67,6 +67,7 @@ def test_fatigued_creative_is_replaced_by_a_tested_winner(engine, tmp_path, scen
         for name in (
             "FatigueDetected",
             "VariantsGenerated",
+            "DraftsSelected",
             "ArmsLaunched",
             "AllocationSet",
             "WinnerDeclared",
@@ -96,7 +97,7 @@ def test_json_result_matches_the_design(engine, tmp_path, scenario_file):
     assert camp["false_alarms"] == 0
     exp = camp["experiments"][0]
     assert set(exp) >= {"parent", "variants", "winner", "winner_true_ctr", "best_true_ctr", "decided_day", "test_spend"}
-    assert exp["parent"] == "hero" and exp["variants"] == 6 and exp["winner"].startswith("v")
+    assert exp["parent"] == "hero" and exp["variants"] == 24 and exp["winner"].startswith("v")
     assert exp["winner_true_ctr"] <= exp["best_true_ctr"]
     assert camp["test_spend"] <= camp["test_spend_cap"] and camp["credit_spend"] <= camp["credit_cap"]
     assert camp["impressions"] > 30000 * 44 and 0 < camp["clicks"] < camp["impressions"]

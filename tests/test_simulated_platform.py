@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import timedelta
 
@@ -191,3 +192,82 @@ def test_recipes_cover_every_aspect():
 def test_invalid_generator_widths():
     with pytest.raises(ValueError, match="widths: expected 64 <= draft_width <= pro_width"):
         ProceduralGenerator(draft_width=512, pro_width=256)
+
+
+# -- trait effects (issue 17) ------------------------------------------------------
+
+TRAITS = [{"grade": "warm", "cta": "Sign up"}, {"grade": "cool", "cta": "Sign up"}, {"grade": "warm", "cta": "See how"}]
+
+
+def _with_variants(scenario_file, **variants):  # type: ignore[no-untyped-def]
+    base = load_scenario(scenario_file)
+    return SimulatedAdPlatform(base.model_copy(update={"variants": base.variants.model_copy(update=variants)}))
+
+
+def _launch_traits(platform: SimulatedAdPlatform, traits: list[dict] | None) -> list[float]:
+    out = []
+    for i in range(3):
+        lineage = {"variant": f"e:v{i}", "tier": "fast", **({"traits": traits[i]} if traits else {})}
+        r = platform.apply(
+            LaunchTestArm(key=f"cl:e:v{i}", campaign="shop", parent_ad_id="hero", image=b"p", lineage=lineage)
+        )
+        out.append(platform.ads[r["ad_id"]].base_ctr)
+    return out
+
+
+def test_trait_sigma_zero_keeps_the_old_variant_ctrs(scenario_file):
+    before = _launch_traits(SimulatedAdPlatform(load_scenario(scenario_file)), None)
+    assert _launch_traits(_with_variants(scenario_file, trait_sigma=0.0), TRAITS) == before
+
+
+def test_explicit_trait_effects_multiply_the_ctr(scenario_file):
+    plain = _launch_traits(SimulatedAdPlatform(load_scenario(scenario_file)), None)
+    effects = {"grade": {"warm": 0.2, "cool": -0.1}}
+    ctrs = _launch_traits(_with_variants(scenario_file, trait_effects=effects), TRAITS)
+    # The idiosyncratic draw is unchanged (its own stream); only the listed levels move the CTR.
+    assert ctrs == pytest.approx([plain[0] * np.exp(0.2), plain[1] * np.exp(-0.1), plain[2] * np.exp(0.2)])
+
+
+def test_drawn_trait_effects_are_one_per_level_and_seeded(scenario_file):
+    plain = _launch_traits(SimulatedAdPlatform(load_scenario(scenario_file)), None)
+    p = _with_variants(scenario_file, trait_sigma=0.15)
+    ctrs = _launch_traits(p, TRAITS)
+    eff = {
+        lv: p.oracle_trait_effect(*lv)
+        for lv in [("grade", "warm"), ("grade", "cool"), ("cta", "Sign up"), ("cta", "See how")]
+    }
+    assert len(set(eff.values())) == 4 and all(abs(e) < 1.0 for e in eff.values())
+    expected = [plain[i] * np.exp(sum(eff[(f, v)] for f, v in t.items())) for i, t in enumerate(TRAITS)]
+    assert ctrs == pytest.approx(expected)
+    again = _with_variants(scenario_file, trait_sigma=0.15)
+    assert again.oracle_trait_effect("grade", "warm") == eff[("grade", "warm")]  # the same account's taste
+
+
+def test_a_scaled_winners_traits_are_taken_back_from_its_variants(scenario_file):
+    p = _with_variants(scenario_file, trait_effects={"grade": {"warm": 0.3}})
+    scaled = p.apply(
+        ScaleWinner(key="cl:e:scale", campaign="shop", parent_ad_id="hero", image=b"p",
+                    lineage={"variant": "e:v1", "tier": "pro", "traits": {"grade": "warm"}})
+    )  # fmt: skip
+    parent_ctr = p.ads[scaled["ad_id"]].base_ctr
+    child = {"variant": "f:v1", "tier": "fast"}
+    same = p.apply(LaunchTestArm(key="cl:f:v1", campaign="shop", parent_ad_id=scaled["ad_id"], image=b"p",
+                                 lineage={**child, "traits": {"grade": "warm"}}))  # fmt: skip
+    # A warm child of a warm parent gains nothing from warm: only its own draw moves it.
+    plain = SimulatedAdPlatform(load_scenario(scenario_file))
+    plain.ads["parent"] = dataclasses.replace(p.ads[scaled["ad_id"]], ad_id="parent", lineage={})
+    ref = plain.apply(LaunchTestArm(key="cl:f:v1", campaign="shop", parent_ad_id="parent", image=b"p", lineage=child))
+    assert p.ads[same["ad_id"]].base_ctr == pytest.approx(plain.ads[ref["ad_id"]].base_ctr)
+    assert parent_ctr > 0
+
+
+def test_trait_effects_out_of_range_are_refused(tmp_path, scenario_file):
+    from policies.errors import ConfigError
+
+    text = scenario_file.read_text().replace(
+        "pro_lift = 0.10", "pro_lift = 0.10\n[variants.trait_effects]\ngrade = { warm = 9.0 }"
+    )
+    bad = tmp_path / "bad.toml"
+    bad.write_text(text)
+    with pytest.raises(ConfigError, match="trait_effects.grade.warm"):
+        load_scenario(bad)

@@ -47,14 +47,14 @@ def test_the_tick_command_imports_no_statistics_web_stack_or_migrations() -> Non
 
 
 def test_help_still_lists_every_command() -> None:
-    """The commands registered from their own modules (doctor, worker, fix, serve, report) are all there."""
+    """The commands registered from their own modules (doctor, worker, fix, serve, report, insights) are all there."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     out = subprocess.run(
         [sys.executable, "-m", "loop", "--help"], cwd=ROOT, env={**env, "COLUMNS": "200"},
         capture_output=True, text=True, check=True,
     )  # fmt: skip
     for command in ("simulate", "tick", "run", "status", "spend", "approve", "reject", "doctor", "worker", "fix",
-                    "serve", "report"):  # fmt: skip
+                    "serve", "report", "insights"):  # fmt: skip
         assert f" {command} " in out.stdout, command
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from sqlmodel import select
 
 from storage.db import session as open_session
@@ -16,8 +17,9 @@ def _hero(s):  # type: ignore[no-untyped-def]
     return s.exec(select(Experiment).where(Experiment.parent_creative_id == "shop:hero")).one()
 
 
-def test_the_plan_launches_only_the_arms_the_money_resolves(engine, tmp_path, scenario_file):
-    rt = make_runtime(engine, tmp_path, scenario_file)
+@pytest.mark.parametrize(("selection", "generated"), [("first", 6), ("model", 24)])
+def test_the_plan_launches_only_the_arms_the_money_resolves(engine, tmp_path, scenario_file, selection, generated):
+    rt = make_runtime(engine, tmp_path, scenario_file, selection=selection)
     run_days(rt, 30)
     with open_session(engine) as s:
         exp = _hero(s)
@@ -33,7 +35,7 @@ def test_the_plan_launches_only_the_arms_the_money_resolves(engine, tmp_path, sc
         assert len(arms) == plan["arms"]
         drafts = s.exec(select(Creative).where(Creative.experiment_id == exp.id, Creative.role == "draft")).all()
         untested = [d for d in drafts if d.status == "untested"]
-        assert len(drafts) == 6 and len(untested) == 6 - plan["arms"]
+        assert len(drafts) == generated and len(untested) == generated - plan["arms"]
         # untested drafts stay in the gallery (stored) and never reach the platform
         assert all(d.image_hash and d.platform_ad_id is None for d in untested)
         keys = {m.key for m in s.exec(select(PlatformMutation)).all()}

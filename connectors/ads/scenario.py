@@ -28,9 +28,34 @@ class _Frozen(BaseModel):
 
 
 class VariantModel(_Frozen):
+    """How a variant's true CTR relates to its parent's (DESIGN.md).
+
+    ``ctr = parent_base_ctr · exp(lift_mu + Σ its trait effects − Σ its parent's + N(0, lift_sigma))``:
+    each trait level a variant carries (``connectors.images.traits``, sent
+    with the launch as ``lineage["traits"]``) adds its effect on log CTR, and
+    a parent that is itself a scaled variant takes its own traits' effects
+    back (a creative's traits are what it is: a successor of a warm-graded
+    winner gains nothing more from a warm grade).  An effect is
+    ``trait_effects[family][level]`` when given, otherwise a draw from
+    N(0, ``trait_sigma``) per level, the same for every variant of the
+    scenario (an account's taste), from a stream of its own.  With
+    ``trait_sigma = 0`` and no explicit effects a variant's CTR is exactly
+    what it was before traits existed.
+    """
+
     lift_mu: float = Field(-0.05, ge=-5, le=5)
-    lift_sigma: float = Field(0.25, ge=0, le=5)
+    lift_sigma: float = Field(0.25, ge=0, le=5)  # the idiosyncratic part: what no trait explains
     pro_lift: float = Field(0.10, gt=-1, le=10)
+    trait_sigma: float = Field(0.0, ge=0, le=2)
+    trait_effects: dict[str, dict[str, float]] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _finite_effects(self) -> VariantModel:
+        for family, levels in self.trait_effects.items():
+            for level, effect in levels.items():
+                if not (-3.0 <= effect <= 3.0):
+                    raise ValueError(f"trait_effects.{family}.{level}: expected a log effect in [-3, 3], got {effect}")
+        return self
 
 
 class CreativeSpec(_Frozen):

@@ -208,8 +208,26 @@ class SimulatedAdPlatform(AdPlatform):
                 return d + 1  # the next day is the first one delivered past the threshold
         return None
 
+    def oracle_trait_effect(self, family: str, level: str) -> float:
+        """The true effect on log CTR of one trait level (``[variants]``: explicit, else N(0, trait_sigma))."""
+        v = self.scenario.variants
+        explicit = v.trait_effects.get(family, {})
+        if level in explicit:
+            return float(explicit[level])
+        if v.trait_sigma <= 0:
+            return 0.0
+        # Its own stream per level: the variants' idiosyncratic draws stay what they were.
+        return float(self._stream("trait-effect", family, level).normal(0.0, v.trait_sigma))
+
+    def oracle_traits_effect(self, traits: Any) -> float:
+        """The summed effect on log CTR of a creative's traits (``{family: level}``; none: 0)."""
+        if not isinstance(traits, dict):
+            return 0.0
+        return sum(self.oracle_trait_effect(str(f), str(level)) for f, level in sorted(traits.items()))
+
     def _variant_ctr(self, campaign: str, parent_ad_id: str, lineage: dict[str, Any]) -> float:
-        """A variant's true CTR: parent base CTR x exp(N(lift_mu, lift_sigma)), (x 1+pro_lift)."""
+        """A variant's true CTR: parent base CTR x exp(N(lift_mu, lift_sigma) + its traits' effects
+        − its parent's traits' effects), (x 1+pro_lift)."""
         parent = self.ads.get(parent_ad_id)
         if parent is None:
             raise PlatformError(f"unknown parent ad {parent_ad_id!r}", code=100, campaign=campaign)
@@ -218,7 +236,14 @@ class SimulatedAdPlatform(AdPlatform):
         # pro render of one variant share it, and a retry cannot re-roll it.
         rng = np.random.default_rng([self.scenario.seed, stable_seed(campaign, variant)])
         v = self.scenario.variants
-        ctr = parent.base_ctr * math.exp(rng.normal(v.lift_mu, v.lift_sigma))
+        lift = rng.normal(v.lift_mu, v.lift_sigma)
+        if v.trait_sigma > 0 or v.trait_effects:
+            # Traits are what a creative *is*: the variant gains its traits' effects and loses its
+            # parent's (a scaled winner carries its own), so a lineage cannot stack one trait twice.
+            lift += self.oracle_traits_effect(lineage.get("traits")) - self.oracle_traits_effect(
+                parent.lineage.get("traits")
+            )
+        ctr = parent.base_ctr * math.exp(lift)
         if lineage.get("tier") == "pro":
             ctr *= 1.0 + v.pro_lift
         return min(ctr, 0.5)

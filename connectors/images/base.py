@@ -9,7 +9,7 @@ base of a backend's config section (``connectors.images.registry``).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +30,8 @@ class Brief:
     message: str = ""
     brand_terms: tuple[str, ...] = ()
     prompt_template: str = ""
+    # Options per attribute slot of the template (connectors.images.prompts); empty: the defaults.
+    attributes: Mapping[str, Sequence[str]] = field(default_factory=dict)
 
 
 @dataclass

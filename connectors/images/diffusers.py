@@ -39,7 +39,7 @@ from PIL import Image, ImageOps
 from pydantic import Field, model_validator
 
 from connectors.images.base import Brief, GeneratorSettings, ImageGenerator, Rendered
-from connectors.images.prompts import DEFAULT_NEGATIVE, fill
+from connectors.images.prompts import DEFAULT_NEGATIVE, choose_attributes, fill
 from policies.errors import GenerationError
 
 if TYPE_CHECKING:
@@ -373,7 +373,8 @@ class DiffusersGenerator(ImageGenerator):
         """A fast-tier variant: img2img of ``source`` (or text2img), seeded by ``seed``."""
         # 1. the prompt and the tier's settings
         spec = self.fast
-        prompt = fill(brief, "fast")
+        attributes = choose_attributes(brief, seed)
+        prompt = fill(brief, "fast", attributes=attributes)
         sampling = self._sampling(spec)
         # 2. generate with one generator for this image
         if spec.mode == "text2img":
@@ -389,7 +390,9 @@ class DiffusersGenerator(ImageGenerator):
                 generator=self._generator(seed), **sampling,
             )  # fmt: skip
             recipe = self._recipe(spec, "img2img", strength=spec.strength)
-        # 3. everything needed to render it again
+        # 3. everything needed to render it again (the chosen attributes are the variant's traits)
+        if attributes:
+            recipe["attributes"] = attributes
         return Rendered(image, "fast", int(seed), recipe, prompt, spec.model, self.name)
 
     def render_pro(self, source: Image.Image, draft: Rendered, brief: Brief) -> Rendered:
@@ -404,7 +407,8 @@ class DiffusersGenerator(ImageGenerator):
         if not 0.0 < strength <= 1.0:
             raise GenerationError(f"pro_strength: expected 0 < strength <= 1, got {strength}")
         steps = max(spec.steps, math.ceil(1.0 / strength - 1e-9))
-        prompt = fill(brief, "pro")
+        attributes = dict(draft.recipe.get("attributes") or {})
+        prompt = fill(brief, "pro", attributes=attributes)
         # 2. the winning draft at the final size is the init image
         init = ImageOps.fit(draft.image.convert("RGB"), (spec.width, spec.height), Image.Resampling.LANCZOS)
         image = self._run(
@@ -413,6 +417,8 @@ class DiffusersGenerator(ImageGenerator):
         )  # fmt: skip
         recipe = self._recipe(spec, "uplevel", strength=strength, from_model=draft.model)
         recipe["steps"] = steps
+        if attributes:
+            recipe["attributes"] = attributes
         return Rendered(image, "pro", int(draft.seed), recipe, prompt, spec.model, self.name)
 
     def inpaint(self, image: Image.Image, mask: Image.Image, prompt: str, seed: int, tier: str = "pro") -> Rendered:

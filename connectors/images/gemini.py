@@ -26,7 +26,7 @@ from PIL import Image, UnidentifiedImageError
 from pydantic import Field
 
 from connectors.images.base import Brief, GeneratorSettings, ImageGenerator, Rendered
-from connectors.images.prompts import fill
+from connectors.images.prompts import choose_attributes, fill
 from connectors.retry import RetrySettings, call_with_retry
 from connectors.settings import MAX_SECONDS
 from policies.errors import GenerationError, RateLimited, TransientError
@@ -119,21 +119,32 @@ class GeminiGenerator(ImageGenerator):
     # -- the seam --------------------------------------------------------------------
     def draft(self, source: Image.Image, brief: Brief, seed: int) -> Rendered:
         """A fast-tier variant of ``source`` (image + prompt), seeded by ``seed``."""
-        prompt = fill(brief, "fast")
+        attributes = choose_attributes(brief, seed)
+        prompt = fill(brief, "fast", attributes=attributes)
         instruction = f"Create a new variant of this advertisement image: {prompt}"
         image = self._generate(self.fast_model, [instruction, source], seed)
-        recipe = {"mode": "edit", "seed_sent": int(seed), "width": image.width, "height": image.height}
+        recipe: dict[str, Any] = {"mode": "edit", "seed_sent": int(seed), "width": image.width, "height": image.height}
+        if attributes:
+            recipe["attributes"] = attributes  # the variant's traits
         return Rendered(image, "fast", int(seed), recipe, prompt, self.fast_model, self.name)
 
     def render_pro(self, source: Image.Image, draft: Rendered, brief: Brief) -> Rendered:
         """The winning draft, up-levelled by the pro model; its composition is kept."""
-        prompt = fill(brief, "pro")
+        attributes = dict(draft.recipe.get("attributes") or {})
+        prompt = fill(brief, "pro", attributes=attributes)
         instruction = (
             "Re-render this advertisement at final quality. Keep the composition, layout, "
             f"subjects and colours exactly; improve detail, lighting and finish: {prompt}"
         )
         image = self._generate(self.pro_model, [instruction, draft.image], draft.seed)
-        recipe = {"mode": "uplevel", "from_model": draft.model, "width": image.width, "height": image.height}
+        recipe: dict[str, Any] = {
+            "mode": "uplevel",
+            "from_model": draft.model,
+            "width": image.width,
+            "height": image.height,
+        }
+        if attributes:
+            recipe["attributes"] = attributes
         return Rendered(image, "pro", int(draft.seed), recipe, prompt, self.pro_model, self.name)
 
     def inpaint(self, image: Image.Image, mask: Image.Image, prompt: str, seed: int, tier: str = "pro") -> Rendered:

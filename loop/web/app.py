@@ -188,6 +188,16 @@ class Dashboard:
                 request, "gallery.html", g=g, campaign=campaign, campaigns=campaigns, query=query, title="gallery"
             )
 
+    def insights(self, request: Request) -> Response:
+        from loop.web.insights_page import insights_context
+
+        try:
+            with open_session(self.engine) as s:
+                ctx = insights_context(s, self.cfg, request.query_params.get("campaign") or None)
+        except NotFound as exc:
+            return self.error(request, 404, str(exc))
+        return self.render(request, "insights.html", title="insights", **ctx)
+
     def approvals(self, request: Request) -> Response:
         with open_session(self.engine) as s:
             return self.render(
@@ -433,6 +443,7 @@ def create_app(
         Route("/creatives/{creative_id:path}", dash.creative, methods=["GET"]),
         Route("/experiments/{experiment_id:path}", dash.experiment, methods=["GET"]),
         Route("/gallery", dash.gallery, methods=["GET"]),
+        Route("/insights", dash.insights, methods=["GET"]),
         Route("/approvals", dash.approvals, methods=["GET"]),
         Route("/approvals/{action:str}", dash.decide, methods=["POST"], name="decide"),
         Route("/ledger", dash.ledger, methods=["GET"]),

@@ -72,6 +72,7 @@ executor = "{executor}"
 
 [defaults]
 variants = 4
+drafts = 4
 min_impressions_per_arm = 1000
 burn_in_impressions = 500
 max_test_days = 6

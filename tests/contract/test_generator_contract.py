@@ -96,3 +96,16 @@ def test_a_failure_is_a_generation_error(gen_harness: GeneratorHarness) -> None:
         pytest.skip(f"{gen_harness.generator.name} has no way to fail (no model, no service)")
     with pytest.raises(GenerationError):
         gen_harness.broken().draft(_source(), BRIEF, seed=1)
+
+
+def test_a_variant_has_traits_and_its_pro_render_keeps_them(gen_harness: GeneratorHarness) -> None:
+    """Every backend's variants carry traits (issue 17): ``connectors.images.traits`` reads them from the
+    recipe by the generator's name, so a backend without an extractor there would have none."""
+    from connectors.images.traits import traits_for
+
+    gen = gen_harness.generator
+    draft = gen.draft(_source(), BRIEF, seed=5)
+    traits = traits_for(draft.generator, draft.recipe)
+    assert traits and all(isinstance(k, str) and isinstance(v, str) and v for k, v in traits.items())
+    pro = gen.render_pro(_source(), draft, BRIEF)
+    assert traits_for(pro.generator, pro.recipe) == traits  # the winner is scaled as what was tested

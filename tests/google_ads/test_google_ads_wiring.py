@@ -142,13 +142,13 @@ def test_tick_dry_run_reads_for_real_and_prints_every_mutation(
     ids = seed_account(fake, ads=1)
     for d in range(26):
         fake.deliver(start + timedelta(days=d))
-    campaign = f'[[campaigns]]\nid = "shop"\ncampaign_id = "{ids["main"]}"\nvariants = 3\n{CAPS}'
+    campaign = f'[[campaigns]]\nid = "shop"\ncampaign_id = "{ids["main"]}"\nvariants = 3\ndrafts = 5\n{CAPS}'
     path = write(tmp_path, 'platform = "google_ads"\napproval = "none"\nbackfill_days = 30\n' + google_section(fake) + campaign)  # fmt: skip
     code = main(["tick", "--dry-run", "--config", str(path)])
     out = capsys.readouterr().out
     assert code == 0, out
     assert "fatigue detected: shop:" in out and "planned change(s), nothing sent" in out
-    assert out.count("would: generate ") == 3
+    assert out.count("would: generate ") == 5  # the drafts the trait model will pick from (selection "model")
     assert fake.calls("SearchStream", "FROM ad_group_ad") and not fake.calls("Mutate")
 
 
@@ -180,7 +180,8 @@ def test_meta_and_google_campaigns_run_side_by_side(
         meta_ids = seed_meta(graph, ads=1)
         fake.ctr = lambda ad, day: decaying(ad.ad.name, day)
         google_ids = seed_account(fake, ads=1)
-        policy = "variants = 4\nmin_impressions_per_arm = 1500\nburn_in_impressions = 500\nmax_test_days = 12\n"
+        # selection "first": the fakes' CTRs are scripted per arm label, v1-v4
+        policy = 'variants = 4\nselection = "first"\nmin_impressions_per_arm = 1500\nburn_in_impressions = 500\nmax_test_days = 12\n'  # fmt: skip
         text = (
             'platform = "meta"\napproval = "none"\n'
             f'[meta]\ngraph_url = "{graph.base_url}"\naccess_token_env = "T_META"\napp_secret_env = "T_META_SECRET"\npage_id = "5550001"\n'

@@ -54,6 +54,9 @@ def make_runtime(
     cfg = load_config(Path(__file__).resolve().parents[2] / "config.example.toml")
     scenario = load_scenario(path)
     name = settings.pop("generator", "procedural")
+    # The guards' tests count the drafts of one experiment: six, tested first-come (issue 17's
+    # model selection, with its 24 drafts, has tests of its own).
+    settings.setdefault("selection", "first")
     return Runtime(
         engine=engine,
         platform=SimulatedAdPlatform(scenario),

@@ -159,3 +159,18 @@ def test_auto_device_is_cpu_here() -> None:
     assert resolve_device("auto") == "cpu"
     with pytest.raises(ValueError, match="device"):
         resolve_device("tpu")
+
+
+def test_draft_traits_are_the_prompt_attributes_and_the_pro_render_keeps_them(gen: DiffusersGenerator) -> None:
+    """Trait extraction for the diffusers backend: the attribute slots the seed filled, recorded in the recipe."""
+    from connectors.images.prompts import choose_attributes
+    from connectors.images.traits import traits_for
+
+    draft = gen.draft(_source(), BRIEF, seed=8)
+    chosen = choose_attributes(BRIEF, 8)
+    assert draft.recipe["attributes"] == chosen and set(chosen) == {"subject", "setting", "palette", "style"}
+    assert traits_for(draft.generator, draft.recipe) == chosen
+    assert all(value in draft.prompt for value in chosen.values())
+    pro = gen.render_pro(_source(), draft, BRIEF)
+    assert pro.recipe["attributes"] == chosen and all(value in pro.prompt for value in chosen.values())
+    assert traits_for(pro.generator, pro.recipe) == chosen

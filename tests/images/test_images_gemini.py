@@ -141,3 +141,19 @@ def test_invalid_arguments() -> None:
         GeminiGenerator(api_key="")
     with pytest.raises(ValueError, match="timeout_s"):
         GeminiGenerator(api_key="k", timeout_s=0)
+
+
+def test_draft_traits_are_the_prompt_attributes_and_the_pro_render_keeps_them(
+    gen: GeminiGenerator, server: fg.FakeGemini
+) -> None:
+    """Trait extraction for the Gemini backend: the attribute slots the seed filled, sent and recorded."""
+    from connectors.images.prompts import choose_attributes
+    from connectors.images.traits import traits_for
+
+    draft = gen.draft(_source(), BRIEF, seed=42)
+    chosen = choose_attributes(BRIEF, 42)
+    assert draft.recipe["attributes"] == chosen and traits_for(draft.generator, draft.recipe) == chosen
+    sent = " ".join(p.get("text", "") for p in server.requests[0]["body"]["contents"][0]["parts"])
+    assert all(value in sent for value in chosen.values())
+    pro = gen.render_pro(_source(), draft, BRIEF)
+    assert pro.recipe["attributes"] == chosen and all(value in pro.prompt for value in chosen.values())

@@ -43,7 +43,7 @@ def ctr(ad: dict[str, Any], day: date) -> float:
 def plan() -> CampaignPlan:
     settings = CampaignSettings(
         id="lead-gen", variants=4, min_impressions_per_arm=1500, burn_in_impressions=500, max_test_days=12,
-        min_arm_daily_budget=1.0,
+        min_arm_daily_budget=1.0, selection="first",  # the fake's CTRs are scripted per arm label, v1-v4
     )  # fmt: skip
     return CampaignPlan(
         id="lead-gen", currency="USD", test_spend_cap=TEST_CAP, credit_cap=2000, test_daily_budget=2400,

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from reliability_helpers import ROOT, make_runtime, run_days, subprocess_env, write_config, write_scenario
 
 from loop.logs import ContextFilter, JsonFormatter, RedactingFilter, log_context
@@ -126,3 +127,20 @@ def test_text_log_lines_name_the_campaign_and_experiment(capsys) -> None:  # typ
     assert "creative_loop.test [shop / shop:hero:2026-01-20]: allocation set access_token=***" in err[0]
     assert "SECRET123" not in err[0]
     assert "creative_loop.test: outside a campaign" in err[1]
+
+
+def test_log_lines_follow_the_current_stderr(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Logging configured once writes to whatever stderr is now, never to a stream closed since."""
+    import io
+
+    from loop.logs import configure
+
+    first = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", first)
+    configure("text")
+    logging.getLogger("creative_loop.tick").warning("campaign %s: first", "shop")
+    first.close()
+    second = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", second)
+    logging.getLogger("creative_loop.tick").warning("campaign %s: second", "shop")
+    assert second.getvalue().rstrip().endswith("campaign shop: second"), second.getvalue()
