@@ -13,7 +13,6 @@ from typing import Annotated, Any
 
 import click
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
@@ -76,6 +75,8 @@ def simulate(
             cfg, scen, scenario, compare, policy, runs or 50, total, tiering, json_out, report, quiet, selection
         )
         return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     with Progress(
         TextColumn("[bold]simulating"), BarColumn(), MofNCompleteColumn(), TextColumn("days"), TimeElapsedColumn(),
         console=err_console, disable=quiet,
@@ -126,6 +127,8 @@ def _simulate_compare(
             strategies = parse_selections(selection)
         except ValueError as exc:
             raise ConfigError("--selection", "selection", str(exc)) from exc
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     with Progress(
         TextColumn("[bold]comparing"), BarColumn(), MofNCompleteColumn(), TextColumn("runs"), TimeElapsedColumn(),
         console=err_console, disable=quiet,

@@ -687,8 +687,8 @@ def campaign_noise(
     factors = np.ones((width, 7))
     df = np.zeros(width)
     missing = [j for j in range(width) if first + timedelta(days=j) not in stored]
-    if missing:
-        est = _estimate_campaign_noise(session, campaign_id, first, today, metrics)
+    if missing:  # usually the newest day alone: the days before it are only summed, not estimated
+        est = _estimate_campaign_noise(session, campaign_id, first, today, metrics, missing[0])
     for j in range(width):
         day = first + timedelta(days=j)
         row = stored.get(day)
@@ -735,7 +735,12 @@ def _portfolio_metrics(session: Session, campaign_id: str) -> list[Any]:
 
 
 def _estimate_campaign_noise(
-    session: Session, campaign_id: str, first: date, today: date, metrics: list[Any] | None = None
+    session: Session,
+    campaign_id: str,
+    first: date,
+    today: date,
+    metrics: list[Any] | None = None,
+    from_day: int = 0,
 ) -> fatigue.NoiseModel:
     width = (today - first).days
     if metrics is None:
@@ -749,7 +754,9 @@ def _estimate_campaign_noise(
     for cid, day, n, c in data:
         imps[index[cid], (day - first).days] = n
         clicks[index[cid], (day - first).days] = c
-    return fatigue.estimate_noise(imps, clicks, start_weekday=first.weekday(), confounders=learning_days(imps))
+    return fatigue.estimate_noise(
+        imps, clicks, start_weekday=first.weekday(), confounders=learning_days(imps), from_day=from_day
+    )
 
 
 def detect(session: Session, plan: CampaignPlan, today: date) -> list[Experiment]:

@@ -399,6 +399,7 @@ def estimate_noise(
     seasonality: Seasonality = "auto",
     prior_overdispersion: float = PRIOR_OVERDISPERSION,
     prior_df: float = PRIOR_DF,
+    from_day: int = 0,
 ) -> NoiseModel:
     """The portfolio's noise model day by day, each day's from the baseline days before it.
 
@@ -422,6 +423,10 @@ def estimate_noise(
     Only days ``< t`` enter day ``t``'s estimate, so a prefix of the calendar
     has the same model as the whole (prefix consistency).  ``seasonality``
     may instead fix the factors (7, or ``(days, 7)``); ``None`` means none.
+
+    ``from_day`` skips the estimates of the days before it (NaN in the
+    result); the days from it on are the same numbers as without it (the
+    caller that stored the earlier days' models needs only the new ones).
     """
     n, c = _counts_2d(impressions_2d, clicks_2d)
     rows, days = n.shape
@@ -434,8 +439,12 @@ def estimate_noise(
     tau0 = _fraction("prior_overdispersion", prior_overdispersion, hi=2.0)
     if isinstance(prior_df, bool) or not isinstance(prior_df, (int, float)) or not prior_df >= 0:
         raise ValueError(f"prior_df: expected a number >= 0, got {prior_df!r}")
+    if isinstance(from_day, bool) or not isinstance(from_day, (int, np.integer)) or from_day < 0:
+        raise ValueError(f"from_day: expected an integer >= 0, got {from_day!r}")
     base = _baseline_mask((n > 0) & ~confounded, base_days)
-    return _running_noise(n, c, base, weekday, fixed, True, float(np.expm1(tau0 * tau0)), float(prior_df))
+    return _running_noise(
+        n, c, base, weekday, fixed, True, float(np.expm1(tau0 * tau0)), float(prior_df), from_day=int(from_day)
+    )
 
 
 def _weekdays(start_weekday: int | npt.ArrayLike, rows: int, days: int) -> np.ndarray:
@@ -473,8 +482,13 @@ def _running_noise(
     want_tau2: bool,
     prior_tau2: float,
     prior_df: float,
+    from_day: int = 0,
 ) -> NoiseModel:
-    """:func:`estimate_noise` on checked arrays: per-row, per-weekday sums of the baseline days so far."""
+    """:func:`estimate_noise` on checked arrays: per-row, per-weekday sums of the baseline days so far.
+
+    Days before ``from_day`` only add to the sums (their model is NaN): each day's model is a function
+    of the sums, so day ``from_day``'s, computed afresh, equals the one the full loop would carry over.
+    """
     rows, days = n.shape
     ar = np.arange(rows)
     sums = np.zeros((5, rows, 7))  # clicks, impressions, clicks², clicks x impressions, impressions²
@@ -485,7 +499,9 @@ def _running_noise(
     changed = False
     for t in range(days):
         same_factors = fixed is None or t == 0 or np.array_equal(fixed[t], fixed[t - 1])
-        if t > 0 and not changed and same_factors:
+        if t < from_day:
+            tau2[t], season[t], df[t] = np.nan, np.nan, np.nan
+        elif t > from_day and not changed and same_factors:
             tau2[t], season[t], df[t] = tau2[t - 1], season[t - 1], df[t - 1]
         elif k.max(initial=0.0) >= 2:
             f, t2, nu = _noise_from_sums(sums, k, None if fixed is None else fixed[t], prior_tau2, prior_df)

@@ -252,3 +252,33 @@ def test_the_default_call_is_the_estimated_model_passed_back():
     default = detect_many(n, c, start_weekday=3, confounders=learning)
     assert default == detect_many(n, c, start_weekday=3, confounders=learning, **given)
     assert sum(v.fatigued for v in default) > 250
+
+
+@pytest.mark.parametrize("seasonality", ["auto", None, "per-day"])
+def test_from_day_gives_the_same_later_days_bit_for_bit(seasonality):
+    # The loop stores each day's model once and asks only for the new days (from_day): those must be
+    # the very numbers the whole calendar gives, whether day t's model was carried over or computed.
+    rng = np.random.default_rng(23)
+    rows, days = 12, 40
+    n = rng.integers(2_000, 20_000, size=(rows, days))
+    n[np.arange(rows)[:, None] < (np.arange(days)[None, :] // 3) - 2] = 0  # staggered starts, idle stretches
+    n[:, 17:21] = 0  # days with no data: the model is carried over
+    n[:, ::-1][np.arange(rows) % 3 == 0] = n[np.arange(rows) % 3 == 0]  # some rows only late
+    c = rng.binomial(n, 0.02 * np.exp(rng.normal(0, 0.1, n.shape)))
+    learning = np.zeros(n.shape, dtype=bool)
+    learning[:, :2] = True
+    season: object = seasonality
+    if seasonality == "per-day":
+        season = 1.0 + 0.05 * rng.random((days, 7))
+        season[10:30] = season[10]  # runs of equal factors, as stored models have
+    kw = {"start_weekday": 4, "confounders": learning, "seasonality": season}
+    full = estimate_noise(n, c, **kw)
+    assert np.isfinite(full.extra_variance).all() and full.df.max() > 0
+    for day in range(days + 1):
+        part = estimate_noise(n, c, from_day=day, **kw)
+        assert np.isnan(part.extra_variance[:day]).all() and np.isnan(part.seasonality[:day]).all()
+        assert np.array_equal(part.extra_variance[day:], full.extra_variance[day:])
+        assert np.array_equal(part.seasonality[day:], full.seasonality[day:])
+        assert np.array_equal(part.df[day:], full.df[day:])
+    with pytest.raises(ValueError, match="from_day"):
+        estimate_noise(n, c, from_day=-1)
