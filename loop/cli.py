@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 from typing import Annotated, Any
 
-import click
 import typer
 from rich.table import Table
 from rich.text import Text
@@ -21,6 +20,9 @@ from loop.cli_support import ConfigOpt, config_from, console, current_actor, err
 from loop.config import Config
 from loop.web import commands as web_commands
 from policies.errors import ConfigError, CreativeLoopError, NotFound
+
+# The usage errors of the click that typer runs on (typer 0.29 carries its own copy of click).
+_UsageError: Any = sys.modules[typer.BadParameter.__module__].UsageError
 
 app: typer.Typer = typer.Typer(
     add_completion=False,
@@ -354,14 +356,14 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point: translate our errors into one line and an exit code."""
     try:
         rv = app(args=argv, prog_name="creative-loop", standalone_mode=False)
-    except click.exceptions.UsageError as exc:
+    except _UsageError as exc:
         exc.show()
         return 2
-    except click.exceptions.Abort:
+    except typer.Abort:
         say("aborted", err=True)
         return 130
-    except click.exceptions.Exit as exc:
-        return exc.exit_code
+    except typer.Exit as exc:
+        return int(exc.exit_code)
     except (ConfigError, NotFound) as exc:
         print(f"creative-loop: {exc}", file=sys.stderr)
         return 2

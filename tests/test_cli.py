@@ -71,6 +71,23 @@ def test_approving_an_unknown_experiment_exits_2(config, capsys):
     assert "no experiment 'nope'" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("argv", "problem"),
+    [
+        (["--bogus"], "No such option: --bogus"),
+        (["nosuch"], "No such command 'nosuch'"),
+        (["simulate", "--days", "x"], "Invalid value for '--days'"),
+        (["simulate", "--days", "0"], "Invalid value for '--days'"),
+        (["spend", "--config"], "Option '--config' requires an argument"),
+    ],
+)
+def test_a_usage_mistake_exits_2_without_a_traceback(argv, problem, capsys):
+    """Whichever click typer runs on (typer 0.29 carries its own copy), a usage error is the usage and one line."""
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert problem in err.splitlines()[-1] and "Traceback" not in err
+
+
 def test_dry_run_plans_but_changes_nothing(config, capsys):
     ticks(config, 16)  # just before the variants are launched
     engine = make_engine(f"sqlite:///{config.parent / 'db.sqlite'}")
