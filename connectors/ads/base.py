@@ -14,6 +14,7 @@ from datetime import date
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from connectors.ads.counters import ApiCounters
     from connectors.ads.scenario import Scenario
 
 
@@ -207,13 +208,21 @@ class AdPlatform(ABC):
         """Ids of the platform objects made or adopted for ``key`` so far (stored on its record)."""
         return {}
 
+    # A platform that counts its API calls keeps them here (connectors.ads.counters).
+    counters: ApiCounters | None = None
+
+    def count(self, name: str, **labels: str) -> float:
+        """The in-process total of one API counter (over every label value not given); 0 when not counted."""
+        return 0.0 if self.counters is None else self.counters.total(name, **labels)
+
     def drain_counters(self) -> list[tuple[str, dict[str, str], float]]:
         """API counts since the last drain, as ``(name, labels, amount)``, for the tick to store."""
-        return []
+        return [] if self.counters is None else self.counters.drain()
 
     def restore_counters(self, counts: list[tuple[str, dict[str, str], float]]) -> None:
         """Take back counts that could not be stored: the next drain returns them again."""
-        return None
+        if self.counters is not None:
+            self.counters.restore(counts)
 
     # -- a platform with its own clock (the simulator); real ones follow the calendar ---
     def today(self, campaign: str | None = None) -> date | None:

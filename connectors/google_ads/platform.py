@@ -59,9 +59,8 @@ from __future__ import annotations
 import logging
 import threading
 import warnings
-from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
@@ -80,6 +79,7 @@ from connectors.ads.base import (
     SetBudgets,
     SourceCreative,
 )
+from connectors.ads.counters import ApiCounters
 from connectors.google_ads import gaql
 from connectors.google_ads.errors import FailureDetail, boundary, build_error, classify, failure_details
 from connectors.google_ads.images import SLOT_BY_FIELD, SLOTS, Fitted, ad_images
@@ -206,20 +206,11 @@ class ArmTemplate:
     not_copied: tuple[str, ...] = ()
 
 
-_CounterKey = tuple[str, tuple[tuple[str, str], ...]]
-
-
-@dataclass
-class _Calls:
-    counts: defaultdict[_CounterKey, float] = field(default_factory=lambda: defaultdict(float))
-    unflushed: defaultdict[_CounterKey, float] = field(default_factory=lambda: defaultdict(float))
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-
 class GoogleAdsPlatform(AdPlatform):
     """The ``AdPlatform`` of one or more Google Ads accounts (one ``GoogleCampaign`` per loop campaign)."""
 
     name = "google_ads"
+    counters: ApiCounters
 
     def __init__(
         self,
@@ -243,9 +234,8 @@ class GoogleAdsPlatform(AdPlatform):
         self._token_request = token_request
         self._secrets = tuple(s for s in secrets if s and len(s) >= 4)
         self._http = http
-        self.counter_engine = counter_engine
         self._fresh: set[str] = set()  # keys whose intent was just recorded: nothing to look up before sending
-        self._calls = _Calls()
+        self.counters = ApiCounters("google_ads", counter_engine)  # counter_engine: only for close()
         self._service: Any = None
         self._failure_cls = type(client.get_type("GoogleAdsFailure"))
         self._accounts: dict[str, AccountInfo] = {}
@@ -360,7 +350,7 @@ class GoogleAdsPlatform(AdPlatform):
 
     def close(self) -> None:
         """Close the gRPC channel, the token and image HTTP sessions; store pending counts if given an engine."""
-        self._store_leftover_counts()
+        self.counters.store_leftovers()
         if self._service is not None:
             self._service.transport.close()
             self._service = None
@@ -384,49 +374,8 @@ class GoogleAdsPlatform(AdPlatform):
             self._http = httpx.Client(timeout=self.options.image_timeout, follow_redirects=True, trust_env=False)
         return self._http
 
-    # -- counters ---------------------------------------------------------------
     def _count(self, name: str, amount: float = 1.0, **labels: str) -> None:
-        key = (name, tuple(sorted(labels.items())))
-        with self._calls.lock:
-            self._calls.counts[key] += amount
-            self._calls.unflushed[key] += amount
-
-    def count(self, name: str, **labels: str) -> float:
-        """The in-process total of one counter (all label values when none are given)."""
-        with self._calls.lock:
-            return sum(
-                v
-                for (n, lbl), v in self._calls.counts.items()
-                if n == name and all(dict(lbl).get(k) == x for k, x in labels.items())
-            )
-
-    def drain_counters(self) -> list[tuple[str, dict[str, str], float]]:
-        with self._calls.lock:
-            pending, self._calls.unflushed = self._calls.unflushed, defaultdict(float)
-        return [(name, dict(labels), amount) for (name, labels), amount in sorted(pending.items())]
-
-    def restore_counters(self, counts: list[tuple[str, dict[str, str], float]]) -> None:
-        with self._calls.lock:
-            for name, labels, amount in counts:
-                self._calls.unflushed[(name, tuple(sorted(labels.items())))] += amount
-
-    def _store_leftover_counts(self) -> None:
-        if self.counter_engine is None:
-            return
-        pending = self.drain_counters()
-        if not pending:
-            return
-        from storage.counters import increment
-        from storage.db import session as open_session
-
-        try:
-            with open_session(self.counter_engine) as s:
-                for name, labels, amount in pending:
-                    increment(s, name, amount, platform=self.name, **labels)
-                s.commit()
-        except Exception as exc:  # counters are telemetry: never fail over them
-            self.restore_counters(pending)
-            log.warning("could not store Google Ads API counters: %s", exc)
+        self.counters.add(name, amount, **labels)
 
     # -- what the mutation records know -----------------------------------------------
     def remember(self, key: str, objects: dict[str, Any], fresh: bool) -> None:

@@ -77,10 +77,8 @@ from __future__ import annotations
 import base64
 import io
 import logging
-import threading
 import time
 import warnings
-from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
@@ -107,6 +105,7 @@ from connectors.ads.base import (
     SetBudgets,
     SourceCreative,
 )
+from connectors.ads.counters import ApiCounters
 from connectors.meta import insights as ins
 from connectors.meta.errors import boundary, translate_request_error
 from connectors.meta.settings import MetaSettings
@@ -254,6 +253,7 @@ class MetaAdPlatform(AdPlatform):
     """The ``AdPlatform`` of one or more Meta ad accounts (one ``MetaCampaign`` per loop campaign)."""
 
     name = "meta"
+    counters: ApiCounters
 
     def __init__(
         self,
@@ -272,10 +272,7 @@ class MetaAdPlatform(AdPlatform):
         self.options = options
         self.clock = clock
         self.sleep = sleep
-        self.counts: defaultdict[tuple[str, tuple[tuple[str, str], ...]], float] = defaultdict(float)
-        self._unflushed: defaultdict[tuple[str, tuple[tuple[str, str], ...]], float] = defaultdict(float)
-        self._lock = threading.Lock()
-        self.counter_engine = counter_engine  # only for close(): the tick stores counts itself
+        self.counters = ApiCounters("meta", counter_engine)  # counter_engine: only for close()
         self.gate = gate or UsageGate(clock=clock, sleep=sleep)
         self.gate.on_wait = self._on_gate_wait
         self.adapter = MeteredAdapter(self.gate, on_call=lambda method: self._count("meta_api_calls", method=method))
@@ -381,54 +378,13 @@ class MetaAdPlatform(AdPlatform):
 
     def close(self) -> None:
         """Close the HTTP connections (Graph and image downloads); store pending counts if given an engine."""
-        self._store_leftover_counts()
+        self.counters.store_leftovers()
         self.session.requests.close()
         if self._http is not None:
             self._http.close()
 
-    # -- counters -------------------------------------------------------------
     def _count(self, name: str, amount: float = 1.0, **labels: str) -> None:
-        key = (name, tuple(sorted(labels.items())))
-        with self._lock:
-            self.counts[key] += amount
-            self._unflushed[key] += amount
-
-    def count(self, name: str, **labels: str) -> float:
-        """The in-process total of one counter (all label values when none are given)."""
-        with self._lock:
-            return sum(
-                v
-                for (n, lbl), v in self.counts.items()
-                if n == name and all(dict(lbl).get(k) == x for k, x in labels.items())
-            )
-
-    def drain_counters(self) -> list[tuple[str, dict[str, str], float]]:
-        with self._lock:
-            pending, self._unflushed = self._unflushed, defaultdict(float)
-        return [(name, dict(labels), amount) for (name, labels), amount in sorted(pending.items())]
-
-    def restore_counters(self, counts: list[tuple[str, dict[str, str], float]]) -> None:
-        with self._lock:
-            for name, labels, amount in counts:
-                self._unflushed[(name, tuple(sorted(labels.items())))] += amount
-
-    def _store_leftover_counts(self) -> None:
-        if self.counter_engine is None:
-            return
-        pending = self.drain_counters()
-        if not pending:
-            return
-        from storage.counters import increment
-        from storage.db import session as open_session
-
-        try:
-            with open_session(self.counter_engine) as s:
-                for name, labels, amount in pending:
-                    increment(s, name, amount, platform=self.name, **labels)
-                s.commit()
-        except Exception as exc:  # counters are telemetry: never fail over them
-            self.restore_counters(pending)
-            log.warning("could not store Meta API counters: %s", exc)
+        self.counters.add(name, amount, **labels)
 
     def _on_gate_wait(self, how: str, seconds: float) -> None:
         self._count("meta_usage_waits", how=how)

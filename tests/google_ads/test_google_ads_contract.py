@@ -585,7 +585,7 @@ def test_counters_are_drained_and_the_rest_stored_on_close(fake: FakeGoogleAds, 
     from storage.db import session as open_session
 
     p = make_platform(fake, ids)
-    p.counter_engine = sqlite_engine
+    p.counters.engine = sqlite_engine
     p.list_ads("lead-gen")
     drained = p.drain_counters()
     assert ("google_ads_api_calls", {"method": "SearchStream"}, 1.0) in drained and p.drain_counters() == []

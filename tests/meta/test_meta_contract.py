@@ -550,7 +550,7 @@ def test_counters_are_stored_when_an_engine_is_given(
     from storage.db import session as open_session
 
     p = make_platform(graph, ids, clock)
-    p.counter_engine = sqlite_engine
+    p.counters.engine = sqlite_engine
     p.list_ads("lead-gen")
     p.list_ads("lead-gen")
     p.close()
@@ -587,7 +587,7 @@ def test_the_loop_builds_it_from_the_config(
     cfg_path.write_text(loop + meta + campaign + f'test_campaign_id = "{ids["test"]}"\n')
     p = make_platform(load_config(cfg_path), engine=sqlite_engine)
     try:
-        assert isinstance(p, MetaAdPlatform) and p.counter_engine is sqlite_engine
+        assert isinstance(p, MetaAdPlatform) and p.counters.engine is sqlite_engine
         assert p.options.batch_size == 20
         assert str(p.session.GRAPH) == graph.base_url
         assert [a.ad_id for a in p.list_ads("lead-gen")] == ids["ads"]
@@ -604,7 +604,7 @@ def test_from_settings_takes_typed_settings_and_secrets(graph: FakeGraph, ids: d
     campaigns = {"lead-gen": MetaCampaign("lead-gen", graph.account, ids["main"], ids["test"])}
     p = MetaAdPlatform.from_settings(settings, campaigns, access_token=TOKEN, app_secret="fake-app-secret", trust_env=False)  # fmt: skip
     try:
-        assert p.options.batch_size == 7 and p.options.page_id == "5550001" and p.counter_engine is None
+        assert p.options.batch_size == 7 and p.options.page_id == "5550001" and p.counters.engine is None
         assert [a.ad_id for a in p.list_ads("lead-gen")] == ids["ads"]
     finally:
         p.close()

@@ -322,7 +322,7 @@ def test_api_counts_go_through_the_tick_with_the_loop_s_engine(engine: Any, tmp_
     )
     expected = {
         (name, ",".join(f'{k}="{v}"' for k, v in sorted({**dict(labels), "platform": "meta"}.items()))): value
-        for (name, labels), value in world.platform.counts.items()
+        for (name, labels), value in world.platform.counters.totals.items()
     }
     assert stored == expected and len(expected) > 1
     assert not [r for r in caplog.records if "counters" in r.getMessage() or "locked" in r.getMessage()]
