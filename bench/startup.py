@@ -10,6 +10,8 @@ it and against this tree, interleaved, each in a fresh process
 - ``import loop.cli`` and ``creative-loop --help``;
 - ``tick``'s imports (``loop.cli`` and ``loop.daemon``) and a whole
   ``creative-loop tick`` of the bundled example on a migrated database;
+- the floor under the tick's imports: the libraries it needs (SQLAlchemy's
+  ORM, SQLModel, pydantic, numpy, Pillow) imported alone;
 - ``creative-loop simulate`` of the bundled example (and whether both trees
   wrote the same JSON);
 - the tick's SQL: statements per campaign tick and tick time for
@@ -35,6 +37,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 # main when issue 14's start-up work began (every CLI call imported the tick, scipy.stats, ...).
 DEFAULT_BASE = "10f03ce7c372c3a2bd2747396050510f9a4d0a61"
+LIBRARIES = "sqlalchemy.orm,sqlmodel,pydantic,numpy,PIL.Image"
 HEAVY = ("matplotlib", "fastapi", "starlette", "jinja2", "scipy.stats", "torch", "sqlalchemy", "alembic", "numpy")
 
 # Run in a child with PYTHONPATH=<tree>: the tick of many campaigns, counting statements.
@@ -129,7 +132,12 @@ def main() -> None:
     try:
         for tree in trees.values():  # warm-up: bytecode written, as after an install
             run(tree, ["-c", "import loop.cli, loop.daemon, loop.simulate, loop.experiments, loop.web.app"])
-        for name, what in (("import loop.cli", "loop.cli"), ("tick's imports", "loop.cli,loop.daemon")):
+        for name, what in (
+            ("import loop.cli", "loop.cli"),
+            ("tick's imports", "loop.cli,loop.daemon"),
+            # The floor under the tick's imports: the libraries it cannot run without, imported alone.
+            ("tick's libraries alone (" + LIBRARIES.replace(",", ", ") + ")", LIBRARIES),
+        ):
             res = {k: [measured(t, ["-c", IMPORTS_CHILD, what, ",".join(HEAVY)]) for _ in range(args.repeats)]
                    for k, t in trees.items()}  # fmt: skip
             info = {k: json.loads(str(v[0]["out"])) for k, v in res.items()}
