@@ -52,6 +52,16 @@ HEADERS = {
 }
 
 
+def same(given: str, expected: str) -> bool:
+    """A constant-time comparison of any two strings.
+
+    ``hmac.compare_digest`` raises ``TypeError`` on a str with a non-ASCII
+    character, and a header, cookie or form field can hold one: compared as
+    UTF-8 bytes, such a value is simply not equal.
+    """
+    return hmac.compare_digest(given.encode("utf-8", "surrogatepass"), expected.encode("utf-8", "surrogatepass"))
+
+
 def is_loopback(host: str) -> bool:
     host = host.strip("[]")
     if host in LOOPBACK_NAMES:
@@ -85,14 +95,14 @@ class Csrf:
         if not token or token.count(".") != 1:
             return False
         nonce, sig = token.split(".")
-        return hmac.compare_digest(sig, self._sign(nonce))
+        return same(sig, self._sign(nonce))
 
     def check(self, request: Request, submitted: str | None) -> str | None:
         """None if the POST may proceed, else why it is refused."""
         cookie = request.cookies.get(CSRF_COOKIE)
         if not self.valid(cookie):
             return "missing or forged CSRF cookie (reload the page and try again)"
-        if not submitted or not hmac.compare_digest(str(submitted), str(cookie)):
+        if not submitted or not same(str(submitted), str(cookie)):
             return "the form's CSRF token does not match (reload the page and try again)"
         origin = request.headers.get("origin")
         if origin and origin != "null" and urlsplit(origin).netloc.lower() != request.headers.get("host", "").lower():
@@ -125,10 +135,10 @@ class Guard:
     def _authorised(self, headers: Headers, cookies: dict[str, str]) -> bool:
         assert self.token is not None
         auth = headers.get("authorization", "")
-        if auth.lower().startswith("bearer ") and hmac.compare_digest(auth[7:].strip(), self.token):
+        if auth.lower().startswith("bearer ") and same(auth[7:].strip(), self.token):
             return True
         cookie = cookies.get(AUTH_COOKIE, "")
-        return bool(cookie) and hmac.compare_digest(cookie, auth_cookie_value(self.token))
+        return bool(cookie) and same(cookie, auth_cookie_value(self.token))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

@@ -203,6 +203,18 @@ def test_csrf_refusals(client: TestClient, engine_of: Engine, lead: str) -> None
     assert _exp(engine_of, lead).approved_stage == "pro"
 
 
+def test_a_non_ascii_csrf_cookie_or_token_is_refused_not_a_500(
+    client: TestClient, engine_of: Engine, lead: str
+) -> None:
+    # A quoted cookie value's octal escape decodes to a non-ASCII character (any site on localhost can set one).
+    r = client.get("/", headers={"cookie": b'cl_csrf="a.\\351"'})
+    assert r.status_code == 200 and CSRF_COOKIE in r.headers["set-cookie"]  # a fresh token, as for none
+    csrf_of(client)
+    r = client.post("/approvals/approve", data={"experiment_id": lead, "who": "mallory", "csrf_token": "é.é"})
+    assert r.status_code == 403 and "CSRF" in r.text
+    assert _exp(engine_of, lead).approved_stage is None
+
+
 def test_a_loopback_bind_answers_loopback_hosts_only(client: TestClient) -> None:
     assert client.get("/", headers={"host": "localhost:8080"}).status_code == 200
     r = client.get("/", headers={"host": "attacker.example"})  # DNS rebinding
@@ -246,6 +258,13 @@ def test_a_non_local_bind_requires_the_token(public: TestClient, engine_of: Engi
     r = public.post("/approvals/approve", data={"experiment_id": lead, "who": "x"})
     assert r.status_code == 401
     assert _exp(engine_of, lead).approved_stage is None
+
+
+def test_a_non_ascii_bearer_token_or_auth_cookie_is_a_401_not_a_500(public: TestClient) -> None:
+    for headers in ({"authorization": "Bearer é".encode()}, {"cookie": b'cl_auth="\\351"'}):
+        r = public.get("/", headers=headers)
+        assert r.status_code == 401, headers
+        assert r.headers["x-frame-options"] == "DENY"
 
 
 def test_login_sets_a_cookie_that_is_not_the_token(public: TestClient, engine_of: Engine, lead: str) -> None:
