@@ -55,6 +55,10 @@ log = logging.getLogger("creative_loop.web")
 WHO_COOKIE = "cl_who"
 _WHO = re.compile(r"^[\w .@+-]{1,60}$")
 _HASH = re.compile(r"^[0-9a-f]{64}$")
+# Our forms post a handful of short fields and no file.  Parsed before the CSRF check,
+# so any page a browser visits could otherwise post up to starlette's defaults:
+# 1000 fields of 1 MiB each held in memory, and files of any size spooled to disk.
+FORM_LIMITS: dict[str, int] = {"max_files": 0, "max_fields": 20, "max_part_size": 16 * 1024}
 
 
 def schedule_interval(cfg: Config) -> timedelta:
@@ -138,7 +142,7 @@ class Dashboard:
 
     async def form(self, request: Request) -> tuple[FormData | None, HTMLResponse | None]:
         """The POSTed form, or the refusal if its CSRF token does not check out."""
-        form = await request.form()
+        form = await request.form(**FORM_LIMITS)
         why = self.csrf.check(request, form.get(CSRF_FIELD))  # type: ignore[arg-type]
         if why is not None:
             return None, self.error(request, 403, why)

@@ -215,6 +215,21 @@ def test_a_non_ascii_csrf_cookie_or_token_is_refused_not_a_500(
     assert _exp(engine_of, lead).approved_stage is None
 
 
+def test_a_form_is_refused_past_what_our_forms_post(client: TestClient, engine_of: Engine, lead: str) -> None:
+    # Parsed before the CSRF check, so these come from anyone: no file, few fields, short fields.
+    form = {"csrf_token": csrf_of(client), "experiment_id": lead, "who": "mallory"}
+    r = client.post("/approvals/approve", data=form, files={"f": ("big.bin", b"x" * 2_000_000)})
+    assert r.status_code == 400 and "files" in r.text
+    r = client.post("/approvals/approve", data={**form, **{f"x{i}": "1" for i in range(30)}})
+    assert r.status_code == 400 and "fields" in r.text
+    r = client.post("/approvals/approve", data={**form, "reason": "x" * 100_000})
+    assert r.status_code == 400 and "maximum size" in r.text
+    assert _exp(engine_of, lead).approved_stage is None
+    # The longest note the form allows, in a script that takes 9 bytes a character once encoded, still goes through.
+    r = client.post("/approvals/approve", data={**form, "reason": "名" * 500}, follow_redirects=False)
+    assert r.status_code == 303 and _exp(engine_of, lead).approved_stage == "pro"
+
+
 def test_a_loopback_bind_answers_loopback_hosts_only(client: TestClient) -> None:
     assert client.get("/", headers={"host": "localhost:8080"}).status_code == 200
     r = client.get("/", headers={"host": "attacker.example"})  # DNS rebinding
