@@ -38,6 +38,7 @@ from loop.web.report import ReportJobs, known_plans
 from loop.web.security import (
     AUTH_COOKIE,
     CSRF_FIELD,
+    NUL_REFUSED,
     WEBHOOK_PREFIX,
     Csrf,
     Guard,
@@ -146,6 +147,8 @@ class Dashboard:
         why = self.csrf.check(request, form.get(CSRF_FIELD))  # type: ignore[arg-type]
         if why is not None:
             return None, self.error(request, 403, why)
+        if any("\x00" in k or "\x00" in str(v) for k, v in form.multi_items()):
+            return None, self.error(request, 400, NUL_REFUSED)
         return form, None
 
     # -- pages ------------------------------------------------------------------------

@@ -7,6 +7,7 @@
   webhook (which checks Meta's own signature) must carry it,
   as ``Authorization: Bearer <token>`` or the cookie ``/login`` sets (an HMAC
   of the token, never the token itself).
+- A NUL character in the path, the query string or a form is a 400.
 - An unexpected exception becomes a 500 page carrying the same headers and an
   error id; the traceback is logged under that id (never shown).
 - CSRF: a signed double-submit token.  The cookie holds ``nonce.hmac(nonce)``
@@ -39,6 +40,7 @@ AUTH_COOKIE = "cl_auth"
 OPEN_PATHS = frozenset({"/healthz", "/login"})
 # Meta signs its webhook calls (X-Hub-Signature-256); it cannot send our token.
 WEBHOOK_PREFIX = "/webhooks/meta"
+NUL_REFUSED = "bad request: a NUL character (%00) in the URL or form"
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 HEADERS = {
     # Charts and thumbnails are data: URIs or our own /images; no script at all.
@@ -159,6 +161,10 @@ class Guard:
                     "access token required", status_code=401, headers={"www-authenticate": "Bearer"}
                 )
             await self._send(response, scope, receive, send)
+            return
+        if "\x00" in path or b"%00" in scope.get("query_string", b""):
+            # No id or name holds one (PostgreSQL cannot store it in text, and refuses a query that has one).
+            await self._send(PlainTextResponse(NUL_REFUSED, status_code=400), scope, receive, send)
             return
         token = cookies.get(CSRF_COOKIE)
         minted = None
