@@ -252,6 +252,27 @@ def test_a_non_local_bind_without_a_token_refuses_to_start(
     assert len(err) == 1 and "CL_TEST_WEB_TOKEN" in err[0] and "Traceback" not in err[0]
 
 
+def test_serve_logs_as_the_config_says_with_tokens_redacted(
+    filled: Config, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+    import logging
+
+    import uvicorn
+
+    path = filled.path.with_name("json-logs.toml")
+    path.write_text(filled.path.read_text().replace("[loop]\n", '[loop]\nlog_format = "json"\n', 1))
+    served: list[object] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: served.append(app))  # the server itself is not under test
+    assert main(["serve", "--config", str(path), "--port", "8765"]) == 0
+    assert served
+    capsys.readouterr()
+    logging.getLogger("creative_loop.web").error("report failed: GET /x?access_token=EAAB-secret-value")
+    [line] = capsys.readouterr().err.strip().splitlines()
+    doc = json.loads(line)
+    assert doc["logger"] == "creative_loop.web" and "EAAB-secret-value" not in line and "access_token=***" in doc["msg"]
+
+
 @pytest.fixture
 def public(filled: Config, engine_of: Engine, monkeypatch: pytest.MonkeyPatch) -> TestClient:
     monkeypatch.setenv("CL_TEST_WEB_TOKEN", TOKEN)
