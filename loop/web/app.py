@@ -232,10 +232,11 @@ class Dashboard:
         with open_session(self.engine) as s:
             views = queries.ledger_view(s, plans=self.plans, cache=self.reads)
         buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=queries.LEDGER_COLUMNS, lineterminator="\n")
+        # RFC 4180 line ends: a field holding a CR or LF is then quoted (with "\n" alone, a CR went out bare).
+        writer = csv.DictWriter(buf, fieldnames=queries.LEDGER_COLUMNS, lineterminator="\r\n")
         writer.writeheader()
         for row in queries.ledger_csv_rows(views):
-            # A leading =, +, - or @ would be a formula in a spreadsheet.
+            # A leading =, +, -, @, tab or CR would be a formula in a spreadsheet.
             writer.writerow({k: _csv_safe(v) for k, v in row.items()})
         stamp = self.clock().strftime("%Y%m%d")
         return Response(
@@ -389,7 +390,8 @@ def _int(value: str | None, default: int) -> int:
 
 
 def _csv_safe(value: Any) -> Any:
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@"):
+    # A tab or carriage return first is read as the start of a formula too (OWASP's CSV injection list).
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
         return "'" + value
     return value
 

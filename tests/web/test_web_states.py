@@ -331,6 +331,22 @@ def test_a_nul_character_in_a_request_is_a_400(client: TestClient, states: State
     assert client.get("/audit?text=%2500").status_code == 200  # the text "%00" is no NUL
 
 
+def test_the_ledger_csv_holds_no_formula(client: TestClient, engine: Engine) -> None:
+    from storage.models import Campaign, LedgerEntry
+
+    hostile = ['=HYPERLINK("http://evil.example")', "+1+1", "-2+3", "@SUM(A1)", "\t=1+1", "\r=1+1"]
+    with open_session(engine) as s:
+        for i, cid in enumerate(hostile):
+            s.add(Campaign(id=cid, currency="USD", test_spend_cap_minor=1_000, credit_cap_minor=1_000))
+            s.flush()
+            s.add(LedgerEntry(campaign_id=cid, account="test", kind="reserve", key=f"k{i}", amount_minor=100))
+        s.commit()
+    rows = list(csv.DictReader(io.StringIO(client.get("/ledger.csv").text)))
+    shown = {r["campaign"] for r in rows}
+    assert {"'" + cid for cid in hostile} <= shown
+    assert all(r["reserved"][:1].isdigit() for r in rows)  # amounts stay numbers
+
+
 # -- paging --------------------------------------------------------------------------------------------
 def test_the_gallery_is_paged_and_prints_no_recipe(client: TestClient, engine: Engine, states: States) -> None:
     with open_session(engine) as s:
