@@ -81,7 +81,8 @@ def signature(body: bytes, app_secret: str) -> str:
 def valid_signature(body: bytes, header: str | None, app_secret: str) -> bool:
     if not header or not app_secret:
         return False
-    return hmac.compare_digest(header.strip().lower(), signature(body, app_secret))
+    # As bytes: compare_digest raises TypeError on a str with a non-ASCII character, and a header may hold one.
+    return hmac.compare_digest(header.strip().lower().encode(), signature(body, app_secret).encode())
 
 
 def fatigue_changes(
@@ -188,7 +189,8 @@ class WebhookApp:
 
     async def handshake(self, request: Request) -> Response:
         q = request.query_params
-        if q.get("hub.mode") == "subscribe" and hmac.compare_digest(q.get("hub.verify_token", ""), self.verify_token):
+        given = q.get("hub.verify_token", "").encode("utf-8", "surrogatepass")
+        if q.get("hub.mode") == "subscribe" and hmac.compare_digest(given, self.verify_token.encode()):
             return PlainTextResponse(q.get("hub.challenge", ""))
         return PlainTextResponse("verification failed", status_code=403)
 

@@ -38,6 +38,7 @@ from loop.web.report import ReportJobs, known_plans
 from loop.web.security import (
     AUTH_COOKIE,
     CSRF_FIELD,
+    NUL_REFUSED,
     WEBHOOK_PREFIX,
     Csrf,
     Guard,
@@ -55,6 +56,10 @@ log = logging.getLogger("creative_loop.web")
 WHO_COOKIE = "cl_who"
 _WHO = re.compile(r"^[\w .@+-]{1,60}$")
 _HASH = re.compile(r"^[0-9a-f]{64}$")
+# Our forms post a handful of short fields and no file.  Parsed before the CSRF check,
+# so any page a browser visits could otherwise post up to starlette's defaults:
+# 1000 fields of 1 MiB each held in memory, and files of any size spooled to disk.
+FORM_LIMITS: dict[str, int] = {"max_files": 0, "max_fields": 20, "max_part_size": 16 * 1024}
 
 
 def schedule_interval(cfg: Config) -> timedelta:
@@ -138,10 +143,12 @@ class Dashboard:
 
     async def form(self, request: Request) -> tuple[FormData | None, HTMLResponse | None]:
         """The POSTed form, or the refusal if its CSRF token does not check out."""
-        form = await request.form()
+        form = await request.form(**FORM_LIMITS)
         why = self.csrf.check(request, form.get(CSRF_FIELD))  # type: ignore[arg-type]
         if why is not None:
             return None, self.error(request, 403, why)
+        if any("\x00" in k or "\x00" in str(v) for k, v in form.multi_items()):
+            return None, self.error(request, 400, NUL_REFUSED)
         return form, None
 
     # -- pages ------------------------------------------------------------------------
@@ -225,10 +232,11 @@ class Dashboard:
         with open_session(self.engine) as s:
             views = queries.ledger_view(s, plans=self.plans, cache=self.reads)
         buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=queries.LEDGER_COLUMNS, lineterminator="\n")
+        # RFC 4180 line ends: a field holding a CR or LF is then quoted (with "\n" alone, a CR went out bare).
+        writer = csv.DictWriter(buf, fieldnames=queries.LEDGER_COLUMNS, lineterminator="\r\n")
         writer.writeheader()
         for row in queries.ledger_csv_rows(views):
-            # A leading =, +, - or @ would be a formula in a spreadsheet.
+            # A leading =, +, -, @, tab or CR would be a formula in a spreadsheet.
             writer.writerow({k: _csv_safe(v) for k, v in row.items()})
         stamp = self.clock().strftime("%Y%m%d")
         return Response(
@@ -382,7 +390,8 @@ def _int(value: str | None, default: int) -> int:
 
 
 def _csv_safe(value: Any) -> Any:
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@"):
+    # A tab or carriage return first is read as the start of a formula too (OWASP's CSV injection list).
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
         return "'" + value
     return value
 

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from loop.cli_support import ConfigOpt, config_from, say
+from loop.cli_support import ConfigOpt, config_from, say, setup_logging
 from policies.errors import ConfigError
 
 
@@ -38,6 +38,8 @@ def serve(
     from loop.web.app import create_app
 
     cfg = config_from(config)
+    # As `run` does: [loop].log_format, access tokens redacted (uvicorn sets up its own loggers only).
+    setup_logging(cfg)
     host = host or cfg.model.web.host
     port = port or cfg.model.web.port
     web_app = create_app(cfg, host=host)

@@ -103,7 +103,8 @@ class ReportJob:
 
 
 def _safe(name: str) -> str:
-    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)[:80] or "_"
+    """``name`` as a file-name part :data:`REPORT_NAME` accepts (ASCII: "café" would be written, then never served)."""
+    return "".join(ch if (ch.isascii() and ch.isalnum()) or ch in "-_." else "_" for ch in name)[:80] or "_"
 
 
 class ReportJobs:

@@ -7,6 +7,7 @@
   webhook (which checks Meta's own signature) must carry it,
   as ``Authorization: Bearer <token>`` or the cookie ``/login`` sets (an HMAC
   of the token, never the token itself).
+- A NUL character in the path, the query string or a form is a 400.
 - An unexpected exception becomes a 500 page carrying the same headers and an
   error id; the traceback is logged under that id (never shown).
 - CSRF: a signed double-submit token.  The cookie holds ``nonce.hmac(nonce)``
@@ -39,6 +40,7 @@ AUTH_COOKIE = "cl_auth"
 OPEN_PATHS = frozenset({"/healthz", "/login"})
 # Meta signs its webhook calls (X-Hub-Signature-256); it cannot send our token.
 WEBHOOK_PREFIX = "/webhooks/meta"
+NUL_REFUSED = "bad request: a NUL character (%00) in the URL or form"
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 HEADERS = {
     # Charts and thumbnails are data: URIs or our own /images; no script at all.
@@ -50,6 +52,16 @@ HEADERS = {
     "x-frame-options": "DENY",
     "referrer-policy": "no-referrer",
 }
+
+
+def same(given: str, expected: str) -> bool:
+    """A constant-time comparison of any two strings.
+
+    ``hmac.compare_digest`` raises ``TypeError`` on a str with a non-ASCII
+    character, and a header, cookie or form field can hold one: compared as
+    UTF-8 bytes, such a value is simply not equal.
+    """
+    return hmac.compare_digest(given.encode("utf-8", "surrogatepass"), expected.encode("utf-8", "surrogatepass"))
 
 
 def is_loopback(host: str) -> bool:
@@ -85,14 +97,14 @@ class Csrf:
         if not token or token.count(".") != 1:
             return False
         nonce, sig = token.split(".")
-        return hmac.compare_digest(sig, self._sign(nonce))
+        return same(sig, self._sign(nonce))
 
     def check(self, request: Request, submitted: str | None) -> str | None:
         """None if the POST may proceed, else why it is refused."""
         cookie = request.cookies.get(CSRF_COOKIE)
         if not self.valid(cookie):
             return "missing or forged CSRF cookie (reload the page and try again)"
-        if not submitted or not hmac.compare_digest(str(submitted), str(cookie)):
+        if not submitted or not same(str(submitted), str(cookie)):
             return "the form's CSRF token does not match (reload the page and try again)"
         origin = request.headers.get("origin")
         if origin and origin != "null" and urlsplit(origin).netloc.lower() != request.headers.get("host", "").lower():
@@ -125,10 +137,10 @@ class Guard:
     def _authorised(self, headers: Headers, cookies: dict[str, str]) -> bool:
         assert self.token is not None
         auth = headers.get("authorization", "")
-        if auth.lower().startswith("bearer ") and hmac.compare_digest(auth[7:].strip(), self.token):
+        if auth.lower().startswith("bearer ") and same(auth[7:].strip(), self.token):
             return True
         cookie = cookies.get(AUTH_COOKIE, "")
-        return bool(cookie) and hmac.compare_digest(cookie, auth_cookie_value(self.token))
+        return bool(cookie) and same(cookie, auth_cookie_value(self.token))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -149,6 +161,10 @@ class Guard:
                     "access token required", status_code=401, headers={"www-authenticate": "Bearer"}
                 )
             await self._send(response, scope, receive, send)
+            return
+        if "\x00" in path or b"%00" in scope.get("query_string", b""):
+            # No id or name holds one (PostgreSQL cannot store it in text, and refuses a query that has one).
+            await self._send(PlainTextResponse(NUL_REFUSED, status_code=400), scope, receive, send)
             return
         token = cookies.get(CSRF_COOKIE)
         minted = None

@@ -45,6 +45,8 @@ def test_handshake_echoes_the_challenge(client: TestClient) -> None:
         "/webhooks/meta/", params={"hub.mode": "subscribe", "hub.verify_token": "nope", "hub.challenge": "1"}
     )
     assert bad.status_code == 403
+    odd = client.get("/webhooks/meta/", params={"hub.mode": "subscribe", "hub.verify_token": "é", "hub.challenge": "1"})
+    assert odd.status_code == 403  # refused, not a 500 (compare_digest takes no non-ASCII str)
 
 
 def test_signed_fatigue_notifications_are_recorded(engine: Any) -> None:
@@ -69,8 +71,10 @@ def test_signed_fatigue_notifications_are_recorded(engine: Any) -> None:
     assert rows[0].data["account"] == "act_111"
 
 
-@pytest.mark.parametrize("header", [None, "sha256=" + "0" * 64, "sha1=abc", signature(b"other body", SECRET)])
-def test_bad_signatures_are_rejected(client: TestClient, sqlite_engine: Any, header: str | None) -> None:
+@pytest.mark.parametrize(
+    "header", [None, "sha256=" + "0" * 64, "sha1=abc", signature(b"other body", SECRET), "sha256=é".encode()]
+)
+def test_bad_signatures_are_rejected(client: TestClient, sqlite_engine: Any, header: str | bytes | None) -> None:
     body = payload({"field": "creative_fatigue", "value": {"ad_id": "900", "level": "FATIGUED"}})
     headers = {"X-Hub-Signature-256": header} if header else {}
     assert client.post("/webhooks/meta/", content=body, headers=headers).status_code == 403

@@ -203,6 +203,33 @@ def test_csrf_refusals(client: TestClient, engine_of: Engine, lead: str) -> None
     assert _exp(engine_of, lead).approved_stage == "pro"
 
 
+def test_a_non_ascii_csrf_cookie_or_token_is_refused_not_a_500(
+    client: TestClient, engine_of: Engine, lead: str
+) -> None:
+    # A quoted cookie value's octal escape decodes to a non-ASCII character (any site on localhost can set one).
+    r = client.get("/", headers={"cookie": b'cl_csrf="a.\\351"'})
+    assert r.status_code == 200 and CSRF_COOKIE in r.headers["set-cookie"]  # a fresh token, as for none
+    csrf_of(client)
+    r = client.post("/approvals/approve", data={"experiment_id": lead, "who": "mallory", "csrf_token": "é.é"})
+    assert r.status_code == 403 and "CSRF" in r.text
+    assert _exp(engine_of, lead).approved_stage is None
+
+
+def test_a_form_is_refused_past_what_our_forms_post(client: TestClient, engine_of: Engine, lead: str) -> None:
+    # Parsed before the CSRF check, so these come from anyone: no file, few fields, short fields.
+    form = {"csrf_token": csrf_of(client), "experiment_id": lead, "who": "mallory"}
+    r = client.post("/approvals/approve", data=form, files={"f": ("big.bin", b"x" * 2_000_000)})
+    assert r.status_code == 400 and "files" in r.text
+    r = client.post("/approvals/approve", data={**form, **{f"x{i}": "1" for i in range(30)}})
+    assert r.status_code == 400 and "fields" in r.text
+    r = client.post("/approvals/approve", data={**form, "reason": "x" * 100_000})
+    assert r.status_code == 400 and "maximum size" in r.text
+    assert _exp(engine_of, lead).approved_stage is None
+    # The longest note the form allows, in a script that takes 9 bytes a character once encoded, still goes through.
+    r = client.post("/approvals/approve", data={**form, "reason": "名" * 500}, follow_redirects=False)
+    assert r.status_code == 303 and _exp(engine_of, lead).approved_stage == "pro"
+
+
 def test_a_loopback_bind_answers_loopback_hosts_only(client: TestClient) -> None:
     assert client.get("/", headers={"host": "localhost:8080"}).status_code == 200
     r = client.get("/", headers={"host": "attacker.example"})  # DNS rebinding
@@ -223,6 +250,27 @@ def test_a_non_local_bind_without_a_token_refuses_to_start(
     assert main(["serve", "--config", str(filled.path), "--host", "0.0.0.0", "--port", "1"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "CL_TEST_WEB_TOKEN" in err[0] and "Traceback" not in err[0]
+
+
+def test_serve_logs_as_the_config_says_with_tokens_redacted(
+    filled: Config, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+    import logging
+
+    import uvicorn
+
+    path = filled.path.with_name("json-logs.toml")
+    path.write_text(filled.path.read_text().replace("[loop]\n", '[loop]\nlog_format = "json"\n', 1))
+    served: list[object] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: served.append(app))  # the server itself is not under test
+    assert main(["serve", "--config", str(path), "--port", "8765"]) == 0
+    assert served
+    capsys.readouterr()
+    logging.getLogger("creative_loop.web").error("report failed: GET /x?access_token=EAAB-secret-value")
+    [line] = capsys.readouterr().err.strip().splitlines()
+    doc = json.loads(line)
+    assert doc["logger"] == "creative_loop.web" and "EAAB-secret-value" not in line and "access_token=***" in doc["msg"]
 
 
 @pytest.fixture
@@ -246,6 +294,13 @@ def test_a_non_local_bind_requires_the_token(public: TestClient, engine_of: Engi
     r = public.post("/approvals/approve", data={"experiment_id": lead, "who": "x"})
     assert r.status_code == 401
     assert _exp(engine_of, lead).approved_stage is None
+
+
+def test_a_non_ascii_bearer_token_or_auth_cookie_is_a_401_not_a_500(public: TestClient) -> None:
+    for headers in ({"authorization": "Bearer é".encode()}, {"cookie": b'cl_auth="\\351"'}):
+        r = public.get("/", headers=headers)
+        assert r.status_code == 401, headers
+        assert r.headers["x-frame-options"] == "DENY"
 
 
 def test_login_sets_a_cookie_that_is_not_the_token(public: TestClient, engine_of: Engine, lead: str) -> None:

@@ -316,3 +316,25 @@ def test_the_report_is_written_in_the_background_and_linked_when_done(client: Te
     assert client.post("/reports", data={"csrf_token": token, "campaign": "nope"}).status_code == 404
     assert client.get("/reports/report-x-20260101-000000-00000000.html").status_code == 404
     assert client.get("/reports/..%2F..%2Floop.db").status_code == 404
+
+
+@pytest.mark.parametrize("campaign", ["café", "名前", "<x>$a$ ../..", "-" * 200])
+def test_a_report_of_any_campaign_name_is_served_and_listed_after_a_restart(tmp_path: Path, campaign: str) -> None:
+    import sys
+
+    from loop.web.report import ReportJobs
+
+    def command(campaign: str | None, out: Path) -> list[str]:
+        return [sys.executable, "-c", f"open({str(out)!r}, 'w').write('<p>report</p>')"]
+
+    jobs = ReportJobs(tmp_path / "reports", command)
+    job = jobs.submit(campaign)
+    deadline = time.monotonic() + 60
+    while jobs.busy:
+        assert time.monotonic() < deadline, "the report job did not finish"
+        time.sleep(0.05)
+    [done] = jobs.jobs()
+    assert done.state == "done", done.error
+    assert jobs.path(done.file) == tmp_path / "reports" / job.file  # the link on the page finds the file
+    [listed] = ReportJobs(tmp_path / "reports", command).jobs()  # a restarted dashboard lists it
+    assert (listed.file, listed.state) == (job.file, "done")

@@ -311,6 +311,42 @@ def test_a_500_has_the_security_headers_and_an_error_id_that_is_in_the_log(
     assert record.exc_info is not None and "ValueError" in caplog.text
 
 
+@pytest.mark.parametrize(
+    "path",
+    ["/creatives/a%00b", "/experiments/a%00", "/gallery?campaign=%00", "/audit?campaign=x%00", "/audit?experiment=%00",
+     "/audit?actor=%00", "/audit?name=%00", "/report.html?campaign=%00", "/insights?campaign=%00"],
+)  # fmt: skip
+def test_a_nul_character_in_a_request_is_a_400(client: TestClient, states: States, path: str) -> None:
+    # PostgreSQL refuses a query with one: it was a 500 there, a 404 or a page on SQLite.
+    r = client.get(path)
+    assert r.status_code == 400 and "NUL" in r.text, path
+    token = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/approvals").text).group(1)  # type: ignore[union-attr]
+    for route, form in [
+        ("/approvals/approve", {"experiment_id": "a\x00b", "who": "x"}),
+        ("/approvals/approve", {"experiment_id": states.weak, "who": "x", "reason": "a\x00b"}),
+        ("/reports", {"campaign": "a\x00"}),
+    ]:
+        r = client.post(route, data={"csrf_token": token, **form}, follow_redirects=False)
+        assert r.status_code == 400 and "NUL" in r.text, form
+    assert client.get("/audit?text=%2500").status_code == 200  # the text "%00" is no NUL
+
+
+def test_the_ledger_csv_holds_no_formula(client: TestClient, engine: Engine) -> None:
+    from storage.models import Campaign, LedgerEntry
+
+    hostile = ['=HYPERLINK("http://evil.example")', "+1+1", "-2+3", "@SUM(A1)", "\t=1+1", "\r=1+1"]
+    with open_session(engine) as s:
+        for i, cid in enumerate(hostile):
+            s.add(Campaign(id=cid, currency="USD", test_spend_cap_minor=1_000, credit_cap_minor=1_000))
+            s.flush()
+            s.add(LedgerEntry(campaign_id=cid, account="test", kind="reserve", key=f"k{i}", amount_minor=100))
+        s.commit()
+    rows = list(csv.DictReader(io.StringIO(client.get("/ledger.csv").text)))
+    shown = {r["campaign"] for r in rows}
+    assert {"'" + cid for cid in hostile} <= shown
+    assert all(r["reserved"][:1].isdigit() for r in rows)  # amounts stay numbers
+
+
 # -- paging --------------------------------------------------------------------------------------------
 def test_the_gallery_is_paged_and_prints_no_recipe(client: TestClient, engine: Engine, states: States) -> None:
     with open_session(engine) as s:
