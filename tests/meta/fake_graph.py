@@ -28,6 +28,16 @@ that the contract tests fail when it does:
 - **effective status**: ads in a paused ad set or campaign, disapproved ads
   and ads with issues report it in ``effective_status`` (and ``issues_info``)
   and do not deliver;
+- **batch calls not run**: ``Fault(not_run=True)`` answers a call inside a
+  batch with ``null`` (Graph did not run it; nothing is done), the entry the
+  SDK hands back from ``execute()`` for a retry;
+- **enums and offsets**: a ``status`` outside ACTIVE/PAUSED/DELETED/ARCHIVED is
+  refused (code 100); spend is in whole units for Meta's offset-1 currencies
+  (JPY, KRW, HUF, TWD, ... see ``OFFSET_1``), in units with cents otherwise;
+- **async report runs**: "Job Not Started", "Job Running", then "Job
+  Completed" at 100 %; a failed run carries ``error_code`` -2 / subcode
+  2490547 "Report Failed"; the run's result is refused until it completed
+  (that refusal's exact code is not verified: Graph may answer otherwise);
 - **error bodies** as Graph sends them: ``message``, ``type``, ``code``,
   ``error_subcode``, ``is_transient``, ``error_user_title``,
   ``error_user_msg`` and a ``fbtrace_id`` per error.
@@ -87,6 +97,7 @@ class Fault:
     message: str = "injected"
     user_title: str | None = None  # error_user_title: Meta's explanation for people
     user_msg: str | None = None  # error_user_msg
+    not_run: bool = False  # inside a batch: answered ``null`` (Graph did not run the call); never outside one
 
     def matches(self, method: str, path: str) -> bool:
         return (self.method is None or self.method == method) and _path_matches(self.path, path) and self.times != 0
@@ -134,6 +145,13 @@ def _jsonish(value: str) -> Any:
 _TRACES = itertools.count(1)
 
 
+def _bad_status(p: dict[str, Any]) -> dict | None:
+    """Graph's refusal of a ``status`` outside the documented enum (None: no status, or a valid one)."""
+    if "status" not in p or p["status"] in STATUSES:
+        return None
+    return _error(100, f"(#100) Param status must be one of {{{', '.join(STATUSES)}}}")
+
+
 def _error(
     code: int | None,
     message: str,
@@ -166,6 +184,9 @@ EDGES = {
 }
 TYPE_NAMES = {"account": "AdAccount", "campaign": "Campaign", "adset": "AdSet", "ad": "Ad", "creative": "AdCreative",
               "run": "AdReportRun", "image": "AdImage"}  # fmt: skip
+# Meta's currency table: these have offset 1 (no minor unit: budgets and spend in whole units); all others 100.
+OFFSET_1 = frozenset({"CLP", "COP", "CRC", "HUF", "ISK", "IDR", "JPY", "KRW", "PYG", "TWD", "VND"})
+STATUSES = ("ACTIVE", "PAUSED", "DELETED", "ARCHIVED")  # the SDK's Ad/AdSet/Campaign.Status: all Graph takes
 REVIEW = ("DISAPPROVED", "WITH_ISSUES", "PENDING_REVIEW", "IN_PROCESS", "PREAPPROVED")
 
 
@@ -453,7 +474,7 @@ class FakeGraph:
                     return 400, headers, json.dumps(_error(100, "Invalid appsecret_proof")).encode()
         # 2. injected faults
         with self.lock:
-            fault = next((f for f in self.faults if f.matches(method, rel)), None)
+            fault = next((f for f in self.faults if not f.not_run and f.matches(method, rel)), None)
             if fault is not None and fault.times is not None:
                 fault.times -= 1
         if fault is None and self.fault_rate and not in_batch:
@@ -544,6 +565,8 @@ class FakeGraph:
                 run = self.add("run", params={**p, "_account": node_id}, polls=0, account=node_id)
                 return 200, {"report_run_id": run["id"]}
             if obj["type"] == "run":
+                if self.fail_runs or obj["polls"] < self.run_polls:  # [M]: Graph's exact refusal is not verified
+                    return 400, _error(100, f"(#100) Report {obj['id']} is not ready: poll it until 'Job Completed'")
                 return 200, self.page(self.insight_rows(obj["params"]), p, query, self._insight_view(obj["params"], p))
             return 200, self.page(self.insight_rows({**p, "_node": node_id}), p, query, self._insight_view(p, p))
         if edge == "adimages":
@@ -563,10 +586,13 @@ class FakeGraph:
             with self.lock:
                 obj["polls"] += 1
                 done = obj["polls"] >= self.run_polls
-            if self.fail_runs:
-                status, pct = "Job Failed", 0
+            if self.fail_runs:  # what the Insights error table lists for a failed run
+                return {"id": obj["id"], "async_status": "Job Failed", "async_percent_completion": 0,
+                        "error_code": -2, "error_subcode": 2490547, "error_message": "Report Failed"}  # fmt: skip
+            if done:
+                status, pct = "Job Completed", 100
             else:
-                status, pct = ("Job Completed", 100) if done else ("Job Running", 50)
+                status, pct = ("Job Not Started", 0) if obj["polls"] == 1 else ("Job Running", 50)
             return {"id": obj["id"], "async_status": status, "async_percent_completion": pct}
         return self.view(obj, p.get("fields"))
 
@@ -622,6 +648,8 @@ class FakeGraph:
         if not p.get("name"):
             return 400, _error(100, "Invalid parameter", 1487007, user_title="Missing name",
                                user_msg="Please give this object a name.")  # fmt: skip
+        if (bad := _bad_status(p)) is not None:
+            return 400, bad
         fields = dict(p)
         fields.pop("fields", None)
         fields["account"] = account
@@ -652,6 +680,8 @@ class FakeGraph:
 
     def update(self, obj: dict[str, Any], p: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         changes = {k: v for k, v in p.items() if k != "fields"}
+        if (bad := _bad_status(changes)) is not None:
+            return 400, bad
         if "daily_budget" in changes:
             changes["daily_budget"] = int(changes["daily_budget"])
             if changes["daily_budget"] < int(self.objects[self.account]["min_daily_budget"]):
@@ -711,7 +741,7 @@ class FakeGraph:
                     err["error"]["type"] = "GraphBatchException"
                     return 400, err
                 seen[camp] = obj["id"]
-        out = []
+        out: list[dict[str, Any] | None] = []
         for call in calls:
             rel = urlsplit("/" + call["relative_url"].lstrip("/"))
             params = dict(parse_qsl(rel.query, keep_blank_values=True))
@@ -719,6 +749,9 @@ class FakeGraph:
             path = rel.path
             if path.lstrip("/").startswith(VERSION):
                 path = path.lstrip("/")[len(VERSION) :]
+            if self._not_run(call["method"], path.strip("/")):
+                out.append(None)  # Graph's answer for a call it did not run: nothing was done
+                continue
             status, headers, body = self.handle(call["method"], path, params, {}, rel.query, in_batch=True)
             out.append(
                 {
@@ -728,6 +761,13 @@ class FakeGraph:
                 }
             )
         return 200, out
+
+    def _not_run(self, method: str, rel: str) -> bool:
+        with self.lock:
+            fault = next((f for f in self.faults if f.not_run and f.matches(method, rel)), None)
+            if fault is not None and fault.times is not None:
+                fault.times -= 1
+        return fault is not None
 
     # -- insights -----------------------------------------------------------------------
     def insight_rows(self, p: dict[str, Any]) -> list[dict[str, Any]]:
@@ -772,7 +812,7 @@ class FakeGraph:
         fields = req.get("fields") or p.get("fields") or []
         if isinstance(fields, str):
             fields = fields.split(",")
-        exp = 0 if self.objects[self.account]["currency"] in ("JPY", "KRW") else 2
+        exp = 0 if self.objects[self.account]["currency"] in OFFSET_1 else 2
 
         def view(r: dict[str, Any]) -> dict[str, Any]:
             full = {

@@ -120,8 +120,10 @@ def test_spend_uses_the_account_currency_exponent() -> None:
     assert parse_row(raw, 2, "lead").conversions == 2
 
 
-def test_zero_decimal_currency_account() -> None:
-    with FakeGraph(currency="JPY") as graph:
+@pytest.mark.parametrize("currency", ["JPY", "HUF", "TWD"])
+def test_zero_decimal_currency_account(currency: str) -> None:
+    """Meta's offset-1 currencies (not only JPY and KRW) send spend in whole units."""
+    with FakeGraph(currency=currency) as graph:
         ids = seed_account(graph)
         p = make_platform(graph, ids, FakeClock())
         graph.set_row(ids["ads"][0], D0, impressions=100, clicks=1, spend_minor=1234)
@@ -144,8 +146,28 @@ def test_long_ranges_use_an_async_report_run(graph: FakeGraph, platform: MetaAdP
 
 def test_a_failed_report_run_is_transient(graph: FakeGraph, platform: MetaAdPlatform) -> None:
     graph.fail_runs = True
-    with pytest.raises(TransientError, match="Job Failed"):
+    with pytest.raises(TransientError, match="Job Failed.*Report Failed \\(code -2\\)"):
         platform.insights("lead-gen", D0, D0 + timedelta(days=40))
+    assert not [s for s in graph.calls("GET", "/insights") if s.path != "act_111/insights"]  # no result read
+
+
+def test_a_report_run_s_result_is_read_only_once_it_is_complete(
+    graph: FakeGraph, platform: MetaAdPlatform, ids: dict[str, Any]
+) -> None:
+    """The fake refuses a run's result before 'Job Completed' at 100 %: a connector that skips the polls fails."""
+    from facebook_business.adobjects.adaccount import AdAccount
+
+    graph.deliver(D0)
+    run = AdAccount(graph.account, api=platform.api).get_insights(
+        fields=["ad_id"], params={"level": "ad", "time_range": {"since": "2026-01-01", "until": "2026-01-01"}},
+        is_async=True,
+    )  # fmt: skip
+    first = run.api_get(fields=["async_status", "async_percent_completion"])
+    assert (first["async_status"], first["async_percent_completion"]) == ("Job Not Started", 0)
+    with pytest.raises(FacebookRequestError, match="not ready"):
+        list(run.get_result(params={"limit": 10}))
+    assert run.api_get(fields=["async_status"])["async_status"] == "Job Completed"
+    assert len(list(run.get_result(params={"limit": 10}))) == 2
 
 
 def test_sync_insights_timeout_falls_back_to_async(graph: FakeGraph, platform: MetaAdPlatform) -> None:

@@ -6,6 +6,7 @@ to their parent, Meta's own error explanations, and one log line per retry.
 
 from __future__ import annotations
 
+import json
 import logging
 from datetime import date
 from typing import Any
@@ -14,7 +15,7 @@ import pytest
 from fake_graph import TOKEN, FakeGraph, Fault, LateCommit, png_bytes
 from meta_helpers import FakeClock, make_platform
 
-from connectors.ads.base import LaunchTestArm, ScaleWinner, SetBudgets
+from connectors.ads.base import LaunchTestArm, PauseAds, ScaleWinner, SetBudgets
 from connectors.meta import MetaAdPlatform
 from connectors.retry import RetrySettings
 from policies.errors import PlatformError, TransientError
@@ -358,3 +359,47 @@ def test_scale_winner_settles_a_lost_create_too(graph: FakeGraph, ids: dict[str,
     finally:
         p.close()
     assert len(graph.named("ad", m.key)) == 1 and graph.objects[result["ad_id"]]["status"] == "ACTIVE"
+
+
+# -- batches: calls Graph did not run, statuses outside the enum -------------------------------------
+def test_a_batch_call_graph_did_not_run_is_sent_again(
+    graph: FakeGraph, ids: dict[str, Any], clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Graph answers ``null`` for a call it did not run: the connector resends those calls, and only those."""
+    first, second = ids["ads"]
+    graph.faults.append(Fault(not_run=True, method="POST", path=first))
+    p = make_platform(graph, ids, clock)
+    caplog.set_level(logging.INFO, "creative_loop")
+    try:
+        p.apply(PauseAds(key="p1", campaign="lead-gen", ad_ids=(first, second)))
+    finally:
+        p.close()
+    assert graph.objects[first]["status"] == graph.objects[second]["status"] == "PAUSED"
+    sent = [json.loads(s.params["batch"]) for s in graph.calls("POST") if s.path == ""]
+    assert [[i["relative_url"].split("/")[0] for i in b] for b in sent] == [[first, second], [first]]
+    assert any("1 of 2 requests were not run" in r.getMessage() for r in caplog.records)
+
+
+def test_batch_calls_never_run_are_a_transient_failure(graph: FakeGraph, ids: dict[str, Any], clock: FakeClock) -> None:
+    first, second = ids["ads"]
+    graph.faults.append(Fault(not_run=True, method="POST", path=first, times=None))
+    p = make_platform(graph, ids, clock)
+    try:
+        with pytest.raises(TransientError, match="some requests were not run"):
+            p.apply(PauseAds(key="p1", campaign="lead-gen", ad_ids=(first, second)))
+    finally:
+        p.close()
+    assert graph.objects[first]["status"] == "ACTIVE" and graph.objects[second]["status"] == "PAUSED"
+    assert len([s for s in graph.calls("POST") if s.path == ""]) == 3  # the first try and two resends
+
+
+def test_a_status_outside_graph_s_enum_is_refused(
+    graph: FakeGraph, platform: MetaAdPlatform, ids: dict[str, Any]
+) -> None:
+    """The SDK only warns about a status it does not know (``api_update``); Graph refuses it."""
+    from facebook_business.exceptions import FacebookRequestError
+
+    with pytest.raises(FacebookRequestError, match="Param status must be one of") as err:
+        platform.api.call("POST", (ids["ads"][0],), params={"status": "ENABLED"})  # Google's word, not Meta's
+    assert err.value.api_error_code() == 100
+    assert graph.objects[ids["ads"][0]]["status"] == "ACTIVE"
