@@ -27,21 +27,10 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
 from connectors.ads.base import InsightRow
+from connectors.ads.currencies import CURRENCIES, minor_digits
 from policies.errors import PlatformError
 
-# ISO 4217 codes in use (with their minor-unit exponents where not 2).
-_ISO_4217 = """
-AED AFN ALL AMD ANG AOA ARS AUD AWG AZN BAM BBD BDT BGN BHD BIF BMD BND BOB BRL BSD BTN BWP BYN BZD CAD
-CDF CHF CLP CNY COP CRC CUP CVE CZK DJF DKK DOP DZD EGP ERN ETB EUR FJD FKP GBP GEL GHS GIP GMD GNF GTQ
-GYD HKD HNL HTG HUF IDR ILS INR IQD IRR ISK JMD JOD JPY KES KGS KHR KMF KPW KRW KWD KYD KZT LAK LBP LKR
-LRD LSL LYD MAD MDL MGA MKD MMK MNT MOP MRU MUR MVR MWK MXN MYR MZN NAD NGN NIO NOK NPR NZD OMR PAB PEN
-PGK PHP PKR PLN PYG QAR RON RSD RUB RWF SAR SBD SCR SDG SEK SGD SHP SLE SOS SRD SSP STN SVC SYP SZL THB
-TJS TMT TND TOP TRY TTD TWD TZS UAH UGX USD UYU UZS VES VND VUV WST XAF XCD XOF XPF YER ZAR ZMW ZWL
-"""
-CURRENCIES = frozenset(_ISO_4217.split())
-# Meta bills these without minor units.
-ZERO_DECIMAL = frozenset({"CLP", "COP", "CRC", "HUF", "IDR", "ISK", "JPY", "KRW", "PYG", "TWD", "VND"})
-
+# A payload's spend is in major units; the loop's money in the currency's ISO 4217 minor unit.
 # Beyond these, a number is a platform bug or a unit mix-up, not delivery.
 MAX_IMPRESSIONS = 10**10
 MAX_SPEND_MINOR = 10**12
@@ -63,7 +52,7 @@ def currency_exponent(currency: Any, campaign: str | None = None) -> int:
     """Minor-unit exponent of an ISO 4217 currency; an unknown one is refused."""
     if not isinstance(currency, str) or currency.upper() not in CURRENCIES:
         raise InvalidPayload(f"unknown currency {currency!r} (expected an ISO 4217 code)", campaign, "account")
-    return 0 if currency.upper() in ZERO_DECIMAL else 2
+    return minor_digits(currency)
 
 
 def _count(raw: Mapping[str, Any], key: str, where: str, campaign: str | None, limit: int) -> int:

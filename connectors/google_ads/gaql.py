@@ -13,14 +13,11 @@ from collections.abc import Iterable
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
 
+from connectors.ads.currencies import minor_digits
+
 _DIGITS = re.compile(r"^[0-9]{1,20}$")
 _AD_ID = re.compile(r"^([0-9]{1,20})-([0-9]{1,20})$")
 
-# ISO 4217 minor units of the currencies Google Ads bills in that are not 2.
-ZERO_DECIMAL = frozenset(
-    {"BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF", "UGX", "VND", "VUV", "XAF", "XOF", "XPF"}
-)
-THREE_DECIMAL = frozenset({"BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"})
 MICROS = 1_000_000
 
 
@@ -84,12 +81,11 @@ def last_id(resource_name: str) -> str:
 
 
 def currency_exponent(currency: str) -> int:
-    code = currency.upper()
-    if code in ZERO_DECIMAL:
-        return 0
-    if code in THREE_DECIMAL:
-        return 3
-    return 2
+    """The ISO 4217 minor unit's decimals (Google Ads bills in them); an unknown code counts as 2."""
+    try:
+        return minor_digits(currency)
+    except ValueError:
+        return 2
 
 
 def micros_to_minor(micros: int, exponent: int) -> int:

@@ -155,7 +155,7 @@ class GoogleOptions:
     # A conversion action (resource name, or its id in each campaign's account) whose conversions count;
     # empty: metrics.conversions (the account's primary conversion actions).
     conversion_action: str = ""
-    min_daily_budget_minor: int = 100  # an arm's share under this sits the window out (paused)
+    min_daily_budget_minor: int = 100  # hundredths of a currency unit; an arm's share under it sits the window out
     request_timeout: float = 120.0  # seconds per call (a whole stream counts as one call)
     image_max_bytes: int = 5 * 1024 * 1024  # Google's image asset limit is 5120 KB
     image_max_pixels: int = 40_000_000
@@ -1029,7 +1029,8 @@ class GoogleAdsPlatform(AdPlatform):
 
     def _min_minor(self, c: GoogleCampaign, acct: AccountInfo) -> int:
         learned = self._min_budget_micros.get(c.customer_id, 0)
-        return max(self.options.min_daily_budget_minor, gaql.micros_to_minor(learned, acct.exponent) if learned else 0)
+        floor = self.options.min_daily_budget_minor * 10**acct.exponent // 100  # the option: hundredths of a unit
+        return max(floor, gaql.micros_to_minor(learned, acct.exponent) if learned else 0)
 
     def _set_budgets(self, c: GoogleCampaign, m: SetBudgets) -> dict[str, Any]:
         acct = self._money(c)

@@ -105,6 +105,7 @@ from connectors.ads.base import (
     SetBudgets,
     SourceCreative,
 )
+from connectors.ads import payloads
 from connectors.ads.counters import ApiCounters
 from connectors.meta import insights as ins
 from connectors.meta.errors import boundary, translate_request_error
@@ -142,6 +143,7 @@ class MetaCampaign:
     account_id: str  # act_<n>
     campaign_id: str  # the campaign whose ads are watched and scaled
     test_campaign_id: str  # an ABO campaign that holds the test ad sets
+    currency: str = ""  # the currency the config's caps are in; checked against the account's ("" = not checked)
 
     def __post_init__(self) -> None:
         if not self.account_id.startswith("act_"):
@@ -159,7 +161,7 @@ class MetaOptions:
     batch_size: int = 50
     poll_interval: float = 2.0
     poll_timeout: float = 600.0
-    min_daily_budget_minor: int = 100  # floor; the account's own min_daily_budget wins when larger
+    min_daily_budget_minor: int = 100  # hundredths of a currency unit; the account's own minimum wins when larger
     image_max_bytes: int = 30 * 1024 * 1024
     image_max_pixels: int = 40_000_000
     image_timeout: float = 30.0
@@ -181,10 +183,19 @@ class MetaOptions:
 
 @dataclass(frozen=True)
 class AccountInfo:
+    """``exponent``: decimals of the loop's money (the currency's ISO 4217 minor unit);
+    ``api_exponent``: decimals of Graph's budget amounts (0 for its "offset 1" currencies).
+    ``min_daily_budget_minor`` is in the loop's minor units."""
+
     currency: str
     exponent: int
     min_daily_budget_minor: int
     utc_offset_hours: float
+    api_exponent: int = 2
+
+    def to_api(self, minor: int) -> int:
+        """A budget in the loop's minor units as Graph takes it, rounded down (never above what was reserved)."""
+        return int(minor) // 10 ** (self.exponent - self.api_exponent)
 
 
 @dataclass(frozen=True)
@@ -368,7 +379,7 @@ class MetaAdPlatform(AdPlatform):
                 if not getattr(c, key):
                     raise ConfigError(ctx.source, f"{c.key}.{key}", "required when loop.platform = 'meta'")
             try:
-                campaigns[c.id] = MetaCampaign(c.id, c.account_id, c.campaign_id, c.test_campaign_id)
+                campaigns[c.id] = MetaCampaign(c.id, c.account_id, c.campaign_id, c.test_campaign_id, c.currency)
             except ValueError as exc:
                 raise ConfigError(ctx.source, c.key, str(exc)) from None
         return cls.from_settings(
@@ -459,14 +470,29 @@ class MetaAdPlatform(AdPlatform):
                 )
                 data = acct.export_all_data()
             currency = str(data.get("currency") or "USD")
+            digits, api_digits = payloads.currency_exponent(currency), ins.currency_exponent(currency)
+            # The option is in hundredths of a currency unit (the settings' min_daily_budget x 100).
+            floor = self.options.min_daily_budget_minor * 10**digits // 100
             info = AccountInfo(
                 currency=currency,
-                exponent=ins.currency_exponent(currency),
-                min_daily_budget_minor=max(self.options.min_daily_budget_minor, int(data.get("min_daily_budget") or 0)),
+                exponent=digits,
+                min_daily_budget_minor=max(floor, int(data.get("min_daily_budget") or 0) * 10 ** (digits - api_digits)),
                 utc_offset_hours=float(data.get("timezone_offset_hours_utc") or 0.0),
+                api_exponent=api_digits,
             )
             self._accounts[account_id] = info
         return info
+
+    def _money(self, c: MetaCampaign) -> AccountInfo:
+        """The campaign's account, refused when it bills in another currency than the campaign's caps are in."""
+        acct = self.account(c.account_id)
+        if c.currency and c.currency.upper() != acct.currency.upper():
+            raise PlatformError(
+                f"Meta ad account {c.account_id} bills in {acct.currency}, but campaign {c.id!r} caps are in "
+                f'{c.currency}: set its currency = "{acct.currency}" (and its caps in that currency)',
+                campaign=c.id,
+            )
+        return acct
 
     def _named(
         self, edge: Callable[..., Any], name: str, fields: list[str], what: str, campaign: str | None
@@ -539,7 +565,7 @@ class MetaAdPlatform(AdPlatform):
         c = self._campaign(campaign)
         if until < since:
             return []
-        acct = self.account(c.account_id)
+        acct = self._money(c)
         params = ins.insights_params(since, until, (c.campaign_id, c.test_campaign_id), self.options.page_size)
         account = AdAccount(c.account_id, api=self.api)
         raw = self._fetch(account, params, (until - since).days + 1, campaign)
@@ -925,7 +951,7 @@ class MetaAdPlatform(AdPlatform):
         if "ad" not in st.ids and "ad" not in st.absent:
             self._existing_ad(c.test_campaign_id, m)
         if "ad" not in st.ids or "adset" not in st.ids:
-            acct = self.account(c.account_id)
+            acct = self._money(c)
             parent = self._parent(c, m.parent_ad_id, m.campaign)
 
             # 2. the arm's own ad set in the test campaign, paused at the minimum budget
@@ -937,7 +963,7 @@ class MetaAdPlatform(AdPlatform):
                     **parent.adset,
                     "name": m.key,
                     "campaign_id": c.test_campaign_id,
-                    "daily_budget": acct.min_daily_budget_minor,
+                    "daily_budget": acct.to_api(acct.min_daily_budget_minor),
                     "status": "PAUSED",
                 }
                 with self._boundary("create ad set", m.campaign, m.key):
@@ -1008,7 +1034,7 @@ class MetaAdPlatform(AdPlatform):
         return out
 
     def _set_budgets(self, c: MetaCampaign, m: SetBudgets) -> dict[str, Any]:
-        acct = self.account(c.account_id)
+        acct = self._money(c)
         archived = self._sweep(m)
         applied: dict[str, int] = {}
         below: list[str] = []
@@ -1028,7 +1054,7 @@ class MetaAdPlatform(AdPlatform):
         for adset_id, budget in applied.items():
             mine = ads.get(adset_id, [])
             if budget > 0:
-                params: dict[str, Any] = {"daily_budget": budget, "status": "ACTIVE"}
+                params: dict[str, Any] = {"daily_budget": acct.to_api(budget), "status": "ACTIVE"}
                 if m.end_day is not None:
                     params["end_time"] = self._end_time(acct, m.end_day)
                 i = len(ops)

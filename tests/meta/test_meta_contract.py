@@ -16,7 +16,7 @@ from fake_graph import TOKEN, FakeGraph, Fault, png_bytes, seed_account
 from meta_helpers import FakeClock, make_platform
 
 from connectors.ads.base import LaunchTestArm, PauseAds, ScaleWinner, SetBudgets
-from connectors.meta import MetaAdPlatform
+from connectors.meta import MetaAdPlatform, MetaCampaign
 from connectors.meta.insights import parse_row, to_minor
 from connectors.meta.usage import GateSettings, parse_usage
 from loop.logs import RedactingFilter
@@ -129,8 +129,46 @@ def test_zero_decimal_currency_account(currency: str) -> None:
         graph.set_row(ids["ads"][0], D0, impressions=100, clicks=1, spend_minor=1234)
         rows = p.insights("lead-gen", D0, D0)
         p.close()
-    assert rows[0].spend_minor == 1234
-    assert p.account(graph.account).exponent == 0
+    digits = {"JPY": 0, "HUF": 2, "TWD": 2}[currency]  # the loop's money: the ISO 4217 minor unit
+    assert rows[0].spend_minor == 1234 * 10**digits
+    acct = p.account(graph.account)
+    assert (acct.exponent, acct.api_exponent) == (digits, 0)
+
+
+def test_budgets_go_to_graph_in_its_unit_for_a_currency_without_cents_there() -> None:
+    """HUF: the loop counts fillér (ISO 4217: 2 decimals), Graph takes whole forints (offset 1)."""
+    with FakeGraph(currency="HUF") as graph:
+        ids = seed_account(graph)  # the account's min_daily_budget: 100 forints
+        p = make_platform(graph, ids, FakeClock())
+        try:
+            a, b = (p.apply(arm(ids, f"v{i}", i)) for i in (1, 2))
+            assert graph.objects[a["adset_id"]]["daily_budget"] == 100  # paused at the minimum, in forints
+            m = SetBudgets(
+                key="cl:x:budgets:2026-01-21", campaign="lead-gen",
+                budgets=((a["adset_id"], 150_099), (b["adset_id"], 9_999)),  # 1,500.99 and 99.99 HUF
+            )  # fmt: skip
+            result = p.apply(m)
+            assert result["min_daily_budget"] == 10_000 and result["below_minimum"] == [b["adset_id"]]
+            assert graph.objects[a["adset_id"]]["daily_budget"] == 1500  # rounded down: never above the reservation
+            assert graph.objects[b["adset_id"]]["status"] == "PAUSED"
+        finally:
+            p.close()
+
+
+def test_an_account_billing_in_another_currency_than_the_caps_is_refused() -> None:
+    with FakeGraph(currency="JPY") as graph:
+        ids = seed_account(graph)
+        p = make_platform(graph, ids, FakeClock())
+        p.campaigns["lead-gen"] = MetaCampaign("lead-gen", graph.account, ids["main"], ids["test"], "USD")
+        try:
+            with pytest.raises(
+                PlatformError, match='bills in JPY, but campaign .lead-gen. caps are in USD: set its currency = "JPY"'
+            ):
+                p.insights("lead-gen", D0, D0)
+            with pytest.raises(PlatformError, match="bills in JPY"):
+                p.apply(arm(ids))
+        finally:
+            p.close()
 
 
 def test_long_ranges_use_an_async_report_run(graph: FakeGraph, platform: MetaAdPlatform, clock: FakeClock) -> None:
