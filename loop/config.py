@@ -51,6 +51,16 @@ def to_major(minor: int, exponent: int = 2) -> float:
     return round(minor / 10**exponent, exponent)
 
 
+def currency_digits(currency: str | None) -> int:
+    """Decimals of ``currency``'s minor unit, the loop's money unit (JPY 0, USD 2); 2 for none or an unknown code."""
+    from connectors.ads.currencies import minor_digits
+
+    try:
+        return minor_digits(currency or "")
+    except ValueError:
+        return 2
+
+
 _SLOT = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 
 

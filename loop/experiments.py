@@ -263,6 +263,7 @@ def plan_test(session: Session, plan: CampaignPlan, exp: Experiment, budget_left
         power=s.plan_power,
         confidence=s.prob_best_target,
         overspend=s.overspend,
+        digits=plan.exponent,
     )
 
 
@@ -357,7 +358,7 @@ def on_detected(rt: Runtime, session: Session, plan: CampaignPlan, exp: Experime
     pro_cost = plan.pro_credit_cost if needs_pro and not ledger.find(f"credit:{exp.id}:pro", "reserve") else 0
     room = credit_left - pro_cost
     test_left = ledger.room(plan.id, "test", today)
-    min_test = reservation_for(2 * max(1, round(plan.settings.min_arm_daily_budget * 100)), 1, plan.settings.overspend)
+    min_test = reservation_for(2 * max(1, plan.min_arm_minor), 1, plan.settings.overspend)
     if test_left < min_test:
         # Generating variants that can never be tested would waste credits.
         if budget_wait.wait(rt, session, plan, exp, "test", today,
@@ -642,7 +643,7 @@ def on_testing(rt: Runtime, session: Session, plan: CampaignPlan, exp: Experimen
             return
         ledger = Ledger(session)
         window = s.commitment_days
-        min_arm = round(s.min_arm_daily_budget * 100)
+        min_arm = plan.min_arm_minor
         budget, blockers = budget_wait.affordable_test_budget(ledger, plan, today, 2 * max(1, min_arm))
         if budget < 2 * max(1, min_arm):
             # A period cap: pause the arms and wait for the next period; a lifetime cap: the best arm so far.

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from pydantic import ValidationError
 
+from connectors.ads.currencies import minor_digits
 from connectors.ads.registry import PLATFORMS
 from connectors.ads.scenario import CampaignSpec, Scenario
 from loop.config import CampaignSettings, Config, to_minor
@@ -31,6 +32,12 @@ class CampaignPlan:
     settings: CampaignSettings
     # The account-wide cap across campaigns (test spend + credits per calendar month); None: none.
     account_monthly_cap: int | None = None
+    exponent: int = 2  # decimals of the currency's minor unit (ISO 4217: JPY 0, USD 2, KWD 3)
+
+    @property
+    def min_arm_minor(self) -> int:
+        """The smallest daily budget an arm is given, in minor units."""
+        return to_minor(self.settings.min_arm_daily_budget, self.exponent)
 
     @property
     def cap_period(self) -> str:
@@ -66,22 +73,44 @@ def plan_from_settings(cfg: Config, settings: CampaignSettings) -> CampaignPlan:
                 str(cfg.path), f"campaigns[{settings.id}].test_daily_budget",
                 f"{budget} x {floor} (the platform's daily overspend) exceeds test_spend_cap {cap}: not even one day fits",
             )  # fmt: skip
+    digits = _digits(cfg, settings)
+
+    def money(key: str) -> int:
+        value = _required(cfg, settings, key)
+        minor = to_minor(value, digits)
+        if value > 0 and minor == 0:
+            raise ConfigError(
+                str(cfg.path), f"campaigns[{settings.id}].{key}",
+                f"{value:g} is less than one minor unit of {settings.currency} ({10**-digits:g})",
+            )  # fmt: skip
+        return minor
+
     return CampaignPlan(
         id=settings.id,
         currency=settings.currency,
-        test_spend_cap=to_minor(_required(cfg, settings, "test_spend_cap")),
-        credit_cap=to_minor(_required(cfg, settings, "credit_cap")),
-        test_daily_budget=to_minor(_required(cfg, settings, "test_daily_budget")),
-        fast_credit_cost=to_minor(_required(cfg, settings, "fast_credit_cost")),
-        pro_credit_cost=to_minor(_required(cfg, settings, "pro_credit_cost")),
+        test_spend_cap=money("test_spend_cap"),
+        credit_cap=money("credit_cap"),
+        test_daily_budget=money("test_daily_budget"),
+        fast_credit_cost=money("fast_credit_cost"),
+        pro_credit_cost=money("pro_credit_cost"),
         settings=settings,
-        account_monthly_cap=_account_cap(cfg),
+        account_monthly_cap=_account_cap(cfg, digits),
+        exponent=digits,
     )
 
 
-def _account_cap(cfg: Config) -> int | None:
+def _digits(cfg: Config, settings: CampaignSettings) -> int:
+    """Decimals of the campaign's currency's minor unit: the loop's money is in it (0 for JPY)."""
+    try:
+        return minor_digits(settings.currency)
+    except ValueError as exc:
+        raise ConfigError(str(cfg.path), f"campaigns[{settings.id}].currency", str(exc)) from None
+
+
+def _account_cap(cfg: Config, digits: int) -> int | None:
+    """The account-wide cap in the campaigns' minor unit (campaign_plans refuses one over several currencies)."""
     cap = cfg.model.budget.account_monthly_cap
-    return None if cap is None else to_minor(cap)
+    return None if cap is None else to_minor(cap, digits)
 
 
 def plan_from_scenario(

@@ -14,7 +14,7 @@ from sqlmodel import Session, col, select
 from loop import events
 from loop.app import build_runtime, open_engine
 from loop.budget_wait import waiting_note
-from loop.config import Config, to_major
+from loop.config import Config, currency_digits, to_major
 from loop.runtime import Runtime
 from policies.errors import CreativeLoopError, NotFound
 from policies.planning import ExperimentPlan
@@ -127,13 +127,15 @@ def spend_table(cfg: Config) -> list[dict[str, Any]]:
             "account": r.account,
             "period": r.label,
             "period_start": r.start.isoformat() if r.start else "",
-            "cap": to_major(r.cap),
-            "spent": to_major(r.spent),
-            "reserved": to_major(r.reserved),
-            "left": to_major(r.left),
-            "currency": currency.get(r.campaign_id) or (cap.currency if cap else ""),
+            "cap": to_major(r.cap, digits),
+            "spent": to_major(r.spent, digits),
+            "reserved": to_major(r.reserved, digits),
+            "left": to_major(r.left, digits),
+            "currency": cur,
         }
         for r in rows
+        for cur in [currency.get(r.campaign_id) or (cap.currency if cap else "")]
+        for digits in [currency_digits(cur)]
     ]
 
 

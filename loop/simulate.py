@@ -113,7 +113,7 @@ def score(
     rt: Runtime, platform: SimulatedAdPlatform, scenario_name: str, policy: str, tiering: str, days: int
 ) -> dict[str, Any]:
     with open_session(rt.engine) as session:
-        campaigns = [_score_campaign(session, platform, plan.id) for plan in rt.plans]
+        campaigns = [_score_campaign(session, platform, plan.id, plan.exponent) for plan in rt.plans]
     return {"scenario": scenario_name, "policy": policy, "tiering": tiering, "days": days, "campaigns": campaigns}
 
 
@@ -129,7 +129,9 @@ def _ad_label(session: Session, platform: SimulatedAdPlatform, ad_id: str) -> st
     return f"{root.label}/{creative.label}" if root is not None else (creative.label or creative.id)
 
 
-def _score_campaign(session: Session, platform: SimulatedAdPlatform, campaign_id: str) -> dict[str, Any]:
+def _score_campaign(
+    session: Session, platform: SimulatedAdPlatform, campaign_id: str, digits: int = 2
+) -> dict[str, Any]:
     ledger = Ledger(session)
     # Spend over the whole run (a config's cap may hold per month: the cap shown is one period's).
     test = replace(ledger.summary(campaign_id, "test"), spent=ledger.spent(campaign_id, "test"))
@@ -193,8 +195,8 @@ def _score_campaign(session: Session, platform: SimulatedAdPlatform, campaign_id
                 "winner_true_ctr": round(arm_ctr[winner.id], 6) if winner and winner.id in arm_ctr else None,
                 "best_true_ctr": round(best, 6) if best is not None else None,
                 "decided_day": platform.day_index(exp.decided_on) if exp.decided_on else None,
-                "test_spend": to_major(ledger.spent(campaign_id, "test", exp.id)),
-                "credit_spend": to_major(ledger.spent(campaign_id, "credit", exp.id)),
+                "test_spend": to_major(ledger.spent(campaign_id, "test", exp.id), digits),
+                "credit_spend": to_major(ledger.spent(campaign_id, "credit", exp.id), digits),
                 "state": exp.state,
                 "reason": exp.reason,
                 "arms": len(arms),
@@ -212,15 +214,15 @@ def _score_campaign(session: Session, platform: SimulatedAdPlatform, campaign_id
         "fatigue": fatigue,
         "false_alarms": false_alarms,
         "experiments": experiments,
-        "test_spend": to_major(test.spent),
-        "test_spend_cap": to_major(test.cap),
-        "credit_spend": to_major(credit.spent),
-        "credit_cap": to_major(credit.cap),
+        "test_spend": to_major(test.spent, digits),
+        "test_spend_cap": to_major(test.cap, digits),
+        "credit_spend": to_major(credit.spent, digits),
+        "credit_cap": to_major(credit.cap, digits),
         "impressions": imps,
         "clicks": clicks,
         "regret_clicks": round(regret, 1),
         "clicks_recovered": round(recovered, 1),
-        "cost_per_winning_asset": to_major(round(total_cost / winners)) if winners else None,
+        "cost_per_winning_asset": to_major(round(total_cost / winners), digits) if winners else None,
     }
 
 

@@ -43,6 +43,7 @@ class ExperimentPlan:
     confidence: float
     resolvable_lift: float | None  # the smallest lift two arms resolve with this money (None: nothing affordable)
     reason: str
+    digits: int = 2  # decimals of the money's minor unit (0 for JPY), for the lines people read
 
     @property
     def can_test(self) -> bool:
@@ -63,8 +64,13 @@ class ExperimentPlan:
         return (
             f"{self.arms} of {self.wanted_arms} arms x {self.per_arm_impressions:,} impressions "
             f"({self.lift:.0%} lift at {self.power:.0%} power), {self.days} day(s), "
-            f"~{self.spend_minor / 100:,.2f} of test spend"
+            f"~{_major(self.spend_minor, self.digits)} of test spend"
         )
+
+
+def _major(minor: int, digits: int) -> str:
+    """Minor units as a readable amount: ``1,234.50`` (2 decimals), ``1,234`` (JPY)."""
+    return f"{minor / 10**digits:,.{digits}f}"
 
 
 def sample_per_arm(
@@ -114,6 +120,7 @@ def plan_experiment(
     confidence: float = 0.95,
     overspend: float = 1.25,
     extra_variance: float = 0.0,
+    digits: int = 2,
 ) -> ExperimentPlan:
     """How many of ``max_arms`` drafts the money can test to a conclusion (see the module doc).
 
@@ -149,11 +156,13 @@ def plan_experiment(
         wanted_arms=max_arms, per_arm_impressions=n, impressions=impressions, days=days,
         daily_budget_minor=daily_budget_minor, spend_minor=spend, baseline_rate=baseline_rate,
         cpm_minor=cpm_minor, lift=lift, power=power, confidence=confidence, resolvable_lift=resolvable,
+        digits=digits,
     )  # fmt: skip
     if arms >= 2:
         return ExperimentPlan(arms=int(arms), reason=f"{arms} arm(s) resolvable", **plan)  # type: ignore[arg-type]
     if days == 0:
-        why = f"test plan: {budget_left_minor / 100:,.2f} left cannot fund one day at {daily_budget_minor / 100:,.2f}"
+        left, daily = _major(budget_left_minor, digits), _major(daily_budget_minor, digits)
+        why = f"test plan: {left} left cannot fund one day at {daily}"
     else:
         lift_txt = f"; two arms would resolve a {resolvable:.1%} lift" if resolvable is not None else ""
         why = (

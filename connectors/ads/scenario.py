@@ -13,6 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
+from connectors.ads.currencies import minor_digits
 from connectors.settings import Settings
 from storage.tomlfile import load_model
 
@@ -85,6 +86,12 @@ class CampaignSpec(_Frozen):
     audience_size: int | None = Field(None, gt=0)  # people the main ad set reaches (for wear-out)
     creatives: tuple[CreativeSpec, ...] = Field(min_length=1)
 
+    @field_validator("currency")
+    @classmethod
+    def _known_currency(cls, value: str) -> str:
+        minor_digits(value)  # ValueError for a code that is not ISO 4217
+        return value
+
     @model_validator(mode="after")
     def _unique_creatives(self) -> CampaignSpec:
         ids = [c.id for c in self.creatives]
@@ -133,9 +140,10 @@ class RealismModel(_Frozen):
             raise ValueError(f"weekday_factors must be 7 numbers in (0, 10), got {list(self.weekday_factors)}")
         return self
 
-    def delivered_share(self, budget_minor: int) -> float:
-        """Share of a daily budget an ad set spends (before pacing noise): 1 well above the minimum."""
-        lo = self.min_daily_budget * 100.0
+    def delivered_share(self, budget_minor: int, digits: int = 2) -> float:
+        """Share of a daily budget an ad set spends (before pacing noise): 1 well above the minimum.
+        ``digits``: decimals of the campaign currency's minor unit."""
+        lo = self.min_daily_budget * 10.0**digits
         if lo <= 0 or budget_minor <= 0:
             return 1.0
         hi = self.underdelivery_below * lo

@@ -54,6 +54,7 @@ from connectors.ads.base import (
     SetBudgets,
     SourceCreative,
 )
+from connectors.ads.currencies import minor_digits
 from connectors.ads.faults import FaultPlan
 from connectors.ads.scenario import Scenario
 from connectors.images.procedural import source_image, stable_seed
@@ -323,7 +324,10 @@ class SimulatedAdPlatform(AdPlatform):
             result = self._launch(mutation, adset_only=self.faults.partial(2) is not None)
         elif isinstance(mutation, SetBudgets):
             realism = self.scenario.realism
-            minimum = round(realism.min_daily_budget * 100) if realism is not None else 0
+            digits = minor_digits(
+                next((c.currency for c in self.scenario.campaigns if c.id == mutation.campaign), "USD")
+            )
+            minimum = round(realism.min_daily_budget * 10**digits) if realism is not None else 0
             below: list[str] = []
             for adset_id, budget in mutation.budgets[: self.faults.partial(len(mutation.budgets))]:
                 adset = self._adset(adset_id)
@@ -422,7 +426,8 @@ class SimulatedAdPlatform(AdPlatform):
         d = self.day
         realism = self.scenario.realism
         for camp in self.scenario.campaigns:
-            cpm_minor = camp.cpm * 100.0
+            digits = minor_digits(camp.currency)
+            cpm_minor = camp.cpm * 10.0**digits
             main = [a for a in self.ads.values() if a.adset_id == f"main:{camp.id}" and a.status == "ACTIVE"]
             if main:
                 volume = camp.daily_impressions
@@ -443,7 +448,7 @@ class SimulatedAdPlatform(AdPlatform):
                 factor = min(MAX_OVERSPEND, float(self._stream("delivery", adset.name, d).lognormal(0.0, 0.12)))
                 if realism is not None:
                     # Near the platform minimum an ad set cannot win enough auctions to spend its budget.
-                    factor *= realism.delivered_share(adset.daily_budget_minor)
+                    factor *= realism.delivered_share(adset.daily_budget_minor, digits)
                 spend = math.floor(adset.daily_budget_minor * factor)
                 imps_total = int(spend * 1000 / cpm_minor)
                 ads = [a for a in self.ads.values() if a.adset_id == adset.adset_id and a.status == "ACTIVE"]

@@ -94,6 +94,7 @@ from facebook_business.api import FacebookAdsApi, FacebookSession
 from facebook_business.exceptions import FacebookRequestError
 from PIL import Image
 
+from connectors.ads import payloads
 from connectors.ads.base import (
     AdPlatform,
     InsightRow,
@@ -105,7 +106,6 @@ from connectors.ads.base import (
     SetBudgets,
     SourceCreative,
 )
-from connectors.ads import payloads
 from connectors.ads.counters import ApiCounters
 from connectors.meta import insights as ins
 from connectors.meta.errors import boundary, translate_request_error

@@ -32,7 +32,7 @@ from sqlalchemy import func, text
 from sqlmodel import Session, col, select
 
 from loop import events
-from loop.config import to_major
+from loop.config import currency_digits, to_major
 from loop.plans import CampaignPlan
 from loop.tick import fatigue_verdicts, series, stored_noise
 from loop.web.status import Status, creative_status, experiment_status
@@ -94,19 +94,26 @@ def _utc(moment: datetime) -> datetime:
 
 
 # -- money --------------------------------------------------------------------------------
-def money(minor: int | float | None, currency: str = "") -> str:
-    """The one money format: two decimals from integer minor units, thousands separated, then the currency."""
+def money(minor: int | float | None, currency: str = "", suffix: bool = True) -> str:
+    """The one money format: integer minor units in the currency's decimals (two for none: USD, EUR; none for
+    JPY), thousands separated, then the currency (unless ``suffix`` is off: a table that names it once)."""
     if minor is None:
         return "–"
+    return _decimal(minor, currency, ",") + (f" {currency}" if currency and suffix else "")
+
+
+def amount(minor: int | float | None, currency: str = "") -> str:
+    """Minor units as a plain number in the currency's decimals (the CSV's amount columns and the tables that
+    name their currency once: "248.60", never 248.6; "2480" for JPY)."""
+    return "–" if minor is None else _decimal(minor, currency, "")
+
+
+def _decimal(minor: int | float, currency: str, thousands: str) -> str:
     m = int(round(minor))
-    units, cents = divmod(abs(m), 100)
-    return f"{'-' if m < 0 else ''}{units:,}.{cents:02d}" + (f" {currency}" if currency else "")
-
-
-def amount(minor: int) -> str:
-    """Minor units as a plain two-decimal number (the CSV's amount columns: "248.60", never 248.6)."""
-    units, cents = divmod(abs(int(minor)), 100)
-    return f"{'-' if minor < 0 else ''}{units}.{cents:02d}"
+    digits = currency_digits(currency)
+    units, sub = divmod(abs(m), 10**digits)
+    whole = f"{units:,}" if thousands else str(units)
+    return f"{'-' if m < 0 else ''}{whole}" + (f".{sub:0{digits}d}" if digits else "")
 
 
 def _plan_fund_rule(plan: CampaignPlan, account: str, left: int) -> tuple[bool, bool]:
@@ -121,7 +128,7 @@ def _plan_fund_rule(plan: CampaignPlan, account: str, left: int) -> tuple[bool, 
     s = plan.settings
     state = CapState(cap=left, spent=0, reserved=0)
     if account == "test":
-        min_arm = round(s.min_arm_daily_budget * 100)
+        min_arm = plan.min_arm_minor
         budget = affordable_daily_budget(state, plan.test_daily_budget, s.commitment_days, s.overspend)
         return budget >= 2 * max(1, min_arm), budget >= plan.test_daily_budget
     pro = plan.pro_credit_cost if s.reserve_pro_credit else 0
@@ -261,7 +268,7 @@ def describe(data: Mapping[str, Any] | None, currency: str, labels: Sequence[str
         if is_money and isinstance(value, int | float) and not isinstance(value, bool):
             out.append((label, money(value, currency)))
         elif is_money and isinstance(value, list) and all(isinstance(v, int | float) for v in value):
-            items = [money(v, "") for v in value]
+            items = [money(v, currency, suffix=False) for v in value]
             named = [f"{labels[i]} {v}" if i < len(labels) else v for i, v in enumerate(items)]
             out.append((label, " · ".join(named) + f" {currency}"))
         elif isinstance(value, list) and value and all(isinstance(v, float) for v in value):
@@ -786,7 +793,9 @@ def experiment_view(session: Session, exp: Experiment, target: float = DEFAULT_T
                 "d": d,
                 "weights": " · ".join(f"{lab} {w:.3f}" for lab, w in zip(labels, d.weights, strict=False)),
                 "prob_best": " · ".join(f"{lab} {p:.3f}" for lab, p in zip(labels, d.prob_best, strict=False)),
-                "budgets": " · ".join(f"{lab} {money(b)}" for lab, b in zip(labels, d.budgets_minor, strict=False)),
+                "budgets": " · ".join(
+                    f"{lab} {money(b, currency, suffix=False)}" for lab, b in zip(labels, d.budgets_minor, strict=False)
+                ),
                 "counts": " · ".join(
                     f"{lab} {c:,}/{n:,}" for lab, c, n in zip(labels, d.clicks, d.impressions, strict=False)
                 ),
@@ -1093,10 +1102,10 @@ def _ledger_view(session: Session, campaign: str | None, plans: Mapping[str, Cam
 
 
 def ledger_csv_rows(views: list[dict[str, Any]]) -> list[dict[str, str]]:
-    """The CSV's rows: every amount with two decimals (the ``currency`` column says which money)."""
+    """The CSV's rows: every amount in its currency's decimals (the ``currency`` column says which money)."""
     money_cols = ("cap", "reserved", "released", "spent", "open", "left")
     return [
-        {k: amount(row[k]) if k in money_cols else str(row[k]) for k in LEDGER_COLUMNS}
+        {k: amount(row[k], row["currency"]) if k in money_cols else str(row[k]) for k in LEDGER_COLUMNS}
         for v in views
         for row in v["months"]
     ]
@@ -1303,9 +1312,10 @@ def metrics_text(session: Session) -> str:
         for account in ACCOUNTS:
             s = ledger.summary(camp.id, account)
             lab = _labels(campaign=camp.id, account=account, currency=camp.currency)
-            spent.append((lab, to_major(s.spent)))
-            reserved.append((lab, to_major(s.reserved)))
-            caps.append((lab, to_major(s.cap)))
+            digits = currency_digits(camp.currency)
+            spent.append((lab, to_major(s.spent, digits)))
+            reserved.append((lab, to_major(s.reserved, digits)))
+            caps.append((lab, to_major(s.cap, digits)))
     family("creative_loop_spent", "gauge", "Money spent, in currency units.", spent)
     family("creative_loop_reserved", "gauge", "Money reserved and not yet settled, in currency units.", reserved)
     family("creative_loop_cap", "gauge", "The finance cap, in currency units.", caps)

@@ -1,0 +1,96 @@
+"""Money in currencies whose minor unit is not the cent: JPY (none), KWD (three decimals).
+
+The loop keeps money in each campaign currency's ISO 4217 minor unit; a yen
+budget written as 2400 is 2,400 yen, never 240,000.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from loop_helpers import SMALL_SCENARIO
+
+from connectors.ads.currencies import minor_digits
+from loop.cli import main
+from loop.config import load_config
+from loop.plans import campaign_plans
+from loop.web.queries import amount, money
+from policies.errors import ConfigError
+from policies.planning import plan_experiment
+
+YEN_CAMPAIGN = """
+[[campaigns]]
+id = "tokyo"
+currency = "JPY"
+test_spend_cap = 60000
+credit_cap = 3000
+test_daily_budget = 2400
+fast_credit_cost = 3
+pro_credit_cost = 90
+min_arm_daily_budget = 150
+"""
+
+
+def test_minor_digits_follow_iso_4217() -> None:
+    assert [minor_digits(c) for c in ("USD", "eur", "JPY", "KRW", "HUF", "KWD", "TND")] == [2, 2, 0, 0, 2, 3, 3]
+    with pytest.raises(ValueError, match="unknown currency 'XYZ'"):
+        minor_digits("XYZ")
+
+
+def test_a_yen_campaign_is_planned_in_yen(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(YEN_CAMPAIGN + "[budget]\naccount_monthly_cap = 100000\n")
+    (plan,) = campaign_plans(load_config(path))
+    assert (plan.exponent, plan.test_daily_budget, plan.test_spend_cap) == (0, 2400, 60000)
+    assert (plan.fast_credit_cost, plan.pro_credit_cost, plan.credit_cap) == (3, 90, 3000)
+    assert (plan.min_arm_minor, plan.account_monthly_cap) == (150, 100000)
+    path.write_text(YEN_CAMPAIGN.replace('"JPY"', '"KWD"').replace("= 2400", "= 12.345"))
+    (plan,) = campaign_plans(load_config(path))
+    assert (plan.exponent, plan.test_daily_budget, plan.min_arm_minor) == (3, 12345, 150_000)
+
+
+def test_an_amount_below_one_minor_unit_or_an_unknown_currency_is_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(YEN_CAMPAIGN.replace("fast_credit_cost = 3", "fast_credit_cost = 0.02"))
+    with pytest.raises(ConfigError, match=r"campaigns\[tokyo\]\.fast_credit_cost: 0\.02 is less than one minor unit of JPY"):
+        campaign_plans(load_config(path))
+    path.write_text(YEN_CAMPAIGN.replace('"JPY"', '"XYZ"'))
+    with pytest.raises(ConfigError, match=r"campaigns\[tokyo\]\.currency: unknown currency 'XYZ'"):
+        campaign_plans(load_config(path))
+
+
+def test_money_is_shown_in_the_currency_s_decimals() -> None:
+    assert money(240000, "JPY") == "240,000 JPY" and money(240000, "USD") == "2,400.00 USD"
+    assert money(1234, "KWD") == "1.234 KWD" and money(-5, "KWD") == "-0.005 KWD"
+    assert money(240000) == "2,400.00" and money(240000, "JPY", suffix=False) == "240,000"
+    assert amount(240000, "JPY") == "240000" and amount(240005, "USD") == "2400.05" and amount(None) == "–"
+    plan = plan_experiment(
+        baseline_rate=0.01, cpm_minor=800, daily_budget_minor=2400, budget_left_minor=1000, max_days=14,
+        max_arms=4, digits=0,
+    )  # fmt: skip
+    assert plan.reason == "test plan: 1,000 left cannot fund one day at 2,400"
+
+
+def test_a_yen_scenario_simulates_in_yen(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A scenario in JPY: CPM, budgets and caps in yen; spend stays under the caps and is reported in yen."""
+    yen = (
+        SMALL_SCENARIO.replace("cpm = 8.0", "cpm = 1200.0")
+        .replace("test_daily_budget = 60.0", "test_daily_budget = 9000.0")
+        .replace("test_spend_cap = 500.0", "test_spend_cap = 75000.0")
+        .replace("fast_credit_cost = 0.02", "fast_credit_cost = 3.0")
+        .replace("pro_credit_cost = 0.60", "pro_credit_cost = 90.0")
+        .replace("credit_cap = 5.0", 'credit_cap = 750.0\ncurrency = "JPY"')
+    )
+    scenario = tmp_path / "yen.toml"
+    scenario.write_text(yen)
+    out = tmp_path / "out"
+    assert main(["simulate", "--scenario", str(scenario), "--out", str(out), "--json", str(out / "r.json"), "-q"]) == 0
+    (camp,) = json.loads((out / "r.json").read_text())["campaigns"]
+    assert camp["test_spend_cap"] == 75000 and camp["credit_cap"] == 750
+    assert 0 < camp["test_spend"] <= 75000 and camp["test_spend"] == int(camp["test_spend"])
+    assert any(e["arms"] >= 2 for e in camp["experiments"])  # the yen budgets fund real tests
+    scenario.write_text(yen.replace('currency = "JPY"', 'currency = "ABC"'))
+    assert main(["simulate", "--scenario", str(scenario), "--out", str(tmp_path / "o2"), "-q"]) == 2
+    assert "unknown currency 'ABC'" in capsys.readouterr().err
