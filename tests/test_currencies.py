@@ -10,7 +10,6 @@ import json
 from pathlib import Path
 
 import pytest
-from loop_helpers import SMALL_SCENARIO
 
 from connectors.ads.currencies import minor_digits
 from loop.cli import main
@@ -19,6 +18,8 @@ from loop.plans import campaign_plans
 from loop.web.queries import amount, money
 from policies.errors import ConfigError
 from policies.planning import plan_experiment
+
+from loop_helpers import SMALL_SCENARIO
 
 YEN_CAMPAIGN = """
 [[campaigns]]
@@ -54,7 +55,9 @@ def test_a_yen_campaign_is_planned_in_yen(tmp_path: Path) -> None:
 def test_an_amount_below_one_minor_unit_or_an_unknown_currency_is_one_line(tmp_path: Path) -> None:
     path = tmp_path / "c.toml"
     path.write_text(YEN_CAMPAIGN.replace("fast_credit_cost = 3", "fast_credit_cost = 0.02"))
-    with pytest.raises(ConfigError, match=r"campaigns\[tokyo\]\.fast_credit_cost: 0\.02 is less than one minor unit of JPY"):
+    with pytest.raises(
+        ConfigError, match=r"campaigns\[tokyo\]\.fast_credit_cost: 0\.02 is less than one minor unit of JPY"
+    ):
         campaign_plans(load_config(path))
     path.write_text(YEN_CAMPAIGN.replace('"JPY"', '"XYZ"'))
     with pytest.raises(ConfigError, match=r"campaigns\[tokyo\]\.currency: unknown currency 'XYZ'"):
