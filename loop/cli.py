@@ -16,13 +16,28 @@ from rich.table import Table
 from rich.text import Text
 
 from loop import doctor, executors, fix, insights_command
-from loop.cli_support import ConfigOpt, config_from, console, current_actor, err_console, literal, say, setup_logging
-from loop.config import Config
+from loop.cli_support import (
+    ConfigOpt,
+    config_from,
+    console,
+    current_actor,
+    err_console,
+    literal,
+    output_file,
+    output_folder,
+    say,
+    setup_logging,
+    utf8_text,
+)
+from loop.config import MAX_DAYS, Config
 from loop.web import commands as web_commands
 from policies.errors import ConfigError, CreativeLoopError, NotFound
 
 # The usage errors of the click that typer runs on (typer 0.29 carries its own copy of click).
 _UsageError: Any = sys.modules[typer.BadParameter.__module__].UsageError
+
+# A typo's bound: the runs' job list is built up front (10**11 runs was a MemoryError, not a one-line refusal).
+MAX_RUNS = 10_000
 
 app: typer.Typer = typer.Typer(
     add_completion=False,
@@ -39,7 +54,9 @@ def simulate(
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the JSON result here.")] = None,
     tiering: Annotated[str, typer.Option(help="tiered | pro-only")] = "tiered",
     policy: Annotated[str | None, typer.Option(help="Allocation policy (default: the config's).")] = None,
-    days: Annotated[int | None, typer.Option(min=1, help="Days to simulate (default: the scenario's).")] = None,
+    days: Annotated[
+        int | None, typer.Option(min=1, max=MAX_DAYS, help="Days to simulate (default: the scenario's).")
+    ] = None,
     out: Annotated[Path, typer.Option(help="Folder for the database, images and gallery.")] = Path("out"),
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or table.")] = False,
     report: Annotated[Path | None, typer.Option("--report", help="Also write a self-contained HTML report.")] = None,
@@ -47,7 +64,7 @@ def simulate(
         str | None, typer.Option("--compare", help="Compare policies, e.g. thompson,uniform,epsilon_greedy.")
     ] = None,
     runs: Annotated[
-        int | None, typer.Option("--runs", min=1, help="Runs per policy with --compare (default 50).")
+        int | None, typer.Option("--runs", min=1, max=MAX_RUNS, help="Runs per policy with --compare (default 50).")
     ] = None,
     selection: Annotated[
         str | None,
@@ -72,11 +89,15 @@ def simulate(
             raise ConfigError("--policy", "policy", f"unknown policy {policy!r} (allowed: {', '.join(POLICY_NAMES)})")
     scen = load_scenario(scenario)
     total = days or scen.days
+    for path, option in ((json_out, "--json"), (report, "--report")):
+        if path is not None:
+            output_file(path, option)
     if compare is not None or runs is not None or selection is not None:
         _simulate_compare(
             cfg, scen, scenario, compare, policy, runs or 50, total, tiering, json_out, report, quiet, selection
         )
         return
+    output_folder(out, "--out")
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     with Progress(
@@ -150,7 +171,7 @@ def _simulate_compare(
         if strategies:
             console.print(selection_table(result))
         for line in result.paired_lines():
-            console.print(line, markup=False, highlight=False)
+            say(line)
         console.print(
             f"{runs} run(s) x {len(result.policies)} rows in {result.elapsed_s:.0f} s "
             f"({result.cpu_s:.0f} s CPU over {result.workers} process(es))"
@@ -165,8 +186,11 @@ def _fatigue_line(f: dict[str, Any]) -> str:
 
 
 def _print_summary(result: dict[str, Any]) -> None:
+    # The scenario is a path a user typed: "[/x]" in it is text, not markup (a MarkupError before).
     table = Table(
-        title=f"simulation: {result['scenario']} · {result['policy']} · {result['tiering']} · {result['days']} days"
+        title=literal(
+            f"simulation: {result['scenario']} · {result['policy']} · {result['tiering']} · {result['days']} days"
+        )
     )
     for col in (
         "campaign",
@@ -185,11 +209,11 @@ def _print_summary(result: dict[str, Any]) -> None:
             f"{e['winner']} (ctr {e['winner_true_ctr']:.4f} vs best {e['best_true_ctr']:.4f})"
             for e in c["experiments"] if e["winner"]
         ) or "none"  # fmt: skip
-        table.add_row(
+        table.add_row(*map(literal, (
             c["id"], fat, f"{len(c['experiments'])}: {exps}", winners,
             f"{c['test_spend']:.2f} / {c['test_spend_cap']:.2f}", f"{c['credit_spend']:.2f} / {c['credit_cap']:.2f}",
             f"{c['clicks_recovered']:.0f}",
-        )  # fmt: skip
+        )))  # fmt: skip
     console.print(table)
 
 
@@ -262,7 +286,7 @@ def status(config: ConfigOpt = None) -> None:
         live.add_row(*map(literal, (r["campaign"], r["creative"], r["ad"], r["status"], r["days"], r["ctr"])))
     console.print(live)
     for flag in rows["flags"]:
-        console.print(Text.assemble(("flag", "yellow"), f": {flag}"), highlight=False, soft_wrap=True)
+        console.print(Text.assemble(("flag", "yellow"), literal(f": {flag}")), highlight=False, soft_wrap=True)
     day = f" (platform day {rows['last_tick_day']})" if rows.get("last_tick_day") else ""
     say(f"last tick: {rows['last_tick'] or 'never'}{day}")
 
@@ -278,6 +302,8 @@ def spend(
     from loop.reports import SPEND_COLUMNS, spend_table
 
     cfg = config_from(config)
+    if csv_path is not None:
+        output_file(csv_path, "--csv")
     rows = spend_table(cfg)
     if csv_path is not None:
         import csv
@@ -287,8 +313,7 @@ def spend(
         writer = csv.DictWriter(buf, fieldnames=SPEND_COLUMNS, lineterminator="\n")
         writer.writeheader()
         for r in rows:
-            # A leading =, +, - or @ would be a formula in a spreadsheet.
-            writer.writerow({k: "'" + v if isinstance(v, str) and v[:1] in "=+-@" else v for k, v in r.items()})
+            writer.writerow({k: _cell(v) for k, v in r.items()})
         if str(csv_path) == "-":
             sys.stdout.write(buf.getvalue())
             return
@@ -307,11 +332,23 @@ def spend(
     console.print(table)
 
 
+def _cell(value: object) -> object:
+    """A CSV cell a spreadsheet shows as text: a leading =, +, -, @, tab or CR would start a formula.
+
+    (An empty string stays empty: ``"" in "=+-@"`` is true, and a lifetime cap's empty period start was ``'``.)
+    """
+    if isinstance(value, str) and value and value[0] in "=+-@\t\r":
+        return "'" + value
+    return value
+
+
 @app.command()
 def approve(
-    experiment_id: Annotated[str, typer.Argument(metavar="ID", help="Experiment id (see `status`).")],
+    experiment_id: Annotated[
+        str, typer.Argument(metavar="ID", help="Experiment id (see `status`).", callback=utf8_text)
+    ],
     config: ConfigOpt = None,
-    note: Annotated[str, typer.Option(help="A note for the audit log.")] = "",
+    note: Annotated[str, typer.Option(help="A note for the audit log.", callback=utf8_text)] = "",
 ) -> None:
     """Approve what an experiment waits for (drafts or the pro render)."""
     from loop.reports import decide_approval
@@ -322,9 +359,11 @@ def approve(
 
 @app.command()
 def reject(
-    experiment_id: Annotated[str, typer.Argument(metavar="ID", help="Experiment id (see `status`).")],
+    experiment_id: Annotated[
+        str, typer.Argument(metavar="ID", help="Experiment id (see `status`).", callback=utf8_text)
+    ],
     config: ConfigOpt = None,
-    reason: Annotated[str, typer.Option(help="Why (kept in the audit log).")] = "rejected",
+    reason: Annotated[str, typer.Option(help="Why (kept in the audit log).", callback=utf8_text)] = "rejected",
 ) -> None:
     """Reject an experiment: it is abandoned with the reason stored."""
     from loop.reports import decide_approval
@@ -365,18 +404,25 @@ def main(argv: list[str] | None = None) -> int:
     except typer.Exit as exc:
         return int(exc.exit_code)
     except (ConfigError, NotFound) as exc:
-        print(f"creative-loop: {exc}", file=sys.stderr)
+        _error_line(str(exc))
         return 2
     except CreativeLoopError as exc:
-        print(f"creative-loop: {exc}", file=sys.stderr)
+        _error_line(str(exc))
         return 1
     except Exception as exc:
         line = _outage_line(exc)
         if line is None:
             raise
-        print(f"creative-loop: {line}", file=sys.stderr)
+        _error_line(line)
         return 1
     return int(rv or 0)
+
+
+def _error_line(text: str) -> None:
+    """The one line of a failed command: a value quoted from a file or the platform cannot break it or the terminal."""
+    from loop.logs import printable
+
+    print(f"creative-loop: {printable(text)}", file=sys.stderr)
 
 
 def _outage_line(exc: BaseException) -> str | None:

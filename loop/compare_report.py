@@ -62,8 +62,12 @@ def rich_table(comparison: Comparison) -> Any:
     """The comparison as a ``rich.table.Table`` (what the CLI prints)."""
     from rich import box
     from rich.table import Table
+    from rich.text import Text
 
-    table = Table(title=table_caption(comparison), box=box.SIMPLE_HEAD)
+    from loop.logs import printable
+
+    # The caption names the scenario file a user typed: "[/x]" in it is text, not markup.
+    table = Table(title=Text(printable(table_caption(comparison))), box=box.SIMPLE_HEAD)
     for i, name in enumerate(COLUMNS):
         table.add_column(name, justify="left" if i == 0 else "right")
     for row in table_rows(comparison):

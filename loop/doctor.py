@@ -22,7 +22,7 @@ import typer
 from rich.text import Text
 
 from connectors.registry import Entry
-from loop.cli_support import ConfigOpt, console, say
+from loop.cli_support import ConfigOpt, console, literal, say
 from loop.config import Config, load_config
 from policies.errors import CreativeLoopError
 
@@ -171,7 +171,9 @@ def doctor(
     for c in checks:
         mark = {True: ("ok  ", "green"), False: ("FAIL", "red"), None: ("skip", "yellow")}[c.ok]
         # The details quote errors and config keys ("[meta].access_token_env"): never read as markup.
-        console.print(Text.assemble(mark, f" {c.name.ljust(width)}  {c.detail}"), highlight=False, soft_wrap=True)
+        console.print(
+            Text.assemble(mark, literal(f" {c.name.ljust(width)}  {c.detail}")), highlight=False, soft_wrap=True
+        )
         if c.fix and c.ok is False:
             say(f"      {''.ljust(width)}  fix: {c.fix}")
     failed = [c.name for c in checks if c.ok is False]

@@ -236,6 +236,9 @@ class CeleryExecutor:
 
 
 # -- `creative-loop worker` ----------------------------------------------------------------
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL", "FATAL")  # what `celery worker --loglevel` takes
+
+
 def worker(
     config: ConfigOpt = None,
     queues: Annotated[str, typer.Option(help="Queues to consume: ticks, generation or both (comma-separated).")] = (
@@ -261,6 +264,9 @@ def worker(
         raise ConfigError("--queues", "queues", f"expected some of {', '.join(QUEUES)}, got {queues!r}")
     if pool not in ("prefork", "solo", "threads"):
         raise ConfigError("--pool", "pool", f"expected prefork, solo or threads, got {pool!r}")
+    # Checked here: Celery parses it with the click it brings, whose errors are not typer's (a traceback before).
+    if loglevel.upper() not in LOG_LEVELS:
+        raise ConfigError("--loglevel", "loglevel", f"expected one of {', '.join(LOG_LEVELS)}, got {loglevel!r}")
     celery_app = create_app(cfg)
     argv = [
         "worker",

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from loop.cli_support import ConfigOpt, config_from, current_actor, say
+from loop.cli_support import ConfigOpt, config_from, current_actor, say, utf8_text
 from policies.errors import ConfigError, NotFound
 from storage.states import CreativeRole, CreativeStatus
 
@@ -226,9 +226,11 @@ def _store(
 
 
 def fix(
-    variant: Annotated[str, typer.Argument(metavar="VARIANT", help="The creative to fix (its id).")],
+    variant: Annotated[
+        str, typer.Argument(metavar="VARIANT", help="The creative to fix (its id).", callback=utf8_text)
+    ],
     mask: Annotated[Path, typer.Option(help="Mask PNG of the variant's size: white = repaint, black = keep.")],
-    prompt: Annotated[str, typer.Option(help="What to paint in the white region.")],
+    prompt: Annotated[str, typer.Option(help="What to paint in the white region.", callback=utf8_text)],
     config: ConfigOpt = None,
     seed: Annotated[int | None, typer.Option(help="Seed (default: derived from the variant and the prompt).")] = None,
 ) -> None:

@@ -21,6 +21,24 @@ def redact(text: str) -> str:
     return _SECRET.sub(lambda m: m.group(1) + "***", text)
 
 
+# What a terminal or a log reader would act on instead of showing: C0 and C1 controls (ESC starts an
+# ANSI sequence, CR overwrites a line, NUL, DEL), line and paragraph separators, bidi overrides, and
+# lone surrogates (a non-UTF-8 byte of a command-line value), which no UTF-8 stream can even write.
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+_UNPRINTABLE_BUT_NEWLINE = re.compile(_UNPRINTABLE.pattern.replace("\\x00-\\x1f", "\\x00-\\x09\\x0b-\\x1f"))
+
+
+def printable(text: str, *, newlines: bool = False) -> str:
+    r"""``text`` with every control character shown as its escape (``\u001b``), so outside text
+    (ad names, reasons, platform messages) cannot move the cursor, recolour, hide or forge lines.
+
+    The escapes are JSON's, so a JSON document stays valid and means the same.  ``newlines``
+    keeps ``\n`` (a multi-line block printed on purpose).
+    """
+    pattern = _UNPRINTABLE_BUT_NEWLINE if newlines else _UNPRINTABLE
+    return pattern.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
 # The campaign and experiment a log line is about; the tick sets them, every handler reads them.
 _CONTEXT: ContextVar[dict[str, str]] = ContextVar("creative_loop_log_context", default={})  # noqa: B039
 CONTEXT_KEYS = ("campaign", "experiment")
@@ -74,7 +92,9 @@ class TextFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         parts = [str(v) for v in (getattr(record, k, None) for k in CONTEXT_KEYS) if v]
-        record.where = f" [{' / '.join(parts)}]" if parts else ""
+        record.where = f" [{' / '.join(printable(p) for p in parts)}]" if parts else ""
+        # One record, one line: a newline or an escape sequence from outside text cannot forge another.
+        record.msg, record.args = printable(record.getMessage()), ()
         return super().format(record)
 
 

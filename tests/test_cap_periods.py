@@ -623,6 +623,33 @@ def test_spend_prints_and_writes_the_periods(tmp_path, capsys, monkeypatch):
     assert "--csv" in capsys.readouterr().err
 
 
+def test_spend_csv_leaves_an_empty_cell_empty(tmp_path, capsys, monkeypatch):
+    """A lifetime cap has no period start: the formula guard turned its empty cell into a lone "'"."""
+    db = tmp_path / "db.sqlite"
+    config = tmp_path / "c.toml"
+    config.write_text(f'[loop]\ndatabase = "sqlite:///{db}"\n')
+    monkeypatch.delenv("CREATIVE_LOOP_DATABASE", raising=False)
+    assert main(["spend", "--config", str(config)]) == 0  # migrates an empty database
+    from storage.db import make_engine
+
+    eng = make_engine(f"sqlite:///{db}")
+    with Session(eng) as s:
+        _campaign(s, "shop", cap=30_000, period="lifetime")
+    eng.dispose()
+    capsys.readouterr()
+    assert main(["spend", "--config", str(config), "--csv", "-"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert rows and all(r["period"] == "lifetime" and r["period_start"] == "" for r in rows), rows
+
+
+def test_csv_cells_never_start_a_formula():
+    from loop.cli import _cell
+
+    assert [_cell(v) for v in ("=1+1", "+1", "-shop", "@SUM(A1)", "\t=1", "\r=1", "", "shop", 5)] == [
+        "'=1+1", "'+1", "'-shop", "'@SUM(A1)", "'\t=1", "'\r=1", "", "shop", 5,
+    ]  # fmt: skip
+
+
 # -- end to end: a monthly cap is used, the loop waits, and refreshes next month ----------------
 CAP_SCENARIO = """
 seed = 5

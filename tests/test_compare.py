@@ -236,6 +236,19 @@ def test_cli_compare_bad_input_exits_2_with_one_line(scenario_path: Path, capsys
     assert message in err and "\n" not in err
 
 
+def test_the_caption_shows_a_scenario_path_as_text(comparison: Comparison) -> None:
+    """The caption names the scenario file: "[/y]" in its path was a rich MarkupError, "[red]" vanished."""
+    import dataclasses
+
+    from rich.console import Console
+
+    from loop.compare_report import rich_table
+
+    console = Console(width=300, record=True, color_system=None)
+    console.print(rich_table(dataclasses.replace(comparison, scenario="/tmp/x[/y]/[red]z\x1b.toml")))
+    assert "/tmp/x[/y]/[red]z\\u001b.toml" in console.export_text()
+
+
 # -- draft selection strategies (issue 17) ---------------------------------------------
 
 TRAIT_TINY = TINY_SCENARIO.replace("pro_lift = 0.10", "pro_lift = 0.10\ntrait_sigma = 0.15")

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from loop.cli_support import ConfigOpt, config_from, say, setup_logging
+from loop.cli_support import ConfigOpt, config_from, output_file, say, setup_logging, utf8_text
 from policies.errors import ConfigError
 
 
@@ -28,7 +28,9 @@ def _require_web(what: str) -> None:
 
 def serve(
     config: ConfigOpt = None,
-    host: Annotated[str | None, typer.Option(help="Bind address (default: [web].host, 127.0.0.1).")] = None,
+    host: Annotated[
+        str | None, typer.Option(help="Bind address (default: [web].host, 127.0.0.1).", callback=utf8_text)
+    ] = None,
     port: Annotated[int | None, typer.Option(min=1, max=65535, help="Port (default: [web].port, 8080).")] = None,
 ) -> None:
     """Serve the dashboard and approval queue (loopback only unless an access token is set)."""
@@ -50,7 +52,7 @@ def serve(
 
 def report(
     config: ConfigOpt = None,
-    campaign: Annotated[str | None, typer.Option(help="Only this campaign (default: all).")] = None,
+    campaign: Annotated[str | None, typer.Option(help="Only this campaign (default: all).", callback=utf8_text)] = None,
     out: Annotated[Path, typer.Option(help="Where to write the HTML file.")] = Path("report.html"),
 ) -> None:
     """Write one self-contained HTML report (charts and images embedded; works offline).
@@ -65,6 +67,7 @@ def report(
     from storage.images import ImageStore
 
     cfg = config_from(config)
+    output_file(out, "--out")
     engine = open_engine(cfg.database_url)
     t0 = time.perf_counter()
     try:

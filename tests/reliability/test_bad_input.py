@@ -704,3 +704,173 @@ def test_a_full_disk_is_one_line(history, tmp_path: Path, what: str) -> None:  #
     else:
         assert lines[0].startswith("error: end of day ") and lines[0].endswith("No space left on device"), lines[0]
     assert (kept / "after.db").read_bytes() == (kept / "before.db").read_bytes() or what == "data_dir"
+
+
+# -- CLI audit: markup, control characters, output paths, unbounded counts, non-UTF-8 values ----------
+def _one_line(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert "Traceback" not in err and len(lines) == 1, err
+    return lines[0]
+
+
+def test_markup_in_a_scenario_path_is_text(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A path is the user's text: "[/y]" in it was a rich MarkupError traceback in the summary's title."""
+    from loop.cli import main
+
+    scenario = write_scenario(tmp_path / "x[/y]" / "[red]z")
+    capsys.readouterr()
+    code = main(["simulate", "--scenario", str(scenario), "--out", str(tmp_path / "out"), "--days", "2"])
+    captured = capsys.readouterr()
+    assert code == 0 and "Traceback" not in captured.err, captured.err
+    assert "x[/y]/[red]z/scenario.toml" in captured.out.replace("\n", ""), captured.out
+
+
+HOSTILE = "\x1b[2J\r\x07[/]\nline\u202e\x9b"
+
+
+def test_outside_text_cannot_drive_the_terminal(history, tmp_path: Path, capsys: pytest.CaptureFixture[str]):  # type: ignore[no-untyped-def]
+    """An ad name, a platform's delivery reason and a stored reason reach the terminal as text: ESC, CR, BEL,
+    C1 CSI and bidi overrides shown as escapes (Rich drops some of them silently and passes ESC through)."""
+    from loop.cli import main
+
+    url, folder = history
+    if not url.startswith("sqlite"):
+        pytest.skip("one backend is enough: the output is what is checked")
+    db = tmp_path / "db.sqlite"
+    db.write_bytes(Path(url.removeprefix("sqlite:///")).read_bytes())
+    cfg = write_config(tmp_path, f"sqlite:///{db}", write_scenario(tmp_path / "scen"))
+    from storage.db import make_engine
+
+    engine = make_engine(f"sqlite:///{db}")
+    try:
+        with open_session(engine) as s:
+            live = s.exec(select(Creative).where(Creative.role == "live")).first()
+            assert live is not None
+            live.label, live.status = HOSTILE, "paused"
+            live.flags = {**(live.flags or {}), "delivery": HOSTILE}
+            s.add(live)
+            s.commit()
+    finally:
+        engine.dispose()
+    capsys.readouterr()
+    assert main(["status", "--config", str(cfg)]) == 0
+    out = capsys.readouterr().out
+    assert not any(ch in out for ch in "\x1b\r\x07\x9b\u202e"), repr(out)
+    shown = "\\u001b[2J\\u000d\\u0007[/]\\u000aline\\u202e\\u009b"
+    assert out.count(shown) == 2, out  # the label, and the delivery reason in the status column
+
+
+def test_log_lines_cannot_be_forged() -> None:
+    from loop.logs import TextFormatter, printable
+
+    record = logging.LogRecord("creative_loop.tick", logging.INFO, __file__, 1, "ad %s paused", (HOSTILE,), None)
+    line = TextFormatter("%(levelname)s %(name)s%(where)s: %(message)s").format(record)
+    assert "\n" not in line and "\x1b" not in line and "\\u000aline" in line, line
+    assert printable("naïve 👨‍👩‍👧 [b]") == "naïve 👨‍👩‍👧 [b]"  # only controls are escaped
+    assert printable("a\nb\x1b", newlines=True) == "a\nb\\u001b"
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["simulate", "--out", "{tmp}/a-file"], "{tmp}/a-file: --out: is a file, expected a folder"),
+        (["simulate", "--json", "{tmp}/a-dir"], "{tmp}/a-dir: --json: is a folder, expected a file name"),
+        (
+            ["simulate", "--json", "{tmp}/a-file/r.json"],
+            "{tmp}/a-file/r.json: --json: cannot be written in {tmp}/a-file: is a file",
+        ),
+        (["simulate", "--report", "{tmp}/a-dir"], "{tmp}/a-dir: --report: is a folder, expected a file name"),
+        (["simulate", "--report", "{tmp}/" + "r" * 300], "--report: File name too long"),
+        (
+            ["simulate", "--compare", "thompson", "--runs", "1", "--json", "{tmp}/a-dir"],
+            "{tmp}/a-dir: --json: is a folder",
+        ),
+        (["report", "--out", "{tmp}/a-dir"], "{tmp}/a-dir: --out: is a folder, expected a file name"),
+        (["report", "--out", "{tmp}/a-file/r.html"], "--out: cannot be written in {tmp}/a-file: is a file"),
+        (["spend", "--csv", "{tmp}/a-dir"], "{tmp}/a-dir: --csv: is a folder, expected a file name"),
+    ],
+    ids=["out-a-file", "json-a-dir", "json-under-a-file", "report-a-dir", "report-long-name", "compare-json-a-dir",
+         "report-out-a-dir", "report-out-under-a-file", "csv-a-dir"],
+)  # fmt: skip
+def test_an_output_path_that_cannot_be_written_is_one_line_before_any_work(
+    history, tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], expected: str
+) -> None:  # type: ignore[no-untyped-def]
+    """Each was a traceback (FileExistsError, IsADirectoryError, OSError), a simulation's at its very end."""
+    from loop.cli import main
+
+    url, _ = history
+    (tmp_path / "a-file").write_text("not a folder")
+    (tmp_path / "a-dir").mkdir()
+    cfg = write_config(tmp_path, url, write_scenario(tmp_path / "scen"))
+    argv = [a.format(tmp=tmp_path) for a in args] + ["--config", str(cfg)]
+    if argv[0] == "simulate":
+        argv += ["-q", "--days", "2", "--scenario", str(tmp_path / "scen" / "scenario.toml")]
+        if "--out" not in argv:
+            argv += ["--out", str(tmp_path / "out")]
+    before = _database_image(url)
+    capsys.readouterr()
+    code = main(argv)
+    line = _one_line(capsys.readouterr().err)
+    assert code == 2 and line.startswith("creative-loop: ") and expected.format(tmp=tmp_path) in line, line
+    assert not (tmp_path / "out").exists() and not list(tmp_path.glob("*.part"))  # refused before any work
+    assert _database_image(url) == before
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--days", "99999999999999"], "Invalid value for '--days': Input should be less than or equal to 3650"),
+        (["--compare", "thompson", "--runs", "100000000000"], "Invalid value for '--runs': Input should be less"),
+    ],
+    ids=["days", "runs"],
+)
+def test_simulate_counts_are_bounded(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], expected: str
+) -> None:
+    """--days 10**14 simulated for ever; --runs 10**11 built a job list of that length (a MemoryError)."""
+    from loop.cli import main
+
+    capsys.readouterr()
+    code = main(["simulate", "-q", "--scenario", str(write_scenario(tmp_path)), "--out", str(tmp_path / "o"), *args])
+    err = capsys.readouterr().err
+    assert code == 2 and expected in err and "Traceback" not in err, err
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["approve", "\udcff"], "Invalid value for 'ID': not UTF-8 text: '\\udcff'"),
+        (["reject", "shop:hero:x", "--reason", "bad \udcfe"], "Invalid value for '--reason': not UTF-8 text"),
+        (["approve", "shop:hero:x", "--note", "\udcff"], "Invalid value for '--note': not UTF-8 text"),
+        (["report", "--campaign", "\udcff"], "Invalid value for '--campaign': not UTF-8 text"),
+        (["fix", "\udcff", "--mask", "m.png", "--prompt", "x"], "Invalid value for 'VARIANT': not UTF-8 text"),
+    ],
+    ids=["approve-id", "reject-reason", "approve-note", "report-campaign", "fix-variant"],
+)
+def test_a_non_utf8_value_is_refused_and_changes_nothing(
+    history, tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], expected: str
+) -> None:  # type: ignore[no-untyped-def]
+    """A non-UTF-8 byte in argv arrives as a lone surrogate: storage's encoder failed on it with a traceback."""
+    from loop.cli import main
+
+    url, _ = history
+    cfg = write_config(tmp_path, url, write_scenario(tmp_path / "scen"))
+    before = _database_image(url)
+    capsys.readouterr()
+    code = main([*args, "--config", str(cfg)])
+    err = capsys.readouterr().err
+    assert code == 2 and expected in err and "Traceback" not in err, err
+    assert _database_image(url) == before
+
+
+def test_worker_refuses_a_bad_log_level_with_one_line(tmp_path: Path) -> None:
+    """Celery parses --loglevel with the click it brings, whose errors typer's main does not know: a traceback."""
+    pytest.importorskip("celery")
+    cfg = write_config(tmp_path, f"sqlite:///{tmp_path / 'db.sqlite'}", write_scenario(tmp_path / "scen"))
+    proc = cli("worker", "--config", str(cfg), "--pool", "solo", "--loglevel", "bogus")
+    line = _one_line(proc.stderr)
+    assert proc.returncode == 2, proc.stderr
+    assert (
+        line
+        == "creative-loop: --loglevel: loglevel: expected one of DEBUG, INFO, WARNING, ERROR, CRITICAL, FATAL, got 'bogus'"
+    )
