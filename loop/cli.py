@@ -275,7 +275,7 @@ def spend(
     ] = None,
 ) -> None:
     """The money ledger per campaign and cap period: period start, cap, spent, reserved, left."""
-    from loop.reports import SPEND_COLUMNS, spend_table
+    from loop.reports import SPEND_COLUMNS, csv_safe, spend_table
 
     cfg = config_from(config)
     rows = spend_table(cfg)
@@ -284,16 +284,17 @@ def spend(
         import io
 
         buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=SPEND_COLUMNS, lineterminator="\n")
+        # RFC 4180 line ends: a field holding a CR or LF is then quoted (with "\n" alone a CR went out bare).
+        writer = csv.DictWriter(buf, fieldnames=SPEND_COLUMNS, lineterminator="\r\n")
         writer.writeheader()
         for r in rows:
-            # A leading =, +, - or @ would be a formula in a spreadsheet.
-            writer.writerow({k: "'" + v if isinstance(v, str) and v[:1] in "=+-@" else v for k, v in r.items()})
+            # A leading =, +, -, @, tab or CR would be a formula; an empty cell (a lifetime cap's start) stays empty.
+            writer.writerow({k: csv_safe(v) for k, v in r.items()})
         if str(csv_path) == "-":
             sys.stdout.write(buf.getvalue())
             return
         try:
-            csv_path.write_text(buf.getvalue())
+            csv_path.write_text(buf.getvalue(), newline="")
         except OSError as exc:
             raise ConfigError(str(csv_path), "--csv", exc.strerror or str(exc)) from None
     table = Table(title="ledger (currency units, by cap period)")
