@@ -29,7 +29,7 @@ from loop.cli_support import (
     setup_logging,
     utf8_text,
 )
-from loop.config import MAX_DAYS, Config
+from loop.config import MAX_DAYS, Config, currency_digits
 from loop.web import commands as web_commands
 from policies.errors import ConfigError, CreativeLoopError, NotFound
 
@@ -299,7 +299,7 @@ def spend(
     ] = None,
 ) -> None:
     """The money ledger per campaign and cap period: period start, cap, spent, reserved, left."""
-    from loop.reports import SPEND_COLUMNS, spend_table
+    from loop.reports import SPEND_COLUMNS, csv_safe, spend_table
 
     cfg = config_from(config)
     if csv_path is not None:
@@ -310,15 +310,17 @@ def spend(
         import io
 
         buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=SPEND_COLUMNS, lineterminator="\n")
+        # RFC 4180 line ends: a field holding a CR or LF is then quoted (with "\n" alone a CR went out bare).
+        writer = csv.DictWriter(buf, fieldnames=SPEND_COLUMNS, lineterminator="\r\n")
         writer.writeheader()
         for r in rows:
-            writer.writerow({k: _cell(v) for k, v in r.items()})
+            # A leading =, +, -, @, tab or CR would be a formula; an empty cell (a lifetime cap's start) stays empty.
+            writer.writerow({k: csv_safe(v) for k, v in r.items()})
         if str(csv_path) == "-":
             sys.stdout.write(buf.getvalue())
             return
         try:
-            csv_path.write_text(buf.getvalue())
+            csv_path.write_text(buf.getvalue(), newline="")
         except OSError as exc:
             raise ConfigError(str(csv_path), "--csv", exc.strerror or str(exc)) from None
     table = Table(title="ledger (currency units, by cap period)")
@@ -327,19 +329,10 @@ def spend(
     for r in rows:
         table.add_row(
             literal(r["campaign"]), r["account"], r["period"], r["period_start"],
-            *(literal(f"{r[k]:,.2f} {r['currency']}".strip()) for k in ("cap", "spent", "reserved", "left")),
+            *(literal(f"{r[k]:,.{currency_digits(r['currency'])}f} {r['currency']}".strip())
+              for k in ("cap", "spent", "reserved", "left")),
         )  # fmt: skip
     console.print(table)
-
-
-def _cell(value: object) -> object:
-    """A CSV cell a spreadsheet shows as text: a leading =, +, -, @, tab or CR would start a formula.
-
-    (An empty string stays empty: ``"" in "=+-@"`` is true, and a lifetime cap's empty period start was ``'``.)
-    """
-    if isinstance(value, str) and value and value[0] in "=+-@\t\r":
-        return "'" + value
-    return value
 
 
 @app.command()

@@ -96,6 +96,15 @@ def status_rows(cfg: Config) -> dict[str, Any]:
 
 
 SPEND_COLUMNS = ("campaign", "account", "period", "period_start", "cap", "spent", "reserved", "left", "currency")
+# A cell starting with one of these is read as a formula by a spreadsheet (OWASP's CSV injection list).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_safe(value: Any) -> Any:
+    """``value`` for a CSV cell: a string that a spreadsheet would run as a formula gets a leading ``'``."""
+    if isinstance(value, str) and value[:1] in FORMULA_STARTS:
+        return "'" + value
+    return value
 
 
 def spend_rows(cfg: Config) -> list[AccountSummary]:

@@ -108,6 +108,8 @@ def cusum_paths(
 def first_crossing(S: np.ndarray, tested: np.ndarray, h: np.ndarray | float) -> np.ndarray:
     """Per row, the first tested day whose statistic exceeds ``h`` (same shape as ``S``, or a number); -1 if none."""
     over = tested & np.greater(S, h)
+    if over.shape[1] == 0:  # no days yet: nothing can have crossed (argmax of nothing is an error)
+        return np.full(over.shape[0], -1)
     any_ = over.any(axis=1)
     day: np.ndarray = np.where(any_, over.argmax(axis=1), -1)
     return day

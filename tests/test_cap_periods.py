@@ -623,8 +623,8 @@ def test_spend_prints_and_writes_the_periods(tmp_path, capsys, monkeypatch):
     assert "--csv" in capsys.readouterr().err
 
 
-def test_spend_csv_leaves_an_empty_cell_empty(tmp_path, capsys, monkeypatch):
-    """A lifetime cap has no period start: the formula guard turned its empty cell into a lone "'"."""
+def test_the_spend_csv_of_a_lifetime_cap_has_an_empty_start_and_no_formula(tmp_path, capsys, monkeypatch):
+    """A lifetime cap has no period start: its cell stays empty (it used to read "'"); tab, CR and LF are defused."""
     db = tmp_path / "db.sqlite"
     config = tmp_path / "c.toml"
     config.write_text(f'[loop]\ndatabase = "sqlite:///{db}"\n')
@@ -632,20 +632,33 @@ def test_spend_csv_leaves_an_empty_cell_empty(tmp_path, capsys, monkeypatch):
     assert main(["spend", "--config", str(config)]) == 0  # migrates an empty database
     from storage.db import make_engine
 
+    hostile = ["\t=1+1", "\r=2+2", "a\rb", "c\nd"]
     eng = make_engine(f"sqlite:///{db}")
     with Session(eng) as s:
-        _campaign(s, "shop", cap=30_000, period="lifetime")
+        _campaign(s, "life", cap=30_000, period="lifetime")
+        for cid in hostile:
+            _campaign(s, cid, period="lifetime")
     eng.dispose()
+    out_csv = tmp_path / "spend.csv"
+    assert main(["spend", "--config", str(config), "--csv", str(out_csv)]) == 0
+    text = out_csv.read_bytes().decode()
+    rows = list(csv.DictReader(io.StringIO(text, newline="")))
+    life = [r for r in rows if r["campaign"] == "life"]
+    assert [(r["account"], r["period"], r["period_start"], r["cap"]) for r in life] == [
+        ("test", "lifetime", "", "300.0"),
+        ("credit", "lifetime", "", "10.0"),
+    ]
+    assert {r["campaign"] for r in rows} == {"life", "'\t=1+1", "'\r=2+2", "a\rb", "c\nd"}
+    assert len(rows) == 2 * 5  # a CR or LF inside a campaign id never splits its row
     capsys.readouterr()
     assert main(["spend", "--config", str(config), "--csv", "-"]) == 0
-    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
-    assert rows and all(r["period"] == "lifetime" and r["period_start"] == "" for r in rows), rows
+    assert list(csv.DictReader(io.StringIO(capsys.readouterr().out, newline=""))) == rows
 
 
 def test_csv_cells_never_start_a_formula():
-    from loop.cli import _cell
+    from loop.reports import csv_safe
 
-    assert [_cell(v) for v in ("=1+1", "+1", "-shop", "@SUM(A1)", "\t=1", "\r=1", "", "shop", 5)] == [
+    assert [csv_safe(v) for v in ("=1+1", "+1", "-shop", "@SUM(A1)", "\t=1", "\r=1", "", "shop", 5)] == [
         "'=1+1", "'+1", "'-shop", "'@SUM(A1)", "'\t=1", "'\r=1", "", "shop", 5,
     ]  # fmt: skip
 

@@ -32,6 +32,7 @@ from starlette.types import Scope
 
 from loop.config import Config
 from loop.plans import CampaignPlan
+from loop.reports import csv_safe
 from loop.web import queries
 from loop.web.charts import ChartCache
 from loop.web.report import ReportJobs, known_plans
@@ -237,7 +238,7 @@ class Dashboard:
         writer.writeheader()
         for row in queries.ledger_csv_rows(views):
             # A leading =, +, -, @, tab or CR would be a formula in a spreadsheet.
-            writer.writerow({k: _csv_safe(v) for k, v in row.items()})
+            writer.writerow({k: csv_safe(v) for k, v in row.items()})
         stamp = self.clock().strftime("%Y%m%d")
         return Response(
             buf.getvalue(),
@@ -387,13 +388,6 @@ def _int(value: str | None, default: int) -> int:
         return int(value) if value is not None else default
     except ValueError:
         return default
-
-
-def _csv_safe(value: Any) -> Any:
-    # A tab or carriage return first is read as the start of a formula too (OWASP's CSV injection list).
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + value
-    return value
 
 
 def _meta_webhook(cfg: Config, engine: Engine) -> Any:

@@ -114,6 +114,18 @@ def test_short_series_and_no_clicks_are_not_fatigued():
     assert not v.fatigued
 
 
+@pytest.mark.parametrize("days", [0, 1, 2])
+def test_a_series_of_no_or_few_days_is_a_verdict_not_an_error(days):
+    """DESIGN.md: detect() takes one creative's daily series; a creative launched today has none yet."""
+    n, c = np.full(days, 1000), np.full(days, 10)
+    for kwargs in ({}, {"overdispersion": 1.0, "seasonality": None}):
+        v = detect(n, c, **kwargs)
+        assert isinstance(v, Verdict) and not v.fatigued and v.day is None
+    signals = {"spend": np.full(days, 5.0), "conversions": np.ones(days), "frequency": np.full(days, 1.5)}
+    assert detect(n, c, **signals).day is None
+    assert [v.day for v in detect_many(np.full((3, days), 1000), np.full((3, days), 10))] == [None] * 3
+
+
 def test_day_of_week_seasonality_does_not_alarm():
     rng = np.random.default_rng(12)
     factors = np.array([1.1, 1.1, 1.05, 1.0, 1.0, 0.8, 0.75])
