@@ -203,6 +203,7 @@ def _print_summary(result: dict[str, Any]) -> None:
     ):
         table.add_column(col)
     for c in result["campaigns"]:
+        d = currency_digits(c.get("currency"))
         fat = ", ".join(_fatigue_line(f) for f in c["fatigue"]) or "none"
         exps = ", ".join(e["state"] for e in c["experiments"]) or "none"
         winners = ", ".join(
@@ -211,7 +212,7 @@ def _print_summary(result: dict[str, Any]) -> None:
         ) or "none"  # fmt: skip
         table.add_row(*map(literal, (
             c["id"], fat, f"{len(c['experiments'])}: {exps}", winners,
-            f"{c['test_spend']:.2f} / {c['test_spend_cap']:.2f}", f"{c['credit_spend']:.2f} / {c['credit_cap']:.2f}",
+            f"{c['test_spend']:,.{d}f} / {c['test_spend_cap']:,.{d}f}", f"{c['credit_spend']:,.{d}f} / {c['credit_cap']:,.{d}f}",
             f"{c['clicks_recovered']:.0f}",
         )))  # fmt: skip
     console.print(table)

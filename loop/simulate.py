@@ -113,7 +113,7 @@ def score(
     rt: Runtime, platform: SimulatedAdPlatform, scenario_name: str, policy: str, tiering: str, days: int
 ) -> dict[str, Any]:
     with open_session(rt.engine) as session:
-        campaigns = [_score_campaign(session, platform, plan.id, plan.exponent) for plan in rt.plans]
+        campaigns = [_score_campaign(session, platform, plan.id, plan.exponent, plan.currency) for plan in rt.plans]
     return {"scenario": scenario_name, "policy": policy, "tiering": tiering, "days": days, "campaigns": campaigns}
 
 
@@ -130,7 +130,7 @@ def _ad_label(session: Session, platform: SimulatedAdPlatform, ad_id: str) -> st
 
 
 def _score_campaign(
-    session: Session, platform: SimulatedAdPlatform, campaign_id: str, digits: int = 2
+    session: Session, platform: SimulatedAdPlatform, campaign_id: str, digits: int = 2, currency: str = "USD"
 ) -> dict[str, Any]:
     ledger = Ledger(session)
     # Spend over the whole run (a config's cap may hold per month: the cap shown is one period's).
@@ -214,6 +214,7 @@ def _score_campaign(
         "fatigue": fatigue,
         "false_alarms": false_alarms,
         "experiments": experiments,
+        "currency": currency,  # the money below is in its units
         "test_spend": to_major(test.spent, digits),
         "test_spend_cap": to_major(test.cap, digits),
         "credit_spend": to_major(credit.spent, digits),

@@ -91,7 +91,7 @@ def test_a_yen_scenario_simulates_in_yen(tmp_path: Path, capsys: pytest.CaptureF
     out = tmp_path / "out"
     assert main(["simulate", "--scenario", str(scenario), "--out", str(out), "--json", str(out / "r.json"), "-q"]) == 0
     (camp,) = json.loads((out / "r.json").read_text())["campaigns"]
-    assert camp["test_spend_cap"] == 75000 and camp["credit_cap"] == 750
+    assert (camp["currency"], camp["test_spend_cap"], camp["credit_cap"]) == ("JPY", 75000, 750)
     assert 0 < camp["test_spend"] <= 75000 and camp["test_spend"] == int(camp["test_spend"])
     assert any(e["arms"] >= 2 for e in camp["experiments"])  # the yen budgets fund real tests
     scenario.write_text(yen.replace('currency = "JPY"', 'currency = "ABC"'))
