@@ -8,6 +8,8 @@ Google Ads micros) at its boundary.
 
 from __future__ import annotations
 
+from policies.errors import PlatformError
+
 # ISO 4217 codes in use.
 _ISO_4217 = """
 AED AFN ALL AMD ANG AOA ARS AUD AWG AZN BAM BBD BDT BGN BHD BIF BMD BND BOB BRL BSD BTN BWP BYN BZD CAD
@@ -35,3 +37,13 @@ def minor_digits(currency: str) -> int:
     if code in THREE_DECIMAL:
         return 3
     return 2
+
+
+def check_billing(account: str, billed: str, campaign: str, configured: str) -> None:
+    """Refuse a campaign whose caps are in another currency than its ad account bills in ("" = not checked)."""
+    if configured and configured.upper() != billed.upper():
+        raise PlatformError(
+            f"{account} bills in {billed}, but campaign {campaign!r} caps are in {configured}: "
+            f'set its currency = "{billed}" (and its caps in that currency)',
+            campaign=campaign,
+        )

@@ -80,6 +80,7 @@ from connectors.ads.base import (
     SourceCreative,
 )
 from connectors.ads.counters import ApiCounters
+from connectors.ads.currencies import check_billing
 from connectors.google_ads import gaql
 from connectors.google_ads.errors import FailureDetail, boundary, build_error, classify, failure_details
 from connectors.google_ads.images import SLOT_BY_FIELD, SLOTS, Fitted, ad_images
@@ -480,13 +481,9 @@ class GoogleAdsPlatform(AdPlatform):
         return info
 
     def _money(self, c: GoogleCampaign) -> AccountInfo:
+        """The campaign's account, refused when it bills in another currency than the campaign's caps are in."""
         acct = self.account(c.customer_id)
-        if c.currency and c.currency.upper() != acct.currency.upper():
-            raise PlatformError(
-                f"Google Ads account {c.customer_id} bills in {acct.currency}, but campaign {c.id!r} caps are in "
-                f'{c.currency}: set its currency = "{acct.currency}" (and its caps in that currency)',
-                campaign=c.id,
-            )
+        check_billing(f"Google Ads account {c.customer_id}", acct.currency, c.id, c.currency)
         return acct
 
     def _test_prefix(self, campaign: str) -> str:

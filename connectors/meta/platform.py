@@ -107,6 +107,7 @@ from connectors.ads.base import (
     SourceCreative,
 )
 from connectors.ads.counters import ApiCounters
+from connectors.ads.currencies import check_billing
 from connectors.meta import insights as ins
 from connectors.meta.errors import boundary, translate_request_error
 from connectors.meta.settings import MetaSettings
@@ -486,12 +487,7 @@ class MetaAdPlatform(AdPlatform):
     def _money(self, c: MetaCampaign) -> AccountInfo:
         """The campaign's account, refused when it bills in another currency than the campaign's caps are in."""
         acct = self.account(c.account_id)
-        if c.currency and c.currency.upper() != acct.currency.upper():
-            raise PlatformError(
-                f"Meta ad account {c.account_id} bills in {acct.currency}, but campaign {c.id!r} caps are in "
-                f'{c.currency}: set its currency = "{acct.currency}" (and its caps in that currency)',
-                campaign=c.id,
-            )
+        check_billing(f"Meta ad account {c.account_id}", acct.currency, c.id, c.currency)
         return acct
 
     def _named(
