@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 
+from connectors.ads.currencies import minor_digits
 from connectors.ads.registry import PLATFORMS
 from connectors.ads.scenario import SimulatedSettings
 from connectors.google_ads.settings import GoogleAdsSettings
@@ -53,8 +54,6 @@ def to_major(minor: int, exponent: int = 2) -> float:
 
 def currency_digits(currency: str | None) -> int:
     """Decimals of ``currency``'s minor unit, the loop's money unit (JPY 0, USD 2); 2 for none or an unknown code."""
-    from connectors.ads.currencies import minor_digits
-
     try:
         return minor_digits(currency or "")
     except ValueError:

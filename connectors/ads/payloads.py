@@ -27,7 +27,7 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
 from connectors.ads.base import InsightRow
-from connectors.ads.currencies import CURRENCIES, minor_digits
+from connectors.ads.currencies import minor_digits
 from policies.errors import PlatformError
 
 # A payload's spend is in major units; the loop's money in the currency's ISO 4217 minor unit.
@@ -50,9 +50,12 @@ class InvalidPayload(PlatformError):
 
 def currency_exponent(currency: Any, campaign: str | None = None) -> int:
     """Minor-unit exponent of an ISO 4217 currency; an unknown one is refused."""
-    if not isinstance(currency, str) or currency.upper() not in CURRENCIES:
-        raise InvalidPayload(f"unknown currency {currency!r} (expected an ISO 4217 code)", campaign, "account")
-    return minor_digits(currency)
+    try:
+        return minor_digits(currency)
+    except ValueError:
+        raise InvalidPayload(
+            f"unknown currency {currency!r} (expected an ISO 4217 code)", campaign, "account"
+        ) from None
 
 
 def _count(raw: Mapping[str, Any], key: str, where: str, campaign: str | None, limit: int) -> int:
