@@ -28,6 +28,7 @@ from connectors.images.procedural import stable_seed
 from connectors.images.traits import traits_for
 from loop import budget_wait, events
 from loop.insights import account_of, fit_account, variant_traits
+from loop.parallel import ordered
 from loop.plans import CampaignPlan
 from loop.runtime import Runtime
 from policies import brand, fidelity
@@ -38,6 +39,7 @@ from policies.objectives import effective_counts
 from policies.planning import ExperimentPlan, plan_experiment
 from policies.traits import TraitPrior, select_drafts
 from storage.imagecheck import ImageRejected, load_image
+from storage.images import ImageStore
 from storage.ledger import Ledger
 from storage.models import Arm, AuditEvent, BanditDecision, Creative, DailyMetric, Experiment, FatigueNoise, utcnow
 from storage.states import (
@@ -197,6 +199,15 @@ def _source(rt: Runtime, session: Session, plan: CampaignPlan, parent: Creative)
     return image
 
 
+@dataclasses.dataclass(frozen=True)
+class _Draft:
+    """A draft rendered ahead: the (possibly brand-corrected) render, its brand flags, its PNG bytes."""
+
+    render: Rendered
+    brand: dict[str, Any] | None
+    png: bytes
+
+
 def _as_rendered(rt: Runtime, creative: Creative) -> Rendered:
     return Rendered(
         image=rt.images.open(creative.image_hash or ""),
@@ -218,8 +229,10 @@ def _store_variant(
     label: str,
     r: Rendered,
     role: CreativeRole,
+    png: bytes | None = None,
 ) -> Creative:
-    digest = rt.images.put(r.image)
+    """Store ``r`` (``png``: its bytes from :meth:`ImageStore.encode`, when already encoded) as a candidate."""
+    digest = rt.images.put_bytes(png) if png else rt.images.put(r.image)
     creative = Creative(
         id=cid,
         campaign_id=exp.campaign_id,
@@ -425,9 +438,19 @@ def on_exploring(rt: Runtime, session: Session, plan: CampaignPlan, exp: Experim
         except ImageRejected as exc:
             abandon(rt, session, plan, exp, f"source image rejected: {exc.problem}")
             return
+        source.load()  # read once here, not lazily by several threads at once
         brief = _brief(parent, plan)
         pro_only = exp.tiering == "pro-only"
-        pending: list[Any] = []
+
+        def make(seed: int) -> _Draft:  # on a worker thread when the generator renders side by side
+            r = gen.draft(source, brief, seed)
+            if pro_only:
+                r = gen.render_pro(source, r, brief)
+            r, flags = _brand_guard(plan, r)
+            dropped = flags is not None and not flags["ok"] and plan.settings.brand_action == "reject"
+            return _Draft(r, flags, b"" if dropped else ImageStore.encode(r.image))
+
+        todo: list[tuple[str, str, int, str, bool]] = []
         for key in keys:
             label = "v" + key.rsplit(":v", 1)[1]
             seed = stable_seed(exp.seed, label)
@@ -435,45 +458,54 @@ def on_exploring(rt: Runtime, session: Session, plan: CampaignPlan, exp: Experim
             if rt.dry_run:
                 rt.plan_lines.append(f"generate {cid} ({gen.name}, seed {seed})")
                 continue
-            if session.get(Creative, cid) is None:
-                try:
-                    r = gen.draft(source, brief, seed)
-                    if pro_only:
-                        r = gen.render_pro(source, r, brief)
-                except GenerationPending as exc:
-                    pending.extend(exc.jobs)  # queued: ask for every variant, then wait for them all
-                    continue
-                except GenerationError as exc:
-                    ledger.settle(key, None, note=f"failed: {exc}")
-                    events.record(
-                        session,
-                        events.GENERATION_FAILED,
-                        plan.id,
-                        exp.id,
-                        variant=cid,
-                        error=str(exc),
-                        refused=exc.refused,
-                    )
-                    rt.commit(session)
-                    continue
-                r, brand_flags = _brand_guard(plan, r)
-                if brand_flags is not None and not brand_flags["ok"]:
-                    events.record(
-                        session, BRAND_CHECK_FAILED, plan.id, exp.id, variant=cid, action=plan.settings.brand_action,
-                        worst_delta_e=brand_flags.get("before", brand_flags)["worst_delta_e"],
-                        off_brand_share=brand_flags.get("before", brand_flags)["off_brand_share"],
-                    )  # fmt: skip
-                    if plan.settings.brand_action == "reject":
-                        # Dropped before anyone sees it: the credit goes back, the variant is never stored.
-                        ledger.settle(key, None, note=f"rejected off brand: {cid}")
+            todo.append((key, label, seed, cid, session.get(Creative, cid) is None))
+        # Drafts render ahead on the generator's threads; each is stored, settled and committed in order.
+        drafts = ordered(
+            make, [t[2] for t in todo if t[4]], gen.concurrency, catch=(GenerationPending, GenerationError)
+        )
+        pending: list[Any] = []
+        try:
+            for key, label, _seed, cid, missing in todo:
+                if missing:
+                    outcome = next(drafts)
+                    if isinstance(outcome, GenerationPending):
+                        pending.extend(outcome.jobs)  # queued: ask for every variant, then wait for them all
+                        continue
+                    if isinstance(outcome, GenerationError):
+                        ledger.settle(key, None, note=f"failed: {outcome}")
+                        events.record(
+                            session,
+                            events.GENERATION_FAILED,
+                            plan.id,
+                            exp.id,
+                            variant=cid,
+                            error=str(outcome),
+                            refused=outcome.refused,
+                        )
                         rt.commit(session)
                         continue
-                stored = _store_variant(rt, session, cid, exp, parent, label, r, CreativeRole.DRAFT)
-                if brand_flags is not None:
-                    stored.flags = {**stored.flags, "brand": brand_flags}
-            ledger.settle(key, ledger.find(key, "reserve").amount_minor, note=f"generated {cid}")  # type: ignore[union-attr]
-            rt.commit(session)
-            rt.step("generated")
+                    assert isinstance(outcome, _Draft)
+                    r, brand_flags = outcome.render, outcome.brand
+                    if brand_flags is not None and not brand_flags["ok"]:
+                        events.record(
+                            session, BRAND_CHECK_FAILED, plan.id, exp.id, variant=cid,
+                            action=plan.settings.brand_action,
+                            worst_delta_e=brand_flags.get("before", brand_flags)["worst_delta_e"],
+                            off_brand_share=brand_flags.get("before", brand_flags)["off_brand_share"],
+                        )  # fmt: skip
+                        if plan.settings.brand_action == "reject":
+                            # Dropped before anyone sees it: the credit goes back, the variant is never stored.
+                            ledger.settle(key, None, note=f"rejected off brand: {cid}")
+                            rt.commit(session)
+                            continue
+                    stored = _store_variant(rt, session, cid, exp, parent, label, r, CreativeRole.DRAFT, outcome.png)
+                    if brand_flags is not None:
+                        stored.flags = {**stored.flags, "brand": brand_flags}
+                ledger.settle(key, "reserved", note=f"generated {cid}")
+                rt.commit(session)
+                rt.step("generated")
+        finally:
+            drafts.close()
         if pending:
             raise GenerationPending(pending)
         if rt.dry_run:

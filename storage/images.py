@@ -41,11 +41,16 @@ class ImageStore:
             os.replace(tmp, target)
         return digest
 
-    def put(self, image: Image.Image) -> str:
+    @staticmethod
+    def encode(image: Image.Image) -> bytes:
+        """``image`` as the PNG bytes :meth:`put` stores (safe to call from any thread)."""
         buf = io.BytesIO()
         # Fixed encoder settings: the same pixels give the same bytes and hash.
         image.save(buf, format="PNG", optimize=False, compress_level=6)
-        return self.put_bytes(buf.getvalue())
+        return buf.getvalue()
+
+    def put(self, image: Image.Image) -> str:
+        return self.put_bytes(self.encode(image))
 
     def get_bytes(self, digest: str) -> bytes:
         path = self.path(digest)

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from functools import cache
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import bindparam, func
 from sqlmodel import Session, col, select
@@ -365,7 +365,7 @@ class Ledger:
             made.append(entry)
         return made
 
-    def _add(self, campaign_id, account, kind, key, amount, day, experiment_id, tier, note) -> LedgerEntry:  # type: ignore[no-untyped-def]
+    def _add(self, campaign_id, account, kind, key, amount, day, experiment_id, tier, note, flush=True) -> LedgerEntry:  # type: ignore[no-untyped-def]
         entry = LedgerEntry(
             campaign_id=campaign_id,
             account=account,
@@ -378,15 +378,17 @@ class Ledger:
             note=note,
         )
         self.session.add(entry)
-        self.session.flush()
+        if flush:
+            self.session.flush()
         return entry
 
     def is_open(self, key: str) -> bool:
         entries = self._entries(key)
         return "reserve" in entries and "release" not in entries
 
-    def settle(self, key: str, actual: int | None, note: str = "") -> None:
-        """Close the reservation ``key``: record ``actual`` spend (None: nothing spent) and release it.
+    def settle(self, key: str, actual: int | None | Literal["reserved"], note: str = "") -> None:
+        """Close the reservation ``key``: record ``actual`` spend (None: nothing spent; ``"reserved"``: the amount
+        reserved, as for a generation credit that was used) and release it.
 
         Both entries carry the reservation's day: the money is booked to the
         period that held it in reserve, whenever the report arrives.
@@ -395,10 +397,17 @@ class Ledger:
         r = entries.get("reserve")
         if r is None:
             raise NotFound(f"no reservation with key {key!r}", key=key)
+        if actual == "reserved":
+            actual = r.amount_minor
         if actual is not None and actual > 0 and "actual" not in entries:
-            self._add(r.campaign_id, r.account, "actual", key, actual, r.day, r.experiment_id, r.tier, note)
+            self._add(
+                r.campaign_id, r.account, "actual", key, actual, r.day, r.experiment_id, r.tier, note, flush=False
+            )
         if "release" not in entries:
-            self._add(r.campaign_id, r.account, "release", key, r.amount_minor, r.day, r.experiment_id, r.tier, note)
+            self._add(
+                r.campaign_id, r.account, "release", key, r.amount_minor, r.day, r.experiment_id, r.tier, note,
+                flush=False,
+            )  # fmt: skip
         self.session.flush()
 
     def open_reservations(self, campaign_id: str, account: str, prefix: str = "") -> list[LedgerEntry]:

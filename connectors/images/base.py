@@ -69,6 +69,9 @@ class ImageGenerator(ABC):
     name: str = "generator"
     # Whether inpaint() repaints (True) or refuses with a GenerationError (the default).
     can_inpaint: bool = False
+    # How many drafts the loop may ask for at once, from as many threads (1: one at a time, the default).
+    # Only a backend whose draft() and render_pro() are safe to call from several threads raises it.
+    concurrency: int = 1
 
     @abstractmethod
     def draft(self, source: Image.Image, brief: Brief, seed: int) -> Rendered:

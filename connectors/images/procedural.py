@@ -8,6 +8,7 @@ the pro tier renders the same recipe at 1080 px wide with finishing
 from __future__ import annotations
 
 import hashlib
+import os
 import zlib
 from typing import TYPE_CHECKING, Any
 
@@ -163,6 +164,8 @@ class ProceduralGenerator(ImageGenerator):
     """Pillow-only variants: fast, free of model weights, deterministic per seed."""
 
     name = "procedural"
+    # Pillow and numpy work outside the GIL and every call builds its own images: drafts render side by side.
+    concurrency = max(1, min(4, os.cpu_count() or 1))
 
     def __init__(self, draft_width: int = DRAFT_WIDTH, pro_width: int = PRO_WIDTH) -> None:
         if draft_width < 64 or pro_width < draft_width:
