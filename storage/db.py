@@ -2,7 +2,10 @@
 
 SQLite (WAL, foreign keys on) is the embedded default; PostgreSQL is the
 production store.  The schema is owned by Alembic (``storage/migrations``):
-:func:`migrate` brings any database to the newest revision.
+:func:`migrate` brings any database to the newest revision.  A database with
+no tables yet is created at the newest revision at once and stamped with it
+(Alembic's "building an up to date database from scratch"); a test keeps the
+models and the migrations describing the same schema.
 """
 
 from __future__ import annotations
@@ -101,14 +104,50 @@ def migrate(engine: Engine) -> None:
     from storage.locks import named_lock
 
     try:
-        if _known_at_head(engine) or current_revision(engine) == head_revision(engine):
+        if _known_at_head(engine):
             return  # the usual case: no lock needed
-        from alembic import command
-
         with named_lock(engine, MIGRATION_LOCK, what="the schema migration"):
-            command.upgrade(alembic_config(engine), "head")
+            if _create_at_head(engine):
+                return
+            from alembic import command
+
+            if current_revision(engine) != head_revision(engine):
+                command.upgrade(alembic_config(engine), "head")
     except SQLAlchemyError as exc:
         raise unavailable(engine.url, exc) from exc
+
+
+def _create_at_head(engine: Engine) -> bool:
+    """On a database without tables: create the newest schema, its first rows and the version stamp in one
+    transaction, without Alembic (whose import and ten steps took longer than a short simulation's SQL).
+
+    Returns False, doing nothing, when the database holds any table (Alembic's to upgrade) or the scripts'
+    head is unclear.  The caller holds the migration lock.
+    """
+    from sqlalchemy import Column, MetaData, PrimaryKeyConstraint, String, Table, insert, inspect
+    from sqlmodel import SQLModel
+
+    import storage.models as models
+
+    head = _scripts_head()
+    if head is None:
+        return False
+    with engine.begin() as conn:
+        if inspect(conn).get_table_names():
+            return False
+        SQLModel.metadata.create_all(conn)
+        # Alembic's own version table, as `alembic stamp` makes it.
+        version = Table(
+            "alembic_version",
+            MetaData(),
+            Column("version_num", String(32), nullable=False),
+            PrimaryKeyConstraint("version_num", name="alembic_version_pkc"),
+        )
+        version.create(conn)
+        conn.execute(version.insert().values(version_num=head))
+        # The rows the migrations insert (0003: the account's one cap row, so writers only ever update it).
+        conn.execute(insert(models.AccountCap).values(id="account", currency="USD", updated_at=models.utcnow()))
+    return True
 
 
 def unavailable(url: URL | None, exc: BaseException) -> DatabaseUnavailable:

@@ -28,7 +28,8 @@ class Campaign(SQLModel, table=True):
     credit_cap_minor: int = 0
     # month | week | lifetime: the period both caps hold for (policies.budget.CAP_PERIODS).
     # A row made without a plan keeps the old meaning (over the campaign's life).
-    cap_period: str = Field(default="lifetime", max_length=10)
+    # Server defaults as the migrations that added these columns to filled tables set them (test_schema).
+    cap_period: str = Field(default="lifetime", max_length=10, sa_column_kwargs={"server_default": "lifetime"})
     # Set when the platform refused our credentials: the campaign's actions stop
     # until an operator fixes the token (no retry storm).
     halted_reason: str | None = None
@@ -100,7 +101,9 @@ class Experiment(SQLModel, table=True):
     # ``waiting_until`` is the first day of the next period, when the cap has room again.
     waiting_until: date | None = None
     waiting_since: date | None = None  # the platform day the current wait began
-    waited_days: int = 0  # days spent waiting for budget while testing (they do not count as test days)
+    waited_days: int = Field(
+        default=0, sa_column_kwargs={"server_default": "0"}
+    )  # days spent waiting for budget while testing (they do not count as test days)
     verdict: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
     # The test plan made before launch (policies.planning.ExperimentPlan.to_dict()); empty before it.
     plan: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
@@ -234,7 +237,9 @@ class TickRun(SQLModel, table=True):
     dry_run: bool = False
     ok: bool | None = None
     error: str = ""
-    attempts: int = 1  # a retry of the day's round reuses its unfinished or failed record
+    attempts: int = Field(
+        default=1, sa_column_kwargs={"server_default": "1"}
+    )  # a retry of the day's round reuses its record
 
 
 class PlatformSignal(SQLModel, table=True):
