@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from reliability_helpers import make_runtime, run_days, write_scenario
+from sqlalchemy import text
 from sqlmodel import select
 
 from loop.locks import campaign_lock
@@ -201,9 +202,9 @@ def test_attempts_count_a_send_cut_short_by_a_kill(engine, tmp_path: Path) -> No
         ]
 
 
-def test_migrating_from_many_threads_at_once(tmp_path: Path) -> None:
-    """The migration lock: several migrations of one new database at the same moment, one schema."""
-    url = f"sqlite:///{tmp_path / 'new.db'}"
+def test_migrating_from_many_threads_at_once(db_url: str) -> None:
+    """The migration lock: several migrations of one new database at the same moment, one schema, one account row."""
+    url = db_url
     errors: list[BaseException] = []
     start = threading.Barrier(4)
 
@@ -228,5 +229,7 @@ def test_migrating_from_many_threads_at_once(tmp_path: Path) -> None:
         from storage.db import current_revision, head_revision
 
         assert current_revision(engine) == head_revision(engine)
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT id FROM accountcap")).scalars().all() == ["account"]
     finally:
         engine.dispose()
