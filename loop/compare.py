@@ -334,7 +334,9 @@ _GENERATORS: dict[str, ImageGenerator] = {}
 def _small_generators() -> dict[str, ImageGenerator]:
     # One per process: the generator is stateless, and 64-pixel images cost little.
     if not _GENERATORS:
-        _GENERATORS["procedural"] = ProceduralGenerator(draft_width=64, pro_width=64)
+        small = ProceduralGenerator(draft_width=64, pro_width=64)
+        small.concurrency = 1  # the runs already fill the cores, one process each; 64-pixel drafts need no threads
+        _GENERATORS["procedural"] = small
     return _GENERATORS
 
 
