@@ -29,10 +29,11 @@ def fresh_engine(request: pytest.FixtureRequest, backend: str, tmp_path: Path, n
         finally:
             engine.dispose()
         return
-    from conftest import pg_url
+    import os
+
     from loop_helpers import pg_schema
 
-    base = pg_url(request.config)
+    base = request.config.getoption("--pg") or os.environ.get("CREATIVE_LOOP_TEST_PG")
     if not base:
         pytest.skip("PostgreSQL not selected (set CREATIVE_LOOP_TEST_PG or --pg)")
     with pg_schema(base) as url:

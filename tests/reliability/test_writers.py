@@ -112,8 +112,15 @@ def test_daemons_started_together_on_a_new_database(db_url: str, tmp_path: Path)
     engine = make_engine(db_url)
     try:
         wait_for(lambda: _finished_ticks(engine) >= 3, 120, "ticks from the acting daemon")
-        assert all(p.poll() is None for p in procs), [log.read_text() for log in logs]
-        texts = [log.read_text(errors="replace") for log in logs]
+
+        def said() -> list[str]:
+            return [log.read_text(errors="replace") for log in logs]
+
+        # A new database is ready in a blink: the first daemon may tick before a loaded machine has let the
+        # others say anything, so wait for each to say it acts or waits.
+        wait_for(lambda: all("daemon started" in t or "waiting to take over" in t for t in said()), 60, "each says")
+        assert all(p.poll() is None for p in procs), said()
+        texts = said()
         acting = [i for i, t in enumerate(texts) if "daemon started" in t]
         assert len(acting) == 1, texts
         waiting = [i for i, t in enumerate(texts) if "waiting to take over" in t]
