@@ -33,6 +33,7 @@ class CampaignPlan:
     # The account-wide cap across campaigns (test spend + credits per calendar month); None: none.
     account_monthly_cap: int | None = None
     exponent: int = 2  # decimals of the currency's minor unit (ISO 4217: JPY 0, USD 2, KWD 3)
+    source: str = "config"  # the file the plan was read from (for the errors that name it)
 
     @property
     def min_arm_minor(self) -> int:
@@ -96,6 +97,7 @@ def plan_from_settings(cfg: Config, settings: CampaignSettings) -> CampaignPlan:
         settings=settings,
         account_monthly_cap=_account_cap(cfg, digits),
         exponent=digits,
+        source=str(cfg.path),
     )
 
 

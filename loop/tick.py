@@ -39,7 +39,7 @@ from loop.logs import log_context
 from loop.plans import CampaignPlan
 from loop.runtime import Runtime
 from policies import fatigue
-from policies.errors import AuthExpired, ConnectorError
+from policies.errors import AuthExpired, ConfigError, ConnectorError
 from storage.db import session as open_session
 from storage.ledger import Ledger
 from storage.models import (
@@ -210,6 +210,7 @@ def _halt(rt: Runtime, session: Session, campaign_id: str, why: str) -> None:
 
 def _tick_campaign(rt: Runtime, session: Session, plan: CampaignPlan, today: date, report: TickReport) -> None:
     # 1. sync the campaign's caps and its live ads
+    check_currency(session, plan, today)
     campaign = sync_campaign(session, plan)
     ads = rt.call(lambda: rt.platform.list_ads(plan.id), f"list ads of {plan.id}")
     if campaign.halted_reason is not None and not rt.dry_run:
@@ -375,6 +376,38 @@ def sync_campaign(session: Session, plan: CampaignPlan) -> Campaign:
     sync_account_cap(session, plan)
     session.flush()
     return campaign
+
+
+def check_currency(session: Session, plan: CampaignPlan, today: date) -> None:
+    """Refuse (ConfigError) a plan whose money cannot be added to what the ledger holds: the campaign's
+    entries are in another currency than its plan's, or the account-wide cap would add up this month's
+    money of campaigns in other currencies (yen and dollars have no sum)."""
+    ledger = Ledger(session)
+    stored = session.get(Campaign, plan.id)
+    if (
+        stored is not None
+        and stored.currency != plan.currency
+        and ledger.campaigns_with_money(today, "lifetime").get(plan.id)
+    ):
+        raise ConfigError(
+            plan.source, f"campaigns[{plan.id}].currency",
+            f"{plan.currency}, but the ledger holds this campaign's money in {stored.currency}: "
+            f'keep currency = "{stored.currency}" or give the campaign a new id',
+        )  # fmt: skip
+    if plan.account_monthly_cap is None:
+        return
+    others = {
+        c: cur
+        for c, cur in ledger.campaigns_with_money(today, "month").items()
+        if c != plan.id and cur != plan.currency
+    }
+    if others:
+        spent = ", ".join(f"{c} ({cur})" for c, cur in sorted(others.items()))
+        raise ConfigError(
+            plan.source, "budget.account_monthly_cap",
+            f"the cap is in {plan.currency}, but campaigns in other currencies have money in the ledger this "
+            f"month ({spent}): one cap cannot add them up",
+        )  # fmt: skip
 
 
 def sync_account_cap(session: Session, plan: CampaignPlan) -> None:

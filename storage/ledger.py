@@ -245,6 +245,17 @@ class Ledger:
             periods.append("month")
         return split_window(start, days, periods)
 
+    def campaigns_with_money(self, day: date, period: str = "month") -> dict[str, str]:
+        """The campaigns with entries in the period holding ``day``, each with its currency (campaign id -> code)."""
+        start, end = period_start(day, period), period_end(day, period)
+        stmt = select(Campaign.id, Campaign.currency).where(
+            col(Campaign.id).in_(select(LedgerEntry.campaign_id).where(
+                *([col(LedgerEntry.day) >= start] if start is not None else []),
+                *([col(LedgerEntry.day) < end] if end is not None else []),
+            ))
+        )  # fmt: skip
+        return {campaign_id: currency for campaign_id, currency in self.session.exec(stmt).all()}
+
     def account_summary(self, day: date | None = None) -> AccountSummary | None:
         row = self.account_cap()
         return None if row is None else self._account_period(row, day or self.current_day())

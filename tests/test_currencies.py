@@ -7,9 +7,11 @@ budget written as 2400 is 2,400 yen, never 240,000.
 from __future__ import annotations
 
 import json
+from datetime import date
 from pathlib import Path
 
 import pytest
+from sqlmodel import Session
 
 from connectors.ads.currencies import minor_digits
 from loop.cli import main
@@ -18,6 +20,9 @@ from loop.plans import campaign_plans
 from loop.web.queries import amount, money
 from policies.errors import ConfigError
 from policies.planning import plan_experiment
+from storage.db import make_engine
+from storage.ledger import Ledger
+from storage.models import Campaign
 
 from loop_helpers import SMALL_SCENARIO
 
@@ -97,3 +102,66 @@ def test_a_yen_scenario_simulates_in_yen(tmp_path: Path, capsys: pytest.CaptureF
     scenario.write_text(yen.replace('currency = "JPY"', 'currency = "ABC"'))
     assert main(["simulate", "--scenario", str(scenario), "--out", str(tmp_path / "o2"), "-q"]) == 2
     assert "unknown currency 'ABC'" in capsys.readouterr().err
+
+
+def _yen_tick_config(tmp_path: Path, db_url: str, cap: str = "") -> Path:
+    yen = (
+        SMALL_SCENARIO.replace("cpm = 8.0", "cpm = 1200.0")
+        .replace("test_daily_budget = 60.0", "test_daily_budget = 9000.0")
+        .replace("test_spend_cap = 500.0", "test_spend_cap = 75000.0")
+        .replace("fast_credit_cost = 0.02", "fast_credit_cost = 3.0")
+        .replace("pro_credit_cost = 0.60", "pro_credit_cost = 90.0")
+        .replace("credit_cap = 5.0", 'credit_cap = 750.0\ncurrency = "JPY"')
+    )
+    (tmp_path / "yen.toml").write_text(yen)
+    config = tmp_path / "c.toml"
+    config.write_text(
+        f'[loop]\ndatabase = "{db_url}"\ndata_dir = "{tmp_path / "data"}"\n'
+        f'[simulated]\nscenario = "{tmp_path / "yen.toml"}"\n' + cap
+    )
+    return config
+
+
+@pytest.mark.parametrize("ny_day", [date(2026, 1, 2), date(2025, 12, 31)])
+def test_an_account_cap_never_adds_yen_to_dollars_in_the_ledger(
+    tmp_path: Path, db_url: str, ny_day: date, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Config with one currency, but the ledger holds this month's dollars of a campaign no longer configured:
+    the yen cap cannot add them up, so the tick refuses in one line (a past month's dollars do not matter)."""
+    config = _yen_tick_config(tmp_path, db_url, "[budget]\naccount_monthly_cap = 100000\n")
+    assert main(["spend", "--config", str(config)]) == 0  # migrates
+    engine = make_engine(db_url)
+    with Session(engine) as s:
+        s.add(Campaign(id="ny", currency="USD", test_spend_cap_minor=100_000, credit_cap_minor=1_000))
+        s.flush()
+        Ledger(s).reserve("ny", "test", "k", 50_000, day=ny_day)  # $500.00: not 50,000 yen
+        Ledger(s).settle("k", 50_000)
+        s.commit()
+    engine.dispose()
+    capsys.readouterr()
+    rc = main(["tick", "--config", str(config)])  # the simulated platform's first day: 2026-01-05
+    err = capsys.readouterr().err
+    if ny_day.month == 12:
+        assert rc == 0, err
+        return
+    assert rc == 2 and len(err.strip().splitlines()) == 1
+    assert "budget.account_monthly_cap: the cap is in JPY" in err and "ny (USD)" in err
+
+
+def test_a_campaign_s_currency_cannot_change_under_its_ledger(
+    tmp_path: Path, db_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Its entries stay in the old currency's minor unit (cents): read as yen they would be 100 times too much."""
+    config = _yen_tick_config(tmp_path, db_url)
+    assert main(["spend", "--config", str(config)]) == 0
+    engine = make_engine(db_url)
+    with Session(engine) as s:
+        s.add(Campaign(id="shop", currency="USD", test_spend_cap_minor=50_000, credit_cap_minor=500))
+        s.flush()
+        Ledger(s).reserve("shop", "credit", "c", 2, day=date(2025, 6, 1))
+        s.commit()
+    engine.dispose()
+    capsys.readouterr()
+    assert main(["tick", "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert "campaigns[shop].currency: JPY, but the ledger holds this campaign's money in USD" in err
