@@ -29,7 +29,7 @@ from loop.config import Config, load_config
 from loop.locks import LockGuard, round_lock, single_instance
 from loop.plans import campaign_plans
 from loop.tick import TickReport, close_unfinished, tick
-from policies.errors import DatabaseUnavailable
+from policies.errors import ConfigError, DatabaseUnavailable
 from storage.db import is_outage, unavailable
 
 log = logging.getLogger("creative_loop.daemon")
@@ -133,6 +133,10 @@ def scheduled_tick(config_path: str) -> None:
                 executor.close()
             return
         run_one_tick(cfg)
+    except ConfigError as exc:
+        # A setting the stored state refuses (e.g. a campaign's currency under its ledger): one line, each tick,
+        # until it is fixed; the campaigns it does not concern ran.
+        log.error("tick: %s", exc)
     except Exception as exc:
         if is_outage(exc):
             why = exc if isinstance(exc, DatabaseUnavailable) else unavailable(_url(config_path), exc)

@@ -92,6 +92,7 @@ def tick(
     whose record is unfinished or failed reuses that record.
     """
     report = TickReport(today)
+    refused: list[ConfigError] = []
     with open_session(rt.engine) as session:
         run = _tick_record(session, today, rt.dry_run, one_record_per_day)
         if not rt.dry_run:
@@ -114,6 +115,12 @@ def tick(
                         session.rollback()
                         log.warning("campaign %s: %s", plan.id, exc)
                         report.errors.append(f"{plan.id}: {exc}")
+                    except ConfigError as exc:
+                        # A campaign's settings its stored money refuses: the others still run; the
+                        # tick then raises it (one line, exit 2) once the round is recorded.
+                        session.rollback()
+                        report.errors.append(f"{plan.id}: {exc}")
+                        refused.append(exc)
             report.plan = list(rt.plan_lines)
             if end_of_day is not None and not rt.dry_run:
                 try:
@@ -135,6 +142,8 @@ def tick(
         except BaseException:
             session.rollback()
             raise
+    if refused:
+        raise refused[0]
     return report
 
 

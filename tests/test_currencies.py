@@ -165,3 +165,32 @@ def test_a_campaign_s_currency_cannot_change_under_its_ledger(
     assert main(["tick", "--config", str(config)]) == 2
     err = capsys.readouterr().err
     assert "campaigns[shop].currency: JPY, but the ledger holds this campaign's money in USD" in err
+
+
+def test_a_refused_campaign_does_not_stop_the_others(tmp_path: Path, db_url: str) -> None:
+    """The currency check refuses one campaign: the tick still runs the others and records the round, then
+    exits 2 with that one line (the daemon logs the line and goes on ticking)."""
+    from sqlmodel import select
+
+    from storage.models import DailyMetric, TickRun
+
+    config = _yen_tick_config(tmp_path, db_url)
+    other = SMALL_SCENARIO.split("[[campaigns]]", 1)[1].replace('id = "shop"', 'id = "blog"')
+    other = other.replace('id = "hero"', 'id = "post"').replace('id = "steady"', 'id = "page"')
+    scenario = tmp_path / "yen.toml"
+    scenario.write_text(scenario.read_text() + "\n[[campaigns]]" + other)
+    assert main(["spend", "--config", str(config)]) == 0
+    engine = make_engine(db_url)
+    with Session(engine) as s:
+        s.add(Campaign(id="shop", currency="USD", test_spend_cap_minor=50_000, credit_cap_minor=500))
+        s.flush()
+        Ledger(s).reserve("shop", "credit", "c", 2, day=date(2025, 6, 1))
+        s.commit()
+    for _ in range(2):
+        assert main(["tick", "--config", str(config)]) == 2
+    with Session(engine) as s:
+        ingested = {m.creative_id.split(":")[0] for m in s.exec(select(DailyMetric)).all()}
+        runs = s.exec(select(TickRun)).all()
+    engine.dispose()
+    assert any(c.startswith("blog") for c in ingested) and not any(c.startswith("shop") for c in ingested)
+    assert runs and all(r.finished_at is not None and not r.ok and "shop" in r.error for r in runs)
