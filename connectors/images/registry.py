@@ -8,24 +8,36 @@ only when a campaign asks for it.  Adding a backend::
     GENERATORS.register(GeneratorEntry(
         "mygen", MyGenSettings, "connectors.images.mygen:MyGenGenerator.from_context",
         secrets=("api_key_env",), extra="mygen", requires=("mygen_sdk",), inpaint=False,
+        traits="connectors.images.traits:prompt_traits",
     ))
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from connectors.images.base import GeneratorContext, GeneratorSettings, ImageGenerator
 from connectors.images.diffusers import DiffusersSettings
 from connectors.images.gemini import GeminiSettings
-from connectors.registry import Entry, Registry
+from connectors.registry import Entry, Registry, load
 
 
 @dataclass(frozen=True)
 class GeneratorEntry(Entry):
-    """A generator's registry line; ``inpaint`` says whether it can repaint a region (``creative-loop fix``)."""
+    """A generator's registry line; ``inpaint`` says whether it can repaint a region (``creative-loop fix``).
+
+    ``traits``: what reads its variants' traits from their stored recipe
+    (``"module:attr"``, imported when first asked, or the function;
+    ``connectors.images.traits.traits_for``); None: the built-ins' ``EXTRACTORS``, else none.
+    """
 
     inpaint: bool = False
+    traits: str | Callable[[Mapping[str, Any]], dict[str, str]] | None = None
+
+    def traits_callable(self) -> Callable[[Mapping[str, Any]], dict[str, str]] | None:
+        return load(self.traits) if isinstance(self.traits, str) else self.traits
 
     def build(self, ctx: GeneratorContext) -> ImageGenerator:
         return self._build(ctx, ImageGenerator)

@@ -3,7 +3,8 @@
 A trait is a ``family = level`` pair with a small, fixed vocabulary per
 family, so that variants can be compared by what they share ("every warm
 grade", "every 4:5 crop").  Each generator has one extraction function,
-registered by the generator's name in :data:`EXTRACTORS`; it reads only what
+registered by the generator's name in :data:`EXTRACTORS` (a backend added later names its own on
+its registry line, ``GeneratorEntry.traits``); it reads only what
 the variant stores (``Creative.recipe``), so the traits of an old variant can
 always be derived again.
 
@@ -36,6 +37,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from connectors.images.procedural import ASPECTS, CTAS, GRADES
+from connectors.images.registry import GENERATORS
 
 __all__ = [
     "EXTRACTORS",
@@ -121,8 +123,14 @@ EXTRACTORS: dict[str, Callable[[Mapping[str, Any]], dict[str, str]]] = {
 
 
 def traits_for(generator: str | None, recipe: Mapping[str, Any] | None) -> dict[str, str]:
-    """The traits of a variant made by ``generator`` from ``recipe``; ``{}`` for an unknown generator."""
+    """The traits of a variant made by ``generator`` from ``recipe``; ``{}`` for an unknown generator.
+
+    The built-ins' extractors are in :data:`EXTRACTORS`; any other generator names its own on its
+    registry line (``GeneratorEntry.traits``).
+    """
     extract = EXTRACTORS.get(generator or "")
+    if extract is None and generator and generator in GENERATORS:
+        extract = GENERATORS.get(generator).traits_callable()
     return extract(recipe or {}) if extract is not None else {}
 
 

@@ -3,8 +3,9 @@
 The fakes live beside the tests of each connector (tests/meta, tests/google_ads,
 tests/images); their folders join the import path here.  Importing
 ``contract_backends`` registers the built-in backends' harnesses, importing
-``toy_platform`` registers a platform (and its harness) the way a new backend
-would be registered.
+``toy_platform`` and ``toy_generator`` registers a platform and a generator
+(and their harnesses) the way a new backend would be registered: a harness
+module that nothing here imports registers nothing.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ for folder in (TESTS, TESTS / "meta", TESTS / "google_ads", TESTS / "images"):
         sys.path.insert(0, str(folder))
 
 import contract_backends  # noqa: E402, F401 (registers the built-in backends' harnesses)
+import toy_generator  # noqa: E402, F401 (registers the toy generator and its harness)
 import toy_platform  # noqa: E402, F401 (registers the toy platform and its harness)
 from contract_harness import (  # noqa: E402
     GENERATOR_HARNESSES,

@@ -101,18 +101,22 @@ def params(names: tuple[str, ...], harnesses: dict[str, list[Harness]]) -> list[
     """One pytest param per harness of every registered backend (a backend without one: a param that fails)."""
     out = []
     for name in names:
-        found = harnesses.get(name) or [Harness(name, _missing)]
-        out += [pytest.param(name, h.variant, marks=h.marks, id=h.id) for h in found]
+        found = harnesses.get(name)
+        if not found:  # open_harness fails it, naming what to register
+            out.append(pytest.param(name, "", id=name))
+        out += [pytest.param(name, h.variant, marks=h.marks, id=h.id) for h in found or ()]
     return out
-
-
-def _missing(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
-    pytest.fail("registered, but no contract harness is: register one beside it (contract_harness.py)")
-    yield
 
 
 def open_harness(
     name: str, variant: str, harnesses: dict[str, list[Harness]], request: pytest.FixtureRequest, tmp_path: Path
 ) -> Iterator[Any]:
-    harness = next((h for h in harnesses.get(name, []) if h.variant == variant), Harness(name, _missing))
+    harness = next((h for h in harnesses.get(name, []) if h.variant == variant), None)
+    if harness is None:
+        # A harness registers when its module is imported, and only conftest.py imports harness modules.
+        kind = "generator" if harnesses is GENERATOR_HARNESSES else "platform"
+        pytest.fail(
+            f"{kind} {name!r} is registered but has no contract harness: decorate its harness factory with "
+            f"@{kind}_harness({name!r}) (contract_harness.py) in a module that tests/contract/conftest.py imports"
+        )
     yield from harness.factory(request, tmp_path)

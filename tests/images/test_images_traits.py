@@ -124,3 +124,19 @@ def test_config_accepts_a_custom_slot_in_its_template(tmp_path) -> None:  # type
     path.write_text('[defaults]\nprompt_attributes = { mood = ["calm", "bold"] }\nprompt_template = "{mood} ad"\n')
     s = load_config(path).campaign_settings("x")
     assert s.prompt_attributes == {"mood": ("calm", "bold")} and s.prompt_template == "{mood} ad"
+
+
+def test_a_generator_names_its_traits_on_its_registry_line() -> None:
+    """A new backend is a folder and one registry line: its extractor is named there, not added to traits.py."""
+    from connectors.images.base import GeneratorSettings
+    from connectors.images.registry import GENERATORS, GeneratorEntry
+    from connectors.images.traits import EXTRACTORS
+
+    chosen = {"colour": "red"}
+    entry = GeneratorEntry("lined", GeneratorSettings, "x.y:z", traits="connectors.images.traits:prompt_traits")
+    with GENERATORS.registered(entry):
+        assert "lined" not in EXTRACTORS and traits_for("lined", {"attributes": chosen}) == chosen
+        direct = GeneratorEntry("direct", GeneratorSettings, "x.y:z", traits=lambda recipe: {"shape": recipe["shape"]})
+        with GENERATORS.registered(direct):
+            assert traits_for("direct", {"shape": "round"}) == {"shape": "round"}
+    assert traits_for("lined", {"attributes": chosen}) == {}  # unregistered: no traits
