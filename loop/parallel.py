@@ -9,7 +9,7 @@ back in the order asked for, exactly as a plain loop would produce them.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
@@ -19,7 +19,7 @@ R = TypeVar("R")
 
 def ordered(
     fn: Callable[[T], R], items: Iterable[T], workers: int, catch: tuple[type[BaseException], ...] = ()
-) -> Iterator[R | BaseException]:
+) -> Generator[R | BaseException, None, None]:
     """Yield ``fn(item)`` for each item, in order, computing up to ``workers`` ahead on threads.
 
     An exception of a type in ``catch`` is yielded in place of its result; any
