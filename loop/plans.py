@@ -76,8 +76,8 @@ def plan_from_settings(cfg: Config, settings: CampaignSettings) -> CampaignPlan:
             )  # fmt: skip
     digits = _digits(cfg, settings)
 
-    def money(key: str) -> int:
-        value = _required(cfg, settings, key)
+    def money(key: str, value: float | None = None) -> int:
+        value = _required(cfg, settings, key) if value is None else value
         minor = to_minor(value, digits)
         if value > 0 and minor == 0:
             raise ConfigError(
@@ -86,6 +86,7 @@ def plan_from_settings(cfg: Config, settings: CampaignSettings) -> CampaignPlan:
             )  # fmt: skip
         return minor
 
+    money("min_arm_daily_budget", settings.min_arm_daily_budget)  # read as min_arm_minor; refused here when 0
     return CampaignPlan(
         id=settings.id,
         currency=settings.currency,

@@ -64,6 +64,11 @@ def test_an_amount_below_one_minor_unit_or_an_unknown_currency_is_one_line(tmp_p
         ConfigError, match=r"campaigns\[tokyo\]\.fast_credit_cost: 0\.02 is less than one minor unit of JPY"
     ):
         campaign_plans(load_config(path))
+    path.write_text(YEN_CAMPAIGN.replace("min_arm_daily_budget = 150", "min_arm_daily_budget = 0.4"))
+    with pytest.raises(  # an arm's floor under one yen would be 0: every arm "affordable" at no money
+        ConfigError, match=r"campaigns\[tokyo\]\.min_arm_daily_budget: 0\.4 is less than one minor unit of JPY"
+    ):
+        campaign_plans(load_config(path))
     path.write_text(YEN_CAMPAIGN.replace('"JPY"', '"XYZ"'))
     with pytest.raises(ConfigError, match=r"campaigns\[tokyo\]\.currency: unknown currency 'XYZ'"):
         campaign_plans(load_config(path))
