@@ -38,6 +38,16 @@ pro_credit_cost = 90
 min_arm_daily_budget = 150
 """
 
+# The small scenario priced in yen: CPM, budgets, credits and caps in whole yen.
+YEN_SCENARIO = (
+    SMALL_SCENARIO.replace("cpm = 8.0", "cpm = 1200.0")
+    .replace("test_daily_budget = 60.0", "test_daily_budget = 9000.0")
+    .replace("test_spend_cap = 500.0", "test_spend_cap = 75000.0")
+    .replace("fast_credit_cost = 0.02", "fast_credit_cost = 3.0")
+    .replace("pro_credit_cost = 0.60", "pro_credit_cost = 90.0")
+    .replace("credit_cap = 5.0", 'credit_cap = 750.0\ncurrency = "JPY"')
+)
+
 
 def test_minor_digits_follow_iso_4217() -> None:
     assert [minor_digits(c) for c in ("USD", "eur", "JPY", "KRW", "HUF", "KWD", "TND")] == [2, 2, 0, 0, 2, 3, 3]
@@ -88,14 +98,7 @@ def test_money_is_shown_in_the_currency_s_decimals() -> None:
 
 def test_a_yen_scenario_simulates_in_yen(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A scenario in JPY: CPM, budgets and caps in yen; spend stays under the caps and is reported in yen."""
-    yen = (
-        SMALL_SCENARIO.replace("cpm = 8.0", "cpm = 1200.0")
-        .replace("test_daily_budget = 60.0", "test_daily_budget = 9000.0")
-        .replace("test_spend_cap = 500.0", "test_spend_cap = 75000.0")
-        .replace("fast_credit_cost = 0.02", "fast_credit_cost = 3.0")
-        .replace("pro_credit_cost = 0.60", "pro_credit_cost = 90.0")
-        .replace("credit_cap = 5.0", 'credit_cap = 750.0\ncurrency = "JPY"')
-    )
+    yen = YEN_SCENARIO
     scenario = tmp_path / "yen.toml"
     scenario.write_text(yen)
     out = tmp_path / "out"
@@ -110,15 +113,7 @@ def test_a_yen_scenario_simulates_in_yen(tmp_path: Path, capsys: pytest.CaptureF
 
 
 def _yen_tick_config(tmp_path: Path, db_url: str, cap: str = "") -> Path:
-    yen = (
-        SMALL_SCENARIO.replace("cpm = 8.0", "cpm = 1200.0")
-        .replace("test_daily_budget = 60.0", "test_daily_budget = 9000.0")
-        .replace("test_spend_cap = 500.0", "test_spend_cap = 75000.0")
-        .replace("fast_credit_cost = 0.02", "fast_credit_cost = 3.0")
-        .replace("pro_credit_cost = 0.60", "pro_credit_cost = 90.0")
-        .replace("credit_cap = 5.0", 'credit_cap = 750.0\ncurrency = "JPY"')
-    )
-    (tmp_path / "yen.toml").write_text(yen)
+    (tmp_path / "yen.toml").write_text(YEN_SCENARIO)
     config = tmp_path / "c.toml"
     config.write_text(
         f'[loop]\ndatabase = "{db_url}"\ndata_dir = "{tmp_path / "data"}"\n'
@@ -153,12 +148,8 @@ def test_an_account_cap_never_adds_yen_to_dollars_in_the_ledger(
     assert "budget.account_monthly_cap: the cap is in JPY" in err and "ny (USD)" in err
 
 
-def test_a_campaign_s_currency_cannot_change_under_its_ledger(
-    tmp_path: Path, db_url: str, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """Its entries stay in the old currency's minor unit (cents): read as yen they would be 100 times too much."""
-    config = _yen_tick_config(tmp_path, db_url)
-    assert main(["spend", "--config", str(config)]) == 0
+def _shop_money_in_dollars(db_url: str) -> None:
+    """The ledger holds a credit of campaign "shop" in cents, from when it was a USD campaign."""
     engine = make_engine(db_url)
     with Session(engine) as s:
         s.add(Campaign(id="shop", currency="USD", test_spend_cap_minor=50_000, credit_cap_minor=500))
@@ -166,6 +157,15 @@ def test_a_campaign_s_currency_cannot_change_under_its_ledger(
         Ledger(s).reserve("shop", "credit", "c", 2, day=date(2025, 6, 1))
         s.commit()
     engine.dispose()
+
+
+def test_a_campaign_s_currency_cannot_change_under_its_ledger(
+    tmp_path: Path, db_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Its entries stay in the old currency's minor unit (cents): read as yen they would be 100 times too much."""
+    config = _yen_tick_config(tmp_path, db_url)
+    assert main(["spend", "--config", str(config)]) == 0
+    _shop_money_in_dollars(db_url)
     capsys.readouterr()
     assert main(["tick", "--config", str(config)]) == 2
     err = capsys.readouterr().err
@@ -185,12 +185,8 @@ def test_a_refused_campaign_does_not_stop_the_others(tmp_path: Path, db_url: str
     scenario = tmp_path / "yen.toml"
     scenario.write_text(scenario.read_text() + "\n[[campaigns]]" + other)
     assert main(["spend", "--config", str(config)]) == 0
+    _shop_money_in_dollars(db_url)
     engine = make_engine(db_url)
-    with Session(engine) as s:
-        s.add(Campaign(id="shop", currency="USD", test_spend_cap_minor=50_000, credit_cap_minor=500))
-        s.flush()
-        Ledger(s).reserve("shop", "credit", "c", 2, day=date(2025, 6, 1))
-        s.commit()
     for _ in range(2):
         assert main(["tick", "--config", str(config)]) == 2
     with Session(engine) as s:
