@@ -232,6 +232,9 @@ class CeleryExecutor:
             report.detected.extend(f.get("detected", ()))
             report.transitions.extend(f.get("transitions", ()))
             report.errors.extend(f.get("errors", ()))
+        refused = [f["refused"] for f in finals if f.get("refused")]
+        if refused:  # as an inline tick: every other campaign ran, then the one line (exit 2)
+            raise ConfigError(**refused[0])
         return report
 
 

@@ -47,8 +47,8 @@ from loop.config import Config
 from loop.experiments import GenerationPending
 from loop.locks import campaign_lock
 from loop.runtime import Runtime
-from loop.tick import tick
-from policies.errors import GenerationError
+from loop.tick import TickReport, tick
+from policies.errors import ConfigError, GenerationError
 from storage.images import ImageStore
 
 log = logging.getLogger("creative_loop.tasks")
@@ -230,8 +230,13 @@ def tick_campaign(task: Any, campaign: str, day: str, explore: bool = True) -> d
             hold_exploration=not explore,
         )
         rt.on_step = _kill_once
+        refused: ConfigError | None = None
         try:
             report = tick(rt, today)
+        except ConfigError as exc:
+            # A setting its stored money refuses (loop.tick.check_currency): the round is recorded as
+            # failed; the scheduler raises the line, as an inline tick does, and the day still ends.
+            refused, report = exc, TickReport(today, errors=[f"{campaign}: {exc}"])
         finally:
             platform.close()  # the tick stored its API counts; this closes connections
         out: dict[str, Any] = {
@@ -241,6 +246,8 @@ def tick_campaign(task: Any, campaign: str, day: str, explore: bool = True) -> d
             "transitions": report.transitions,
             "errors": report.errors,
         }
+        if refused is not None:
+            out["refused"] = {"file": refused.file, "key": refused.key, "problem": refused.problem}
         # 4. wait for queued images, or end the day
         if rt.generation_jobs:
             jobs = {j["id"]: j["job"] for j in rt.generation_jobs}

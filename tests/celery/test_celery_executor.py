@@ -190,3 +190,46 @@ def test_sigkill_of_a_whole_worker_mid_task_is_redelivered_to_another(
     assert marker.exists() and replaced.is_set()
     assert doomed.proc.returncode == -signal.SIGKILL
     _assert_same(reference, queued)
+
+
+def test_a_refused_campaign_is_one_line_and_the_others_tick(
+    tmp_path, redis_url, pg_schema, queue_prefix, workers, redis_cleanup
+):
+    """As inline: a campaign whose currency changed under its ledger is refused, the other campaigns' ticks run,
+    and the scheduler raises the one line (exit 2 from `creative-loop tick`)."""
+    from datetime import date
+
+    from sqlmodel import Session, select
+
+    from policies.errors import ConfigError
+    from storage.ledger import Ledger
+    from storage.models import Campaign, DailyMetric
+
+    scenario = tmp_path / "scenario.toml"
+    scenario.write_text(scenario_text(2))
+    config = write_config(
+        tmp_path / "celery.toml", data_dir=tmp_path / "celery", scenario=scenario, executor="celery",
+        broker=redis_url, backend=redis_url, prefix=queue_prefix, lock_retry_seconds=0.5,
+    )  # fmt: skip
+    database = pg_schema()
+    engine = open_engine(database)
+    with Session(engine) as s:  # c0 once billed in euros: its ledger holds euro cents
+        s.add(Campaign(id="c0", currency="EUR", test_spend_cap_minor=60_000, credit_cap_minor=500))
+        s.flush()
+        Ledger(s).reserve("c0", "credit", "k", 2, day=date(2025, 6, 1))
+        s.commit()
+    _start(workers, tmp_path, config, database, "ticks", "solo")
+    _ready(workers)
+    from loop.executors import CeleryExecutor
+
+    executor = CeleryExecutor(load_config(config), engine=engine)
+    try:
+        for _ in range(2):  # the second round reads the first day's delivery
+            with pytest.raises(ConfigError, match=r"campaigns\[c0\]\.currency: USD, but the ledger holds .* in EUR"):
+                executor.tick(timeout=120)
+        with Session(engine) as s:
+            ingested = {m.creative_id for m in s.exec(select(DailyMetric)).all()}
+    finally:
+        executor.close()
+        engine.dispose()
+    assert any(c.startswith("c1") for c in ingested) and not any(c.startswith("c0") for c in ingested)
