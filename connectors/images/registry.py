@@ -30,7 +30,7 @@ class GeneratorEntry(Entry):
 
     ``traits``: what reads its variants' traits from their stored recipe
     (``"module:attr"``, imported when first asked, or the function;
-    ``connectors.images.traits.traits_for``); None: the built-ins' ``EXTRACTORS``, else none.
+    ``connectors.images.traits.traits_for``); None: its variants have no traits.
     """
 
     inpaint: bool = False
@@ -47,6 +47,7 @@ GENERATORS: Registry[GeneratorEntry] = Registry("generator")
 GENERATORS.register(
     GeneratorEntry(
         "procedural", GeneratorSettings, "connectors.images.procedural:ProceduralGenerator.from_context",
+        traits="connectors.images.traits:procedural_traits",
         doc="Pillow-only variants: free, deterministic per seed (always available)",
     )
 )  # fmt: skip
@@ -54,6 +55,7 @@ GENERATORS.register(
     GeneratorEntry(
         "diffusers", DiffusersSettings, "connectors.images.diffusers:DiffusersGenerator.from_context",
         extra="diffusion", requires=("torch", "diffusers"), inpaint=True,
+        traits="connectors.images.traits:prompt_traits",
         doc="local diffusion models: a turbo model drafts, a stronger one up-levels the winner",
     )
 )  # fmt: skip
@@ -61,6 +63,7 @@ GENERATORS.register(
     GeneratorEntry(
         "gemini", GeminiSettings, "connectors.images.gemini:GeminiGenerator.from_context",
         secrets=("api_key_env",), extra="gemini", requires=("google.genai",), inpaint=True,
+        traits="connectors.images.traits:prompt_traits",
         doc="Gemini image models (the Nano Banana tiers)",
     )
 )  # fmt: skip

@@ -3,8 +3,7 @@
 A trait is a ``family = level`` pair with a small, fixed vocabulary per
 family, so that variants can be compared by what they share ("every warm
 grade", "every 4:5 crop").  Each generator has one extraction function,
-registered by the generator's name in :data:`EXTRACTORS` (a backend added later names its own on
-its registry line, ``GeneratorEntry.traits``); it reads only what
+named on the generator's registry line (``GeneratorEntry.traits``); it reads only what
 the variant stores (``Creative.recipe``), so the traits of an old variant can
 always be derived again.
 
@@ -32,7 +31,7 @@ the variant's seed chose, as recorded in ``recipe["attributes"]``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,7 +39,6 @@ from connectors.images.procedural import ASPECTS, CTAS, GRADES
 from connectors.images.registry import GENERATORS
 
 __all__ = [
-    "EXTRACTORS",
     "PROCEDURAL_FAMILIES",
     "TraitFamily",
     "describe",
@@ -115,22 +113,12 @@ def prompt_traits(recipe: Mapping[str, Any]) -> dict[str, str]:
     return {str(k): str(v) for k, v in chosen.items()}
 
 
-EXTRACTORS: dict[str, Callable[[Mapping[str, Any]], dict[str, str]]] = {
-    "procedural": procedural_traits,
-    "diffusers": prompt_traits,
-    "gemini": prompt_traits,
-}
-
-
 def traits_for(generator: str | None, recipe: Mapping[str, Any] | None) -> dict[str, str]:
     """The traits of a variant made by ``generator`` from ``recipe``; ``{}`` for an unknown generator.
 
-    The built-ins' extractors are in :data:`EXTRACTORS`; any other generator names its own on its
-    registry line (``GeneratorEntry.traits``).
+    Every generator, built in or not, names its extractor on its registry line (``GeneratorEntry.traits``).
     """
-    extract = EXTRACTORS.get(generator or "")
-    if extract is None and generator and generator in GENERATORS:
-        extract = GENERATORS.get(generator).traits_callable()
+    extract = GENERATORS.get(generator).traits_callable() if generator and generator in GENERATORS else None
     return extract(recipe or {}) if extract is not None else {}
 
 
