@@ -20,7 +20,7 @@ the end, and every mutation into a line of the plan.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from functools import cache
@@ -98,13 +98,17 @@ def tick(
         if not rt.dry_run:
             session.add(run)
             session.commit()
+        # Which campaigns have money in this month's ledger, in which currency: read once a round for the
+        # account-wide cap's check (check_currency); this round can only add money in the cap's currency.
+        capped = any(p.account_monthly_cap is not None for p in rt.plans)
+        month_money = Ledger(session).campaigns_with_money(today, "month") if capped else {}
         try:
             for plan in rt.plans:
                 # One writer per campaign: the daemon, `tick`, `approve`, `reject`, `fix`, the dashboard.
                 with log_context(campaign=plan.id), campaign_lock(rt.engine, plan.id):
                     session.expire_all()  # read everything again now that nobody else writes it
                     try:
-                        _tick_campaign(rt, session, plan, today, report)
+                        _tick_campaign(rt, session, plan, today, report, month_money)
                     except AuthExpired as exc:
                         session.rollback()
                         _halt(rt, session, plan.id, str(exc))
@@ -217,9 +221,12 @@ def _halt(rt: Runtime, session: Session, campaign_id: str, why: str) -> None:
     log.error("campaign %s halted: %s (fix the access token, the next tick resumes)", campaign_id, why)
 
 
-def _tick_campaign(rt: Runtime, session: Session, plan: CampaignPlan, today: date, report: TickReport) -> None:
+def _tick_campaign(
+    rt: Runtime, session: Session, plan: CampaignPlan, today: date, report: TickReport,
+    month_money: Mapping[str, str],
+) -> None:  # fmt: skip
     # 1. sync the campaign's caps and its live ads
-    check_currency(session, plan, today)
+    check_currency(session, plan, month_money)
     campaign = sync_campaign(session, plan)
     ads = rt.call(lambda: rt.platform.list_ads(plan.id), f"list ads of {plan.id}")
     if campaign.halted_reason is not None and not rt.dry_run:
@@ -387,17 +394,16 @@ def sync_campaign(session: Session, plan: CampaignPlan) -> Campaign:
     return campaign
 
 
-def check_currency(session: Session, plan: CampaignPlan, today: date) -> None:
+def check_currency(session: Session, plan: CampaignPlan, month_money: Mapping[str, str]) -> None:
     """Refuse (ConfigError) a plan whose money cannot be added to what the ledger holds: the campaign's
     entries are in another currency than its plan's, or the account-wide cap would add up this month's
-    money of campaigns in other currencies (yen and dollars have no sum)."""
-    ledger = Ledger(session)
+    money of campaigns in other currencies (yen and dollars have no sum).
+
+    ``month_money``: the campaigns with ledger money this month and their currencies
+    (:meth:`Ledger.campaigns_with_money`).
+    """
     stored = session.get(Campaign, plan.id)
-    if (
-        stored is not None
-        and stored.currency != plan.currency
-        and ledger.campaigns_with_money(today, "lifetime").get(plan.id)
-    ):
+    if stored is not None and stored.currency != plan.currency and Ledger(session).holds_money(plan.id):
         raise ConfigError(
             plan.source, f"campaigns[{plan.id}].currency",
             f"{plan.currency}, but the ledger holds this campaign's money in {stored.currency}: "
@@ -405,11 +411,7 @@ def check_currency(session: Session, plan: CampaignPlan, today: date) -> None:
         )  # fmt: skip
     if plan.account_monthly_cap is None:
         return
-    others = {
-        c: cur
-        for c, cur in ledger.campaigns_with_money(today, "month").items()
-        if c != plan.id and cur != plan.currency
-    }
+    others = {c: cur for c, cur in month_money.items() if c != plan.id and cur != plan.currency}
     if others:
         spent = ", ".join(f"{c} ({cur})" for c, cur in sorted(others.items()))
         raise ConfigError(

@@ -245,6 +245,11 @@ class Ledger:
             periods.append("month")
         return split_window(start, days, periods)
 
+    def holds_money(self, campaign_id: str) -> bool:
+        """Whether the ledger has any entry of ``campaign_id`` (its amounts are in that campaign's currency)."""
+        stmt = select(LedgerEntry.id).where(LedgerEntry.campaign_id == campaign_id).limit(1)
+        return self.session.exec(stmt).first() is not None
+
     def campaigns_with_money(self, day: date, period: str = "month") -> dict[str, str]:
         """The campaigns with entries in the period holding ``day``, each with its currency (campaign id -> code)."""
         start, end = period_start(day, period), period_end(day, period)
