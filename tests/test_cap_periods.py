@@ -586,12 +586,18 @@ def test_config_caps_default_to_month_and_scenario_caps_stay_per_run(tmp_path, s
         campaign_plans(load_config(path))
 
 
-def test_spend_prints_and_writes_the_periods(tmp_path, capsys, monkeypatch):
+def _spend_setup(tmp_path, monkeypatch):  # type: ignore[no-untyped-def]
+    """A config on a new SQLite database, which a first `spend` migrates; returns (database file, config)."""
     db = tmp_path / "db.sqlite"
     config = tmp_path / "c.toml"
     config.write_text(f'[loop]\ndatabase = "sqlite:///{db}"\n')
     monkeypatch.delenv("CREATIVE_LOOP_DATABASE", raising=False)
     assert main(["spend", "--config", str(config)]) == 0  # migrates an empty database
+    return db, config
+
+
+def test_spend_prints_and_writes_the_periods(tmp_path, capsys, monkeypatch):
+    db, config = _spend_setup(tmp_path, monkeypatch)
     from storage.db import make_engine
 
     eng = make_engine(f"sqlite:///{db}")
@@ -625,11 +631,7 @@ def test_spend_prints_and_writes_the_periods(tmp_path, capsys, monkeypatch):
 
 def test_the_spend_csv_of_a_lifetime_cap_has_an_empty_start_and_no_formula(tmp_path, capsys, monkeypatch):
     """A lifetime cap has no period start: its cell stays empty (it used to read "'"); tab, CR and LF are defused."""
-    db = tmp_path / "db.sqlite"
-    config = tmp_path / "c.toml"
-    config.write_text(f'[loop]\ndatabase = "sqlite:///{db}"\n')
-    monkeypatch.delenv("CREATIVE_LOOP_DATABASE", raising=False)
-    assert main(["spend", "--config", str(config)]) == 0  # migrates an empty database
+    db, config = _spend_setup(tmp_path, monkeypatch)
     from storage.db import make_engine
 
     hostile = ["\t=1+1", "\r=2+2", "a\rb", "c\nd"]

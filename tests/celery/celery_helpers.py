@@ -90,6 +90,16 @@ queue_prefix = "{prefix}"
     return path
 
 
+def two_campaign_config(tmp_path: Path, *, data_dir: Path, broker: str, prefix: str, **celery: Any) -> Path:
+    """A two-campaign scenario and a Celery config over it (Redis as broker and result backend)."""
+    scenario = tmp_path / "scenario.toml"
+    scenario.write_text(scenario_text(2))
+    return write_config(
+        tmp_path / "celery.toml", data_dir=data_dir, scenario=scenario, executor="celery", broker=broker,
+        backend=broker, prefix=prefix, **celery,
+    )  # fmt: skip
+
+
 class Worker:
     """A ``creative-loop worker`` subprocess in its own process group."""
 

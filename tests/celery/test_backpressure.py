@@ -6,7 +6,7 @@ from datetime import date
 from pathlib import Path
 
 import pytest
-from celery_helpers import scenario_text, write_config
+from celery_helpers import two_campaign_config
 from sqlmodel import Session, select
 
 from loop.app import build_runtime, open_engine
@@ -28,12 +28,9 @@ pytestmark = [*SOCKET_WARNINGS, pytest.mark.celery]
 
 @pytest.fixture
 def setup(tmp_path: Path, redis_url: str, queue_prefix: str, redis_cleanup):  # type: ignore[no-untyped-def]
-    scenario = tmp_path / "scenario.toml"
-    scenario.write_text(scenario_text(2))
-    config = write_config(
-        tmp_path / "celery.toml", data_dir=tmp_path / "data", scenario=scenario, executor="celery",
-        broker=redis_url, backend=redis_url, prefix=queue_prefix, generation_queue_limit=6,
-    )  # fmt: skip
+    config = two_campaign_config(
+        tmp_path, data_dir=tmp_path / "data", broker=redis_url, prefix=queue_prefix, generation_queue_limit=6
+    )
     cfg = load_config(config)
     engine = open_engine(f"sqlite:///{tmp_path / 'test.db'}")
     app = create_app(cfg)

@@ -15,7 +15,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from celery_helpers import Worker, scenario_text, snapshot, write_config
+from celery_helpers import Worker, scenario_text, snapshot, two_campaign_config, write_config
 
 from loop.app import open_engine
 from loop.config import load_config
@@ -205,12 +205,9 @@ def test_a_refused_campaign_is_one_line_and_the_others_tick(
     from storage.ledger import Ledger
     from storage.models import Campaign, DailyMetric
 
-    scenario = tmp_path / "scenario.toml"
-    scenario.write_text(scenario_text(2))
-    config = write_config(
-        tmp_path / "celery.toml", data_dir=tmp_path / "celery", scenario=scenario, executor="celery",
-        broker=redis_url, backend=redis_url, prefix=queue_prefix, lock_retry_seconds=0.5,
-    )  # fmt: skip
+    config = two_campaign_config(
+        tmp_path, data_dir=tmp_path / "celery", broker=redis_url, prefix=queue_prefix, lock_retry_seconds=0.5
+    )
     database = pg_schema()
     engine = open_engine(database)
     with Session(engine) as s:  # c0 once billed in euros: its ledger holds euro cents
