@@ -256,11 +256,11 @@ def _tick_campaign(
         log.info("fatigue detected on %s", exp.parent_creative_id, extra={"experiment": exp.id})
     rt.commit(session)
     rt.step("detect")
-    # 5. advance open experiments (loop.experiments brings scipy with it: loaded by a tick that runs, not by
-    # every command that imports this module)
-    from loop.experiments import advance
-
+    # 5. advance open experiments (loop.experiments brings numpy's and scipy's policies with it: imported
+    # by a tick that has an experiment to advance, not by every tick nor every command)
     open_exps = session.exec(_open_experiments(), params={"campaign": plan.id}).all()
+    if open_exps:
+        from loop.experiments import advance
     for exp in open_exps:
         with log_context(experiment=exp.id):
             moves = advance(rt, session, plan, exp, today)

@@ -46,6 +46,24 @@ def test_the_tick_command_imports_no_statistics_web_stack_or_migrations() -> Non
     assert loaded_after("loop.cli", "loop.daemon", wanted=NOT_FOR_THE_TICK) == []
 
 
+def test_a_whole_tick_without_experiments_loads_no_statistics_web_stack_or_migrations(tmp_path: Path) -> None:
+    """Two whole ticks of the bundled example (the first creates the database): no experiment is open,
+    so neither tick needs ``loop.experiments`` and the scipy it brings."""
+    (tmp_path / "creative-loop.toml").write_text(
+        f'[loop]\ndatabase = "sqlite:///{tmp_path / "db.sqlite"}"\ndata_dir = "{tmp_path / "data"}"\n'
+    )
+    code = (
+        "import json, sys\n"
+        "from loop.cli import main\n"
+        "assert main(['tick']) == 0 and main(['tick']) == 0\n"
+        f"print(json.dumps([m for m in {list(NOT_FOR_THE_TICK) + ['loop.experiments']!r} if m in sys.modules]))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+
+
 def test_help_still_lists_every_command() -> None:
     """The commands registered from their own modules (doctor, worker, fix, serve, report, insights) are all there."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
