@@ -198,6 +198,10 @@ class AccountInfo:
         """A budget in the loop's minor units as Graph takes it, rounded down (never above what was reserved)."""
         return int(minor) // 10 ** (self.exponent - self.api_exponent)
 
+    def sent(self, minor: int) -> int:
+        """The budget Graph is given for ``minor``, back in the loop's minor units (HUF 1,500.99 -> 1,500.00)."""
+        return self.to_api(minor) * 10 ** (self.exponent - self.api_exponent)
+
 
 @dataclass(frozen=True)
 class ParentInfo:
@@ -1038,7 +1042,7 @@ class MetaAdPlatform(AdPlatform):
             if 0 < budget < acct.min_daily_budget_minor:
                 below.append(adset_id)  # Meta would refuse it: the arm sits this window out
                 budget = 0
-            applied[adset_id] = int(budget)
+            applied[adset_id] = acct.sent(budget)  # the record says what Graph was given, not what was asked
         # 1. the arms' ads: which are paused, which run (and any duplicate)
         before = {k: len(st.archived) for k, st in self._keys.items()}
         ads = self._arm_ads(c, m, list(applied))

@@ -150,6 +150,7 @@ def test_budgets_go_to_graph_in_its_unit_for_a_currency_without_cents_there() ->
             result = p.apply(m)
             assert result["min_daily_budget"] == 10_000 and result["below_minimum"] == [b["adset_id"]]
             assert graph.objects[a["adset_id"]]["daily_budget"] == 1500  # rounded down: never above the reservation
+            assert result["budgets"] == {a["adset_id"]: 150_000, b["adset_id"]: 0}  # what Graph was given, in fillér
             assert graph.objects[b["adset_id"]]["status"] == "PAUSED"
         finally:
             p.close()
