@@ -225,9 +225,8 @@ def _tick_campaign(
     rt: Runtime, session: Session, plan: CampaignPlan, today: date, report: TickReport,
     month_money: Mapping[str, str],
 ) -> None:  # fmt: skip
-    # 1. sync the campaign's caps and its live ads
-    check_currency(session, plan, month_money)
-    campaign = sync_campaign(session, plan)
+    # 1. sync the campaign's caps and its live ads (the campaign row is read once, by the check)
+    campaign = sync_campaign(session, plan, check_currency(session, plan, month_money))
     ads = rt.call(lambda: rt.platform.list_ads(plan.id), f"list ads of {plan.id}")
     if campaign.halted_reason is not None and not rt.dry_run:
         # The read above went through: credentials work again.
@@ -380,8 +379,9 @@ def catch_up_since(session: Session, campaign_id: str, since: date, today: date)
     return max(last + timedelta(days=1), today - MAX_CATCH_UP)
 
 
-def sync_campaign(session: Session, plan: CampaignPlan) -> Campaign:
-    campaign = session.get(Campaign, plan.id)
+def sync_campaign(session: Session, plan: CampaignPlan, stored: Campaign | None = None) -> Campaign:
+    """The campaign's row with the plan's currency and caps (``stored``: the row if the caller has read it)."""
+    campaign = stored if stored is not None else session.get(Campaign, plan.id)
     if campaign is None:
         campaign = Campaign(id=plan.id)
     campaign.currency = plan.currency
@@ -394,10 +394,11 @@ def sync_campaign(session: Session, plan: CampaignPlan) -> Campaign:
     return campaign
 
 
-def check_currency(session: Session, plan: CampaignPlan, month_money: Mapping[str, str]) -> None:
+def check_currency(session: Session, plan: CampaignPlan, month_money: Mapping[str, str]) -> Campaign | None:
     """Refuse (ConfigError) a plan whose money cannot be added to what the ledger holds: the campaign's
     entries are in another currency than its plan's, or the account-wide cap would add up this month's
-    money of campaigns in other currencies (yen and dollars have no sum).
+    money of campaigns in other currencies (yen and dollars have no sum).  Returns the stored campaign row
+    (None before its first tick).
 
     ``month_money``: the campaigns with ledger money this month and their currencies
     (:meth:`Ledger.campaigns_with_money`).
@@ -410,7 +411,7 @@ def check_currency(session: Session, plan: CampaignPlan, month_money: Mapping[st
             f'keep currency = "{stored.currency}" or give the campaign a new id',
         )  # fmt: skip
     if plan.account_monthly_cap is None:
-        return
+        return stored
     others = {c: cur for c, cur in month_money.items() if c != plan.id and cur != plan.currency}
     if others:
         spent = ", ".join(f"{c} ({cur})" for c, cur in sorted(others.items()))
@@ -419,6 +420,7 @@ def check_currency(session: Session, plan: CampaignPlan, month_money: Mapping[st
             f"the cap is in {plan.currency}, but campaigns in other currencies have money in the ledger this "
             f"month ({spent}): one cap cannot add them up",
         )  # fmt: skip
+    return stored
 
 
 def sync_account_cap(session: Session, plan: CampaignPlan) -> None:
