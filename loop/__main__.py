@@ -1,5 +1,3 @@
-import sys
+from loop.cli import entry
 
-from loop.cli import main
-
-sys.exit(main())
+entry()

@@ -162,3 +162,16 @@ def test_run_daemon_ticks_and_stops_gracefully_on_sigterm(config):
         assert all(r.finished_at is not None for r in runs)  # the last tick finished before the exit
         spans = sorted((r.started_at, r.finished_at) for r in runs)
         assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:], strict=False))  # never overlapping
+
+
+@pytest.mark.parametrize("argv", [["tick"], ["approve", "nope"], ["status"]])
+def test_a_command_leaves_its_sqlite_database_closed(config: Path, argv: list[str]) -> None:
+    """``creative-loop`` exits without a last garbage collection (``loop.cli.entry``); the engines it opened are
+    still closed at exit, so SQLite folds its write-ahead log back in and no -wal/-shm file stays behind."""
+    env = {k: v for k, v in os.environ.items() if k not in ("CREATIVE_LOOP_DATABASE", "CREATIVE_LOOP_KILL_AT")}
+    for args in (["tick"], argv):  # the first tick creates the database
+        proc = subprocess.run(
+            [sys.executable, "-m", "loop", *args, "--config", str(config)], env=env, capture_output=True, text=True
+        )
+        assert proc.returncode in (0, 2), proc.stderr[-2000:]
+    assert [p.name for p in config.parent.glob("db.sqlite-*")] == []  # no db.sqlite-wal, db.sqlite-shm
