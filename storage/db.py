@@ -51,7 +51,7 @@ def _wal(cur) -> None:  # type: ignore[no-untyped-def]
 
 # Every engine this process made and still holds, with the process that made it: closed at exit
 # (see make_engine).  Weak: an engine nobody holds any more goes as before.
-_ENGINES: weakref.WeakKeyDictionary[Engine, int] = weakref.WeakKeyDictionary()
+_OPEN_ENGINES: weakref.WeakKeyDictionary[Engine, int] = weakref.WeakKeyDictionary()
 
 
 @atexit.register
@@ -59,7 +59,7 @@ def _close_engines() -> None:
     """Close this process's engines at exit: connections end cleanly and SQLite folds its write-ahead log
     back into the database file, whether or not a last garbage collection runs (``loop.cli.entry`` skips
     it).  An engine inherited through ``fork`` is the parent's to close: its connections are left alone."""
-    for engine, pid in list(_ENGINES.items()):
+    for engine, pid in list(_OPEN_ENGINES.items()):
         if pid == os.getpid():
             engine.dispose()
 
@@ -72,7 +72,7 @@ def make_engine(url: str, **kwargs: object) -> Engine:
     engine at exit if it still holds it.
     """
     engine = _make_engine(url, **kwargs)
-    _ENGINES[engine] = os.getpid()
+    _OPEN_ENGINES[engine] = os.getpid()
     return engine
 
 

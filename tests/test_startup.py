@@ -25,6 +25,11 @@ NOT_FOR_THE_CLI = (
 NOT_FOR_THE_TICK = ("matplotlib", "fastapi", "starlette", "jinja2", "scipy", "torch", "celery", "alembic")
 
 
+def _env() -> dict[str, str]:
+    """This environment with the checkout first on the path (the children import this tree)."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+
+
 def loaded_after(*modules: str, wanted: tuple[str, ...]) -> list[str]:
     """Which of ``wanted`` a new interpreter has loaded after importing ``modules``."""
     code = (
@@ -33,8 +38,7 @@ def loaded_after(*modules: str, wanted: tuple[str, ...]) -> list[str]:
         "    importlib.import_module(name)\n"
         f"print(json.dumps([m for m in {list(wanted)!r} if m in sys.modules]))\n"
     )
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=_env(), capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -58,17 +62,15 @@ def test_a_whole_tick_without_experiments_loads_no_statistics_web_stack_or_migra
         "assert main(['tick']) == 0 and main(['tick']) == 0\n"
         f"print(json.dumps([m for m in {list(NOT_FOR_THE_TICK) + ['loop.experiments']!r} if m in sys.modules]))\n"
     )
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=_env(), capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-2000:]
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
 
 
 def test_help_still_lists_every_command() -> None:
     """The commands registered from their own modules (doctor, worker, fix, serve, report, insights) are all there."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     out = subprocess.run(
-        [sys.executable, "-m", "loop", "--help"], cwd=ROOT, env={**env, "COLUMNS": "200"},
+        [sys.executable, "-m", "loop", "--help"], cwd=ROOT, env={**_env(), "COLUMNS": "200"},
         capture_output=True, text=True, check=True,
     )  # fmt: skip
     for command in ("simulate", "tick", "run", "status", "spend", "approve", "reject", "doctor", "worker", "fix",

@@ -194,13 +194,17 @@ class AccountInfo:
     utc_offset_hours: float
     api_exponent: int = 2
 
+    @property
+    def _minor_per_api_unit(self) -> int:
+        return 10 ** (self.exponent - self.api_exponent)
+
     def to_api(self, minor: int) -> int:
         """A budget in the loop's minor units as Graph takes it, rounded down (never above what was reserved)."""
-        return int(minor) // 10 ** (self.exponent - self.api_exponent)
+        return int(minor) // self._minor_per_api_unit
 
     def sent(self, minor: int) -> int:
         """The budget Graph is given for ``minor``, back in the loop's minor units (HUF 1,500.99 -> 1,500.00)."""
-        return self.to_api(minor) * 10 ** (self.exponent - self.api_exponent)
+        return self.to_api(minor) * self._minor_per_api_unit
 
 
 @dataclass(frozen=True)
