@@ -32,7 +32,7 @@ from loop.parallel import ordered
 from loop.plans import CampaignPlan
 from loop.runtime import Runtime
 from policies import brand, fidelity
-from policies.bandit import get_policy
+from policies.bandit import ThompsonSampling, get_policy, policy_class
 from policies.budget import reservation_for, split_budget
 from policies.errors import CapExceeded, GenerationError
 from policies.objectives import effective_counts
@@ -737,8 +737,10 @@ def on_testing(rt: Runtime, session: Session, plan: CampaignPlan, exp: Experimen
 
 def loop_policy(name: str, s: Any) -> Any:
     """The allocation policy as the loop runs it, from a campaign's settings (also used by compare)."""
+    thompson = issubclass(policy_class(name), ThompsonSampling)
     return get_policy(
         name,
+        **({"variance_scale": s.thompson_variance_scale} if thompson else {}),
         floor=s.arm_floor,
         burn_in_impressions=s.burn_in_impressions,
         burn_in_clicks=s.burn_in_clicks,

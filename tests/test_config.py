@@ -27,6 +27,7 @@ BAD_CONFIGS = [
     ("[loop]\ncron = '61 * * * *'\n", "loop.cron", "invalid cron expression"),
     ("[defaults]\npolicy = 'coin-flip'\n", "defaults.policy", "unknown policy 'coin-flip'"),
     ("[defaults]\nvariants = 1\n", "defaults.variants", "greater than or equal to 2"),
+    ("[defaults]\nthompson_variance_scale = 0\n", "defaults.thompson_variance_scale", "greater than 0"),
     ("[[campaigns]]\nid = 'a'\ntest_spend_cap = -5.0\n", "campaigns[0].test_spend_cap", "greater than or equal to 0"),
     ("[[campaigns]]\nid = 'a'\ncredit_cap = 'lots'\n", "campaigns[0].credit_cap", "valid number"),
     (

@@ -109,3 +109,20 @@ def test_status_and_the_dashboard_show_the_plan(engine, tmp_path, scenario_file)
     with TestClient(app, base_url="http://127.0.0.1") as client:
         page = client.get(f"/experiments/{quote(exp.id, safe='')}").text
     assert "test plan" in page and summary.replace("x ", "x ") in page.replace("&#39;", "'")
+
+
+def test_the_loop_builds_thompson_with_the_configured_variance_scale(tmp_path):
+    from loop.config import load_config
+    from loop.experiments import loop_policy
+
+    path = tmp_path / "c.toml"
+    path.write_text("[defaults]\nthompson_variance_scale = 0.5\narm_floor = 0.03\n[[campaigns]]\nid = 'a'\n")
+    settings = load_config(path).campaign_settings("a")
+    for name in ("thompson", "top_two_thompson", "discounted_thompson"):
+        policy = loop_policy(name, settings)
+        assert policy.variance_scale == 0.5 and policy.floor == 0.03, name
+    for name in ("uniform", "epsilon_greedy", "ucb1"):  # the scale is Thompson's alone; the floor is every policy's
+        policy = loop_policy(name, settings)
+        assert not hasattr(policy, "variance_scale") and policy.floor == 0.03, name
+    defaults = load_config(None).campaign_settings("example")
+    assert loop_policy("thompson", defaults).variance_scale == 1.0 and loop_policy("thompson", defaults).floor == 0.02

@@ -83,6 +83,33 @@ def test_allocation_is_probability_matching():
     np.testing.assert_allclose(policy.allocate(c, n, np.random.default_rng(0)), policy.prob_best(c, n), atol=1e-9)
 
 
+def test_variance_scale_matches_the_tempered_posterior_and_leaves_decisions_alone():
+    c, n = np.array([30, 45, 60]), np.array([3000, 3000, 3000])
+    rng = np.random.default_rng(0)
+    plain = ThompsonSampling(floor=0.0, burn_in_impressions=0)
+    sharp = ThompsonSampling(floor=0.0, burn_in_impressions=0, variance_scale=0.25)
+    # The split is probability matching under Beta(a/α, b/α): the same as plain Thompson sampling
+    # given four times the data at the same rates (the uniform prior scaled with it).
+    four = ThompsonSampling(floor=0.0, burn_in_impressions=0, prior_alpha=4.0, prior_beta=4.0)
+    np.testing.assert_allclose(sharp.allocate(c, n, rng), four.prob_best(4 * c, 4 * n), atol=1e-9)
+    split, matched = sharp.allocate(c, n, rng), plain.allocate(c, n, rng)
+    assert split[2] > matched[2] and split[0] < matched[0] and split[1] < matched[1]  # less on the arms behind
+    # P(best), the expected loss and the decision read the true posterior, whatever the scale.
+    np.testing.assert_allclose(sharp.prob_best(c, n), plain.prob_best(c, n))
+    np.testing.assert_allclose(sharp.expected_loss(c, n), plain.expected_loss(c, n))
+    assert sharp.decide(c, n).reason == plain.decide(c, n).reason
+    # 1 is plain Thompson sampling; the top-two policy takes its Thompson split through the same scale.
+    np.testing.assert_allclose(
+        ThompsonSampling(variance_scale=1.0).allocate(c, n, rng), ThompsonSampling().allocate(c, n, rng)
+    )
+    assert get_policy("top_two_thompson", variance_scale=0.25).variance_scale == 0.25
+    for bad in (0.0, -1.0, 5.0, float("nan"), "0.5"):
+        with pytest.raises(ValueError, match="variance_scale"):
+            ThompsonSampling(variance_scale=bad)
+    with pytest.raises(ValueError, match="variance_scale"):
+        get_policy("epsilon_greedy", variance_scale=0.25)  # only Thompson policies take it
+
+
 def simulate(policy, ctrs, days, per_day, seed):
     rng = np.random.default_rng(seed)
     k = len(ctrs)
