@@ -13,6 +13,11 @@ one :class:`PolicyRow`.  Definitions (per run, summed over campaigns):
 
 - ``regret_clicks``: Σ over test days and arms of impressions × (best arm's
   true CTR − the arm's true CTR), as in :mod:`loop.simulate`;
+- ``first_day_regret``: the part of it lost on each experiment's first day of
+  delivery, which every policy splits evenly (no data yet: burn-in); a
+  policy's regret cannot fall below it, so ``first_day_pct_of_uniform`` (that
+  part over uniform's mean regret) is the lowest % of uniform the policy
+  could reach with one allocation a day;
 - ``wasted_impressions``: test impressions on arms that were not truly best;
 - impressions until P(best) ≥ 0.95: the experiment's cumulative test
   impressions at the first bandit decision (a ``BanditDecision`` row, or the
@@ -128,6 +133,7 @@ class RunSummary:
     traits_reliable: int = 0  # tried trait levels reported reliable (interval excludes zero)
     trait_variants: int = 0  # tested variants behind the end-of-run fit
     scaled_winners: int = 0  # experiments that reached scale
+    first_day_regret: float = 0.0  # the part of regret_clicks lost on each experiment's first day of delivery
 
     @property
     def winner_ctr(self) -> float | None:
@@ -181,6 +187,8 @@ class PolicyRow:
     runs_with_reliable_trait: int = 0  # runs whose end-of-run fit reported some trait level as reliable
     cost_per_winning_asset: float | None = None  # (test spend + credits) / scaled winners, over all runs
     scaled_winners: int = 0
+    first_day_regret_mean: float = 0.0  # mean over runs of RunSummary.first_day_regret
+    first_day_pct_of_uniform: float | None = None  # that over uniform's mean regret: the lowest % of uniform reachable
 
 
 @dataclass
@@ -242,6 +250,12 @@ class Comparison:
                         f"{first} vs {other}: winner's true CTR {100 * m:+.1f} % ± {100 * e:.1f} "
                         f"(paired over {self.runs} run(s), mean of per-run ratios)"
                     )
+        floors = [f"{r.policy} {r.first_day_pct_of_uniform:.1f} %" for r in self.rows if r.first_day_pct_of_uniform]
+        if floors:
+            lines.append(
+                "lost on the tests' first days, split evenly before any data (the lowest % of uniform each could "
+                f"reach with one allocation a day): {', '.join(floors)}"
+            )
         return lines
 
     def paired_winner_ratio(self, a: str, b: str) -> tuple[float, float] | None:
@@ -391,6 +405,7 @@ def _summarize_run(
     wasted = test_imps = winners = winners_best = 0
     best_clicks = 0.0  # the clicks the test impressions would have got on each experiment's best arm
     at_root = 0.0  # regret at the root creatives' CTRs (see the module docstring)
+    first_day = 0.0  # regret on each experiment's first day of delivery
     confident: list[tuple[int, bool]] = []
     allocation: dict[str, Any] | None = None
     n_exps = 0
@@ -418,6 +433,7 @@ def _summarize_run(
         parent = session.get(Creative, exp.parent_creative_id)
         root = _root_ctr(platform, parent.platform_ad_id) if parent and parent.platform_ad_id in platform.ads else None
         lost = 0.0
+        start = min((m.day for m in metrics if m.impressions > 0), default=None)
         for m in metrics:
             ctr = true_ctr[ids.index(m.creative_id)]
             if ctr is None:
@@ -426,6 +442,8 @@ def _summarize_run(
             if 0 <= d < days:
                 daily[d] += m.impressions * (best - ctr)
             lost += m.impressions * (best - ctr)
+            if m.day == start:
+                first_day += m.impressions * (best - ctr)
             test_imps += m.impressions
             best_clicks += m.impressions * best
             if ctr < best:
@@ -454,6 +472,7 @@ def _summarize_run(
         regret_clicks=float(daily.sum()),
         best_arm_clicks=float(best_clicks),
         regret_at_root=float(at_root),
+        first_day_regret=float(first_day),
         daily_regret=[float(x) for x in daily],
         wasted_impressions=int(wasted),
         test_impressions=int(test_imps),
@@ -646,10 +665,12 @@ def summarize(runs: Sequence[RunSummary], baseline: Sequence[RunSummary] | None 
         raise ValueError("summarize: expected at least one run")
     regret = np.array([s.regret_clicks for s in runs])
     se = float(regret.std(ddof=1) / math.sqrt(len(regret))) if len(regret) > 1 else 0.0
-    pct = None
+    pct = first_pct = None
+    first = float(np.mean([s.first_day_regret for s in runs]))
     if baseline:
         base = float(np.mean([s.regret_clicks for s in baseline]))
         pct = 100.0 * float(regret.mean()) / base if base > 0 else None
+        first_pct = 100.0 * first / base if base > 0 else None
     confident = [c for s in runs for c in s.confident]
     delays = [d for s in runs for d in s.detection_delays]
     experiments = sum(s.experiments for s in runs)
@@ -703,4 +724,6 @@ def summarize(runs: Sequence[RunSummary], baseline: Sequence[RunSummary] | None 
         runs_with_reliable_trait=sum(1 for s in runs if s.traits_reliable > 0),
         cost_per_winning_asset=float(sum(s.cost for s in runs)) / scaled if scaled else None,
         scaled_winners=scaled,
+        first_day_regret_mean=first,
+        first_day_pct_of_uniform=first_pct,
     )

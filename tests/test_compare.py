@@ -152,6 +152,13 @@ def test_decision_quality_columns_follow_from_the_runs(comparison: Comparison) -
         spend = sum(s.test_spend for s in runs)
         net = sum(s.clicks_recovered - s.regret_clicks for s in runs)
         assert row.net_clicks_per_spend == pytest.approx(net / spend)
+        # The first days' regret is part of the regret, and the lowest % of uniform the policy could reach.
+        assert all(0 <= s.first_day_regret <= s.regret_clicks for s in runs)
+        assert any(s.first_day_regret > 0 for s in runs)
+        uniform = sum(s.regret_clicks for s in comparison.summaries["uniform"]) / RUNS
+        first = sum(s.first_day_regret for s in runs) / RUNS
+        assert row.first_day_pct_of_uniform == pytest.approx(100 * first / uniform)
+        assert row.first_day_pct_of_uniform <= row.regret_pct_of_uniform
 
 
 def test_paired_differences_are_per_run(comparison: Comparison) -> None:
@@ -161,7 +168,9 @@ def test_paired_differences_are_per_run(comparison: Comparison) -> None:
     assert mean == pytest.approx(sum(diffs) / len(diffs))
     assert se >= 0
     lines = comparison.paired_lines()
-    assert len(lines) == len(POLICIES) - 1 and lines[0].startswith("thompson − uniform: ")
+    assert len(lines) == len(POLICIES) and lines[0].startswith("thompson − uniform: ")
+    floor = comparison.rows[0].first_day_pct_of_uniform
+    assert lines[-1].startswith("lost on the tests' first days") and f"thompson {floor:.1f} %" in lines[-1]
     assert set(comparison.to_dict()["paired"]) == {"uniform", "epsilon_greedy"}
 
 
@@ -328,7 +337,8 @@ def test_cli_bad_selection_exits_2_with_one_line(scenario_path: Path, capsys) ->
 
 
 def test_regret_at_root_rescales_each_experiment_to_its_root_creatives_ctr(cfg: Config, tmp_path: Path) -> None:
-    """Regret at a common scale: per experiment, the share of its best arm's clicks, times its root creative's CTR.
+    """Regret at a common scale: per experiment, the share of its best arm's clicks, times its root creative's CTR;
+    and the part of the regret lost on each experiment's first day of delivery.
 
     Recomputed here from the simulation's own database, walking each experiment's lineage through the
     creatives' parents (the compare walks the platform's lineage), on a run long enough for a scaled
@@ -349,7 +359,7 @@ def test_regret_at_root_rescales_each_experiment_to_its_root_creatives_ctr(cfg: 
                          database_url="sqlite://", generators=_small_generators(), selection="model")  # fmt: skip
     try:
         ads = sim.platform.ads
-        expected, raw, deeper = 0.0, 0.0, 0
+        expected, raw, deeper, first_days = 0.0, 0.0, 0, 0.0
         with open_session(sim.runtime.engine) as s:
             for exp in s.exec(select(Experiment)).all():
                 root = s.get(Creative, exp.parent_creative_id)
@@ -365,6 +375,8 @@ def test_regret_at_root_rescales_each_experiment_to_its_root_creatives_ctr(cfg: 
                 best = max(ctr.values())
                 rows = s.exec(select(DailyMetric).where(col(DailyMetric.creative_id).in_(list(ctr)))).all()
                 lost = sum(m.impressions * (best - ctr[m.creative_id]) for m in rows)
+                start = min(m.day for m in rows if m.impressions > 0)
+                first_days += sum(m.impressions * (best - ctr[m.creative_id]) for m in rows if m.day == start)
                 raw += lost
                 expected += lost / best * ads[root.platform_ad_id].base_ctr
     finally:
@@ -372,3 +384,4 @@ def test_regret_at_root_rescales_each_experiment_to_its_root_creatives_ctr(cfg: 
     assert deeper >= 1, "no experiment tested a scaled winner's successors"
     assert summary.regret_clicks == pytest.approx(raw)
     assert summary.regret_at_root == pytest.approx(expected) and 0 < expected < raw
+    assert summary.first_day_regret == pytest.approx(first_days) and 0 < first_days < raw
