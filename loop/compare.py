@@ -250,7 +250,11 @@ class Comparison:
                         f"{first} vs {other}: winner's true CTR {100 * m:+.1f} % ± {100 * e:.1f} "
                         f"(paired over {self.runs} run(s), mean of per-run ratios)"
                     )
-        floors = [f"{r.policy} {r.first_day_pct_of_uniform:.1f} %" for r in self.rows if r.first_day_pct_of_uniform]
+        floors = [
+            f"{r.policy} {r.first_day_pct_of_uniform:.1f} %"
+            for r in self.rows
+            if r.first_day_pct_of_uniform is not None
+        ]
         if floors:
             lines.append(
                 "lost on the tests' first days, split evenly before any data (the lowest % of uniform each could "
