@@ -85,10 +85,13 @@ class PolicySettings(_Frozen):
     min_impressions_per_arm: int = Field(2000, ge=0, le=MAX_COUNT)
     burn_in_impressions: int = Field(0, ge=0, le=MAX_COUNT)
     burn_in_clicks: float = Field(10.0, ge=0.0, le=1e6)
-    arm_floor: float = Field(0.02, ge=0.0, lt=0.5)
+    # The floor and the variance scale were chosen together (bench/README.md, "The same frontier at
+    # 200 runs"): against floor 2 % and α = 1, thompson on the bundled example ends 91 % of its tests
+    # confident instead of 79 %, with less regret and less spend per decided winner.
+    arm_floor: float = Field(0.05, ge=0.0, lt=0.5)
     # Thompson sampling's split drawn from its posterior with the variance scaled by this (α of
     # Chapelle & Li 2011); decisions always read the true posterior.  1: plain Thompson sampling.
-    thompson_variance_scale: float = Field(1.0, gt=0.0, le=4.0)
+    thompson_variance_scale: float = Field(0.25, gt=0.0, le=4.0)
     eliminate_below: float = Field(0.05, ge=0.0, le=0.2)
     max_expected_loss: float = Field(0.01, ge=0.0, le=0.5)
     plan_lift: float = Field(0.2, gt=0.0, le=5.0)
