@@ -126,6 +126,5 @@ def test_the_loop_builds_thompson_with_the_configured_variance_scale(tmp_path):
         assert not hasattr(policy, "variance_scale") and policy.floor == 0.03, name
     # The defaults (bench/README.md, "The same frontier at 200 runs"), in the code and the bundled config alike.
     for defaults in (load_config(None).campaign_settings("example"), PolicySettings()):
-        assert (
-            loop_policy("thompson", defaults).variance_scale == 0.25 and loop_policy("thompson", defaults).floor == 0.05
-        )
+        policy = loop_policy("thompson", defaults)
+        assert policy.variance_scale == 0.25 and policy.floor == 0.05
