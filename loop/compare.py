@@ -50,7 +50,7 @@ seeds.  Per run it also scores
 - cost per winning asset: (test spend + credits) / scaled winners.
 
 Images do not change the simulator's outcomes, so runs use a 64-pixel
-procedural generator; runs are spread over processes.  The table, the charts
+procedural generator over 128-pixel source art; runs are spread over processes.  The table, the charts
 and the HTML report of a :class:`Comparison` are :mod:`loop.compare_report`'s.
 """
 
@@ -349,10 +349,14 @@ def label(policy: str, selection: str | None) -> str:
 _GENERATORS: dict[str, ImageGenerator] = {}
 
 
+# The comparison's images: 64-pixel drafts and pro renders cut from 128-pixel source art.
+SMALL_WIDTH, SMALL_SOURCE = 64, 128
+
+
 def _small_generators() -> dict[str, ImageGenerator]:
     # One per process: the generator is stateless, and 64-pixel images cost little.
     if not _GENERATORS:
-        small = ProceduralGenerator(draft_width=64, pro_width=64)
+        small = ProceduralGenerator(draft_width=SMALL_WIDTH, pro_width=SMALL_WIDTH)
         small.concurrency = 1  # the runs already fill the cores, one process each; 64-pixel drafts need no threads
         _GENERATORS["procedural"] = small
     return _GENERATORS
@@ -380,6 +384,7 @@ def run_one(
         sim = run_simulation(
             cfg, seeded, days=days, tiering=tiering, policy=policy, out_dir=tmp,
             database_url="sqlite://", generators=_small_generators(), selection=selection,
+            source_size=SMALL_SOURCE,
         )  # fmt: skip
         try:
             with open_session(sim.runtime.engine) as session:

@@ -64,13 +64,15 @@ def run_simulation(
     on_day: Callable[[int, int], None] | None = None,
     generators: dict[str, ImageGenerator] | None = None,
     selection: str | None = None,
+    source_size: int = 1080,
 ) -> SimulationRun:
     """Simulate ``days`` days (default: the scenario's) and return the scored result.
 
     ``generators`` replaces the config's image backends (e.g. a small
     ``ProceduralGenerator`` for fast policy comparisons: images do not change
     the simulator's outcomes).  ``selection`` overrides every campaign's draft
-    selection strategy (``model`` | ``first``).
+    selection strategy (``model`` | ``first``).  ``source_size`` is the side of
+    the simulator's artwork for the scenario's ads (smaller for small generators).
     """
     if tiering not in TIERINGS:
         raise ValueError(f"tiering: expected one of {TIERINGS}, got {tiering!r}")
@@ -83,7 +85,9 @@ def run_simulation(
         shutil.rmtree(out / "images", ignore_errors=True)
     url = database_url or (f"sqlite:///{out / 'simulate.db'}" if out else "sqlite://")
     engine = open_engine(url)
-    platform = SimulatedAdPlatform(scenario, start=date.fromisoformat(cfg.model.simulated.start_date))
+    platform = SimulatedAdPlatform(
+        scenario, start=date.fromisoformat(cfg.model.simulated.start_date), source_size=source_size
+    )
     overrides: dict[str, Any] = {"policy": policy} if policy else {}
     if selection:
         overrides["selection"] = selection  # the draft selection strategy (issue 17), for comparisons

@@ -59,6 +59,7 @@ __all__ = [
     "TraitPosterior",
     "TraitPrior",
     "fit_traits",
+    "gaussian_draw",
     "log_ctr_moments",
     "select_drafts",
 ]
@@ -297,10 +298,6 @@ def fit_traits(
     out_sigma = np.empty(prior.draws)
     out_scale = {f: np.empty(prior.draws) for f in families}
     prec = np.empty(r_size)
-    # Here, not at the top: scipy.linalg (and the numpy test modules it pulls in) costs a tick
-    # that fits no trait model about 0.15 s of imports.
-    from scipy.linalg import cho_solve, cholesky, solve_triangular
-
     for it in range(total):
         # 4a. u and β given the scales (α integrated out), then α given them
         prec[:v_count] = 1.0 / sigma2
@@ -308,9 +305,7 @@ def fit_traits(
             prec[v_count + fam_cols[f]] = 1.0 / s2[f]
         q = s0.copy()
         q[np.diag_indices(r_size)] += prec
-        chol = cholesky(q, lower=True, check_finite=False)
-        mean = cho_solve((chol, True), t0, check_finite=False)
-        r = mean + solve_triangular(chol.T, rng.standard_normal(r_size), lower=False, check_finite=False)
+        r = gaussian_draw(q, t0, rng.standard_normal(r_size))
         alpha = (b_alpha - b0 @ r) / a_diag + rng.standard_normal(g_count) / np.sqrt(a_diag)
         u, beta = r[:v_count], r[v_count:]
         # 4b. the scales: half-Cauchy as an inverse-gamma mixture (Wand et al. 2011)
@@ -341,6 +336,31 @@ def fit_traits(
         experiments=g_count,  # the groups: experiments, or experiment-days
         level=prior.level,
     )
+
+
+def gaussian_draw(precision: np.ndarray, shift: np.ndarray, noise: np.ndarray) -> np.ndarray:
+    """One draw of N(Q⁻¹t, Q⁻¹) for precision ``Q`` and shift ``t``, given standard normal ``noise``.
+
+    With ``Q = L Lᵀ``: ``Q⁻¹t + L⁻ᵀ noise``.  The LAPACK routines are called
+    directly, exactly as ``scipy.linalg.cholesky(Q, lower=True)``,
+    ``cho_solve((L, True), t)`` and ``solve_triangular(L.T, noise)`` call them
+    (the same numbers, bit for bit), without those functions' per-call checks
+    and batch wrappers, which were most of a small model's Gibbs iteration.
+    """
+    if precision.size == 0:
+        return noise.copy()  # nothing to solve: no variants and no levels (the prior alone)
+    # Here, not at the top: scipy.linalg (and the numpy test modules it pulls in) costs a tick
+    # that fits no trait model about 0.15 s of imports.
+    from scipy.linalg import LinAlgError
+    from scipy.linalg.lapack import dpotrf, dpotrs, dtrtrs
+
+    chol, info = dpotrf(precision, lower=True, clean=True)
+    if info != 0:
+        raise LinAlgError(f"trait model: the precision matrix is not positive definite (potrf info {info})")
+    mean, _ = dpotrs(chol, shift, lower=True)
+    z, _ = dtrtrs(chol, noise, lower=True, trans=1)
+    draw: np.ndarray = mean + z
+    return draw
 
 
 def _inv_gamma(rng: np.random.Generator, shape: float, scale: float) -> float:

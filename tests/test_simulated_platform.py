@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 from datetime import timedelta
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from connectors.ads.base import LaunchTestArm, PauseAds, ScaleWinner, SetBudgets
 from connectors.ads.scenario import load_scenario
@@ -183,6 +185,48 @@ def test_pro_render_is_the_same_recipe_at_full_size():
     small = np.asarray(pro.image.resize(draft.image.size), dtype=float)
     assert np.abs(small - np.asarray(draft.image, dtype=float)).mean() < 25
     assert gen.render_pro(src, draft, Brief("Fresh deals")).image.tobytes() == pro.image.tobytes()
+
+
+def _plain_lanczos(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make every resize a plain LANCZOS one (no two-step reduction), as before the reducing gap."""
+    resize = Image.Image.resize
+
+    def plain(self, size, resample=None, box=None, reducing_gap=None):  # type: ignore[no-untyped-def]
+        return resize(self, size, resample, box)
+
+    monkeypatch.setattr(Image.Image, "resize", plain)
+
+
+def test_the_reducing_gap_leaves_the_512_and_1080_px_tiers_as_they_were(monkeypatch):
+    src = source_image("hero", "Fresh deals")  # 1080 px, as the simulator makes it
+    gen, brief = ProceduralGenerator(), Brief("Fresh deals")
+    seeds = range(12)  # every aspect and zoom range the recipes draw, at both tiers
+    now = [(gen.draft(src, brief, s), gen.render_pro(src, gen.draft(src, brief, s), brief)) for s in seeds]
+    _plain_lanczos(monkeypatch)
+    before = [(gen.draft(src, brief, s), gen.render_pro(src, gen.draft(src, brief, s), brief)) for s in seeds]
+    for (draft, pro), (draft0, pro0) in zip(now, before, strict=True):
+        assert draft.image.tobytes() == draft0.image.tobytes()
+        assert pro.image.tobytes() == pro0.image.tobytes()
+
+
+def test_small_drafts_from_large_art_stay_close_to_a_plain_resize(monkeypatch):
+    src = source_image("hero", "Fresh deals")
+    gen, brief = ProceduralGenerator(draft_width=64, pro_width=64), Brief("Fresh deals")
+    now = [np.asarray(gen.draft(src, brief, s).image, dtype=float) for s in range(6)]
+    _plain_lanczos(monkeypatch)
+    before = [np.asarray(gen.draft(src, brief, s).image, dtype=float) for s in range(6)]
+    assert max(float(np.abs(a - b).mean()) for a, b in zip(now, before, strict=True)) < 0.5
+
+
+def test_the_simulator_makes_source_art_at_its_size(platform):
+    small = SimulatedAdPlatform(platform.scenario, source_size=128)
+    ad = small.list_ads("shop")[0]
+    with Image.open(io.BytesIO(small.source_creative("shop", ad.ad_id).image)) as img:
+        assert img.size == (128, 128)
+    with Image.open(io.BytesIO(platform.source_creative("shop", ad.ad_id).image)) as img:
+        assert img.size == (1080, 1080)
+    with pytest.raises(ValueError, match="source_size: expected at least 32 pixels"):
+        SimulatedAdPlatform(platform.scenario, source_size=16)
 
 
 def test_recipes_cover_every_aspect():

@@ -105,15 +105,20 @@ class SimulatedAdPlatform(AdPlatform):
         state_path: str | Path | None = None,
         fault_rate: float = 0.0,
         faults: FaultPlan | None = None,
+        source_size: int = 1080,
     ) -> None:
         if not 0.0 <= fault_rate < 1.0:
             raise ValueError(f"fault_rate: expected in [0, 1), got {fault_rate}")
+        if source_size < 32:
+            raise ValueError(f"source_size: expected at least 32 pixels, got {source_size}")
         # fault_rate alone: timeouts and 5xx; a FaultPlan chooses among every kind (connectors.ads.faults).
         self.faults = faults or FaultPlan(rate=fault_rate, kinds=("timeout", "5xx"))
         self.scenario = scenario
         self.start = start
         self.state_path = Path(state_path) if state_path else None
         self.fault_rate = fault_rate
+        # The side in pixels of the artwork made for the scenario's own ads (images never change an outcome).
+        self.source_size = source_size
         self.day = 0
         self.rng = np.random.default_rng(scenario.seed)
         self._fault_rng = np.random.default_rng([scenario.seed, 99])
@@ -291,7 +296,7 @@ class SimulatedAdPlatform(AdPlatform):
         else:
             buf = io.BytesIO()
             # Fast zlib: the loop decodes these bytes and stores its own encoding of the pixels.
-            source_image(ad.ad_id, ad.headline).save(buf, format="PNG", compress_level=1)
+            source_image(ad.ad_id, ad.headline, self.source_size).save(buf, format="PNG", compress_level=1)
             data = buf.getvalue()
         return SourceCreative(ad_id, data, headline=ad.headline, message=ad.headline, link="https://example.com")
 

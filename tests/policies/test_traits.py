@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from policies.traits import TraitPrior, fit_traits, log_ctr_moments, select_drafts
+from policies.traits import TraitPrior, fit_traits, gaussian_draw, log_ctr_moments, select_drafts
 
 FAMILIES = {"grade": ["none", "warm", "cool", "vivid", "muted"], "cta": ["a", "b", "c"], "band": ["top", "bottom"]}
 BASE = 0.02
@@ -195,3 +195,35 @@ def test_selection_bounds() -> None:
     assert sorted(select_drafts(post, drafts, 5, np.random.default_rng(0))) == [0, 1]
     with pytest.raises(ValueError, match="k: expected >= 0"):
         select_drafts(post, drafts, -1, np.random.default_rng(0))
+
+
+@pytest.mark.parametrize("size", [1, 2, 7, 30])
+def test_gaussian_draw_is_scipy_linalg_bit_for_bit(size: int) -> None:
+    """The Gibbs step's direct LAPACK calls give exactly what scipy.linalg's three functions give."""
+    from scipy.linalg import cho_solve, cholesky, solve_triangular
+
+    rng = np.random.default_rng(size)
+    for _ in range(20):
+        a = rng.normal(size=(size, size))
+        q = a @ a.T + np.diag(rng.uniform(0.1, 5.0, size))  # symmetric positive definite, C order like the fit's
+        t, noise = rng.normal(size=size), rng.normal(size=size)
+        chol = cholesky(q, lower=True, check_finite=False)
+        expected = cho_solve((chol, True), t, check_finite=False) + solve_triangular(
+            chol.T, noise, lower=False, check_finite=False
+        )
+        before = q.copy()
+        got = gaussian_draw(q, t, noise)
+        assert got.tobytes() == expected.tobytes()
+        assert np.array_equal(q, before)  # the precision is not overwritten in place
+
+
+def test_gaussian_draw_refuses_a_matrix_that_is_not_positive_definite() -> None:
+    from scipy.linalg import LinAlgError
+
+    with pytest.raises(LinAlgError, match="not positive definite"):
+        gaussian_draw(np.array([[1.0, 2.0], [2.0, 1.0]]), np.zeros(2), np.zeros(2))
+
+
+def test_gaussian_draw_of_nothing_is_the_empty_noise() -> None:
+    got = gaussian_draw(np.zeros((0, 0)), np.zeros(0), np.zeros(0))
+    assert got.shape == (0,)
