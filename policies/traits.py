@@ -298,15 +298,16 @@ def fit_traits(
     out_sigma = np.empty(prior.draws)
     out_scale = {f: np.empty(prior.draws) for f in families}
     prec = np.empty(r_size)
+    diagonal, alpha_sd = np.diag_indices(r_size), np.sqrt(a_diag)
     for it in range(total):
         # 4a. u and β given the scales (α integrated out), then α given them
         prec[:v_count] = 1.0 / sigma2
         for f in families:
             prec[v_count + fam_cols[f]] = 1.0 / s2[f]
         q = s0.copy()
-        q[np.diag_indices(r_size)] += prec
+        q[diagonal] += prec
         r = gaussian_draw(q, t0, rng.standard_normal(r_size))
-        alpha = (b_alpha - b0 @ r) / a_diag + rng.standard_normal(g_count) / np.sqrt(a_diag)
+        alpha = (b_alpha - b0 @ r) / a_diag + rng.standard_normal(g_count) / alpha_sd
         u, beta = r[:v_count], r[v_count:]
         # 4b. the scales: half-Cauchy as an inverse-gamma mixture (Wand et al. 2011)
         sigma2 = _inv_gamma(rng, (v_count + 1) / 2.0, 1.0 / a_sigma + float(u @ u) / 2.0)
