@@ -96,6 +96,9 @@ class PolicySettings(_Frozen):
     max_expected_loss: float = Field(0.01, ge=0.0, le=0.5)
     plan_lift: float = Field(0.2, gt=0.0, le=5.0)
     plan_power: float = Field(0.8, gt=0.0, lt=1.0)
+    # When the money cannot resolve plan_lift with two arms, a two-arm test that resolves up to
+    # plan_lift x this still runs (1: such tests are refused).
+    plan_lift_tolerance: float = Field(1.5, ge=1.0, le=5.0)
     max_test_days: int = Field(21, ge=1, le=MAX_DAYS)
     min_arm_daily_budget: Money = 1.0
     commitment_days: int = Field(1, ge=1, le=30)

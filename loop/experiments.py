@@ -273,6 +273,7 @@ def plan_test(session: Session, plan: CampaignPlan, exp: Experiment, budget_left
         max_days=s.max_test_days,
         max_arms=s.variants,
         lift=s.plan_lift,
+        max_lift=s.plan_lift * s.plan_lift_tolerance,
         power=s.plan_power,
         confidence=s.prob_best_target,
         overspend=s.overspend,

@@ -12,6 +12,11 @@ Over-dispersion (day-level noise on top of binomial noise, ``extra_variance``
 as a variance of the daily log rate) makes every day count for less, so the
 per-arm sample grows with it.
 
+When the money cannot resolve ``lift`` with two arms but can resolve a lift
+no larger than ``max_lift``, the plan settles for two arms sized for that
+larger lift (``asked_lift`` keeps the one asked for): on accounts whose
+variants differ by 20-40 %, a test that finds a 25 % lift is worth running,
+and refusing it leaves a fatigued creative running with nothing to replace it.
 A plan with fewer than two arms means the money cannot conclude a test; the
 loop says so instead of spending it.  Money is integer minor units.
 """
@@ -44,6 +49,7 @@ class ExperimentPlan:
     resolvable_lift: float | None  # the smallest lift two arms resolve with this money (None: nothing affordable)
     reason: str
     digits: int = 2  # decimals of the money's minor unit (0 for JPY), for the lines people read
+    asked_lift: float | None = None  # the lift asked for, when the plan settled for a larger one (``max_lift``)
 
     @property
     def can_test(self) -> bool:
@@ -61,9 +67,12 @@ class ExperimentPlan:
         """One line a person can read: ``3 arms x 31,000 imps (15% lift, 80% power), 9 days, 640.00``."""
         if not self.can_test:
             return self.reason
+        lift = f"{self.lift:.0%} lift at {self.power:.0%} power"
+        if self.asked_lift is not None:  # settled for more than was asked
+            lift = f"{self.lift:.1%} lift at {self.power:.0%} power; {self.asked_lift:.0%} asked"
         return (
             f"{self.arms} of {self.wanted_arms} arms x {self.per_arm_impressions:,} impressions "
-            f"({self.lift:.0%} lift at {self.power:.0%} power), {self.days} day(s), "
+            f"({lift}), {self.days} day(s), "
             f"~{_major(self.spend_minor, self.digits)} of test spend"
         )
 
@@ -121,13 +130,15 @@ def plan_experiment(
     overspend: float = 1.25,
     extra_variance: float = 0.0,
     digits: int = 2,
+    max_lift: float | None = None,
 ) -> ExperimentPlan:
     """How many of ``max_arms`` drafts the money can test to a conclusion (see the module doc).
 
     The money is what can be reserved: a day reserves ``ceil(daily·overspend)``
     (the platform may overspend) and settles at about ``daily``, so
     ``budget_left_minor`` funds ``1 + (left − reserved) // daily`` days, never
-    more than ``max_days``.
+    more than ``max_days``.  ``max_lift`` (None: never) is the largest lift a
+    two-arm plan may settle for when the money cannot resolve ``lift``.
     """
     # 1. check inputs
     _check(baseline_rate, "baseline_rate", 0.0, 1.0)
@@ -138,6 +149,10 @@ def plan_experiment(
             raise ValueError(f"{name}: expected >= 0, got {v!r}")
     if max_days < 1 or max_arms < 1:
         raise ValueError(f"max_days, max_arms: expected >= 1, got {max_days!r}, {max_arms!r}")
+    if max_lift is not None:
+        _check(max_lift, "max_lift", 0.0, 10.0)
+        if max_lift < lift:
+            raise ValueError(f"max_lift: expected >= lift ({lift!r}), got {max_lift!r}")
     # 2. what the money buys
     # Each day reserves daily·overspend and settles at what was spent (about the daily budget),
     # so the money left funds one reserved day plus as many spent days as fit beside it.
@@ -160,11 +175,22 @@ def plan_experiment(
     )  # fmt: skip
     if arms >= 2:
         return ExperimentPlan(arms=int(arms), reason=f"{arms} arm(s) resolvable", **plan)  # type: ignore[arg-type]
+    if days > 0 and resolvable is not None and max_lift is not None and resolvable <= max_lift:
+        settled = sample_per_arm(baseline_rate, resolvable, power=power, confidence=confidence,
+                                 extra_variance=extra_variance, days=days)  # fmt: skip
+        plan.update(per_arm_impressions=settled, lift=resolvable, asked_lift=lift)
+        why = (
+            f"2 arm(s) resolvable at a {resolvable:.1%} lift: {impressions:,} affordable impressions ({days} day(s)) "
+            f"cannot resolve {lift:.0%}, and {resolvable:.1%} is within the {max_lift:.0%} allowed"
+        )
+        return ExperimentPlan(arms=2, reason=why, **plan)  # type: ignore[arg-type]
     if days == 0:
         left, daily = _major(budget_left_minor, digits), _major(daily_budget_minor, digits)
         why = f"test plan: {left} left cannot fund one day at {daily}"
     else:
         lift_txt = f"; two arms would resolve a {resolvable:.1%} lift" if resolvable is not None else ""
+        if resolvable is not None and max_lift is not None:
+            lift_txt += f", more than the {max_lift:.0%} allowed"
         why = (
             f"test plan: {impressions:,} affordable impressions ({days} day(s)) resolve {int(arms)} arm(s) at a "
             f"{lift:.0%} lift, {n:,} impressions each; 2 needed{lift_txt}"

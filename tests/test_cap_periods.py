@@ -701,6 +701,9 @@ fatigue_decay_per_day = 0.06
 CAP_CONFIG = """
 [loop]
 approval = "none"
+[defaults]
+# A test must resolve plan_lift itself: the month's leftover money then waits instead of settling for more.
+plan_lift_tolerance = 1.0
 [[campaigns]]
 id = "shop"
 cap_period = "month"
@@ -840,7 +843,10 @@ LIFETIME_AND_TINY = CAP_SCENARIO.replace("test_spend_cap = 10000.0", "test_spend
 
 def test_a_lifetime_cap_or_a_cap_below_the_need_still_ends_the_experiment(sqlite_engine, tmp_path):
     # "shop" keeps the scenario's per-run cap (lifetime); "tiny"'s monthly credits can never pay a pro render
-    config = "[loop]\napproval = 'none'\n[[campaigns]]\nid = 'tiny'\ncap_period = 'month'\ncredit_cap = 0.50\n"
+    config = (
+        "[loop]\napproval = 'none'\n[defaults]\nplan_lift_tolerance = 1.0\n"
+        "[[campaigns]]\nid = 'tiny'\ncap_period = 'month'\ncredit_cap = 0.50\n"
+    )
     _run(sqlite_engine, tmp_path, LIFETIME_AND_TINY, config, 40)
     with open_session(sqlite_engine) as s:
         assert s.exec(select(AuditEvent).where(AuditEvent.name == "BudgetWaiting")).all() == []

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from policies.planning import plan_experiment, sample_per_arm
+from policies.planning import ExperimentPlan, plan_experiment, sample_per_arm
 
 
 def test_sample_size_is_the_textbook_two_proportion_formula():
@@ -53,6 +53,36 @@ def test_resolvable_lift_is_the_lift_two_arms_can_resolve():
     per_arm = plan.impressions // 2
     assert sample_per_arm(0.02, plan.resolvable_lift) <= per_arm
     assert sample_per_arm(0.02, plan.resolvable_lift * 0.98) > per_arm
+
+
+def test_a_plan_settles_for_two_arms_at_a_larger_lift_within_max_lift():
+    refused = money(budget_left_minor=25_000)
+    lift = refused.resolvable_lift
+    assert lift is not None and 0.15 < lift < 0.3
+    plan = money(budget_left_minor=25_000, max_lift=0.3)
+    assert plan.can_test and plan.arms == 2
+    assert plan.lift == lift and plan.asked_lift == 0.15  # sized for the lift it can resolve; the asked one kept
+    assert plan.per_arm_impressions == sample_per_arm(0.02, lift) <= plan.impressions // 2
+    assert plan.days == refused.days and plan.spend_minor == refused.spend_minor  # the same money
+    assert "2 arm(s) resolvable at a" in plan.reason and "cannot resolve 15%" in plan.reason
+    assert f"({lift:.1%} lift at 80% power; 15% asked)" in plan.summary()
+    # A plan that resolves the asked lift is unchanged by max_lift.
+    rich = money(budget_left_minor=2_000_000, max_lift=0.3)
+    assert rich == money(budget_left_minor=2_000_000) and rich.asked_lift is None
+
+
+def test_a_lift_beyond_max_lift_is_still_refused():
+    plan = money(budget_left_minor=25_000, max_lift=0.16)
+    assert not plan.can_test and "2 needed" in plan.reason and "more than the 16% allowed" in plan.reason
+    assert money(budget_left_minor=12_000, max_lift=0.3).days == 0  # no day affordable: nothing to settle for
+    with pytest.raises(ValueError, match=r"max_lift: expected >= lift"):
+        money(budget_left_minor=25_000, max_lift=0.1)
+
+
+def test_a_plan_stored_before_asked_lift_existed_still_reads():
+    stored = money(budget_left_minor=2_000_000).to_dict()
+    del stored["asked_lift"]
+    assert ExperimentPlan.from_dict(stored).asked_lift is None
 
 
 @pytest.mark.parametrize(
