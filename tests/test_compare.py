@@ -168,10 +168,17 @@ def test_paired_differences_are_per_run(comparison: Comparison) -> None:
     assert mean == pytest.approx(sum(diffs) / len(diffs))
     assert se >= 0
     lines = comparison.paired_lines()
-    assert len(lines) == len(POLICIES) and lines[0].startswith("thompson − uniform: ")
+    assert len(lines) == 2 * (len(POLICIES) - 1) + 1 and lines[0].startswith("thompson − uniform: ")
     floor = comparison.rows[0].first_day_pct_of_uniform
     assert lines[-1].startswith("lost on the tests' first days") and f"thompson {floor:.1f} %" in lines[-1]
     assert set(comparison.to_dict()["paired"]) == {"uniform", "epsilon_greedy"}
+    # The campaigns' clicks, paired the same way: what the account gets, main ad sets included.
+    clicks, clicks_se = comparison.paired_difference("thompson", "uniform", "clicks")
+    assert clicks == pytest.approx(sum(a.clicks - b.clicks for a, b in zip(t, u, strict=True)) / len(t))
+    assert lines[1].startswith("thompson − uniform: ") and "campaign clicks per run" in lines[1]
+    assert f"{clicks:+,.0f} ± {clicks_se:,.0f}" in lines[1]
+    assert comparison.to_dict()["paired_clicks"]["uniform"] == {"mean": clicks, "se": clicks_se}
+    assert all(run.clicks > 0 for run in t)  # the main ad sets deliver every day
 
 
 def test_percent_of_uniform_is_absent_without_uniform(comparison: Comparison) -> None:
