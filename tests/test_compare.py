@@ -331,9 +331,11 @@ def test_cli_selection_writes_both_rows(scenario_path: Path, tmp_path: Path, cap
     argv += ["--selection", "model,first", "--runs", "1", "--json", str(out)]
     assert main(argv) == 0
     printed = capsys.readouterr().out
-    assert "draft selection" in printed and "thompson/model" in printed and "thompson/first" in printed
+    # Without --compare, the config's policy (the default: top-two Thompson sampling) under each selection.
+    assert "draft selection" in printed and "top_two_thompson/model" in printed and "top_two_thompson/first" in printed
     data = json.loads(out.read_text())
-    assert data["policies"] == ["thompson/model", "thompson/first"] and data["selections"] == ["model", "first"]
+    assert data["policies"] == ["top_two_thompson/model", "top_two_thompson/first"]
+    assert data["selections"] == ["model", "first"]
 
 
 def test_cli_bad_selection_exits_2_with_one_line(scenario_path: Path, capsys) -> None:
