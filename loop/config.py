@@ -76,8 +76,9 @@ class PolicySettings(_Frozen):
     """Per-campaign policy settings; ``[defaults]`` sets them for every campaign."""
 
     # Top-two Thompson sampling (Russo 2016) finds the winner fastest: on the bundled example, a small
-    # account and DESIGN.md's scenario its campaigns get the most clicks (bench/README.md, "Which policy
-    # the loop runs by default"); plain thompson loses fewer test clicks but decides later.
+    # account and DESIGN.md's scenario its campaigns get the most clicks (bench/README.md, "A test the
+    # money can almost resolve, and the account's clicks"); plain thompson loses fewer test clicks but
+    # decides later.
     policy: str = "top_two_thompson"
     variants: int = Field(6, ge=2, le=50)  # the most drafts one test launches (the test plan may launch fewer)
     # Draft selection (issue 17): "model" generates `drafts` cheap drafts and tests those the trait
