@@ -150,7 +150,7 @@ def plan_experiment(
     if max_days < 1 or max_arms < 1:
         raise ValueError(f"max_days, max_arms: expected >= 1, got {max_days!r}, {max_arms!r}")
     if max_lift is not None:
-        _check(max_lift, "max_lift", 0.0, 10.0)
+        _check(max_lift, "max_lift", 0.0, math.inf)  # any finite lift: plan_lift x plan_lift_tolerance reaches 25
         if max_lift < lift:
             raise ValueError(f"max_lift: expected >= lift ({lift!r}), got {max_lift!r}")
     # 2. what the money buys

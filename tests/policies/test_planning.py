@@ -77,6 +77,8 @@ def test_a_lift_beyond_max_lift_is_still_refused():
     assert money(budget_left_minor=12_000, max_lift=0.3).days == 0  # no day affordable: nothing to settle for
     with pytest.raises(ValueError, match=r"max_lift: expected >= lift"):
         money(budget_left_minor=25_000, max_lift=0.1)
+    # The largest the config allows (plan_lift 5 x plan_lift_tolerance 5) is a lift, not an error.
+    assert money(budget_left_minor=25_000, lift=5.0, max_lift=25.0).can_test
 
 
 def test_a_plan_stored_before_asked_lift_existed_still_reads():
