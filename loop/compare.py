@@ -277,6 +277,14 @@ class Comparison:
             return None
         return float(d.mean()), float(d.std(ddof=1) / math.sqrt(d.size)) if d.size > 1 else float("nan")
 
+    def _paired(self, measure: str) -> dict[str, dict[str, float]]:
+        """``{other: {"mean": ..., "se": ...}}``: the first policy minus each other one in ``measure``, per run."""
+        first = self.policies[0]
+        return {
+            other: dict(zip(("mean", "se"), self.paired_difference(first, other, measure), strict=True))
+            for other in self.policies[1:]
+        }
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "scenario": self.scenario,
@@ -291,21 +299,9 @@ class Comparison:
             "seeds": [self.seed + r for r in range(self.runs)],
             "table": [asdict(r) for r in self.rows],
             "selections": self.selections,
-            "paired": {
-                other: dict(zip(("mean", "se"), self.paired_difference(self.policies[0], other), strict=True))
-                for other in self.policies[1:]
-            },
-            "paired_clicks": {
-                other: dict(zip(("mean", "se"), self.paired_difference(self.policies[0], other, "clicks"), strict=True))
-                for other in self.policies[1:]
-            },
-            "paired_regret_at_root": {
-                other: dict(
-                    zip(("mean", "se"), self.paired_difference(self.policies[0], other, "regret_at_root"), strict=True)
-                )
-                for other in self.policies[1:]
-                if self.selections
-            },
+            "paired": self._paired("regret_clicks"),
+            "paired_clicks": self._paired("clicks"),
+            "paired_regret_at_root": self._paired("regret_at_root") if self.selections else {},
             "paired_winner_ctr": {
                 other: dict(zip(("mean", "se"), ratio, strict=True))
                 for other in self.policies[1:]

@@ -67,12 +67,12 @@ class ExperimentPlan:
         """One line a person can read: ``3 arms x 31,000 imps (15% lift, 80% power), 9 days, 640.00``."""
         if not self.can_test:
             return self.reason
-        lift = f"{self.lift:.0%} lift at {self.power:.0%} power"
-        if self.asked_lift is not None:  # settled for more than was asked
-            lift = f"{self.lift:.1%} lift at {self.power:.0%} power; {self.asked_lift:.0%} asked"
+        # A plan that settled for more than was asked shows both lifts, its own to a tenth of a percent.
+        asked = f"; {self.asked_lift:.0%} asked" if self.asked_lift is not None else ""
+        lift = f"{self.lift:.1%}" if asked else f"{self.lift:.0%}"
         return (
             f"{self.arms} of {self.wanted_arms} arms x {self.per_arm_impressions:,} impressions "
-            f"({lift}), {self.days} day(s), "
+            f"({lift} lift at {self.power:.0%} power{asked}), {self.days} day(s), "
             f"~{_major(self.spend_minor, self.digits)} of test spend"
         )
 
