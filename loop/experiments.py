@@ -15,6 +15,7 @@ import dataclasses
 import logging
 import math
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date, timedelta
 from typing import Any
 
@@ -934,12 +935,17 @@ def _render_pro(
                     return None, False
                 rt.commit(session)
                 break
-            verdict = fidelity.compare(
-                np.asarray(draft.image.convert("RGB")),
-                np.asarray(r.image.convert("RGB")),
-                plan.settings.fidelity_threshold,
-            )
-            creative = _store_variant(rt, session, cid, exp, winner, f"{winner.label}-{suffix}", r, CreativeRole.PRO)
+            r.image.load()  # read here once, not lazily by two threads at once
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="creative-loop-encode") as pool:
+                png = pool.submit(rt.images.encode, r.image)  # the render's PNG, encoded while the guard compares
+                verdict = fidelity.compare(
+                    np.asarray(draft.image.convert("RGB")),
+                    np.asarray(r.image.convert("RGB")),
+                    plan.settings.fidelity_threshold,
+                )
+                encoded = png.result()
+            label = f"{winner.label}-{suffix}"
+            creative = _store_variant(rt, session, cid, exp, winner, label, r, CreativeRole.PRO, encoded)
             creative.flags = {
                 **creative.flags,
                 "fidelity": {**verdict.as_flags(), "attempt": attempt, "strength": strength},

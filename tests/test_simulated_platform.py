@@ -9,11 +9,12 @@ from datetime import timedelta
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageFilter
 
 from connectors.ads.base import LaunchTestArm, PauseAds, ScaleWinner, SetBudgets
 from connectors.ads.scenario import load_scenario
 from connectors.ads.simulated import SimulatedAdPlatform
+from connectors.images import procedural
 from connectors.images.base import Brief
 from connectors.images.procedural import ASPECTS, ProceduralGenerator, make_recipe, source_image
 from policies.errors import TransientError
@@ -207,6 +208,32 @@ def test_the_reducing_gap_leaves_the_512_and_1080_px_tiers_as_they_were(monkeypa
     for (draft, pro), (draft0, pro0) in zip(now, before, strict=True):
         assert draft.image.tobytes() == draft0.image.tobytes()
         assert pro.image.tobytes() == pro0.image.tobytes()
+
+
+def _finished_in_one_piece(img: Image.Image) -> np.ndarray:
+    """The pro tier's finishing over the whole image at once, as before it ran in two halves."""
+    sharp = img.filter(ImageFilter.UnsharpMask(radius=2, percent=60, threshold=2))
+    return procedural._vignette(np.asarray(sharp))
+
+
+@pytest.mark.parametrize("height", [7, 31, 33, 64, 257, 1920])
+def test_the_pro_finish_in_two_halves_gives_every_pixel_of_one_piece(height, monkeypatch):
+    rng = np.random.default_rng(height)
+    # Noise is the worst case for a half's edge: sharp contrast everywhere.
+    noise = Image.fromarray(rng.integers(0, 256, (height, 97, 3), dtype=np.uint8), "RGB")
+    assert np.array_equal(np.asarray(procedural._finish(noise)), _finished_in_one_piece(noise))
+    if height > 2 * 16:
+        # The margin matters: sharpening reads 6 rows past a half's edge, so 5 extra rows would not do.
+        monkeypatch.setattr(procedural, "_SHARPEN_MARGIN", 5)
+        assert not np.array_equal(np.asarray(procedural._finish(noise)), _finished_in_one_piece(noise))
+
+
+def test_pro_renders_finish_as_in_one_piece():
+    src = source_image("hero", "Fresh deals")
+    for seed in range(12):  # every aspect: square, portrait, story and landscape renders
+        unfinished = procedural.render(src, make_recipe(seed), "Fresh deals", 1080, finish=False)
+        finished = procedural.render(src, make_recipe(seed), "Fresh deals", 1080, finish=True)
+        assert np.array_equal(np.asarray(finished), _finished_in_one_piece(unfinished))
 
 
 def test_small_drafts_from_large_art_stay_close_to_a_plain_resize(monkeypatch):
