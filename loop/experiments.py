@@ -187,17 +187,28 @@ def _brand_guard(plan: CampaignPlan, r: Rendered) -> tuple[Rendered, dict[str, A
 
 def _source(rt: Runtime, session: Session, plan: CampaignPlan, parent: Creative) -> Image.Image:
     """The parent's live image, fetched once and kept in the image store."""
+    image, new = _fetch_source(rt, plan, parent)
+    if new:
+        _keep_source(rt, session, parent, image, rt.images.encode(image))
+    return image
+
+
+def _fetch_source(rt: Runtime, plan: CampaignPlan, parent: Creative) -> tuple[Image.Image, bool]:
+    """The parent's live image from the store, or from the platform (then True: not stored yet)."""
     if parent.image_hash and parent.image_hash in rt.images:
-        return rt.images.open(parent.image_hash)
+        return rt.images.open(parent.image_hash), False
     src = rt.call(
         lambda: rt.platform.source_creative(plan.id, parent.platform_ad_id or ""), f"source creative of {parent.id}"
     )
     # Truncated files, non-images, decompression bombs and odd modes stop here (ImageRejected).
-    image = load_image(src.image, where=f"campaign {plan.id}: source image of ad {parent.platform_ad_id}")
-    parent.image_hash = rt.images.put(image)
+    return load_image(src.image, where=f"campaign {plan.id}: source image of ad {parent.platform_ad_id}"), True
+
+
+def _keep_source(rt: Runtime, session: Session, parent: Creative, image: Image.Image, png: bytes) -> None:
+    """Store a fetched source image (``png``: its bytes from :meth:`ImageStore.encode`) as the parent's."""
+    parent.image_hash = rt.images.put_bytes(png)
     parent.width, parent.height = image.size
     session.add(parent)
-    return image
 
 
 @dataclasses.dataclass(frozen=True)
@@ -429,14 +440,12 @@ def on_exploring(rt: Runtime, session: Session, plan: CampaignPlan, exp: Experim
     parent = session.get(Creative, exp.parent_creative_id)
     assert parent is not None
     ledger = Ledger(session)
-    keys = sorted(
-        (r.key for r in ledger.open_reservations(plan.id, "credit", prefix=f"credit:{exp.id}:v")),
-        key=lambda k: int(k.rsplit(":v", 1)[1]),
-    )
+    reserved = {r.key: r for r in ledger.open_reservations(plan.id, "credit", prefix=f"credit:{exp.id}:v")}
+    keys = sorted(reserved, key=lambda k: int(k.rsplit(":v", 1)[1]))
     if keys:
         gen = rt.generator(plan)
         try:
-            source = _source(rt, session, plan, parent)
+            source, new_source = _fetch_source(rt, plan, parent)
         except ImageRejected as exc:
             abandon(rt, session, plan, exp, f"source image rejected: {exc.problem}")
             return
@@ -452,6 +461,9 @@ def on_exploring(rt: Runtime, session: Session, plan: CampaignPlan, exp: Experim
             dropped = flags is not None and not flags["ok"] and plan.settings.brand_action == "reject"
             return _Draft(r, flags, b"" if dropped else ImageStore.encode(r.image))
 
+        def job(seed: int | None) -> _Draft | bytes:  # None: a new source's PNG for the store, beside the drafts
+            return rt.images.encode(source) if seed is None else make(seed)
+
         todo: list[tuple[str, str, int, str, bool]] = []
         for key in keys:
             label = "v" + key.rsplit(":v", 1)[1]
@@ -462,11 +474,16 @@ def on_exploring(rt: Runtime, session: Session, plan: CampaignPlan, exp: Experim
                 continue
             todo.append((key, label, seed, cid, session.get(Creative, cid) is None))
         # Drafts render ahead on the generator's threads; each is stored, settled and committed in order.
-        drafts = ordered(
-            make, [t[2] for t in todo if t[4]], gen.concurrency, catch=(GenerationPending, GenerationError)
-        )
+        # A source new to the store is encoded first, on those threads too, while the first drafts render.
+        seeds: list[int | None] = [None] if new_source else []
+        seeds += [t[2] for t in todo if t[4]]
+        drafts = ordered(job, seeds, gen.concurrency, catch=(GenerationPending, GenerationError))
         pending: list[Any] = []
         try:
+            if new_source:
+                png = next(drafts)
+                assert isinstance(png, bytes)
+                _keep_source(rt, session, parent, source, png)
             for key, label, _seed, cid, missing in todo:
                 if missing:
                     outcome = next(drafts)
@@ -474,7 +491,7 @@ def on_exploring(rt: Runtime, session: Session, plan: CampaignPlan, exp: Experim
                         pending.extend(outcome.jobs)  # queued: ask for every variant, then wait for them all
                         continue
                     if isinstance(outcome, GenerationError):
-                        ledger.settle(key, None, note=f"failed: {outcome}")
+                        ledger.settle(key, None, note=f"failed: {outcome}", open_entry=reserved[key])
                         events.record(
                             session,
                             events.GENERATION_FAILED,
@@ -497,13 +514,13 @@ def on_exploring(rt: Runtime, session: Session, plan: CampaignPlan, exp: Experim
                         )  # fmt: skip
                         if plan.settings.brand_action == "reject":
                             # Dropped before anyone sees it: the credit goes back, the variant is never stored.
-                            ledger.settle(key, None, note=f"rejected off brand: {cid}")
+                            ledger.settle(key, None, note=f"rejected off brand: {cid}", open_entry=reserved[key])
                             rt.commit(session)
                             continue
                     stored = _store_variant(rt, session, cid, exp, parent, label, r, CreativeRole.DRAFT, outcome.png)
                     if brand_flags is not None:
                         stored.flags = {**stored.flags, "brand": brand_flags}
-                ledger.settle(key, "reserved", note=f"generated {cid}")
+                ledger.settle(key, "reserved", note=f"generated {cid}", open_entry=reserved[key])
                 rt.commit(session)
                 rt.step("generated")
         finally:

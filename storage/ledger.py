@@ -402,14 +402,29 @@ class Ledger:
         entries = self._entries(key)
         return "reserve" in entries and "release" not in entries
 
-    def settle(self, key: str, actual: int | None | Literal["reserved"], note: str = "") -> None:
+    def settle(
+        self,
+        key: str,
+        actual: int | None | Literal["reserved"],
+        note: str = "",
+        *,
+        open_entry: LedgerEntry | None = None,
+    ) -> None:
         """Close the reservation ``key``: record ``actual`` spend (None: nothing spent; ``"reserved"``: the amount
         reserved, as for a generation credit that was used) and release it.
 
         Both entries carry the reservation's day: the money is booked to the
         period that held it in reserve, whenever the report arrives.
+        ``open_entry`` is the reservation as :meth:`open_reservations` read it
+        in this session and nothing has settled since (a caller settling its
+        open reservations one by one): the key is not read again.
         """
-        entries = self._entries(key)
+        if open_entry is not None and (open_entry.key != key or open_entry.kind != "reserve"):
+            raise ValueError(
+                f"open_entry: expected the reserve entry of {key!r}, got {open_entry.kind} {open_entry.key!r}"
+            )
+        # An open reservation has no release, so no actual either: settle writes both together.
+        entries = {"reserve": open_entry} if open_entry is not None else self._entries(key)
         r = entries.get("reserve")
         if r is None:
             raise NotFound(f"no reservation with key {key!r}", key=key)

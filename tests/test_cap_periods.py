@@ -362,6 +362,30 @@ def test_a_settled_reservation_stays_in_the_period_of_its_day(engine):
         assert ledger.state("c", "credit", date(2026, 1, 5)).spent == 0  # Monday: a new week
 
 
+def test_settling_an_open_reservation_read_before_writes_what_reading_it_again_would(engine):
+    with Session(engine) as s:
+        _campaign(s, period="week")
+        ledger = Ledger(s)
+        for key in ("k1", "k2", "k3"):
+            ledger.reserve("c", "credit", key, 60, day=date(2026, 1, 4))
+        s.commit()
+        opened = {e.key: e for e in ledger.open_reservations("c", "credit")}
+        ledger.settle("k1", "reserved", note="n")
+        ledger.settle("k2", "reserved", note="n", open_entry=opened["k2"])
+        ledger.settle("k3", None, note="n", open_entry=opened["k3"])
+        s.commit()
+        rows = s.exec(select(LedgerEntry).where(LedgerEntry.kind != "reserve")).all()
+        written = {(e.key, e.kind): (e.amount_minor, e.day, e.note) for e in rows}
+        assert written == {
+            ("k1", "actual"): (60, date(2026, 1, 4), "n"), ("k1", "release"): (60, date(2026, 1, 4), "n"),
+            ("k2", "actual"): (60, date(2026, 1, 4), "n"), ("k2", "release"): (60, date(2026, 1, 4), "n"),
+            ("k3", "release"): (60, date(2026, 1, 4), "n"),
+        }  # fmt: skip
+        assert ledger.open_reservations("c", "credit") == []
+        with pytest.raises(ValueError, match="open_entry"):
+            ledger.settle("k2", "reserved", open_entry=opened["k3"])  # another key's entry
+
+
 def test_migration_dates_existing_entries_and_keeps_lifetime_caps(db_url):
     """A database made before 0003 keeps its meaning: entries dated by when they were written, caps lifetime."""
     from alembic import command
