@@ -45,10 +45,10 @@ sys.path.insert(0, str(ROOT))
 LIBRARIES = "sqlalchemy.orm, sqlmodel, pydantic, numpy, PIL.Image, scipy.special, scipy.ndimage, typer"
 
 
-def cpu(fn: Callable[[], Any], spent: Counter[str], kind: str) -> Any:
-    """``fn()``, adding the process's CPU seconds it took to ``spent[kind]``."""
+def cpu(spent: Counter[str], kind: str, fn: Callable[..., Any], *args: Any) -> Any:
+    """``fn(*args)``, adding the process's CPU seconds it took to ``spent[kind]``."""
     start = time.process_time()
-    out = fn()
+    out = fn(*args)
     spent[kind] += time.process_time() - start
     return out
 
@@ -96,21 +96,18 @@ def main() -> None:
                 c = creatives[c.parent_id]
             return c
 
+        def fetch(ad_id: str, headline: str) -> None:  # the simulator's source_creative, then the loop's _source
+            buf = io.BytesIO()
+            procedural.source_image(ad_id, headline).save(buf, format="PNG", compress_level=1)
+            image = Image.open(io.BytesIO(buf.getvalue()))
+            image.load()
+            ImageStore.encode(image)
+
         sources: dict[str, Image.Image] = {}
         for live in (c for c in creatives.values() if c.parent_id is None and c.image_hash):
             made["sources"] += 1
-            art = cpu(lambda live=live: procedural.source_image(live.platform_ad_id or "", live.headline or ""),
-                      spent, "sources: the simulator's art, its PNG, decoded and encoded for the store")  # fmt: skip
-
-            def fetch(art: Image.Image = art) -> Image.Image:
-                buf = io.BytesIO()
-                art.save(buf, format="PNG", compress_level=1)
-                image = Image.open(io.BytesIO(buf.getvalue()))
-                image.load()
-                ImageStore.encode(image)
-                return image
-
-            cpu(fetch, spent, "sources: the simulator's art, its PNG, decoded and encoded for the store")
+            kind = "sources: the simulator's art, its PNG, decoded and encoded for the store"
+            cpu(spent, kind, fetch, live.platform_ad_id or "", live.headline or "")
             sources[live.id] = store.open(live.image_hash or "")
         for c in sorted(creatives.values(), key=lambda c: c.id):
             if c.tier not in ("fast", "pro") or c.generator != "procedural":
@@ -120,12 +117,12 @@ def main() -> None:
             kind = "pro renders" if finish else "drafts"
             made[kind] += 1
             width = c.width or (procedural.PRO_WIDTH if finish else procedural.DRAFT_WIDTH)
-            image = cpu(lambda: procedural.render(source, dict(c.recipe), c.headline or "", width, finish),
-                        spent, f"{kind}: render")  # fmt: skip
-            cpu(lambda: ImageStore.encode(image), spent, f"{kind}: PNG for the store")
+            image = cpu(spent, f"{kind}: render", procedural.render, source, dict(c.recipe), c.headline or "",
+                        width, finish)  # fmt: skip
+            cpu(spent, f"{kind}: PNG for the store", ImageStore.encode, image)
             if finish and c.parent_id in creatives:
                 draft = np.asarray(store.open(creatives[c.parent_id].image_hash or "").convert("RGB"))
-                cpu(lambda: fidelity.compare(draft, np.asarray(image)), spent, "pro renders: fidelity guard")
+                cpu(spent, "pro renders: fidelity guard", fidelity.compare, draft, np.asarray(image))
     imports = library_imports(args.repeats)
     cores = os.cpu_count() or 1
     image_cpu = sum(spent.values())

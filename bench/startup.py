@@ -1,6 +1,6 @@
 """Start-up and overhead, before and after, from one run (issue 14).
 
-    python bench/startup.py [--base COMMIT] [--repeats 3] [--campaigns 20] [--quick]
+    python bench/startup.py [--base COMMIT] [--repeats 3] [--campaigns 20] [--quick] [--same-work CONFIG]
 
 Checks out ``--base`` (default: the commit issue 14's start-up work began
 from) into a temporary ``git worktree`` and runs the same commands against
@@ -14,7 +14,9 @@ it and against this tree, interleaved, each in a fresh process
 - the floor under the tick's imports: the libraries it needs (SQLAlchemy's
   ORM, SQLModel, pydantic, numpy, Pillow) imported alone;
 - ``creative-loop simulate`` of the bundled example (and whether both trees
-  wrote the same JSON);
+  wrote the same JSON); with ``--same-work`` also this tree's under that config
+  (the base's defaults: the same work) and whether it gives every figure of
+  the base's result;
 - the tick's SQL: statements per campaign tick and tick time for
   ``--campaigns`` campaigns x 10 live ads with 30 days of history.
 
@@ -138,6 +140,15 @@ def measured(tree: Path, args: list[str], cwd: Path | None = None) -> dict[str, 
     return {"wall": data["wall"], "cpu": data["cpu"], "rss": data["rss"], "out": data["out"]}
 
 
+def _figures(doc: object) -> object:
+    """A ``simulate --json`` result without its words: refusal reasons and currency names (added since 10f03ce)."""
+    if isinstance(doc, dict):
+        return {k: _figures(v) for k, v in doc.items() if k not in ("reason", "currency")}
+    if isinstance(doc, list):
+        return [_figures(v) for v in doc]
+    return doc
+
+
 def median_of(rows: list[dict[str, object]], key: str) -> float:
     return statistics.median(float(r[key]) for r in rows)  # type: ignore[arg-type]
 
@@ -148,6 +159,11 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--campaigns", type=int, default=20, help="campaigns of the tick's SQL measurement")
     ap.add_argument("--quick", action="store_true", help="skip simulate and the many-campaign tick")
+    ap.add_argument(
+        "--same-work", type=Path, default=None,
+        help="also run this tree's simulate under this config (e.g. bench/configs/defaults-10f03ce.toml: the base's "
+        "defaults, so both trees do the same work) and check it gives every figure of the base's result",
+    )  # fmt: skip
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="startup-bench-"))
     base = work / "base"
@@ -203,10 +219,15 @@ def main() -> None:
         rows.append(("creative-loop tick: peak RSS", *(f"{median_of(ticks[k], 'rss'):.0f} MiB" for k in trees)))
         if not args.quick:
             sims: dict[str, list[dict[str, object]]] = {k: [] for k in trees}
+            # With --same-work, this tree also runs under that config (the base's defaults), interleaved.
+            runs = {**trees, "same": ROOT} if args.same_work else trees
+            sims["same"] = []
             for i in range(args.repeats):
-                for k, t in trees.items():
+                for k, t in runs.items():
                     out = work / f"sim-{k}-{i}"
                     cmd = ["-m", "loop", "simulate", "--quiet", "--json", str(out / "result.json"), "--out", str(out)]
+                    if k == "same":
+                        cmd += ["--config", str(args.same_work.resolve())]
                     sims[k].append(measured(t, cmd, cwd=work))
             same = all(
                 (work / f"sim-before-{i}" / "result.json").read_bytes()
@@ -217,6 +238,17 @@ def main() -> None:
             rows.append(("simulate: CPU", *(f"{median_of(sims[k], 'cpu'):.2f} s" for k in trees)))
             rows.append(("simulate: peak RSS", *(f"{median_of(sims[k], 'rss'):.0f} MiB" for k in trees)))
             rows.append(("simulate: same --json result", "", "yes" if same else "NO"))
+            if args.same_work:
+                name = f"simulate, this tree under {args.same_work.name}"
+                rows.append((f"{name}: wall / CPU", "",
+                             f"{median_of(sims['same'], 'wall'):.2f} s / {median_of(sims['same'], 'cpu'):.2f} s"))  # fmt: skip
+                rows.append((f"{name}: peak RSS", "", f"{median_of(sims['same'], 'rss'):.0f} MiB"))
+                figures_same = all(
+                    _figures(json.loads((work / f"sim-before-{i}" / "result.json").read_text()))
+                    == _figures(json.loads((work / f"sim-same-{i}" / "result.json").read_text()))
+                    for i in range(args.repeats)
+                )
+                rows.append((f"{name}: every figure of the base's result", "", "yes" if figures_same else "NO"))
             n = args.campaigns
             ticks_of = {k: [] for k in trees}
             for _ in range(args.repeats):
