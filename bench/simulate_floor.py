@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import os
 import statistics
 import subprocess
@@ -42,7 +43,11 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-LIBRARIES = "sqlalchemy.orm, sqlmodel, pydantic, numpy, PIL.Image, scipy.special, scipy.ndimage, typer"
+from startup import IMPORTS_CHILD  # noqa: E402  (bench/startup.py: imports names in a child, timed inside it)
+from startup import LIBRARIES as TICK_LIBRARIES  # noqa: E402
+
+# The tick's libraries, and what a simulation adds: the posteriors', the fidelity guard's and the command line's.
+LIBRARIES = TICK_LIBRARIES + ",scipy.special,scipy.ndimage,typer"
 
 
 def cpu(spent: Counter[str], kind: str, fn: Callable[..., Any], *args: Any) -> Any:
@@ -55,10 +60,9 @@ def cpu(spent: Counter[str], kind: str, fn: Callable[..., Any], *args: Any) -> A
 
 def library_imports(repeats: int) -> float:
     """Median wall of importing :data:`LIBRARIES` in a fresh process (the import alone, timed inside it)."""
-    code = f"import time; t = time.perf_counter(); import {LIBRARIES}; print(time.perf_counter() - t)"
-    walls = [float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
-             for _ in range(repeats)]  # fmt: skip
-    return statistics.median(walls)
+    cmd = [sys.executable, "-c", IMPORTS_CHILD, LIBRARIES, ""]
+    runs = [json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout) for _ in range(repeats)]
+    return statistics.median(r["seconds"] for r in runs)
 
 
 def main() -> None:
@@ -135,7 +139,7 @@ def main() -> None:
     rows += [(f"image CPU, {k}", f"{v:.2f} s") for k, v in sorted(spent.items())]
     rows += [
         ("image CPU in all", f"{image_cpu:.2f} s"),
-        (f"the libraries' imports alone ({LIBRARIES}): wall", f"{imports:.2f} s"),
+        (f"the libraries' imports alone ({LIBRARIES.replace(',', ', ')}): wall", f"{imports:.2f} s"),
         (f"floor: imports + image CPU / {cores} core(s)", f"{floor:.2f} s"),
     ]
     if args.base_seconds:
