@@ -9,7 +9,7 @@ from datetime import timedelta
 
 import numpy as np
 import pytest
-from PIL import Image, ImageFilter
+from PIL import Image, ImageFilter, ImageOps
 
 from connectors.ads.base import LaunchTestArm, PauseAds, ScaleWinner, SetBudgets
 from connectors.ads.scenario import load_scenario
@@ -234,6 +234,30 @@ def test_pro_renders_finish_as_in_one_piece():
         unfinished = procedural.render(src, make_recipe(seed), "Fresh deals", 1080, finish=False)
         finished = procedural.render(src, make_recipe(seed), "Fresh deals", 1080, finish=True)
         assert np.array_equal(np.asarray(finished), _finished_in_one_piece(unfinished))
+
+
+def _graded_then_toned(img: Image.Image, grade: str, k: float, tone: list[int]) -> Image.Image:
+    """The colour grade channel by channel, then the tone LUT over the whole image: as before they were one pass."""
+    r, g, b = img.split()
+    if grade == "warm":
+        r, b = r.point(lambda v: min(255, int(v * (1 + 0.25 * k)))), b.point(lambda v: int(v * (1 - 0.25 * k)))
+    elif grade == "cool":
+        b, r = b.point(lambda v: min(255, int(v * (1 + 0.25 * k)))), r.point(lambda v: int(v * (1 - 0.25 * k)))
+    graded = Image.merge("RGB", (r, g, b))
+    if grade in ("vivid", "muted"):
+        gray = ImageOps.grayscale(img).convert("RGB")
+        graded = Image.blend(gray, img, 1 + k) if grade == "vivid" else Image.blend(img, gray, k)
+    return graded.point(tone * 3)
+
+
+@pytest.mark.parametrize("grade", procedural.GRADES)
+def test_grade_and_tone_in_one_pass_give_the_bytes_of_two(grade):
+    rng = np.random.default_rng(len(grade))
+    noise = Image.fromarray(rng.integers(0, 256, (61, 67, 3), dtype=np.uint8), "RGB")  # every value, every channel
+    for strength, brightness, contrast in [(0.2, 0.9, 0.9), (0.6, 1.15, 1.25), (0.4137, 1.0, 1.0), (1.0, 1.3, 1.6)]:
+        tone = procedural._tone_lut(brightness, contrast)
+        one = procedural._grade_and_tone(noise, grade, strength, tone)
+        assert one.tobytes() == _graded_then_toned(noise, grade, strength, tone).tobytes()
 
 
 def test_small_drafts_from_large_art_stay_close_to_a_plain_resize(monkeypatch):
