@@ -16,10 +16,12 @@ judged: compare them with the published ones in
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
 import platform
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -36,6 +38,10 @@ CPU_CASES = {
     # name: (backend, tier, size, steps, images)
     "procedural draft": ("procedural", "fast", 512, 0, 20),
     "procedural pro": ("procedural", "pro", 1080, 0, 10),
+    # A generation worker's draft job (loop.tasks.generate): the source read from the image store, the
+    # draft stored; with decoded=0 the store decodes the 1080 px source for every job (before 2026-12-01).
+    "procedural draft job, worker": ("job", "fast", 512, 0, 24),
+    "procedural draft job, worker, decoded=0": ("job", "fast", 512, 0, 24),
     "diffusers tiny draft (img2img)": ("tiny", "fast", 256, 2, 10),
     "diffusers tiny pro (up-level)": ("tiny", "pro", 512, 4, 5),
     "diffusers tiny inpaint": ("tiny", "inpaint", 256, 2, 10),
@@ -59,7 +65,23 @@ def run_cpu_case(name: str) -> dict[str, Any]:
 
     source = source_image("hero", "Spring sale", size=1080)
     brief = _brief()
-    if backend == "procedural":
+    if backend == "job":
+        from types import SimpleNamespace
+
+        from loop.tasks import _brief_dict, generate
+        from storage.images import ImageStore
+
+        root = Path(tempfile.mkdtemp(prefix="bench-generation-"))
+        atexit.register(shutil.rmtree, root, True)
+        images = ImageStore(root, decoded=0 if name.endswith("decoded=0") else 4)
+        worker = SimpleNamespace(app=SimpleNamespace(resources=SimpleNamespace(
+            images=images, generators={"procedural": ProceduralGenerator()})))  # fmt: skip
+        job = {"generator": "procedural", "op": "draft", "source": images.put(source), "brief": _brief_dict(brief)}
+
+        def one(i: int) -> Any:
+            return generate(worker, {**job, "seed": i})
+
+    elif backend == "procedural":
         gen: Any = ProceduralGenerator()
         first = gen.draft(source, brief, 0)
 
@@ -101,7 +123,7 @@ def run_cpu_case(name: str) -> dict[str, Any]:
     return {
         "case": name,
         "device": "cpu",
-        "size": f"{size} px wide" if backend == "procedural" else f"{size}²",
+        "size": f"{size} px wide" if backend in ("procedural", "job") else f"{size}²",
         "steps": steps or "-",
         "images": n,
         "ms_per_image": 1000.0 * elapsed / n,
