@@ -3,8 +3,7 @@
 No path from outside ever reaches the filesystem: lookups take a hash, which
 must be 64 lowercase hex digits.  The bytes under a hash never change, so the
 last few images decoded are kept and copied when read again: a generation
-worker's draft jobs all read their experiment's source image, which it then
-decodes once rather than once per job.
+worker decodes an experiment's source image once, not once per draft job.
 """
 
 from __future__ import annotations
